@@ -1,0 +1,83 @@
+"""Reading and writing images safely: every odd file becomes an array or a reason, never a crash."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class BadImage(Exception):
+    """An input image that cannot become a sample; ``reason`` is a short stats key."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """Any PIL mode (L, LA, P, RGBA, CMYK, I;16, I, F) to RGB uint8; alpha is composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to RGB uint8, EXIF rotation applied; raises BadImage with a reason."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BadImage("unreadable_file", str(exc)) from None
+    else:
+        data = source
+    if not data:
+        raise BadImage("empty_file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise BadImage("decompression_bomb", f"{width}x{height} pixels > {max_pixels}")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return np.ascontiguousarray(to_rgb(img))
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        reason = "not_an_image" if isinstance(exc, UnidentifiedImageError) else "decompression_bomb"
+        raise BadImage(reason, str(exc)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage("corrupt_image", str(exc)) from None
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an RGB (or single-channel) uint8 array; deterministic for equal arrays."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def list_images(folder: Path, recursive: bool = True) -> list[Path]:
+    """Every file under ``folder`` sorted by path (non-images too: they are rejected with a reason)."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))

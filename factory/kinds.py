@@ -1,0 +1,21 @@
+"""Every ``kind`` a recipe can name, section by section. Adding one is one file plus one line here.
+
+Config models are light (pydantic only); their ``build()`` imports the heavy machinery.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from factory.sources import FolderSourceConfig, SamplesSourceConfig
+from factory.teachers.cartoonize import CartoonizeConfig
+
+SOURCES = (FolderSourceConfig, SamplesSourceConfig)
+TEACHERS = (CartoonizeConfig,)
+
+SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
+TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]
+
+ALL_KINDS = {cls.model_fields["kind"].annotation.__args__[0] for cls in SOURCES + TEACHERS}

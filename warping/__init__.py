@@ -1,0 +1,1 @@
+"""Face geometry: landmark correspondences, the webtoon profile, and warps (imports nothing of factory or distill)."""
