@@ -10,10 +10,11 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from factory.sources import FolderSourceConfig, SamplesSourceConfig
+from factory.teachers.cartoongan import CartoonGANConfig
 from factory.teachers.cartoonize import CartoonizeConfig
 
 SOURCES = (FolderSourceConfig, SamplesSourceConfig)
-TEACHERS = (CartoonizeConfig,)
+TEACHERS = (CartoonizeConfig, CartoonGANConfig,)
 
 SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
 TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]
