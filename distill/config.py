@@ -1,0 +1,71 @@
+"""The `distill:` and `export:` recipe sections: how the student is built, trained and exported."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from factory.recipe import Strict
+
+
+class StudentConfig(Strict):
+    """The pix2pix U-Net generator: ``depth`` down/up levels starting at ``ngf`` channels."""
+
+    ngf: int = Field(32, ge=4, le=256, description="channels of the first encoder level")
+    depth: int = Field(5, ge=2, le=8, description="down-sampling levels; inputs must be multiples of 2**depth")
+    max_channels: int = Field(512, ge=8, description="channel cap of the deeper levels")
+    norm: Literal["batch", "instance", "none"] = "batch"
+    dropout: float = Field(0.0, ge=0.0, le=0.9, description="dropout in the innermost decoder levels")
+
+
+class DiscriminatorConfig(Strict):
+    """The PatchGAN discriminator on (input, output) pairs; weight 0 trains with L1 only."""
+
+    ndf: int = Field(64, ge=4, le=256)
+    layers: int = Field(3, ge=1, le=6)
+    adversarial_weight: float = Field(1.0, ge=0.0)
+    feature_matching_weight: float = Field(0.0, ge=0.0, description="L1 between discriminator features")
+
+
+class DistillConfig(Strict):
+    """Training of the student on the pairs of a dataset folder."""
+
+    direction: Literal["real2toon", "toon2real"] = "real2toon"
+    size: int = Field(256, ge=16, le=2048, description="training crop side, in pixels")
+    student: StudentConfig = StudentConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    l1_weight: float = Field(100.0, ge=0.0)
+    steps: int = Field(2000, ge=1, description="optimizer steps")
+    batch_size: int = Field(8, ge=1, description="per device, per accumulation step")
+    gradient_accumulation: int = Field(1, ge=1)
+    lr: float = Field(2e-4, gt=0.0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    grad_clip: float = Field(1.0, ge=0.0, description="max gradient norm; 0 turns clipping off")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of the generator used for validation and export")
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    workers: int = Field(2, ge=0, description="data loader processes")
+    shuffle_buffer: int = Field(256, ge=1)
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of keys held out, chosen by key hash")
+    val_every: int = Field(500, ge=1)
+    val_images: int = Field(8, ge=1, description="pairs shown in the validation grid")
+    save_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    flip: bool = Field(True, description="random horizontal flip of both sides")
+    scale_jitter: float = Field(0.1, ge=0.0, le=0.5, description="random scale/shift of both sides")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _size_fits_depth(self):
+        if self.size % (2**self.student.depth):
+            raise ValueError(f"size {self.size} must be a multiple of 2**student.depth = {2**self.student.depth}")
+        return self
+
+
+class ExportConfig(Strict):
+    """What `toonfactory run` exports after training."""
+
+    formats: list[Literal["safetensors", "onnx", "torchscript", "tensorrt"]] = ["safetensors", "onnx"]
+    opset: int = Field(17, ge=11, le=21)
+    tolerance: float = Field(1e-3, gt=0.0, description="max abs difference allowed between ONNX Runtime and PyTorch")

@@ -1,0 +1,329 @@
+"""Training the student on a dataset folder with accelerate (one process or `accelerate launch`).
+
+Checkpoints are ``OUT/checkpoints/step_NNNNNNN/``: the accelerate state (models, optimizers, EMA,
+RNGs, step) for resuming, plus ``student.safetensors`` + ``student.json`` (the EMA generator) for
+export and inference. A checkpoint directory appears only once complete (written as ``.tmp``,
+renamed last), so a crash never leaves a half checkpoint behind for ``--resume latest``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from distill.config import DistillConfig
+from distill.data import read_manifest
+from factory.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STUDENT_WEIGHTS = "student.safetensors"
+STUDENT_CONFIG = "student.json"
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+
+
+class TrainState:
+    """The optimizer-step counter, saved and restored with the accelerate state."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+def checkpoints(out_dir: Path) -> list[Path]:
+    """Complete checkpoints under ``out_dir``, oldest first."""
+    root = Path(out_dir) / "checkpoints"
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+
+def resolve_resume(resume: str, out_dir: Path) -> Path | None:
+    """``latest`` (None when there is no checkpoint yet) or a checkpoint directory."""
+    if resume == "latest":
+        found = checkpoints(out_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / STUDENT_CONFIG).is_file():
+        raise UserError(f"{path}: --resume is not a training checkpoint (no {STUDENT_CONFIG}); use `latest` or a checkpoints/step_* folder")
+    return path
+
+
+def student_record(config: DistillConfig, step: int) -> dict:
+    """What export and inference need to rebuild the student."""
+    return {
+        "architecture": "pix2pix-unet",
+        "student": config.student.model_dump(mode="json"),
+        "direction": config.direction,
+        "size": config.size,
+        "step": step,
+    }
+
+
+def image_grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Rows of equally sized RGB images as one image."""
+    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+class Trainer:
+    """One training run: models, optimizers, data and the loop, reading top to bottom in :meth:`run`."""
+
+    def __init__(self, config: DistillConfig, data_dir: Path, out_dir: Path, tracking=None):
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        from distill.models import PatchDiscriminator, UNetGenerator
+
+        self.config, self.data_dir, self.out_dir = config, Path(data_dir), Path(out_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation
+        )
+        set_seed(config.seed)
+        generator = UNetGenerator(config.student)
+        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        self.ema.to(self.accelerator.device)
+        self.adversarial = config.discriminator.adversarial_weight > 0 or config.discriminator.feature_matching_weight > 0
+        betas = tuple(config.betas)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
+        if self.adversarial:
+            discriminator = PatchDiscriminator(config.discriminator)
+            opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
+            self.generator, self.discriminator, self.opt_g, self.opt_d = self.accelerator.prepare(
+                generator, discriminator, opt_g, opt_d
+            )
+        else:
+            self.generator, self.opt_g = self.accelerator.prepare(generator, opt_g)
+            self.discriminator = self.opt_d = None
+        self.state = TrainState()
+        self.accelerator.register_for_checkpointing(self.ema, self.state)
+        self.tracker = None
+        if tracking is not None and tracking.mode != "none" and self.accelerator.is_main_process:
+            from factory.tracking import start_tracking
+
+            manifest = read_manifest(self.data_dir)
+            self.tracker = start_tracking(
+                tracking,
+                name=tracking.task_name or f"distill-{self.out_dir.name}",
+                recipe={"distill": config.model_dump(mode="json"), "data": str(self.data_dir)},
+                recipe_hash=manifest.get("hash") or manifest.get("recipe_hash"),
+                out_dir=self.out_dir,
+                task_type="training",
+            )
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def load(self, path: Path) -> None:
+        self.accelerator.load_state(str(path))
+        log.info("resumed from %s at step %d", path, self.state.step)
+
+    def save(self) -> Path:
+        """Write a complete checkpoint for the current step; prune the oldest beyond the limit."""
+        from safetensors.torch import save_file
+
+        final = self.out_dir / "checkpoints" / f"step_{self.state.step:07d}"
+        staging = final.with_name(final.name + ".tmp")
+        if self.accelerator.is_main_process and staging.exists():
+            shutil.rmtree(staging)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(staging))
+        if self.accelerator.is_main_process:
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
+            save_file(weights, str(staging / STUDENT_WEIGHTS))
+            (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.state.step), indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            staging.rename(final)
+            for old in checkpoints(self.out_dir)[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old)
+            log.info("saved checkpoint %s", final)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    # -- one optimizer step ----------------------------------------------------------------------
+
+    def step(self, batches) -> dict[str, float]:
+        """One optimizer step over ``gradient_accumulation`` micro-batches; returns mean losses."""
+        import torch
+        import torch.nn.functional as F
+
+        config, accelerator = self.config, self.accelerator
+        disc = config.discriminator
+        totals: dict[str, float] = {}
+        for _ in range(config.gradient_accumulation):
+            source, target = (t.to(accelerator.device, non_blocking=True) for t in next(batches))
+            with accelerator.accumulate(*(m for m in (self.generator, self.discriminator) if m is not None)):
+                with accelerator.autocast():
+                    fake = self.generator(source)
+                losses = {}
+                if self.adversarial:
+                    # Real and fake in one discriminator call: one DDP forward per backward.
+                    with accelerator.autocast():
+                        logits, _ = self.discriminator(torch.cat([source, source]), torch.cat([target, fake.detach()]))
+                    real_logits, fake_logits = logits.float().chunk(2)
+                    loss_d = 0.5 * (
+                        F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                        + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+                    )
+                    accelerator.backward(loss_d)
+                    if accelerator.sync_gradients and config.grad_clip > 0:
+                        accelerator.clip_grad_norm_(self.discriminator.parameters(), config.grad_clip)
+                    self.opt_d.step()
+                    self.opt_d.zero_grad(set_to_none=True)
+                    losses["loss_d"] = loss_d.detach()
+                l1 = F.l1_loss(fake.float(), target)
+                loss_g = config.l1_weight * l1
+                losses["l1"] = l1.detach()
+                if self.adversarial:
+                    # The generator's loss sees the discriminator frozen and outside DDP's hooks.
+                    plain_d = accelerator.unwrap_model(self.discriminator)
+                    plain_d.requires_grad_(False)
+                    with accelerator.autocast():
+                        fake_logits, fake_features = plain_d(source, fake)
+                    adv = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones_like(fake_logits.float()))
+                    loss_g = loss_g + disc.adversarial_weight * adv
+                    losses["adv"] = adv.detach()
+                    if disc.feature_matching_weight > 0:
+                        with torch.no_grad(), accelerator.autocast():
+                            _, real_features = plain_d(source, target)
+                        fm = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(fake_features, real_features))
+                        fm = fm / len(fake_features)
+                        loss_g = loss_g + disc.feature_matching_weight * fm
+                        losses["fm"] = fm.detach()
+                    plain_d.requires_grad_(True)
+                accelerator.backward(loss_g)
+                if accelerator.sync_gradients and config.grad_clip > 0:
+                    accelerator.clip_grad_norm_(self.generator.parameters(), config.grad_clip)
+                self.opt_g.step()
+                self.opt_g.zero_grad(set_to_none=True)
+                losses["loss_g"] = loss_g.detach()
+            names = sorted(losses)
+            values = accelerator.gather(torch.stack([losses[n].float() for n in names])[None]).mean(0)
+            if not torch.isfinite(values).all():
+                self._diverged(dict(zip(names, values.tolist())))
+            for name, value in zip(names, values.tolist()):
+                totals[name] = totals.get(name, 0.0) + value / config.gradient_accumulation
+        self.ema.update_parameters(accelerator.unwrap_model(self.generator))
+        self.state.step += 1
+        return totals
+
+    def _diverged(self, losses: dict[str, float]) -> None:
+        found = checkpoints(self.out_dir)
+        kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved yet"
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        raise TrainingDiverged(
+            f"{self.out_dir}: training diverged at step {self.state.step + 1} (non-finite loss: {shown}); {kept}. "
+            "Lower distill.lr, raise distill.grad_clip or use distill.mixed_precision=no, then --resume latest."
+        )
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def validate(self, pairs) -> dict[str, float]:
+        """Run the EMA generator on the held-out pairs; write and report the input/teacher/student grid."""
+        import torch
+
+        from distill.data import to_image, to_tensor
+        from factory.images import encode_png
+
+        model = self.ema.module.eval()
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(pairs), self.config.batch_size):
+                chunk = pairs[start : start + self.config.batch_size]
+                batch = torch.stack([to_tensor(source) for _, source, _ in chunk]).to(self.accelerator.device)
+                outputs.extend(to_image(image) for image in model(batch))
+        metrics = {
+            "psnr": float(np.mean([psnr(out, target) for out, (_, _, target) in zip(outputs, pairs)])),
+            "l1": float(np.mean([np.abs(out.astype(np.float32) - target).mean() / 127.5 for out, (_, _, target) in zip(outputs, pairs)])),
+        }
+        shown = pairs[: self.config.val_images]
+        grid = image_grid([[s for _, s, _ in shown], [t for _, _, t in shown], outputs[: len(shown)]])
+        folder = self.out_dir / "validation"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"step_{self.state.step:07d}.png").write_bytes(encode_png(grid))
+        if self.tracker is not None:
+            for name, value in metrics.items():
+                self.tracker.report_scalar("validation", name, value, self.state.step)
+            self.tracker.report_image("validation", "input / teacher / student", grid, self.state.step)
+        return metrics
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self, on_step: Callable[[int, int, dict], None] | None = None) -> Path:
+        from distill.data import train_loader, validation_pairs
+
+        config, accelerator = self.config, self.accelerator
+        main = accelerator.is_main_process
+        pairs = validation_pairs(config, self.data_dir, limit=max(config.val_images, 32)) if main else []
+        if main and not pairs:
+            log.warning("%s: no held-out pairs (val_fraction %s); validation skipped", self.data_dir, config.val_fraction)
+        batches = iter(train_loader(config, self.data_dir, seed_offset=self.state.step))
+        log_path = self.out_dir / "metrics.jsonl"
+        last = checkpoints(self.out_dir)[-1] if checkpoints(self.out_dir) else None
+        while self.state.step < config.steps:
+            losses = self.step(batches)
+            step = self.state.step
+            record = {"step": step, **losses}
+            if main and pairs and (step % config.val_every == 0 or step == config.steps):
+                record.update({f"val_{k}": v for k, v in self.validate(pairs).items()})
+            if main and (step % config.log_every == 0 or step == config.steps or "val_psnr" in record):
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if self.tracker is not None:
+                    for name, value in record.items():
+                        if name != "step":
+                            self.tracker.report_scalar("train" if not name.startswith("val_") else "validation", name, value, step)
+            if main and on_step is not None:
+                on_step(step, config.steps, record)
+            if step % config.save_every == 0 or step == config.steps:
+                last = self.save()
+        accelerator.wait_for_everyone()
+        if self.tracker is not None:
+            self.tracker.close()
+        return last
+
+
+def train(
+    config: DistillConfig,
+    data_dir: Path,
+    out_dir: Path,
+    resume: str | None = None,
+    tracking=None,
+    on_step: Callable[[int, int, dict], None] | None = None,
+) -> Path:
+    """Train the student on ``data_dir``'s pairs; returns the last checkpoint directory.
+
+    ``resume`` is ``latest`` or a checkpoint folder; ``tracking`` a recipe TrackingConfig (None: off);
+    ``on_step(step, total, record)`` is called on the main process after every step (progress bars).
+    """
+    from distill.data import shard_paths
+
+    shard_paths(data_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, data_dir, out_dir, tracking)
+    if resume:
+        path = resolve_resume(resume, out_dir)
+        if path is not None:
+            trainer.load(path)
+        else:
+            log.info("%s: no checkpoint to resume from; starting at step 0", out_dir)
+    return trainer.run(on_step)
