@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn
 
 from factory.errors import UserError
 
@@ -25,6 +26,119 @@ def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
 
     resolved = recipes.load(recipe, set_ or [])
     console.print(f"[green]ok[/green] {recipe} (hash {resolved.hash})")
+
+
+OutOption = typer.Option(..., "--out", help="output folder (re-running resumes it)")
+WorkersOption = typer.Option(1, "--workers", min=1, help="local worker processes")
+RemoteOption = typer.Option(None, "--remote", help="hand the run to this ClearML agent queue")
+
+
+def _generate(recipe: Path, out: Path, set_: list[str], workers: int, remote: str | None):
+    from factory import recipe as recipes
+    from factory import runner, tracking
+
+    resolved = recipes.load(recipe, set_)
+    runner.prepare_output(resolved, out)
+    tracker = tracking.start_tracking(resolved.recipe.tracking, name=resolved.recipe.name, recipe=resolved.to_dict(),
+                                      recipe_hash=resolved.hash, out_dir=out, remote_queue=remote)
+    tasks = -(-resolved.recipe.output.count // resolved.recipe.output.shard_size)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
+        bar = progress.add_task(f"{resolved.recipe.name}: shards", total=tasks)
+        result = runner.run(resolved, out, workers=workers, on_shard=lambda _: progress.advance(bar))
+        progress.update(bar, completed=tasks)
+    if result.failed:
+        tracker.close()
+        console.print(f"[red]{len(result.failed)} shard(s) failed[/red]; re-run the same command to retry them")
+        raise typer.Exit(1)
+    _report(out, tracker)
+    return resolved, result
+
+
+def _report(out: Path, tracker) -> None:
+    """Stats to the console and the tracker, the contact sheet to disk and the tracker."""
+    from factory import dataset
+
+    stats = dataset.merge_stats(dataset.shard_stats(out))
+    sheet = write_contact_sheet(out)
+    tracker.report_stats(stats)
+    tracker.report_image("dataset", "contact sheet", sheet)
+    if dataset.read_manifest(out) and dataset.read_recipe(out)["recipe"]["tracking"]["dataset"]:
+        tracker.register_dataset(out, name=dataset.read_manifest(out)["name"], files=sorted((out / "shards").glob("*.tar")))
+    tracker.close()
+    print_stats(stats)
+    console.print(f"pairs in [bold]{out}[/bold]; contact sheet {sheet}")
+
+
+def write_contact_sheet(out: Path, count: int = 24) -> Path:
+    from PIL import Image
+
+    from factory import dataset
+    from factory.sheets import pair_sheet
+
+    pairs = list(dataset.iter_pairs(out, limit=count))
+    path = out / "contact_sheet.png"
+    if pairs:
+        Image.fromarray(pair_sheet(pairs)).save(path)
+    return path
+
+
+def print_stats(stats: dict) -> None:
+    from rich.table import Table
+
+    counts = Table(title="samples")
+    for column in ("shards", "planned", "attempted", "accepted"):
+        counts.add_column(column, justify="right")
+    counts.add_row(*(str(stats[c]) for c in ("shards", "planned", "attempted", "accepted")))
+    rejects = Table(title="rejects")
+    rejects.add_column("reason")
+    rejects.add_column("count", justify="right")
+    for reason, n in sorted(stats["rejected"].items(), key=lambda kv: -kv[1]):
+        rejects.add_row(reason, str(n))
+    timings = Table(title="seconds per stage")
+    timings.add_column("stage")
+    timings.add_column("total s", justify="right")
+    timings.add_column("ms / candidate", justify="right")
+    for stage, seconds in stats["seconds"].items():
+        timings.add_row(stage, f"{seconds:.2f}", f"{1000 * seconds / max(stats['attempted'], 1):.1f}")
+    out = Console()
+    for table in (counts, rejects, timings):
+        out.print(table)
+
+
+@app.command()
+def generate(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOption,
+             workers: int = WorkersOption, remote: Optional[str] = RemoteOption):
+    """Make the pairs a recipe describes (resumes an interrupted run)."""
+    _generate(recipe, out, set_ or [], workers, remote)
+
+
+@app.command()
+def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOption,
+        workers: int = WorkersOption, remote: Optional[str] = RemoteOption):
+    """Run every stage the recipe declares: generate the pairs, then the later stages."""
+    _generate(recipe, out, set_ or [], workers, remote)
+
+
+@app.command()
+def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the contact sheet")):
+    """Print a dataset's counts, reject reasons and timings; write its contact sheet."""
+    from factory import dataset
+
+    if not (dataset_dir / "stats").is_dir():
+        raise UserError(f"{dataset_dir}: not a toonfactory dataset (no stats/ folder)")
+    manifest = dataset.read_manifest(dataset_dir)
+    stats = dataset.merge_stats(dataset.shard_stats(dataset_dir))
+    if manifest is None:
+        console.print("[yellow]no manifest.json: the run is incomplete (re-run generate to finish it)[/yellow]")
+    else:
+        console.print(f"{manifest['name']}: recipe hash {manifest['recipe_hash']}, {len(manifest['shards'])} shards")
+    print_stats(stats)
+    console.print(f"contact sheet: {write_contact_sheet(dataset_dir, sheet)}")
+
+
+from factory import cast_cli  # noqa: E402  (light: typer and rich only)
+
+app.add_typer(cast_cli.app, name="cast")
 
 
 @app.callback()
