@@ -9,6 +9,8 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
+from factory.inpaint import INPAINTERS
+from factory.segment import MASKS
 from factory.sources import FolderSourceConfig, SamplesSourceConfig
 from factory.teachers.cartoongan import CartoonGANConfig
 from factory.teachers.cartoonize import CartoonizeConfig
@@ -20,3 +22,4 @@ SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
 TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]
 
 ALL_KINDS = {cls.model_fields["kind"].annotation.__args__[0] for cls in SOURCES + TEACHERS}
+ALL_KINDS |= {cls.model_fields["kind"].annotation.__args__[0] for cls in MASKS + INPAINTERS}  # segment.mask, segment.inpaint

@@ -83,12 +83,14 @@ class TrackingConfig(Strict):
 def _recipe_model():
     """The Recipe model, built once the kinds are known (kinds import this module's bases)."""
     from factory.kinds import SourceConfig, TeacherConfig
+    from factory.segment import SegmentConfig
 
     class Recipe(Strict):
         name: str = "recipe"
         seed: int = 0
         source: SourceConfig
         faces: FacesConfig = FacesConfig()
+        segment: SegmentConfig | None = None
         teacher: TeacherConfig
         augment: AugmentConfig = AugmentConfig()
         gates: GatesConfig = GatesConfig()
