@@ -1,0 +1,187 @@
+"""Loading a trained student and exporting it: safetensors, ONNX (checked), TorchScript, TensorRT."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from factory.errors import ModelLoadError, UserError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("safetensors", "onnx", "torchscript", "tensorrt")
+SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt", "tensorrt": ".engine"}
+
+
+class ExportMismatch(UserError):
+    """An exported model that does not reproduce the PyTorch student within the tolerance."""
+
+
+def student_files(path: Path) -> tuple[Path, Path]:
+    """(weights, config json) for a checkpoint folder or a ``.safetensors`` file with its ``.json`` beside it."""
+    from distill.train import STUDENT_CONFIG, STUDENT_WEIGHTS
+
+    path = Path(path)
+    if path.is_dir():
+        weights, config = path / STUDENT_WEIGHTS, path / STUDENT_CONFIG
+    else:
+        weights, config = path, path.with_suffix(".json")
+    if not weights.is_file():
+        raise ModelLoadError(weights, f"no student weights (expected a checkpoint folder with {STUDENT_WEIGHTS} or a .safetensors file)")
+    if not config.is_file():
+        raise ModelLoadError(config, "no student config json beside the weights")
+    return weights, config
+
+
+def read_record(config_path: Path) -> dict:
+    try:
+        record = json.loads(Path(config_path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(config_path, f"invalid JSON ({exc})") from None
+    if record.get("architecture") != "pix2pix-unet" or "student" not in record:
+        raise ModelLoadError(config_path, "field `architecture` must be pix2pix-unet, with a `student` section")
+    return record
+
+
+def load_student(path: Path):
+    """The EMA student in eval mode and its record (architecture, direction, size) from a checkpoint."""
+    from safetensors.torch import load_file
+
+    from distill.config import StudentConfig
+    from distill.models import UNetGenerator
+
+    weights, config_path = student_files(path)
+    record = read_record(config_path)
+    model = UNetGenerator(StudentConfig(**record["student"]))
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as exc:
+        raise ModelLoadError(weights, f"weights do not match the `student` section of {config_path.name}: {exc}") from None
+    return model.eval(), record
+
+
+def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance: float = 1e-3) -> Path:
+    """Write the student of ``checkpoint`` to folder ``out`` in ``format``; returns the model file.
+
+    Every format gets ``student.json`` beside it (architecture, direction, size); ONNX also carries
+    it in its metadata. ONNX and TorchScript exports are checked against PyTorch on random inputs.
+    """
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    if format == "tensorrt":
+        require_tensorrt()
+    model, record = load_student(checkpoint)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"student{SUFFIXES[format]}"
+    if format == "safetensors":
+        shutil.copyfile(student_files(checkpoint)[0], target)
+    elif format == "onnx":
+        export_onnx(model, record, target, opset, tolerance)
+    elif format == "torchscript":
+        export_torchscript(model, record, target, tolerance)
+    else:
+        export_tensorrt(model, record, target, opset)
+    (out / "student.json").write_text(json.dumps(record, indent=2))
+    log.info("exported %s to %s", format, target)
+    return target
+
+
+def _probe_inputs(model, size: int) -> list[np.ndarray]:
+    """Random inputs at two batch sizes and two image sizes, for the parity checks."""
+    rng = np.random.default_rng(0)
+    other = size + model.multiple if size <= 256 else size // 2
+    return [rng.uniform(-1, 1, shape).astype(np.float32) for shape in ((1, 3, size, size), (2, 3, other, size))]
+
+
+def _check(name: str, path: Path, run, model, size: int, tolerance: float) -> float:
+    import torch
+
+    worst = 0.0
+    with torch.no_grad():
+        for probe in _probe_inputs(model, size):
+            expected = model(torch.from_numpy(probe)).numpy()
+            worst = max(worst, float(np.abs(run(probe) - expected).max()))
+    if worst > tolerance:
+        raise ExportMismatch(f"{path}: {name} output differs from PyTorch by {worst:.2e} > tolerance {tolerance:.0e}")
+    log.info("%s parity: max abs difference %.2e", name, worst)
+    return worst
+
+
+def export_onnx(model, record: dict, path: Path, opset: int = 17, tolerance: float = 1e-3) -> float:
+    """ONNX with dynamic batch, height and width; returns the max abs difference to PyTorch."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    size = min(record["size"], 256)
+    dummy = torch.zeros(1, 3, size, size)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(
+        model, (dummy,), str(path), dynamo=False, opset_version=opset,
+        input_names=["input"], output_names=["output"], dynamic_axes={"input": axes, "output": axes},
+    )
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "student", json.dumps(record)
+    onnx.save(proto, str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _check("ONNX Runtime", path, lambda x: session.run(None, {"input": x})[0], model, size, tolerance)
+
+
+def export_torchscript(model, record: dict, path: Path, tolerance: float = 1e-3) -> float:
+    import warnings
+
+    import torch
+
+    size = min(record["size"], 256)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still widely deployed
+        traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
+        traced.save(str(path))
+        loaded = torch.jit.load(str(path))
+    return _check("TorchScript", path, lambda x: loaded(torch.from_numpy(x)).numpy(), model, size, tolerance)
+
+
+def require_tensorrt() -> None:
+    """Raise a clear UserError unless `tensorrt` is installed and a CUDA GPU is present."""
+    import importlib.util
+
+    import torch
+
+    installed, cuda = importlib.util.find_spec("tensorrt") is not None, torch.cuda.is_available()
+    if not (installed and cuda):
+        raise UserError(
+            f"--format tensorrt needs the `tensorrt` package and a CUDA GPU (tensorrt installed: {installed}, "
+            f"CUDA GPU: {cuda}); export --format onnx and run it with onnxruntime instead"
+        )
+
+
+def export_tensorrt(model, record: dict, path: Path, opset: int = 17) -> None:
+    """A TensorRT engine (fp16 where supported) built from the ONNX export, dynamic batch 1–16."""
+    import tensorrt as trt
+
+    onnx_path = path.with_suffix(".onnx")
+    export_onnx(model, record, onnx_path, opset)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelLoadError(onnx_path, f"TensorRT cannot parse the ONNX export: {errors}")
+    config = builder.create_builder_config()
+    if builder.platform_has_fast_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    size = record["size"]
+    profile = builder.create_optimization_profile()
+    profile.set_shape("input", (1, 3, size, size), (1, 3, size, size), (16, 3, size, size))
+    config.add_optimization_profile(profile)
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
+        raise ModelLoadError(onnx_path, "TensorRT failed to build an engine (see its log above)")
+    path.write_bytes(bytes(engine))

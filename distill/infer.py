@@ -1,0 +1,351 @@
+"""Running the student on folders of images and on videos, fast.
+
+Three threads, joined by bounded queues: a reader decodes frames and preprocesses them (whole
+frames padded to the model's multiple, or aligned face crops) into batches; the model runs the
+batches; a writer composes (pastes faces back) and encodes the outputs. Decoding, detection and
+encoding (OpenCV, PIL, mediapipe release the GIL) overlap with the model, which never waits on the
+CPU when it need not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import cv2
+import numpy as np
+
+from factory.errors import ModelLoadError, UserError
+from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+Mode = Literal["whole", "face"]
+
+
+class Student:
+    """The student as a function of float32 NCHW arrays in [-1, 1]: a PyTorch checkpoint or an ONNX file."""
+
+    def __init__(self, path: Path, device: str = "auto", half: bool = False):
+        path = Path(path)
+        if path.suffix == ".onnx":
+            self._load_onnx(path)
+        else:
+            self._load_torch(path, device, half)
+        self.size = int(self.record["size"])
+        self.multiple = 2 ** int(self.record["student"]["depth"])
+
+    def _load_onnx(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        from distill.export import read_record
+
+        if not path.is_file():
+            raise ModelLoadError(path, "no such ONNX file")
+        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        providers = [p for p in wanted if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelLoadError(path, f"onnxruntime cannot open it: {exc}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "student" in metadata:
+            self.record = json.loads(metadata["student"])
+        else:
+            self.record = read_record(path.with_name("student.json"))
+        self.backend = f"onnxruntime ({self.session.get_providers()[0]})"
+
+    def _load_torch(self, path: Path, device: str, half: bool) -> None:
+        import torch
+
+        from distill.export import load_student
+
+        self.model, self.record = load_student(path)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+        self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
+        self.model.to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.session = None
+        self.backend = f"pytorch ({self.device.type}, {str(self.dtype).removeprefix('torch.')})"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(None, {"input": batch})[0]
+        import torch
+
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device, self.dtype, non_blocking=True)
+            return self.model(tensor).float().cpu().numpy()
+
+
+def to_input(image: np.ndarray, multiple: int) -> np.ndarray:
+    """RGB uint8 H×W×3 to float32 3×H'×W' in [-1, 1], reflect-padded on the bottom/right to ``multiple``."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+    return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+
+
+def to_uint8(output: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Model output 3×H'×W' in [-1, 1] to RGB uint8, cropped back to H×W."""
+    image = ((output[:, :height, :width].transpose(1, 2, 0) + 1.0) * 127.5).round().clip(0, 255)
+    return np.ascontiguousarray(image.astype(np.uint8))
+
+
+# -- what flows between the threads ---------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """Where one input's results go: an image file, or a video writer fed frame by frame."""
+
+    source: Path
+    output: Path
+    video: bool
+    fps: float = 25.0
+
+
+@dataclass
+class Frame:
+    target: Target
+    index: int
+    image: np.ndarray
+    matrices: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray | None] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return all(out is not None for out in self.outputs)
+
+
+@dataclass
+class Batch:
+    """New frames, in order, and the model inputs of (frame, slot) pieces stacked in ``array``."""
+
+    frames: list[Frame]
+    pieces: list[tuple[Frame, int]]
+    array: np.ndarray | None
+
+
+_END = object()
+
+
+def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Target]:
+    """Image files, folders of images (recursively) and video files, each with its output path."""
+    targets = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            for path in list_images(item):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    out = out_dir / item.name / path.relative_to(item).with_suffix(".png")
+                    targets.append(Target(path, out, video=False))
+        elif item.is_file() and item.suffix.lower() in VIDEO_SUFFIXES:
+            targets.append(Target(item, out_dir / f"{item.stem}.mp4", video=True))
+        elif item.is_file():
+            targets.append(Target(item, out_dir / f"{item.stem}.png", video=False))
+        else:
+            raise UserError(f"{item}: input not found (give image files, folders of images or video files)")
+    return targets
+
+
+def read_frames(target: Target, max_frames: int | None) -> Iterator[np.ndarray]:
+    if not target.video:
+        yield read_image(target.source)
+        return
+    capture = cv2.VideoCapture(str(target.source))
+    if not capture.isOpened():
+        raise UserError(f"{target.source}: OpenCV cannot open this video")
+    target.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    count = 0
+    try:
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+class Inference:
+    """One inference run over many inputs; see the module docstring for the threads."""
+
+    def __init__(
+        self,
+        student: Student,
+        mode: Mode = "whole",
+        batch_size: int = 8,
+        queue_size: int = 4,
+        max_frames: int | None = None,
+        detector: str = "mediapipe",
+        margin: float = 1.0,
+        max_faces: int = 4,
+    ):
+        self.student, self.mode, self.batch_size = student, mode, batch_size
+        self.max_frames, self.margin, self.max_faces = max_frames, margin, max_faces
+        self.batches: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.results: queue.Queue = queue.Queue(maxsize=queue_size * batch_size)
+        self.detector = None
+        if mode == "face":
+            from factory.faces import build_detector
+
+            self.detector = build_detector(detector, min_size=24)
+        self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0}
+        self.errors: list[BaseException] = []
+
+    # reader thread --------------------------------------------------------------------------------
+
+    def _pieces(self, frame: Frame) -> list[np.ndarray]:
+        if self.mode == "whole":
+            frame.outputs = [None]
+            return [to_input(frame.image, self.student.multiple)]
+        from factory.faces import alignment_matrix, crop
+
+        size = self.student.size
+        faces = self.detector.detect(frame.image)[: self.max_faces]
+        frame.matrices = [alignment_matrix(face.keypoints5(), size, self.margin) for face in faces]
+        frame.outputs = [None] * len(faces)
+        self.stats["faces"] += len(faces)
+        return [to_input(crop(frame.image, m, size), self.student.multiple) for m in frame.matrices]
+
+    def _read(self, targets: list[Target]) -> None:
+        try:
+            frames: list[Frame] = []
+            pieces: list[tuple[Frame, int]] = []
+            arrays: list[np.ndarray] = []
+
+            def flush():
+                if frames or pieces:
+                    self.batches.put(Batch(list(frames), list(pieces), np.stack(arrays) if arrays else None))
+                frames.clear(), pieces.clear(), arrays.clear()
+
+            for target in targets:
+                self.stats["videos" if target.video else "images"] += 1
+                try:
+                    for index, image in enumerate(read_frames(target, self.max_frames)):
+                        frame = Frame(target, index, image)
+                        for slot, array in enumerate(self._pieces(frame)):
+                            if arrays and (array.shape != arrays[0].shape or len(arrays) >= self.batch_size):
+                                flush()
+                            pieces.append((frame, slot))
+                            arrays.append(array)
+                        frames.append(frame)
+                        self.stats["frames"] += 1
+                except BadImage as exc:
+                    log.warning("%s: skipped (%s)", target.source, exc)
+                    self.stats["skipped"] += 1
+            flush()
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            self.errors.append(exc)
+        finally:
+            self.batches.put(_END)
+
+    # writer thread --------------------------------------------------------------------------------
+
+    def _compose(self, frame: Frame) -> np.ndarray:
+        if self.mode == "whole":
+            return frame.outputs[0]
+        from factory.faces import paste_back
+
+        image = frame.image
+        for matrix, styled in zip(frame.matrices, frame.outputs):
+            image = paste_back(image, styled, matrix)
+        return image
+
+    def _write(self) -> None:
+        writers: dict[Path, cv2.VideoWriter] = {}
+        try:
+            while (frame := self.results.get()) is not _END:
+                image = self._compose(frame)
+                target = frame.target
+                target.output.parent.mkdir(parents=True, exist_ok=True)
+                bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+                if not target.video:
+                    cv2.imwrite(str(target.output), bgr)
+                    continue
+                if target.output not in writers:
+                    height, width = image.shape[:2]
+                    writers[target.output] = cv2.VideoWriter(
+                        str(target.output), cv2.VideoWriter_fourcc(*"mp4v"), target.fps, (width, height)
+                    )
+                writers[target.output].write(bgr)
+        except BaseException as exc:
+            self.errors.append(exc)
+            while self.results.get() is not _END:  # keep draining so the model thread never blocks
+                pass
+        finally:
+            for writer in writers.values():
+                writer.release()
+
+    # main thread: the model -----------------------------------------------------------------------
+
+    def run(self, targets: list[Target]) -> dict:
+        """Process every target; returns counts, seconds and the time the model spent waiting for input."""
+        start = time.perf_counter()
+        reader = threading.Thread(target=self._read, args=(targets,), name="infer-reader", daemon=True)
+        writer = threading.Thread(target=self._write, name="infer-writer", daemon=True)
+        reader.start(), writer.start()
+        pending: deque[Frame] = deque()
+        waited = model_seconds = 0.0
+        try:
+            while True:
+                t0 = time.perf_counter()
+                batch = self.batches.get()
+                waited += time.perf_counter() - t0
+                if batch is _END:
+                    break
+                pending.extend(batch.frames)
+                if batch.array is not None:
+                    t0 = time.perf_counter()
+                    outputs = self.student(batch.array)
+                    model_seconds += time.perf_counter() - t0
+                    for (frame, slot), output in zip(batch.pieces, outputs):
+                        height, width = (frame.image.shape[:2] if self.mode == "whole" else (self.student.size,) * 2)
+                        frame.outputs[slot] = to_uint8(output, height, width)
+                while pending and pending[0].done:
+                    frame = pending.popleft()
+                    self.results.put(frame)
+        finally:
+            self.results.put(_END)
+            writer.join()
+            reader.join(timeout=5)
+        if self.errors:
+            raise self.errors[0]
+        return {
+            **self.stats,
+            "seconds": round(time.perf_counter() - start, 3),
+            "model_seconds": round(model_seconds, 3),
+            "model_waited_seconds": round(waited, 3),
+            "backend": self.student.backend,
+        }
+
+
+def infer(
+    model: Path,
+    inputs: list[Path],
+    out_dir: Path,
+    mode: Mode = "whole",
+    batch_size: int = 8,
+    max_frames: int | None = None,
+    device: str = "auto",
+    half: bool = False,
+    detector: str = "mediapipe",
+) -> dict:
+    """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos."""
+    targets = collect_inputs(inputs, Path(out_dir))
+    if not targets:
+        raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
+    student = Student(model, device=device, half=half)
+    return Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector).run(targets)
