@@ -8,6 +8,7 @@ Backends: OpenCV (no weights; the default) and a LaMa TorchScript checkpoint (``
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -106,7 +107,9 @@ class LamaInpainter:
         if not Path(path).is_file():
             raise ModelLoadError(path, f"{expected}; file not found")
         try:
-            model = torch.jit.load(str(path), map_location=self.device)
+            with warnings.catch_warnings():  # LaMa ships as TorchScript, which torch now marks deprecated
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(str(path), map_location=self.device)
         except Exception as exc:  # not TorchScript, truncated, or a plain state dict
             raise ModelLoadError(path, f"{expected}; {type(exc).__name__}") from None
         return model.eval()
