@@ -49,7 +49,7 @@ def to_tensor(image: np.ndarray):
     """RGB uint8 H×W×3 to float CHW in [-1, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
 def to_image(tensor) -> np.ndarray:

@@ -84,6 +84,7 @@ def _recipe_model():
     """The Recipe model, built once the kinds are known (kinds import this module's bases)."""
     from factory.kinds import SourceConfig, TeacherConfig
     from factory.segment import SegmentConfig
+    from distill.config import DistillConfig, ExportConfig
 
     class Recipe(Strict):
         name: str = "recipe"
@@ -96,6 +97,8 @@ def _recipe_model():
         gates: GatesConfig = GatesConfig()
         output: OutputConfig = OutputConfig()
         tracking: TrackingConfig = TrackingConfig()
+        distill: DistillConfig | None = None
+        export: ExportConfig | None = None
 
     return Recipe
 

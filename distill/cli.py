@@ -1,0 +1,121 @@
+"""`toonfactory train`, `export` and `infer`: the student's commands, registered on the main app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from factory.errors import RecipeError, UserError
+
+console = Console(stderr=True)
+
+
+def load_distill_config(recipe: Path | None, overrides: list[str]):
+    """The `distill:` section of a recipe (defaults without one), with ``distill.x=value`` overrides."""
+    import yaml
+    from pydantic import ValidationError
+
+    from distill.config import DistillConfig
+    from factory.recipe import apply_overrides
+
+    origin = str(recipe) if recipe else "--set"
+    data: dict = {}
+    if recipe is not None:
+        if not recipe.is_file():
+            raise UserError(f"{recipe}: recipe file not found")
+        data = yaml.safe_load(recipe.read_text()) or {}
+    data = apply_overrides({"distill": data.get("distill") or {}}, overrides, origin)
+    try:
+        return DistillConfig.model_validate(data["distill"])
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(['distill', *map(str, e['loc'])])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        ]
+        raise RecipeError(origin, problems) from None
+
+
+def _tracking(recipe: Path | None, mode: str | None):
+    from factory.recipe import TrackingConfig
+
+    section = {}
+    if recipe is not None:
+        import yaml
+
+        section = (yaml.safe_load(recipe.read_text()) or {}).get("tracking") or {}
+    if mode is not None:
+        section = {**section, "mode": mode}
+    return TrackingConfig(**section)
+
+
+def train_command(
+    data: Path = typer.Option(..., help="dataset folder (shards/*.tar) made by `toonfactory generate`"),
+    out: Path = typer.Option(..., help="training folder: checkpoints/, validation/, metrics.jsonl"),
+    recipe: Optional[Path] = typer.Option(None, help="take the `distill:` and `tracking:` sections from this recipe"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field: distill.steps=500 (repeatable)"),
+    resume: Optional[str] = typer.Option(None, help="`latest` or a checkpoints/step_* folder"),
+    tracking: Optional[str] = typer.Option(None, help="ClearML mode: auto, offline, server or none"),
+):
+    """Train the pix2pix student on a dataset's pairs (works under `accelerate launch`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from distill.train import train
+
+    config = load_distill_config(recipe, set_ or [])
+    with Progress(
+        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("train", total=config.steps, losses="")
+
+        def on_step(step: int, total: int, record: dict) -> None:
+            shown = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "step")
+            progress.update(task, completed=step, losses=shown)
+
+        checkpoint = train(config, data, out, resume=resume, tracking=_tracking(recipe, tracking), on_step=on_step)
+    console.print(f"[green]checkpoint[/green] {checkpoint}")
+
+
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="a checkpoints/step_* folder (or student .safetensors)"),
+    format: List[str] = typer.Option(["onnx"], "--format", help="safetensors, onnx, torchscript or tensorrt (repeatable)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: CHECKPOINT/export)"),
+    opset: int = typer.Option(17, help="ONNX opset"),
+    tolerance: float = typer.Option(1e-3, help="max abs difference allowed against PyTorch"),
+):
+    """Export the student; ONNX and TorchScript are checked against PyTorch on random inputs."""
+    from distill.export import export
+
+    target = out or Path(checkpoint) / "export"
+    for name in format:
+        console.print(f"[green]{name}[/green] {export(checkpoint, name, target, opset=opset, tolerance=tolerance)}")
+
+
+def infer_command(
+    model: Path = typer.Argument(..., help="checkpoint folder, student .safetensors or .onnx"),
+    inputs: List[Path] = typer.Argument(..., help="image files, folders of images, video files"),
+    out: Path = typer.Option(..., help="output folder"),
+    mode: str = typer.Option("whole", help="whole (the frame) or face (detect, align, paste back)"),
+    batch_size: int = typer.Option(8, min=1),
+    max_frames: Optional[int] = typer.Option(None, help="stop each video after this many frames"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (PyTorch models)"),
+    half: bool = typer.Option(False, help="fp16 on CUDA (PyTorch models)"),
+    detector: str = typer.Option("mediapipe", help="face detector for --mode face"),
+):
+    """Run the student on images and videos; decoding runs in parallel with the model."""
+    from distill.infer import infer
+
+    if mode not in ("whole", "face"):
+        raise UserError(f"--mode {mode!r}: choose whole or face")
+    summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
+                    device=device, half=half, detector=detector)
+    typer.echo(json.dumps(summary))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("export")(export_command)
+    app.command("infer")(infer_command)
