@@ -14,9 +14,12 @@ from factory.segment import MASKS
 from factory.sources import FolderSourceConfig, SamplesSourceConfig
 from factory.teachers.cartoongan import CartoonGANConfig
 from factory.teachers.cartoonize import CartoonizeConfig
+from factory.generative_sources import PromptSourceConfig, StyleGAN2SourceConfig
+from factory.teachers.diffusion import DiffusionConfig
+from factory.teachers.toonify import ToonifyConfig
 
-SOURCES = (FolderSourceConfig, SamplesSourceConfig)
-TEACHERS = (CartoonizeConfig, CartoonGANConfig,)
+SOURCES = (FolderSourceConfig, SamplesSourceConfig, StyleGAN2SourceConfig, PromptSourceConfig)
+TEACHERS = (CartoonizeConfig, CartoonGANConfig, DiffusionConfig, ToonifyConfig,)
 
 SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
 TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]
