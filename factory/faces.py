@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from factory.errors import UserError
+from factory.errors import ModelLoadError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 KEYPOINTS5 = {
     "mediapipe478": ([468], [473], [1], [61], [291]),
     "dlib68": (list(range(36, 42)), list(range(42, 48)), [30], [48], [54]),
+    "keypoints5": ([0], [1], [2], [3], [4]),
 }
 
 
@@ -49,27 +50,72 @@ class Face:
         rel = np.array([[0.32, 0.40], [0.68, 0.40], [0.50, 0.58], [0.36, 0.76], [0.64, 0.76]])
         return np.array([x0, y0]) + rel * np.array([w, h])
 
+    def enlarged(self, factor: float) -> "Face":
+        """The same face with its box scaled by ``factor`` about its centre (1.5 for anime crops).
+
+        A box-only face keeps the keypoints estimated from its original box (scheme ``keypoints5``).
+        """
+        if factor == 1.0:
+            return self
+        centre = (self.box[:2] + self.box[2:]) / 2
+        half = (self.box[2:] - self.box[:2]) / 2 * factor
+        if self.landmarks is None or self.scheme not in KEYPOINTS5:
+            return Face(np.concatenate([centre - half, centre + half]), self.score, self.keypoints5(), "keypoints5")
+        return Face(np.concatenate([centre - half, centre + half]), self.score, self.landmarks, self.scheme)
+
 
 class MediapipeMesh:
-    """mediapipe's 478-point face mesh (model shipped in the wheel)."""
+    """mediapipe's 478-point face mesh (models shipped in the wheel).
 
-    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
+    The mesh's own detector is short-range: it misses small faces in large photos. Faces that
+    Faces are found by mediapipe's full-range face detector and meshed on a crop around each box;
+    when it finds none (stylized faces), the mesh's own short-range detector gets the whole image.
+    """
+
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5, crop_side: int = 384):
         import mediapipe as mp
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True,
             min_detection_confidence=min_confidence,
         )
+        self._crop_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=min_confidence,
+        )
+        self._finder = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
+        self._max_faces = max_faces
+        self._crop_side = crop_side
+
+    @staticmethod
+    def _meshes(mesh, image: np.ndarray) -> list[np.ndarray]:
+        h, w = image.shape[:2]
+        result = mesh.process(np.ascontiguousarray(image))
+        return [np.array([(p.x * w, p.y * h) for p in marks.landmark], dtype=np.float64)
+                for marks in result.multi_face_landmarks or []]
 
     def detect(self, image: np.ndarray) -> list[Face]:
+        image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image))
+        detections = (self._finder.process(image).detections or [])[: self._max_faces]
+        if not detections:
+            return [_mesh_face(pts) for pts in self._meshes(self._mesh, image)]
         faces = []
-        for marks in result.multi_face_landmarks or []:
-            pts = np.array([(p.x * w, p.y * h) for p in marks.landmark], dtype=np.float64)
-            box = np.array([*pts.min(0), *pts.max(0)])
-            faces.append(Face(box=box, score=1.0, landmarks=pts, scheme="mediapipe478"))
+        for detection in detections:
+            rel = detection.location_data.relative_bounding_box
+            side = 2.0 * max(rel.width * w, rel.height * h)
+            centre = np.array([(rel.xmin + rel.width / 2) * w, (rel.ymin + rel.height / 2) * h])
+            scale = self._crop_side / side
+            matrix = np.array([[scale, 0, self._crop_side / 2 - scale * centre[0]],
+                               [0, scale, self._crop_side / 2 - scale * centre[1]]])
+            patch = cv2.warpAffine(image, matrix, (self._crop_side, self._crop_side),
+                                   flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for pts in self._meshes(self._crop_mesh, patch):
+                faces.append(_mesh_face(transform_points(pts, invert_matrix(matrix)), float(detection.score[0])))
         return faces
+
+
+def _mesh_face(points: np.ndarray, score: float = 1.0) -> Face:
+    return Face(box=np.array([*points.min(0), *points.max(0)]), score=score, landmarks=points, scheme="mediapipe478")
 
 
 def dlib_model_path(name: str) -> Path:
@@ -101,30 +147,82 @@ class DlibHog:
         return faces
 
 
-class Detector:
-    """A backend plus the common filtering: minimum size, largest first."""
+class Cascade:
+    """An OpenCV cascade classifier (boxes only: keypoints are estimated from the box)."""
 
-    def __init__(self, backend, min_size: int = 48):
-        self.backend = backend
-        self.min_size = min_size
+    def __init__(self, path: str | Path, scale_factor: float = 1.1, min_neighbors: int = 5, min_window: int = 24,
+                 min_score: float = 0.0):
+        path = Path(path)
+        try:
+            classifier = cv2.CascadeClassifier(str(path)) if path.is_file() else None
+        except (cv2.error, SystemError):  # a file that is not a cascade
+            classifier = None
+        if classifier is None or classifier.empty():
+            raise ModelLoadError(path, "an OpenCV cascade classifier XML (faces.cascade)")
+        self._classifier = classifier
+        self._options = dict(scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_window, min_window))
+        self._min_score = min_score
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        faces = [f for f in self.backend.detect(image) if f.size >= self.min_size]
+        gray = cv2.equalizeHist(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY))
+        boxes, _, weights = self._classifier.detectMultiScale3(gray, outputRejectLevels=True, **self._options)
+        return [Face(box=np.array([x, y, x + w, y + h], dtype=np.float64), score=float(score))
+                for (x, y, w, h), score in zip(boxes, np.ravel(weights)) if score >= self._min_score]
+
+
+def haar_cascade(name: str = "haarcascade_frontalface_default.xml", min_score: float = 2.0, **options) -> Cascade:
+    """OpenCV's frontal-face Haar cascade, shipped in the opencv wheel: the light option for photos.
+
+    ``min_score`` (the cascade's level weight) drops most false positives: on the shared photos
+    true faces score 3-10, clutter 0.3-1.9.
+    """
+    return Cascade(Path(cv2.data.haarcascades) / name, min_score=min_score, **options)
+
+
+def anime_cascade(cascade: str | Path, **options) -> Cascade:
+    """An LBP anime-face cascade from a path the user gives (e.g. nagadomi's lbpcascade_animeface.xml)."""
+    return Cascade(cascade, **options)
+
+
+class Detector:
+    """A backend plus the common steps: minimum size, box enlargement, largest first."""
+
+    def __init__(self, backend, min_size: int = 48, enlarge: float = 1.0):
+        if enlarge <= 0:
+            raise UserError(f"faces: box enlargement must be > 0, got {enlarge}")
+        self.backend = backend
+        self.min_size = min_size
+        self.enlarge = enlarge
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        faces = [f.enlarged(self.enlarge) for f in self.backend.detect(image) if f.size >= self.min_size]
         return sorted(faces, key=lambda f: -f.size)
 
 
-def build_detector(name: str = "mediapipe", *, min_size: int = 48, **options) -> Detector:
-    """A face detector by name: ``mediapipe`` (478-point mesh) or ``dlib`` (HOG + 68 points)."""
-    backends = {"mediapipe": MediapipeMesh, "dlib": DlibHog}
-    if name not in backends:
-        raise UserError(f"faces.detector: unknown detector {name!r} (choose from {sorted(backends)})")
-    return Detector(backends[name](**options), min_size=min_size)
+BACKENDS = {"mediapipe": MediapipeMesh, "dlib": DlibHog, "haar": haar_cascade, "anime": anime_cascade}
+
+
+def build_detector(name: str = "mediapipe", *, min_size: int = 48, enlarge: float = 1.0, **options) -> Detector:
+    """A face detector by name: ``mediapipe`` (478-point mesh), ``dlib`` (HOG + 68 points),
+    ``haar`` (OpenCV's Haar cascade) or ``anime`` (an LBP cascade: pass ``cascade=PATH``).
+
+    ``min_size`` is applied to the detector's own box, before enlargement by ``enlarge``.
+    """
+    if name not in BACKENDS:
+        raise UserError(f"faces.detector: unknown detector {name!r} (choose from {sorted(BACKENDS)})")
+    if name == "anime" and "cascade" not in options:
+        raise UserError("faces.cascade: the anime detector needs a path to an LBP cascade XML")
+    try:
+        backend = BACKENDS[name](**options)
+    except TypeError as exc:
+        raise UserError(f"faces: bad option for the {name} detector: {exc}") from None
+    return Detector(backend, min_size=min_size, enlarge=enlarge)
 
 
 @lru_cache(maxsize=None)
-def shared_detector(name: str = "mediapipe", min_size: int = 48) -> Detector:
-    """One detector per process and setting (models load once)."""
-    return build_detector(name, min_size=min_size)
+def shared_detector(name: str = "mediapipe", min_size: int = 48, **options) -> Detector:
+    """One detector per process and setting (models load once); options must be hashable."""
+    return build_detector(name, min_size=min_size, **options)
 
 
 def alignment_matrix(keypoints5: np.ndarray, size: int, margin: float = 1.0) -> np.ndarray:
@@ -164,3 +262,29 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def invert_matrix(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(matrix)
+
+
+def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray, feather: float = 0.1,
+               crop_size: int | None = None) -> np.ndarray:
+    """``image`` with an aligned crop (made by ``crop(image, matrix, crop_size)``) put back where it came from.
+
+    The crop is blended in through a mask that fades to zero over ``feather`` × the crop side at
+    the crop's edges, so no seam shows. ``crop_size`` is the side the crop was made at, when the
+    processed crop has since been resized (a teacher working at another resolution).
+    """
+    side = processed_crop.shape[0]
+    if processed_crop.shape[1] != side:
+        raise ValueError(f"paste_back expects a square crop, got {processed_crop.shape[:2]}")
+    height, width = image.shape[:2]
+    scale = (crop_size or side) / side
+    to_image = invert_matrix(matrix / scale)
+    ramp = max(feather * side, 1.0)
+    edge = np.minimum(np.arange(side), np.arange(side)[::-1]).astype(np.float32)
+    ramp1d = np.clip((edge + 0.5) / ramp, 0.0, 1.0)
+    ramp1d = ramp1d * ramp1d * (3 - 2 * ramp1d)
+    mask = np.minimum(ramp1d[:, None], ramp1d[None, :])
+    back = cv2.warpAffine(processed_crop, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    alpha = cv2.warpAffine(mask, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    alpha = alpha[..., None] if image.ndim == 3 else alpha
+    out = image.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(image.dtype)
