@@ -157,3 +157,7 @@ def main():
     except UserError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -68,7 +68,7 @@ class OutputConfig(Strict):
     shard_size: int = Field(50, ge=1)
     format: Literal["webdataset"] = "webdataset"
     image_format: Literal["png"] = "png"
-    max_attempts: float = Field(3.0, ge=1.0, description="attempts per planned sample before a shard gives up")
+    max_attempts: float = Field(3.0, ge=1.0, le=8.0, description="candidates tried per planned sample before a shard gives up")
 
 
 class TrackingConfig(Strict):
@@ -196,7 +196,7 @@ class Resolved:
 
         Raising the count extends a dataset; the shards already made stay valid.
         """
-        data = self.to_dict()
+        data = self.recipe.model_dump(mode="json", exclude_none=True)  # new optional sections keep old hashes
         data.pop("tracking", None)
         data["output"].pop("count", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))

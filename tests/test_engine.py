@@ -1,0 +1,156 @@
+"""End to end on the quickstart recipe: layout, datasets, determinism, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from factory import recipe as recipes
+from factory import runner
+from factory.sample import META_FIELDS
+from tests.conftest import REPO
+
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+SMALL = ["output.count=12", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
+
+
+def make(out: Path, workers: int = 1, overrides=SMALL) -> runner.RunResult:
+    return runner.run(recipes.load(QUICKSTART, overrides), out, workers=workers)
+
+
+def cli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "factory.cli", *map(str, args)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def same_dataset(a: Path, b: Path) -> None:
+    tars = sorted(p.name for p in (a / "shards").iterdir())
+    assert tars == sorted(p.name for p in (b / "shards").iterdir())
+    assert all(name.endswith(".tar") for name in tars)
+    match, mismatch, errors = filecmp.cmpfiles(a / "shards", b / "shards", tars, shallow=False)
+    assert not mismatch and not errors
+    assert (a / "manifest.json").read_bytes() == (b / "manifest.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    result = make(out)
+    assert not result.failed
+    return out
+
+
+def test_layout_manifest_and_sample_fields(reference):
+    manifest = json.loads((reference / "manifest.json").read_text())
+    assert manifest["counts"]["accepted"] == 12
+    assert len(manifest["shards"]) == 6
+    assert manifest["recipe"]["output"]["count"] == 12
+    assert set(manifest["versions"]) >= {"python", "numpy", "mediapipe"}
+    for shard in manifest["shards"]:
+        stem = shard["name"].removesuffix(".tar")
+        stats = json.loads((reference / "stats" / f"{stem}.json").read_text())
+        assert stats["accepted"] == shard["samples"] == 2
+        assert set(stats["seconds"]) == {"source", "faces", "teacher", "augment", "gates", "write"}
+        assert (reference / "stats" / f"{stem}.done").is_file()
+    from factory.dataset import iter_pairs
+
+    pairs = list(iter_pairs(reference))
+    assert len(pairs) == 12 and len({p["key"] for p in pairs}) == 12
+    for pair in pairs:
+        assert pair["real"].shape == pair["toon"].shape == (64, 64, 3)
+        assert set(pair["meta"]) == {"key", *META_FIELDS}
+        assert pair["meta"]["faces"]["detector"] == "mediapipe"
+        assert pair["meta"]["teacher"]["kind"] == "cartoonize"
+        assert len(pair["meta"]["faces"]["landmarks"]) == 478
+    assert len({p["real"].tobytes() for p in pairs}) == 12  # distinct pairs
+
+
+def test_huggingface_datasets_reads_the_shards(reference):
+    import datasets
+
+    files = sorted(str(p) for p in (reference / "shards").glob("*.tar"))
+    data = datasets.load_dataset("webdataset", data_files={"train": files}, split="train")
+    assert data.num_rows == 12
+    assert {"__key__", "real.png", "toon.png", "json"} <= set(data.column_names)
+    row = data[0]
+    assert row["real.png"].size == (64, 64)
+    assert row["json"]["teacher"]["kind"] == "cartoonize"
+
+
+def test_two_workers_make_the_same_bytes(reference, tmp_path):
+    result = make(tmp_path, workers=2)
+    assert not result.failed
+    same_dataset(reference, tmp_path)
+
+
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(reference, tmp_path):
+    out = tmp_path / "killed"
+    proc = cli("generate", QUICKSTART, "--out", out, *[a for s in SMALL for a in ("--set", s)])
+    deadline = time.time() + 120
+    while not (out / "stats" / "00000.done").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "stats").glob("*.done")))
+    assert 1 <= done < 6, "the kill should land part-way through the run"
+    assert not (out / "manifest.json").exists()
+    rerun = cli("generate", QUICKSTART, "--out", out, *[a for s in SMALL for a in ("--set", s)])
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    same_dataset(reference, out)
+
+
+def test_debris_is_redone_and_finished_shards_are_left_alone(reference, tmp_path):
+    make(tmp_path)
+    finished = tmp_path / "shards" / "00000.tar"
+    before = finished.stat().st_mtime_ns
+    (tmp_path / "stats" / "00003.done").unlink()  # shard 3 looks interrupted after its tar was renamed
+    (tmp_path / "shards" / "00004.tar").write_bytes(b"half a tar")
+    (tmp_path / "stats" / "00004.done").unlink()
+    (tmp_path / "shards" / "00005.tar.tmp").write_bytes(b"junk")
+    result = make(tmp_path)
+    assert sorted(s["shard"] for s in result.made) == ["00003", "00004"]
+    assert finished.stat().st_mtime_ns == before
+    assert not (tmp_path / "shards" / "00005.tar.tmp").exists()
+    same_dataset(reference, tmp_path)
+
+
+def test_raising_the_count_only_adds_shards(reference, tmp_path):
+    make(tmp_path, overrides=[*SMALL[1:], "output.count=8"])
+    result = make(tmp_path)
+    assert sorted(s["shard"] for s in result.made) == ["00004", "00005"]
+    same_dataset(reference, tmp_path)
+
+
+def test_another_recipe_may_not_write_into_a_dataset(reference, tmp_path):
+    make(tmp_path, overrides=[*SMALL[:-1], "output.count=2", "tracking.mode=none"])
+    proc = cli("generate", QUICKSTART, "--out", tmp_path, "--set", "seed=5", *[a for s in SMALL for a in ("--set", s)])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "different recipe" in err
+
+
+def test_user_mistakes_exit_2_and_write_nothing(tmp_path):
+    out = tmp_path / "out"
+    missing = cli("generate", QUICKSTART, "--out", out, "--set", f"source.folders=[{tmp_path / 'nowhere'}]",
+                  "--set", "tracking.mode=none")
+    _, err = missing.communicate(timeout=120)
+    assert missing.returncode == 2 and "source.folders[0]" in err and "nowhere" in err
+    assert not out.exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    unwritable = cli("generate", QUICKSTART, "--out", blocker, "--set", "tracking.mode=none")
+    _, err = unwritable.communicate(timeout=120)
+    assert unwritable.returncode == 2 and "not a folder" in err
+    bad = cli("generate", QUICKSTART, "--out", out, "--set", "output.size=1")
+    _, err = bad.communicate(timeout=120)
+    assert bad.returncode == 2 and "output.size" in err
+    assert not out.exists()

@@ -1,0 +1,94 @@
+"""The recipe schema: every problem reported with its YAML path, overrides, hashing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from factory import recipe as recipes
+from factory.errors import RecipeError, UserError
+from tests.conftest import REPO
+
+GOOD = {"source": {"kind": "samples"}, "teacher": {"kind": "cartoonize"}}
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_every_problem_is_reported_with_its_path(tmp_path):
+    bad = {
+        "source": {"kind": "folder"},
+        "teacher": {"kind": "cartoonize", "colors": 1, "surprise": True},
+        "output": {"size": 8},
+        "faces": {"detector": "anime"},
+        "mystery": 1,
+    }
+    with pytest.raises(RecipeError) as info:
+        recipes.load(write(tmp_path, bad))
+    problems = "\n".join(info.value.problems)
+    assert "source.path: Field required" in problems
+    assert "teacher.colors: Input should be greater than or equal to 2" in problems
+    assert "teacher.surprise: Extra inputs are not permitted" in problems
+    assert "output.size: Input should be greater than or equal to 32" in problems
+    assert "faces: the anime detector needs `cascade`" in problems
+    assert "mystery: Extra inputs are not permitted" in problems
+    assert len(info.value.problems) == 6
+
+
+def test_unknown_kind_names_the_choices(tmp_path):
+    with pytest.raises(RecipeError) as info:
+        recipes.load(write(tmp_path, {**GOOD, "teacher": {"kind": "magic"}}))
+    assert info.value.problems[0].startswith("teacher: Input tag 'magic'")
+    assert "cartoonize" in info.value.problems[0]
+
+
+def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
+    path = write(tmp_path, GOOD)
+    resolved = recipes.load(path, ["output.count=1000", "output.shard_size=100", "augment.enabled=false",
+                                   "faces.jitter=0.1"])
+    assert resolved.recipe.output.count == 1000
+    assert resolved.recipe.output.shard_size == 100
+    assert resolved.recipe.augment.enabled is False
+    assert resolved.recipe.faces.jitter == 0.1
+    with pytest.raises(UserError, match="expected FIELD=VALUE"):
+        recipes.load(path, ["output.count"])
+    with pytest.raises(RecipeError, match="output.count: Input should be a valid integer"):
+        recipes.load(path, ["output.count=many"])
+
+
+def test_hash_ignores_count_and_tracking_but_not_content(tmp_path):
+    path = write(tmp_path, GOOD)
+    base = recipes.load(path).hash
+    assert recipes.load(path, ["output.count=5000", "tracking.mode=none"]).hash == base
+    assert recipes.load(path, ["seed=1"]).hash != base
+    assert recipes.load(path, ["teacher.colors=4"]).hash != base
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(UserError, match="recipe file not found"):
+        recipes.load(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("source: [unclosed\n")
+    with pytest.raises(RecipeError, match=r"\(yaml\)"):
+        recipes.load(broken)
+
+
+def test_every_shipped_recipe_validates():
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        recipes.load(path)
+
+
+def test_validate_command_exits_2_listing_problems(tmp_path):
+    path = write(tmp_path, {**GOOD, "teacher": {"kind": "cartoonize", "colors": 100}})
+    run = subprocess.run([sys.executable, "-m", "factory.cli", "validate", path], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "teacher.colors" in run.stderr
+    ok = subprocess.run([sys.executable, "-m", "factory.cli", "validate", path, "--set", "teacher.colors=8"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
