@@ -1,0 +1,115 @@
+"""Training the student: the loss falls, resume restores the exact optimizer state, NaN stops cleanly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from distill_fixtures import write_dataset  # noqa: E402
+
+from distill.config import DistillConfig  # noqa: E402
+from distill.train import TrainingDiverged, checkpoints, train  # noqa: E402
+from factory.errors import RecipeError  # noqa: E402
+
+
+def tiny(**overrides) -> DistillConfig:
+    base = dict(
+        size=64, batch_size=4, workers=0, lr=2e-3, ema_decay=0.5, val_fraction=0.15, val_every=1000,
+        log_every=1, shuffle_buffer=16, student={"ngf": 8, "depth": 3},
+        discriminator={"ndf": 8, "layers": 2, "adversarial_weight": 0.0},
+    )
+    return DistillConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("pairs"), shards=3, per_shard=8, size=64)
+
+
+def test_a_few_steps_decrease_the_l1_loss(dataset, tmp_path):
+    losses = []
+    checkpoint = train(tiny(steps=16, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: losses.append(r["l1"]))
+    assert len(losses) == 16
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4
+    assert checkpoint == tmp_path / "checkpoints" / "step_0000016"
+    record = json.loads((checkpoint / "student.json").read_text())
+    assert record["step"] == 16 and record["student"]["ngf"] == 8
+    grids = sorted((tmp_path / "validation").glob("*.png"))
+    assert [g.name for g in grids] == ["step_0000016.png"]  # validated at the end, with the EMA student
+
+
+def test_adversarial_training_with_feature_matching_runs(dataset, tmp_path):
+    config = tiny(steps=2, discriminator={"ndf": 8, "layers": 2, "feature_matching_weight": 1.0}, gradient_accumulation=2)
+    records = []
+    train(config, dataset, tmp_path, on_step=lambda s, t, r: records.append(r))
+    assert {"adv", "fm", "loss_d", "l1", "loss_g"} <= set(records[-1])
+    assert all(torch.isfinite(torch.tensor(list(r.values()), dtype=torch.float64)).all() for r in records)
+
+
+def test_resume_continues_from_the_saved_step_with_identical_optimizer_state(dataset, tmp_path, monkeypatch):
+    import accelerate
+
+    first = train(tiny(steps=2, save_every=2), dataset, tmp_path)
+    saved = torch.load(first / "optimizer.bin", weights_only=True)
+
+    restored = {}
+    original = accelerate.Accelerator.load_state
+
+    def capture(self, input_dir=None, **kwargs):
+        original(self, input_dir, **kwargs)
+        restored["state"] = copy.deepcopy(self._optimizers[0].optimizer.state_dict())
+
+    monkeypatch.setattr(accelerate.Accelerator, "load_state", capture)
+    steps = []
+    last = train(tiny(steps=3, save_every=2), dataset, tmp_path, resume="latest", on_step=lambda s, t, r: steps.append(s))
+
+    assert steps == [3]
+    assert last.name == "step_0000003"
+    assert set(restored["state"]["state"]) == set(saved["state"])
+    for index, entry in saved["state"].items():
+        for name, value in entry.items():
+            assert torch.equal(torch.as_tensor(restored["state"]["state"][index][name]), torch.as_tensor(value))
+    resumed = torch.load(last / "optimizer.bin", weights_only=True)
+    assert all(int(entry["step"]) == 3 for entry in resumed["state"].values())
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    from distill.models import UNetGenerator
+
+    calls = {"n": 0}
+    forward = UNetGenerator.forward
+
+    def poisoned(self, x):
+        calls["n"] += 1
+        out = forward(self, x)
+        return out * float("nan") if calls["n"] > 2 else out
+
+    monkeypatch.setattr(UNetGenerator, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 3 .*step_0000002"):
+        train(tiny(steps=5, save_every=2, val_fraction=0.0), dataset, tmp_path)
+    assert [p.name for p in checkpoints(tmp_path)] == ["step_0000002"]
+
+
+def test_recipe_section_errors_name_the_field(tmp_path):
+    from distill.cli import load_distill_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("distill:\n  size: 100\n  student: {ngf: 16, depth: 3}\n")
+    with pytest.raises(RecipeError, match="size 100 must be a multiple"):
+        load_distill_config(recipe, [])
+    with pytest.raises(RecipeError, match=r"distill\.student\.widht"):
+        load_distill_config(None, ["distill.student.widht=3"])
+    assert load_distill_config(recipe, ["distill.size=96"]).size == 96
+
+
+def test_missing_shards_is_a_user_error(tmp_path):
+    from factory.errors import UserError
+
+    with pytest.raises(UserError, match="no \\*.tar shards"):
+        train(tiny(steps=1), tmp_path, tmp_path / "out")
