@@ -140,6 +140,10 @@ from factory import cast_cli  # noqa: E402  (light: typer and rich only)
 
 app.add_typer(cast_cli.app, name="cast")
 
+from factory import warp_cli  # noqa: E402  (light: typer and rich only)
+
+app.add_typer(warp_cli.app, name="warp")
+
 from distill import cli as distill_cli  # noqa: E402  (light: typer and rich only)
 
 distill_cli.register(app)

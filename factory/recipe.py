@@ -84,6 +84,7 @@ def _recipe_model():
     """The Recipe model, built once the kinds are known (kinds import this module's bases)."""
     from factory.kinds import SourceConfig, TeacherConfig
     from factory.segment import SegmentConfig
+    from factory.warp_stage import WarpConfig
     from distill.config import DistillConfig, ExportConfig
 
     class Recipe(Strict):
@@ -92,6 +93,7 @@ def _recipe_model():
         source: SourceConfig
         faces: FacesConfig = FacesConfig()
         segment: SegmentConfig | None = None
+        warp: WarpConfig | None = None
         teacher: TeacherConfig
         augment: AugmentConfig = AugmentConfig()
         gates: GatesConfig = GatesConfig()

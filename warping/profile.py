@@ -14,6 +14,7 @@ a strength ``s`` moves each point ``s`` of the way to its target.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -127,7 +128,9 @@ class Profile:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+        text = json.dumps(self.to_json(), indent=1)
+        text = re.sub(r"\[\s+(-?[\d.e-]+),\s+(-?[\d.e-]+)\s+\]", r"[\1, \2]", text)  # one point per line
+        Path(path).write_text(text + "\n")
 
 
 def load_profile(path: str | Path | None = None) -> Profile:
