@@ -99,6 +99,21 @@ class SegmentConfig(Strict):
     def build(self) -> "SegmentStage":
         return SegmentStage(self)
 
+    def wrap_teacher(self, teacher: Stage) -> Stage:
+        """The teacher stage itself, or wrapped for person-only stylization when the recipe asks."""
+        from factory.composite import PersonOnlyTeacher
+
+        if self.person_only is None:
+            return teacher
+        inpainter = self.inpaint.build() if self.person_only.background == "stylize" else None
+        return PersonOnlyTeacher(teacher, self.person_only, inpainter)
+
+    def background_stage(self) -> Stage | None:
+        """The cutface background swap (after the teacher, before augmentation), if the recipe asks."""
+        from factory.composite import BackgroundSwap
+
+        return BackgroundSwap(self.backgrounds) if self.backgrounds is not None else None
+
 
 def soften(probability: np.ndarray, feather: float) -> np.ndarray:
     """Clean up a person probability map: smoothstep around 0.5, then feather by ``feather`` × short side."""

@@ -191,3 +191,40 @@ def test_background_swap_probability_and_errors(tmp_path):
     assert np.array_equal(untouched.real, scene()[0]) and "background" not in untouched.meta["segment"]
     with pytest.raises(UserError, match="segment.backgrounds.folder"):
         BackgroundSwap(BackgroundsConfig(folder=tmp_path / "missing", probability=1.0)).process(pair_samples(1)[0])
+
+
+def test_segment_then_person_only_then_cutface_on_a_real_portrait():
+    """The chain the pipeline runs: mediapipe mask → person-only teacher (background kept) → cutface."""
+    import cv2
+    from skimage import data
+
+    from factory.segment import SegmentConfig
+
+    config = SegmentConfig.model_validate({"person_only": {"background": "keep"},
+                                           "backgrounds": {"probability": 1.0, "choke": 0.0}})
+    teacher = config.wrap_teacher(CartoonizeConfig(kind="cartoonize").build())
+    stages = [config.build(), teacher, config.background_stage()]
+    sample = Sample.create("astronaut", 0, recipe_seed=3)
+    sample.real = cv2.resize(data.astronaut(), (128, 128), interpolation=cv2.INTER_AREA)
+    original = sample.real.copy()
+    stream = iter([sample])
+    for stage in stages:
+        stream = stage(stream)
+    (out,) = list(stream)
+    assert out.reject_reason is None and out.mask.shape == (128, 128)
+    assert 0.3 < out.meta["segment"]["coverage"] < 0.8
+    assert out.meta["segment"]["person_only"] == {"background": "keep"}
+    assert out.meta["segment"]["background"] == {"source": "generated"}
+    outside, inside = out.mask == 0, out.mask == 255
+    assert np.array_equal(out.real[outside], out.toon[outside]), "one new background on both sides"
+    assert not np.array_equal(out.real[outside], original[outside])
+    assert np.array_equal(out.real[inside], original[inside]), "the person is untouched on the real side"
+    assert not np.array_equal(out.toon[inside], original[inside]), "and stylized on the toon side"
+
+
+def test_segment_config_without_person_only_leaves_the_teacher_alone():
+    from factory.segment import SegmentConfig
+
+    teacher = CartoonizeConfig(kind="cartoonize").build()
+    assert SegmentConfig().wrap_teacher(teacher) is teacher
+    assert SegmentConfig().background_stage() is None
