@@ -1,0 +1,70 @@
+"""Exporting the student: safetensors round trip, ONNX parity with onnxruntime, TorchScript, TensorRT message."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from distill_fixtures import write_checkpoint  # noqa: E402
+
+from distill.export import export, load_student  # noqa: E402
+from factory.errors import ModelLoadError, UserError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), ngf=8, depth=3, size=64)
+
+
+def test_onnx_matches_pytorch_on_random_inputs_of_any_batch_and_size(checkpoint, tmp_path):
+    import onnxruntime as ort
+
+    path = export(checkpoint, "onnx", tmp_path)
+    model, record = load_student(checkpoint)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["student"])
+    assert meta == record
+    rng = np.random.default_rng(1)
+    for shape in [(1, 3, 64, 64), (3, 3, 48, 80)]:  # dynamic batch, height and width
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        ours = session.run(None, {"input": x})[0]
+        with torch.no_grad():
+            theirs = model(torch.from_numpy(x)).numpy()
+        assert ours.shape == shape
+        assert np.abs(ours - theirs).max() <= 1e-3
+
+
+def test_safetensors_and_torchscript_reproduce_the_student(checkpoint, tmp_path):
+    weights = export(checkpoint, "safetensors", tmp_path)
+    scripted = export(checkpoint, "torchscript", tmp_path)
+    model, _ = load_student(checkpoint)
+    again, _ = load_student(weights)  # a .safetensors file with student.json beside it
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+        assert torch.allclose(model(x), torch.jit.load(str(scripted))(x), atol=1e-5)
+
+
+def test_tensorrt_without_tensorrt_or_gpu_says_so(checkpoint, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available():
+        pytest.skip("TensorRT and a GPU are present: the engine would be built")
+    with pytest.raises(UserError, match="needs the `tensorrt` package and a CUDA GPU"):
+        export(checkpoint, "tensorrt", tmp_path / "trt")
+    assert not (tmp_path / "trt").exists()
+
+
+def test_a_missing_or_mismatched_checkpoint_is_a_model_load_error(checkpoint, tmp_path):
+    with pytest.raises(ModelLoadError, match="no student weights"):
+        load_student(tmp_path)
+    other = write_checkpoint(tmp_path / "other", ngf=16, depth=3)
+    (other / "student.json").write_text((checkpoint / "student.json").read_text())
+    with pytest.raises(ModelLoadError, match="do not match the `student` section"):
+        load_student(other)

@@ -1,0 +1,98 @@
+"""Inference: image folders and the shared video, whole frames and faces, PyTorch and ONNX alike."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from distill_fixtures import real_image, write_checkpoint  # noqa: E402
+
+from distill.export import export, load_student  # noqa: E402
+from distill.infer import infer  # noqa: E402
+from factory.images import encode_png, read_image  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
+VIDEO = ASSETS / "video" / "short_hamilton_clip.mp4"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), ngf=8, depth=3, size=64)
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    """Images of odd sizes (not multiples of the model's 8), a nested one and a corrupt file."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, size in [("a.png", 64), ("b.png", 64), ("sub/c.png", 64)]:
+        (folder / name).write_bytes(encode_png(real_image(rng, size)[:, : size - 7]))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    return folder
+
+
+def expected(checkpoint: Path, image: np.ndarray) -> np.ndarray:
+    model, _ = load_student(checkpoint)
+    padded = cv2.copyMakeBorder(image, 0, -image.shape[0] % 8, 0, -image.shape[1] % 8, cv2.BORDER_REFLECT_101)
+    x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        y = model(x)[0, :, : image.shape[0], : image.shape[1]]
+    return ((y.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "onnx"])
+def test_a_folder_of_images_gives_the_model_output_for_each(checkpoint, images, tmp_path, backend):
+    model = checkpoint if backend == "pytorch" else export(checkpoint, "onnx", tmp_path / "onnx")
+    summary = infer(model, [images], tmp_path / "out", batch_size=2)
+    assert summary["images"] == 4 and summary["frames"] == 3 and summary["skipped"] == 1
+    for name in ["a.png", "b.png", "sub/c.png"]:
+        source = read_image(images / name)
+        result = read_image(tmp_path / "out" / "in" / name)
+        assert result.shape == source.shape
+        assert np.abs(result.astype(int) - expected(checkpoint, source)).max() <= 1
+
+
+def test_the_shared_video_gives_a_video_of_the_same_size(checkpoint, tmp_path):
+    if not VIDEO.is_file():
+        pytest.skip(f"{VIDEO} not present (shared test assets are not part of the repository)")
+    summary = infer(checkpoint, [VIDEO], tmp_path, batch_size=3, max_frames=4)
+    assert summary["videos"] == 1 and summary["frames"] == 4
+    source, result = cv2.VideoCapture(str(VIDEO)), cv2.VideoCapture(str(tmp_path / "short_hamilton_clip.mp4"))
+    frames = 0
+    while True:
+        ok, frame = result.read()
+        if not ok:
+            break
+        frames += 1
+    assert frames == 4
+    assert result.get(cv2.CAP_PROP_FRAME_WIDTH) == source.get(cv2.CAP_PROP_FRAME_WIDTH)
+    assert result.get(cv2.CAP_PROP_FRAME_HEIGHT) == source.get(cv2.CAP_PROP_FRAME_HEIGHT)
+
+
+def test_face_mode_changes_the_face_and_keeps_the_background(checkpoint, tmp_path):
+    photo = ASSETS / "faces" / "face_recognition" / "train" / "obama"
+    if not photo.is_dir():
+        pytest.skip(f"{photo} not present (shared test assets are not part of the repository)")
+    source_path = sorted(photo.iterdir())[0]
+    summary = infer(checkpoint, [source_path], tmp_path, mode="face")
+    assert summary["faces"] >= 1
+    source = read_image(source_path)
+    result = read_image(tmp_path / f"{source_path.stem}.png")
+    changed = np.abs(result.astype(int) - source).max(axis=2) > 8
+    assert changed.any()
+    corners = [changed[:10, :10], changed[:10, -10:], changed[-10:, :10], changed[-10:, -10:]]
+    assert not any(c.any() for c in corners)
+
+
+def test_missing_input_is_a_user_error(checkpoint, tmp_path):
+    from factory.errors import UserError
+
+    with pytest.raises(UserError, match="input not found"):
+        infer(checkpoint, [tmp_path / "nope"], tmp_path / "out")
