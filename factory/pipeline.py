@@ -17,12 +17,21 @@ class Pipeline:
 
 
 def build_pipeline(recipe) -> Pipeline:
-    """Image sources: faces → teacher → augment → gates. Generative sources make the images first,
-    so the teacher runs before the face stage, which then crops both sides alike."""
+    """faces → [segment] → [warp before the teacher] → teacher → [warp one side] → augment → gates.
+
+    Generative sources (StyleGAN latents, prompts) make their images first, so their teacher runs
+    before the face stage, which then crops both sides with the same matrix.
+    """
     source = recipe.source.build()
     faces = FaceStage(recipe.faces, recipe.output.size)
     teacher = recipe.teacher.build()
-    generative = getattr(recipe.source, "generative", False)
-    stages: list[Stage] = [teacher, faces] if generative else [faces, teacher]
+    segment = [recipe.segment.build()] if recipe.segment else []
+    warp = recipe.warp.build() if recipe.warp else None
+    before = [warp] if warp and recipe.warp.placement == "before_teacher" else []
+    after = [warp] if warp and recipe.warp.placement != "before_teacher" else []
+    if getattr(recipe.source, "generative", False):
+        stages = [teacher, faces, *segment, *before, *after]
+    else:
+        stages = [faces, *segment, *before, teacher, *after]
     stages += [AugmentStage(recipe.augment), GateStage(recipe.gates, recipe.faces)]
     return Pipeline(source, stages)
