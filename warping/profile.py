@@ -106,7 +106,8 @@ class Profile:
         """Where a face's face68 ``points`` (image pixels) move to in webtoon (forward) or human geometry."""
         if direction not in ("forward", "inverse"):
             raise ValueError(f"direction must be forward or inverse, got {direction!r}")
-        reference = self.mean_real if direction == "forward" else self.mean_toon
+        # the frame is fitted to the geometry the face is in: human, or the profile's webtoon with knobs
+        reference = self.mean_real if direction == "forward" else self.knobs.apply(self.mean_toon)
         to_frame = lm.similarity(points, reference)
         shape = lm.apply_affine(points, to_frame)
         if direction == "forward":

@@ -98,12 +98,13 @@ class Warp:
 
 
 def build_warp(src: np.ndarray, dst: np.ndarray, shape: tuple[int, int], method: Method = "tps",
-               fade: float = 1.6, grid_step: int = 4, min_jacobian: float = MIN_JACOBIAN) -> Warp:
+               fade: float = 1.6, grid_step: int | None = None, min_jacobian: float = MIN_JACOBIAN) -> Warp:
     """A warp of an image of ``shape`` (H, W) moving landmarks ``src`` to ``dst`` (both (N, 2) pixels).
 
     ``fade`` is the radius, relative to the landmarks' ellipse, where motion reaches zero;
     ``grid_step`` the spacing of the grid the thin-plate spline is evaluated on before bilinear
-    upsampling (the piecewise-affine map is exact at every pixel).
+    upsampling (default: a twelfth of the face ellipse's smaller radius, 1 to 4 px); the
+    piecewise-affine map is exact at every pixel.
     """
     if method not in ("tps", "pa"):
         raise ValueError(f"method must be 'tps' or 'pa', got {method!r}")
@@ -116,6 +117,8 @@ def build_warp(src: np.ndarray, dst: np.ndarray, shape: tuple[int, int], method:
     h, w = shape
     build = _build_tps if method == "tps" else _build_pa
     ellipse = _ellipse(np.vstack([src, dst]))
+    if grid_step is None:
+        grid_step = int(np.clip(ellipse[2].min() / 12, 1, 4))
 
     def attempt(alpha: float):
         return build(src, src + alpha * (dst - src), (h, w), ellipse, fade, grid_step, min_jacobian)
@@ -232,16 +235,16 @@ def _build_pa(src, dst, shape, ellipse, fade, grid_step, min_jacobian):
     # per-triangle affine (output -> input): solve [x y 1] A = [x' y']
     homog = np.concatenate([out_tri, np.ones((len(tris), 3, 1))], axis=2)
     affines = np.linalg.solve(homog[valid], in_tri[valid])  # (T, 3, 2)
-    index = np.full((h, w), -1, np.int32)
-    shift = 4
-    for i, tri in enumerate(out_tri[valid]):
-        cv2.fillConvexPoly(index, np.round(tri * (1 << shift)).astype(np.int32), i, lineType=cv2.LINE_8, shift=shift)
-    missing = index < 0
-    if missing.any():  # pixels on the mesh's edges that rasterisation skipped
-        ys, xs = np.nonzero(missing)
-        simplex = mesh.find_simplex(np.stack([xs, ys], 1).astype(np.float64))
-        lookup = np.cumsum(valid) - 1
-        index[ys, xs] = np.where(simplex >= 0, lookup[np.maximum(simplex, 0)], 0)
+    index = np.zeros((h, w), np.int32)
+    for i, tri in enumerate(out_tri[valid]):  # exact point-in-triangle test over each bounding box
+        x0, y0 = np.maximum(np.floor(tri.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(tri.max(0)).astype(int), [w - 1, h - 1])
+        if x1 < x0 or y1 < y0:
+            continue
+        py, px = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+        bary = np.linalg.solve(np.vstack([tri.T, np.ones(3)]), np.stack([px.ravel(), py.ravel(), np.ones(px.size)]))
+        inside = (bary >= -1e-9).all(0).reshape(px.shape)
+        index[py[inside], px[inside]] = i
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     a = affines.astype(np.float32)[index]  # (H, W, 3, 2)
     disp = np.empty((h, w, 2), np.float32)
