@@ -8,6 +8,7 @@ ClearML call becomes a logged warning and tracking goes on without that call.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import io
@@ -47,8 +48,8 @@ def config_file() -> Path | None:
     return next((Path(os.path.expanduser(c)) for c in candidates if Path(os.path.expanduser(c)).is_file()), None)
 
 
-def server_host() -> str | None:
-    """The API host of a configured ClearML server (host and both keys, from env or clearml.conf), else None."""
+def server_credentials() -> tuple[str, str, str] | None:
+    """(API host, access key, secret key) of a configured ClearML server, from env or clearml.conf, else None."""
     host = _env("CLEARML_API_HOST", "TRAINS_API_HOST")
     key = _env("CLEARML_API_ACCESS_KEY", "TRAINS_API_ACCESS_KEY")
     secret = _env("CLEARML_API_SECRET_KEY", "TRAINS_API_SECRET_KEY")
@@ -64,18 +65,26 @@ def server_host() -> str | None:
         except Exception as exc:  # a broken clearml.conf means no server, not a failed run
             log.warning("%s: cannot read ClearML configuration (%s); tracking offline", conf, exc)
             return None
-    return str(host) if host and key and secret else None
+    return (str(host), str(key), str(secret)) if host and key and secret else None
 
 
-def server_reachable(host: str, timeout: float = PING_TIMEOUT_S) -> bool:
-    """Whether the API server answers at all (any HTTP status counts), within ``timeout`` seconds."""
+def server_problem(host: str, key: str, secret: str, timeout: float = PING_TIMEOUT_S) -> str | None:
+    """Why the server cannot take a run now (None when it is healthy and accepts the credentials).
+
+    Checked before ClearML is asked, because ClearML retries a server that answers 5xx for minutes.
+    """
+    base = host.rstrip("/")
+    token = base64.b64encode(f"{key}:{secret}".encode()).decode()
+    login = urllib.request.Request(base + "/auth.login", headers={"Authorization": f"Basic {token}"})
     try:
-        with urllib.request.urlopen(host.rstrip("/") + "/debug.ping", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):
-        return False
+        for request in (base + "/debug.ping", login):
+            with urllib.request.urlopen(request, timeout=timeout):
+                pass
+    except urllib.error.HTTPError as exc:
+        return f"{exc.url} answers HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return f"{host} does not answer within {timeout:.0f} s ({exc})"
+    return None
 
 
 @contextlib.contextmanager
@@ -99,6 +108,7 @@ def _guarded(method):
         except Exception as exc:
             log.warning("ClearML %s failed; the run goes on without it: %s: %s",
                         method.__name__, type(exc).__name__, exc)
+            log.debug("ClearML %s traceback", method.__name__, exc_info=True)
             return None
 
     return wrapper
@@ -203,11 +213,12 @@ class ClearMLTracker(Tracker):
         self.task.connect({"dataset_id": self.dataset_id}, name="run")
         return self.dataset_id
 
-    def _make_dataset(self, out_dir: Path, name: str, files: list[Path]) -> str:
+    def _make_dataset(self, out_dir: Path, name: str, files: list[Path], use_current_task: bool = False) -> str:
         from clearml import Dataset
 
         tags = [f"recipe-{self.recipe_hash}"] if self.recipe_hash else None
         dataset = Dataset.create(dataset_name=name, dataset_project=self.config.project, dataset_tags=tags,
+                                 use_current_task=use_current_task,
                                  description=f"shards of run {self.task_id} (recipe hash {self.recipe_hash})")
         root = out_dir.resolve()
         for path in map(Path, files):
@@ -241,12 +252,12 @@ class ClearMLTracker(Tracker):
 
     @_guarded
     def _close_offline_dataset(self, out_dir: Path, name: str, files: list[Path]) -> None:
-        from clearml import Task
-
-        with _clearml_prints():
-            self.dataset_id = self._make_dataset(out_dir, name, files)
-        dataset_task = Task.current_task()
-        if dataset_task is not None and dataset_task.id == self.dataset_id:
+        """The Dataset version in its own offline task, opened here and named after the dataset (ClearML
+        files a current task under ``<project>/.datasets/<task name>``)."""
+        dataset_task = _init_task(self.config.project, name, task_type="data_processing", offline=True)
+        try:
+            self.dataset_id = self._make_dataset(out_dir, name, files, use_current_task=True)
+        finally:
             self._close_task(dataset_task, "dataset")
 
     def _keep_session(self, folder: Path, zip_name: str) -> None:
@@ -266,17 +277,20 @@ _UNSET = object()
 _saved_reporting = [_UNSET]  # Task's own `_report_subprocess_enabled` before offline mode changed it
 
 
-def _report_in_threads() -> None:
-    """Offline, ClearML's reporting subprocess only costs time (its close waits ~11 s; a thread's, ~0.05 s)."""
+def _quiet_offline() -> None:
+    """Offline, ClearML's reporting subprocess only costs time (its close waits ~11 s; a thread's, ~0.05 s),
+    and its once-per-process check for a newer clearml on updates.clear.ml has no place in offline mode."""
     from clearml import Task
+    from clearml.utilities.check_updates import CheckPackageUpdates
 
     if _saved_reporting[0] is _UNSET:
         _saved_reporting[0] = Task.__dict__.get("_report_subprocess_enabled", None)
     Task._report_subprocess_enabled = False
+    CheckPackageUpdates._package_version_checked = True
 
 
 def _restore_reporting() -> None:
-    """Undo :func:`_report_in_threads` so a later server-mode task reports as ClearML configures it."""
+    """Undo :func:`_quiet_offline` so a later server-mode task reports as ClearML configures it."""
     saved, _saved_reporting[0] = _saved_reporting[0], _UNSET
     if saved is _UNSET:
         return
@@ -288,29 +302,31 @@ def _restore_reporting() -> None:
         Task._report_subprocess_enabled = saved
 
 
-def _remote_check(config: "TrackingConfig", remote_queue: str) -> None:
+def check_remote(config: "TrackingConfig", remote_queue: str) -> None:
     """Raise UserError unless the run can be handed to a ClearML agent queue."""
     if config.mode in ("none", "offline"):
         raise UserError(f"--remote {remote_queue}: tracking.mode is {config.mode!r}; handing a run to a "
                         "ClearML agent needs tracking.mode auto or server and a ClearML server")
-    host = server_host()
-    if host is None:
+    credentials = server_credentials()
+    if credentials is None:
         raise UserError(f"--remote {remote_queue}: {NO_SERVER_HELP}")
-    if not server_reachable(host):
-        raise UserError(f"--remote {remote_queue}: the ClearML server {host} does not answer")
+    problem = server_problem(*credentials)
+    if problem:
+        raise UserError(f"--remote {remote_queue}: ClearML server unusable: {problem}")
 
 
 def _choose_mode(config: "TrackingConfig") -> str:
     """offline or server, from the recipe's mode and whether a reachable server is configured."""
     if config.mode == "offline":
         return "offline"
-    host = server_host()
-    if host is None:
+    credentials = server_credentials()
+    if credentials is None:
         if config.mode == "server":
             log.warning("tracking.mode is server but %s; tracking offline", NO_SERVER_HELP)
         return "offline"
-    if not server_reachable(host):
-        log.warning("ClearML server %s does not answer within %.0f s; tracking offline", host, PING_TIMEOUT_S)
+    problem = server_problem(*credentials)
+    if problem:
+        log.warning("ClearML server unusable: %s; tracking offline", problem)
         return "offline"
     return "server"
 
@@ -323,12 +339,12 @@ def start_tracking(config: "TrackingConfig", *, name: str, recipe: dict, recipe_
     ClearML failure is a warning and gives the no-op tracker.
     """
     if remote_queue:
-        _remote_check(config, remote_queue)
+        check_remote(config, remote_queue)
     if config.mode == "none":
         return Tracker()
     try:
         mode = _choose_mode(config)
-        task = _init_task(config, name=name, task_type=task_type, offline=mode == "offline")
+        task = _init_task(config.project, config.task_name or name, task_type=task_type, offline=mode == "offline")
     except Exception as exc:
         _restore_reporting()
         log.warning("ClearML tracking could not start; the run goes on untracked: %s: %s", type(exc).__name__, exc)
@@ -340,16 +356,16 @@ def start_tracking(config: "TrackingConfig", *, name: str, recipe: dict, recipe_
     return tracker
 
 
-def _init_task(config: "TrackingConfig", *, name: str, task_type: str, offline: bool):
+def _init_task(project: str, task_name: str, *, task_type: str, offline: bool):
     from clearml import Task
 
     Task.set_offline(offline)
     if offline:
-        _report_in_threads()
+        _quiet_offline()
     with _clearml_prints():
         return Task.init(
-            project_name=config.project,
-            task_name=config.task_name or name,
+            project_name=project,
+            task_name=task_name,
             task_type=task_type,
             reuse_last_task_id=False,
             auto_connect_arg_parser=False,
@@ -377,8 +393,12 @@ def import_offline_sessions(out_dir: Path) -> list[str]:
     zips = sorted(folder.glob("task-*.zip")) + sorted(folder.glob("dataset-*.zip"))
     if not zips:
         raise UserError(f"{folder}: no ClearML offline sessions (task-*.zip, dataset-*.zip) to import")
-    if server_host() is None:
+    credentials = server_credentials()
+    if credentials is None:
         raise UserError(f"{folder}: cannot import: {NO_SERVER_HELP}")
+    problem = server_problem(*credentials)
+    if problem:
+        raise UserError(f"{folder}: cannot import: ClearML server unusable: {problem}")
     from clearml import Dataset, Task
 
     Task.set_offline(False)
