@@ -259,7 +259,9 @@ class Runtime:
         if self.task == "inpaint":
             kwargs["mask_image"] = [Image.fromarray(m) for m in masks]
         if self.controls:
-            per_net = [[Image.fromarray(c[i]) for c in controls] for i in range(len(self.controls))]
+            # one NCHW batch in [0, 1] per ControlNet (the multi-ControlNet pipelines refuse nested lists)
+            per_net = [torch.from_numpy(np.stack([c[i] for c in controls])).permute(0, 3, 1, 2).float() / 255.0
+                       for i in range(len(self.controls))]
             kwargs["control_image"] = per_net[0] if len(per_net) == 1 else per_net
             scales = [c.scale for c in self.controls]
             kwargs["controlnet_conditioning_scale"] = scales[0] if len(scales) == 1 else scales
