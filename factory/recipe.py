@@ -200,6 +200,8 @@ class Resolved:
         """
         data = self.recipe.model_dump(mode="json", exclude_none=True)  # new optional sections keep old hashes
         data.pop("tracking", None)
+        data.pop("distill", None)  # training and export settings do not change the pairs
+        data.pop("export", None)
         data["output"].pop("count", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
