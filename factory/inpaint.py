@@ -2,7 +2,8 @@
 
 An inpainter is a callable ``inpainter(image, mask) -> image``: RGB uint8 in and out, the mask
 H×W (uint8 0..255 or float 0..1, 1 = person). Pixels outside the grown hole are returned unchanged.
-Backends: OpenCV (no weights; the default) and a LaMa TorchScript checkpoint (``model(image, mask)``).
+Backends: OpenCV (no weights; the default), a LaMa TorchScript checkpoint (``model(image, mask)``),
+and a Stable Diffusion inpainting pipeline from a local path (the diffusion teacher's loader).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from factory.errors import ModelLoadError
 from factory.recipe import Strict
+from factory.teachers.diffusion import LoraConfig, Scheduler, TextualInversionConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,30 @@ class LamaInpaintConfig(InpaintBase):
         return LamaInpainter(self)
 
 
-INPAINTERS = (OpenCVInpaintConfig, LamaInpaintConfig)
+class DiffusionInpaintConfig(InpaintBase):
+    """Stable Diffusion inpainting from a local diffusers folder or single file; repaints the hole only."""
+
+    kind: Literal["diffusion"]
+    model: Path = Field(description="a local diffusers folder or a single .safetensors/.ckpt file")
+    config: Path | None = Field(None, description="a local diffusers folder with the configs, for a single file")
+    prompt: str = "empty background, scenery, no people"
+    negative_prompt: str = "person, people, face, body, hands, text, watermark"
+    steps: int = Field(30, ge=1, le=200)
+    guidance_scale: float = Field(7.5, ge=0.0)
+    scheduler: Scheduler = "default"
+    seed: int = Field(0, description="noise seed: the same image and mask give the same fill")
+    lora: list[LoraConfig] = []
+    textual_inversion: list[TextualInversionConfig] = []
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: fp16 on CUDA")
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+
+    def build(self) -> "DiffusionInpainter":
+        return DiffusionInpainter(self)
+
+
+INPAINTERS = (OpenCVInpaintConfig, LamaInpaintConfig, DiffusionInpaintConfig)
 InpaintConfig = Annotated[Union[INPAINTERS], Field(discriminator="kind")]
 
 
@@ -129,4 +154,22 @@ class LamaInpainter:
         with torch.inference_mode():
             out = self.model(x, m)
         fill = (out[0, :, :h, :w].clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+        return np.where(hole[..., None].astype(bool), fill, image)
+
+
+class DiffusionInpainter:
+    """The diffusion teacher's runtime in inpaint mode, with a fixed prompt and seed; known pixels kept exactly."""
+
+    def __init__(self, config: DiffusionInpaintConfig):
+        from factory.teachers.diffusion import Runtime
+
+        self.config = config
+        self.runtime = Runtime(config, "inpaint", field="segment.inpaint")
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        hole = hole_mask(mask, self.config.threshold, self.config.grow)
+        if not hole.any():
+            return image.copy()
+        (fill,) = self.runtime.generate([self.config.prompt], [self.config.negative_prompt], [self.config.seed],
+                                        images=[image], masks=[hole * 255], strength=1.0)
         return np.where(hole[..., None].astype(bool), fill, image)

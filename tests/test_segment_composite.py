@@ -228,3 +228,57 @@ def test_segment_config_without_person_only_leaves_the_teacher_alone():
     teacher = CartoonizeConfig(kind="cartoonize").build()
     assert SegmentConfig().wrap_teacher(teacher) is teacher
     assert SegmentConfig().background_stage() is None
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    """A Stable Diffusion folder at toy size with random weights (letter-level CLIP tokenizer)."""
+    import json
+    import string
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("sd_inpaint")
+    symbols = string.ascii_lowercase + ","
+    vocab = ["<|startoftext|>", "<|endoftext|>", *symbols, *[c + "</w>" for c in symbols]]
+    (root / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=77)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = AutoencoderKL(block_out_channels=[16, 32], latent_channels=4, norm_num_groups=8, sample_size=32,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              steps_offset=1)
+    StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(root / "sd")
+    return root / "sd"
+
+
+def test_diffusion_inpainting_repaints_only_the_hole(tiny_sd):
+    from factory.inpaint import DiffusionInpaintConfig
+
+    config = DiffusionInpaintConfig(kind="diffusion", model=tiny_sd, steps=2, device="cpu", grow=0.0)
+    inpainter = config.build()
+    image, mask = scene(h=40, w=48)
+    out = inpainter(image, mask)
+    hole = hole_mask(mask, config.threshold, config.grow).astype(bool)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~hole], image[~hole]), "known pixels are kept exactly"
+    assert not np.array_equal(out[hole], image[hole]), "the hole is repainted"
+    assert np.array_equal(out, inpainter(image, mask)), "a fixed seed gives the same fill"
+
+
+def test_diffusion_inpainting_missing_model_is_a_model_load_error(tmp_path):
+    from factory.inpaint import DiffusionInpaintConfig
+
+    with pytest.raises(ModelLoadError, match="missing"):
+        DiffusionInpaintConfig(kind="diffusion", model=tmp_path / "missing", device="cpu").build()
