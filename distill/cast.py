@@ -355,7 +355,8 @@ class TeacherRealifier:
 
 
 def load_realifier(path: Path | str) -> Realifier:
-    """``.onnx`` (exported student), ``.yaml`` (a toon2real teacher section) or a student checkpoint."""
+    """``.onnx`` (the exported student, or any NCHW [-1, 1] image model), ``.yaml`` (a toon2real teacher
+    section) or a student checkpoint."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"--realify: {path} does not exist")
@@ -367,20 +368,43 @@ def load_realifier(path: Path | str) -> Realifier:
 
 
 class StudentRealifier:
-    """The distilled toon2real student from its checkpoint, through ``distill.infer``."""
+    """The distilled toon2real student from its PyTorch checkpoint, through ``distill.infer.Student``."""
 
-    def __init__(self, path: Path, size: int = 256):
-        try:
-            from distill import infer
-        except ImportError:
-            raise UserError(f"--realify: {path} is not .onnx or .yaml, and distill.infer (the student loader) "
-                            "is not available") from None
-        self._translate = infer.load_translator(path)
-        self.size = getattr(self._translate, "size", size)
-        self.name = f"student:{Path(path).name}"
+    def __init__(self, path: Path):
+        from distill.infer import Student
+
+        self._student = Student(path)
+        self.size = self._student.size
+        self.name = f"student:{Path(path).name}@{self._student.backend}"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self._translate(image)
+        from distill.infer import to_input, to_uint8
+
+        batch = to_input(image, self._student.multiple)[None]
+        return to_uint8(self._student(batch)[0], *image.shape[:2])
+
+
+class InverseWebtoonWarp:
+    """Undo webtoon geometry (big eyes, small chin) with the warping profile's inverse target."""
+
+    def __init__(self, profile: Path | None = None, strength: float = 1.0):
+        from warping.profile import ProfileError, load_profile
+
+        try:
+            self.profile = load_profile(profile)
+        except ProfileError as exc:
+            raise UserError(f"--unwarp: {exc}") from None
+        self.strength = strength
+
+    def __call__(self, image: np.ndarray, face: facelib.Face) -> np.ndarray:
+        from warping import landmarks as lm
+        from warping.warp import build_warp
+
+        if face.landmarks is None or face.scheme not in lm.SCHEMES:
+            return image
+        points = lm.to_canonical(face.landmarks, face.scheme)
+        target = self.profile.target(points, "inverse", self.strength)
+        return build_warp(points, target, image.shape[:2]).apply(image)
 
 
 # ---------------------------------------------------------------- queries and ranking
@@ -399,23 +423,27 @@ class QueryFace:
 
 def query_faces(image: np.ndarray, detector: DetectorChain, embedder: Embedder, *,
                 realifier: Realifier | None = None, real_detector: DetectorChain | None = None,
-                inverse_warp: Callable[[np.ndarray], np.ndarray] | None = None, margin: float = 1.3) -> list[QueryFace]:
-    """Every face in ``image`` (largest first), realified when a realifier is given, embedded."""
-    found = detector.detect(image)
+                inverse_warp: Callable[[np.ndarray, facelib.Face], np.ndarray] | None = None,
+                margin: float = 1.3, size: int = 256) -> list[QueryFace]:
+    """Every face in ``image`` (largest first), realified and un-warped when asked, embedded.
+
+    With a realifier or an inverse warp, the face's aligned crop is transformed and the face is
+    found again in the result (falling back to the original landmarks moved into the crop).
+    """
     out = []
-    for face in found:
-        if realifier is None:
+    for face in detector.detect(image):
+        if realifier is None and inverse_warp is None:
             vectors, _ = embed(embedder, image, [face])
             out.append(QueryFace(box=face.box.tolist(), crop=thumbnail(image, face, THUMB_SIZE, margin), vector=vectors[0]))
             continue
-        matrix = facelib.alignment_matrix(face.keypoints5(), realifier.size, margin)
-        toon = facelib.crop(image, matrix, realifier.size)
-        real = realifier(toon)
+        side = realifier.size if realifier is not None else size
+        matrix = facelib.alignment_matrix(face.keypoints5(), side, margin)
+        toon, moved = facelib.crop(image, matrix, side), _moved(face, matrix)
+        real = realifier(toon) if realifier is not None else toon
         if inverse_warp is not None:
-            real = inverse_warp(real)
+            real = inverse_warp(real, moved)
         again = (real_detector or detector).detect(real)
-        target = again[0] if again else _moved(face, matrix)
-        vectors, _ = embed(embedder, real, [target])
+        vectors, _ = embed(embedder, real, [again[0] if again else moved])
         out.append(QueryFace(box=face.box.tolist(), crop=toon, vector=vectors[0], realified=real, redetected=bool(again)))
     return out
 
@@ -490,7 +518,7 @@ class CastResult:
 
 def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: DetectorChain, *, top: int = 5,
          where: dict[str, str] | None = None, realifier: Realifier | None = None,
-         real_detector: DetectorChain | None = None, inverse_warp: Callable[[np.ndarray], np.ndarray] | None = None,
+         real_detector: DetectorChain | None = None, inverse_warp: Callable[[np.ndarray, facelib.Face], np.ndarray] | None = None,
          progress: Callable[[], None] | None = None) -> CastResult:
     """Rank the gallery's actors for one character shown in ``images`` (the largest face of each)."""
     identity = {"name": embedder.name, "version": embedder.version, "dim": embedder.dim}

@@ -51,6 +51,7 @@ def rank(
     gallery_dir: Path = typer.Option(..., "--gallery", help="a folder made by `cast gallery`"),
     out: Path = typer.Option(..., "--out", help="report folder: ranking.json, report.html, report.png"),
     realify: Optional[Path] = typer.Option(None, help="toon2real model: .onnx, a student checkpoint, or a teacher .yaml"),
+    unwarp: Optional[str] = typer.Option(None, help="undo webtoon geometry first: 'default' or a warping profile .json"),
     top: int = typer.Option(5, min=1, help="actors voted for per image, and shown"),
     where: Optional[List[str]] = typer.Option(None, help="attribute filter key=value (repeatable), e.g. gender=female"),
     embedder: str = EmbedderOption,
@@ -58,7 +59,7 @@ def rank(
     min_face: int = typer.Option(40, help="smallest face side in pixels"),
 ):
     """Rank the gallery's actors for a character across its images (top-k votes, ties by mean similarity)."""
-    from distill.cast import DetectorChain, Gallery, cast, load_realifier, parse_where
+    from distill.cast import DetectorChain, Gallery, InverseWebtoonWarp, cast, load_realifier, parse_where
     from distill.cast_report import write_report
     from factory.embedding import build_embedder
 
@@ -67,11 +68,12 @@ def rank(
     model = build_embedder(embedder)
     chain = DetectorChain(detector, min_size=min_face)
     realifier = load_realifier(realify) if realify else None
-    real_chain = DetectorChain("dlib,mediapipe", min_size=min_face) if realifier else None
+    warp = None if unwarp is None else InverseWebtoonWarp(None if unwarp == "default" else Path(unwarp))
+    real_chain = DetectorChain("dlib,mediapipe", min_size=min_face) if realifier or warp else None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("casting", total=len(images))
         result = cast(actors, images, model, chain, top=top, where=where_map, realifier=realifier,
-                      real_detector=real_chain, progress=lambda: bar.advance(task))
+                      real_detector=real_chain, inverse_warp=warp, progress=lambda: bar.advance(task))
     paths = write_report(result, actors, out)
     table = Table("#", "actor", "votes", "mean similarity", title=f"cast for {len(images)} image(s)")
     for n, row in enumerate(result.overall[:top], 1):
