@@ -136,6 +136,15 @@ def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the 
     console.print(f"contact sheet: {write_contact_sheet(dataset_dir, sheet)}")
 
 
+@app.command("clearml-import")
+def clearml_import(dataset_dir: Path):
+    """Import a run's offline ClearML sessions (DIR/clearml/*.zip) into the configured ClearML server."""
+    from factory import tracking
+
+    for new_id in tracking.import_offline_sessions(dataset_dir):
+        console.print(f"imported into ClearML: {new_id}")
+
+
 from factory import cast_cli  # noqa: E402  (light: typer and rich only)
 
 app.add_typer(cast_cli.app, name="cast")

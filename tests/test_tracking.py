@@ -215,3 +215,15 @@ def test_import_needs_sessions_and_a_server(dataset_dir):
     (dataset_dir / "clearml" / "task-offline-0.zip").write_bytes(b"")
     with pytest.raises(UserError, match="no ClearML server configured"):
         tracking.import_offline_sessions(dataset_dir)
+
+
+def test_cli_import_without_server_exits_2(dataset_dir, monkeypatch, capsys):
+    from factory import cli
+
+    (dataset_dir / "clearml").mkdir()
+    (dataset_dir / "clearml" / "task-offline-0.zip").write_bytes(b"")
+    monkeypatch.setattr("sys.argv", ["toonfactory", "clearml-import", str(dataset_dir)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert "no ClearML server configured" in " ".join(capsys.readouterr().err.split())  # rich wraps lines
