@@ -24,8 +24,9 @@ from factory.stage import Stage
 
 log = logging.getLogger(__name__)
 
-Point = tuple[float, float]
-Box = tuple[float, float, float, float]
+Relative = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = tuple[Relative, Relative]
+Box = tuple[Relative, Relative, Relative, Relative]
 
 
 class MediapipeMaskConfig(Strict):
@@ -113,6 +114,19 @@ class SegmentConfig(Strict):
         from factory.composite import BackgroundSwap
 
         return BackgroundSwap(self.backgrounds) if self.backgrounds is not None else None
+
+
+def build_mask(spec: str | dict = "mediapipe"):
+    """A mask backend from a kind name or a recipe-style mapping, e.g. for inference options."""
+    from pydantic import TypeAdapter, ValidationError
+
+    data = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    try:
+        config = TypeAdapter(MaskConfig).validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"mask backend {data}: {problems}") from None
+    return config.build()
 
 
 def soften(probability: np.ndarray, feather: float) -> np.ndarray:

@@ -237,3 +237,14 @@ def test_mediapipe_is_per_image_not_temporal():
     first = masker(data.astronaut())
     masker(np.full((512, 512, 3), 30, np.uint8))
     assert np.array_equal(first, masker(data.astronaut()))
+
+
+def test_build_mask_from_a_name_or_mapping():
+    from factory.errors import UserError
+    from factory.segment import MediapipeMasker, build_mask
+
+    assert isinstance(build_mask("mediapipe"), MediapipeMasker)
+    with pytest.raises(UserError, match="checkpoint"):
+        build_mask({"kind": "sam"})
+    with pytest.raises(UserError, match="mask backend"):
+        build_mask("nope")
