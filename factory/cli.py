@@ -38,9 +38,13 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, remote: st
     from factory import runner, tracking
 
     resolved = recipes.load(recipe, set_)
+    if remote:
+        tracking.check_remote(resolved.recipe.tracking, remote)
     runner.prepare_output(resolved, out)
-    tracker = tracking.start_tracking(resolved.recipe.tracking, name=resolved.recipe.name, recipe=resolved.to_dict(),
-                                      recipe_hash=resolved.hash, out_dir=out, remote_queue=remote)
+    rank, _ = runner.distributed_rank()
+    tracker = tracking.Tracker() if rank else tracking.start_tracking(
+        resolved.recipe.tracking, name=resolved.recipe.name, recipe=resolved.to_dict(), recipe_hash=resolved.hash,
+        out_dir=out, remote_queue=remote)
     tasks = -(-resolved.recipe.output.count // resolved.recipe.output.shard_size)
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
         bar = progress.add_task(f"{resolved.recipe.name}: shards", total=tasks)
@@ -50,7 +54,8 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, remote: st
         tracker.close()
         console.print(f"[red]{len(result.failed)} shard(s) failed[/red]; re-run the same command to retry them")
         raise typer.Exit(1)
-    _report(out, tracker)
+    if rank == 0:
+        _report(out, tracker)
     return resolved, result
 
 
@@ -62,8 +67,11 @@ def _report(out: Path, tracker) -> None:
     sheet = write_contact_sheet(out)
     tracker.report_stats(stats)
     tracker.report_image("dataset", "contact sheet", sheet)
-    if dataset.read_manifest(out) and dataset.read_recipe(out)["recipe"]["tracking"]["dataset"]:
-        tracker.register_dataset(out, name=dataset.read_manifest(out)["name"], files=sorted((out / "shards").glob("*.tar")))
+    manifest = dataset.read_manifest(out)
+    if manifest and dataset.read_recipe(out)["recipe"]["tracking"]["dataset"]:
+        files = [out / "manifest.json", out / "recipe.json", *sorted((out / "stats").glob("*.json")),
+                 *sorted((out / "shards").glob("*.tar"))]
+        tracker.register_dataset(out, name=manifest["name"], files=files)
     tracker.close()
     print_stats(stats)
     console.print(f"pairs in [bold]{out}[/bold]; contact sheet {sheet}")
