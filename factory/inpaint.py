@@ -118,11 +118,10 @@ class LamaInpainter:
     """LaMa as TorchScript: inputs image (1,3,H,W) and mask (1,1,H,W) in [0, 1], sides padded to ×8."""
 
     def __init__(self, config: LamaInpaintConfig, model=None):
-        import torch
+        from factory.teachers.tensors import pick_device
 
         self.config = config
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if config.device == "auto" else config.device)
+        self.device = pick_device(config.device)
         self.model = model if model is not None else self._load(config.checkpoint)
 
     def _load(self, path: Path):
@@ -137,6 +136,7 @@ class LamaInpainter:
                 model = torch.jit.load(str(path), map_location=self.device)
         except Exception as exc:  # not TorchScript, truncated, or a plain state dict
             raise ModelLoadError(path, f"{expected}; {type(exc).__name__}") from None
+        log.info("LaMa loaded from %s on %s", path, self.device)
         return model.eval()
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from factory.composite import BackgroundsConfig, PersonOnlyConfig
+from factory.composite import BackgroundsConfig, BackgroundSwap, PersonOnlyConfig, PersonOnlyTeacher
 from factory.errors import ModelLoadError, UserError
 from factory.inpaint import InpaintConfig, OpenCVInpaintConfig
 from factory.recipe import Strict
@@ -102,8 +102,6 @@ class SegmentConfig(Strict):
 
     def wrap_teacher(self, teacher: Stage) -> Stage:
         """The teacher stage itself, or wrapped for person-only stylization when the recipe asks."""
-        from factory.composite import PersonOnlyTeacher
-
         if self.person_only is None:
             return teacher
         inpainter = self.inpaint.build() if self.person_only.background == "stylize" else None
@@ -111,8 +109,6 @@ class SegmentConfig(Strict):
 
     def background_stage(self) -> Stage | None:
         """The cutface background swap (after the teacher, before augmentation), if the recipe asks."""
-        from factory.composite import BackgroundSwap
-
         return BackgroundSwap(self.backgrounds) if self.backgrounds is not None else None
 
 
@@ -201,8 +197,9 @@ def _box_corners(box: np.ndarray) -> np.ndarray:
 
 def load_sam(checkpoint: Path, model_type: str, device: str = "auto"):
     """Build a SAM of ``model_type`` and load the user's weights (never unpickling code)."""
-    import torch
     from segment_anything import sam_model_registry
+
+    from factory.teachers.tensors import pick_device
 
     checkpoint = Path(checkpoint)
     expected = f"segment.mask.checkpoint: a SAM {model_type} state dict (.pth as released or .safetensors)"
@@ -210,8 +207,8 @@ def load_sam(checkpoint: Path, model_type: str, device: str = "auto"):
         raise ModelLoadError(checkpoint, f"{expected}; file not found")
     model = sam_model_registry[model_type]()
     load_sam_weights(model, checkpoint, expected)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device(device)
+    log.info("SAM %s loaded from %s on %s", model_type, checkpoint, device)
     return model.to(device).eval()
 
 
@@ -341,6 +338,7 @@ class SegmentStage(Stage):
             "mask": self.config.mask.kind, "side": side, "coverage": round(coverage, 4), "feather": self.config.feather,
         }
         if coverage < self.config.min_coverage:
+            log.debug("%s: person mask covers %.4f < %.4f", sample.key, coverage, self.config.min_coverage)
             return sample.reject("segment_empty_mask")
         sample.mask = mask
         return sample
