@@ -221,8 +221,7 @@ def _build_pa(src, dst, shape, ellipse, fade, grid_step, min_jacobian):
     anchors = _anchors(shape, ellipse, fade)
     out_pts = np.vstack([dst, anchors])
     in_pts = np.vstack([src, anchors])
-    mesh = Delaunay(out_pts)
-    tris = mesh.simplices
+    tris = Delaunay(out_pts).simplices
     out_tri, in_tri = out_pts[tris], in_pts[tris]
 
     def area(t):
@@ -235,17 +234,20 @@ def _build_pa(src, dst, shape, ellipse, fade, grid_step, min_jacobian):
     # per-triangle affine (output -> input): solve [x y 1] A = [x' y']
     homog = np.concatenate([out_tri, np.ones((len(tris), 3, 1))], axis=2)
     affines = np.linalg.solve(homog[valid], in_tri[valid])  # (T, 3, 2)
+    kept = out_tri[valid]
     index = np.zeros((h, w), np.int32)
-    for i, tri in enumerate(out_tri[valid]):  # exact point-in-triangle test over each bounding box
-        x0, y0 = np.maximum(np.floor(tri.min(0)).astype(int), 0)
-        x1, y1 = np.minimum(np.ceil(tri.max(0)).astype(int), [w - 1, h - 1])
-        if x1 < x0 or y1 < y0:
-            continue
-        py, px = np.mgrid[y0:y1 + 1, x0:x1 + 1]
-        bary = np.linalg.solve(np.vstack([tri.T, np.ones(3)]), np.stack([px.ravel(), py.ravel(), np.ones(px.size)]))
-        inside = (bary >= -1e-9).all(0).reshape(px.shape)
-        index[py[inside], px[inside]] = i
+    for i, tri in enumerate(kept):  # rasterise, then fix pixels whose triangle is not exactly theirs
+        cv2.fillConvexPoly(index, np.round(tri * 16).astype(np.int32), i, lineType=cv2.LINE_8, shift=4)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    to_bary = np.linalg.inv(np.concatenate([kept.transpose(0, 2, 1), np.ones((len(kept), 1, 3))], axis=1)).astype(np.float32)
+    m = to_bary[index]  # (H, W, 3, 3)
+    bary = m[..., 0] * xs[..., None] + m[..., 1] * ys[..., None] + m[..., 2]
+    wrong = bary.min(-1) < -1e-4
+    if wrong.any():  # the triangle that holds each such pixel best (largest smallest barycentric)
+        py, px = np.nonzero(wrong)
+        pix = np.stack([px, py, np.ones_like(px)]).astype(np.float32)  # (3, N)
+        holds = np.einsum("tij,jn->tin", to_bary, pix).min(1)  # (T, N)
+        index[py, px] = holds.argmax(0)
     a = affines.astype(np.float32)[index]  # (H, W, 3, 2)
     disp = np.empty((h, w, 2), np.float32)
     disp[..., 0] = a[..., 0, 0] * xs + a[..., 1, 0] * ys + a[..., 2, 0] - xs
