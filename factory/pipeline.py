@@ -17,7 +17,8 @@ class Pipeline:
 
 
 def build_pipeline(recipe) -> Pipeline:
-    """faces → [segment] → [warp before the teacher] → teacher → [warp one side] → augment → gates.
+    """faces → [segment] → [warp before the teacher] → teacher → [warp one side] → [backgrounds]
+    → augment → gates. With ``segment.person_only`` the teacher stylizes only the person.
 
     Generative sources (StyleGAN latents, prompts) make their images first, so their teacher runs
     before the face stage, which then crops both sides with the same matrix.
@@ -25,7 +26,11 @@ def build_pipeline(recipe) -> Pipeline:
     source = recipe.source.build()
     faces = FaceStage(recipe.faces, recipe.output.size)
     teacher = recipe.teacher.build()
-    segment = [recipe.segment.build()] if recipe.segment else []
+    segment, backgrounds = [], []
+    if recipe.segment:
+        segment = [recipe.segment.build()]
+        teacher = recipe.segment.wrap_teacher(teacher)  # person-only stylization, when asked
+        backgrounds = [stage for stage in [recipe.segment.background_stage()] if stage]
     warp = recipe.warp.build() if recipe.warp else None
     before = [warp] if warp and recipe.warp.placement == "before_teacher" else []
     after = [warp] if warp and recipe.warp.placement != "before_teacher" else []
@@ -33,5 +38,5 @@ def build_pipeline(recipe) -> Pipeline:
         stages = [teacher, faces, *segment, *before, *after]
     else:
         stages = [faces, *segment, *before, teacher, *after]
-    stages += [AugmentStage(recipe.augment), GateStage(recipe.gates, recipe.faces)]
+    stages += [*backgrounds, AugmentStage(recipe.augment), GateStage(recipe.gates, recipe.faces)]
     return Pipeline(source, stages)

@@ -102,6 +102,13 @@ def _recipe_model():
         distill: DistillConfig | None = None
         export: ExportConfig | None = None
 
+        @model_validator(mode="after")
+        def _stages_fit_the_source(self):
+            if getattr(self.source, "generative", False) and self.segment and self.segment.person_only:
+                raise ValueError("segment.person_only needs an image source: a generative source's teacher "
+                                 "runs before faces are found and masked")
+            return self
+
     return Recipe
 
 

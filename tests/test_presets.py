@@ -1,0 +1,37 @@
+"""Presets that need no user weights run as they stand (on a tiny count)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from factory import recipe as recipes
+from factory import runner
+from factory.dataset import iter_pairs
+from tests.conftest import REPO
+
+TINY = ["output.count=3", "output.shard_size=3", "output.size=64", "tracking.mode=none"]
+
+
+@pytest.mark.parametrize("name", ["quickstart", "person-only"])
+def test_preset_makes_pairs(name, tmp_path):
+    result = runner.run(recipes.load(REPO / "recipes" / f"{name}.yaml", TINY), tmp_path)
+    assert not result.failed
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["counts"]["accepted"] == 3
+    pairs = list(iter_pairs(tmp_path))
+    if name == "person-only":
+        assert "mask.png" in manifest["fields"]
+        assert all(p["mask"].shape == (64, 64) and p["meta"]["segment"] for p in pairs)
+
+
+def test_person_only_is_refused_with_a_generative_source(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(json.dumps({
+        "source": {"kind": "stylegan2", "checkpoint": str(tmp_path / "g.pt")},
+        "segment": {"person_only": {"background": "keep"}},
+        "teacher": {"kind": "cartoonize"},
+    }))
+    with pytest.raises(recipes.RecipeError, match="person_only needs an image source"):
+        recipes.load(path)
