@@ -17,6 +17,7 @@ class StudentConfig(Strict):
     max_channels: int = Field(512, ge=8, description="channel cap of the deeper levels")
     norm: Literal["batch", "instance", "none"] = "batch"
     dropout: float = Field(0.0, ge=0.0, le=0.9, description="dropout in the innermost decoder levels")
+    residual: bool = Field(True, description="predict a change of the input (output = input + U-Net, clamped); aligned pairs converge much faster")
 
 
 class DiscriminatorConfig(Strict):

@@ -51,15 +51,15 @@ class UNetGenerator(nn.Module):
                     layers.append(nn.Dropout(config.dropout))
             self.up.append(nn.Sequential(*layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x, skips = image, []
         for block in self.down:
             x = block(x)
             skips.append(x)
         x = self.up[0](skips.pop())
         for block in self.up[1:]:
             x = block(torch.cat([x, skips.pop()], dim=1))
-        return x
+        return (image + x).clamp(-1.0, 1.0) if self.config.residual else x
 
 
 class PatchDiscriminator(nn.Module):
