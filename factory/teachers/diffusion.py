@@ -190,20 +190,22 @@ class Runtime:
                        local_files_only=True)
         if path.is_dir():
             if not (path / "model_index.json").is_file():
-                raise ModelLoadError(path, f"no model_index.json in the folder; expected {PIPELINE_EXPECTED}")
+                raise ModelLoadError(path, f"{self.field}.model: no model_index.json in the folder; expected "
+                                           f"{PIPELINE_EXPECTED}")
             loader, where = StableDiffusionPipeline.from_pretrained, path
         elif path.is_file() and path.suffix in (".safetensors", ".ckpt"):
             if self.config.config is not None:
                 options["config"] = str(self.config.config)
             loader, where = StableDiffusionPipeline.from_single_file, path
         else:
-            raise ModelLoadError(path, f"not found or not a folder/.safetensors/.ckpt; expected {PIPELINE_EXPECTED}")
+            raise ModelLoadError(path, f"{self.field}.model: not found or not a folder/.safetensors/.ckpt; expected "
+                                       f"{PIPELINE_EXPECTED}")
         try:
             return loader(str(where), **options)
         except Exception as exc:  # diffusers raises OSError, ValueError, KeyError, ... for bad checkpoints
             hint = "" if path.is_dir() or self.config.config else (
                 f" (offline, a single file needs `{self.field}.config`: a local diffusers folder with its configs)")
-            raise ModelLoadError(path, f"{type(exc).__name__}: {str(exc)[:300]}{hint}") from None
+            raise ModelLoadError(path, f"{self.field}.model: {type(exc).__name__}: {str(exc)[:300]}{hint}") from None
 
     def _load_controlnet(self, index: int, path: Path):
         from diffusers import ControlNetModel
