@@ -60,11 +60,17 @@ def train_command(
     tracking: Optional[str] = typer.Option(None, help="ClearML mode: auto, offline, server or none"),
 ):
     """Train the pix2pix student on a dataset's pairs (works under `accelerate launch`)."""
+    config = load_distill_config(recipe, set_ or [])
+    checkpoint = train_with_progress(config, data, out, resume, _tracking(recipe, tracking))
+    console.print(f"[green]checkpoint[/green] {checkpoint}")
+
+
+def train_with_progress(config, data: Path, out: Path, resume: str | None, tracking) -> Path:
+    """Train with a progress bar showing the latest losses; returns the last checkpoint."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from distill.train import train
 
-    config = load_distill_config(recipe, set_ or [])
     with Progress(
         TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
         console=console,
@@ -75,8 +81,7 @@ def train_command(
             shown = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "step")
             progress.update(task, completed=step, losses=shown)
 
-        checkpoint = train(config, data, out, resume=resume, tracking=_tracking(recipe, tracking), on_step=on_step)
-    console.print(f"[green]checkpoint[/green] {checkpoint}")
+        return train(config, data, out, resume=resume, tracking=tracking, on_step=on_step)
 
 
 def export_command(

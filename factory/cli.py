@@ -123,8 +123,26 @@ def generate(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = Se
 @app.command()
 def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOption,
         workers: int = WorkersOption, remote: Optional[str] = RemoteOption):
-    """Run every stage the recipe declares: generate the pairs, then the later stages."""
-    _generate(recipe, out, set_ or [], workers, remote)
+    """Run every stage the recipe declares: generate the pairs, then train and export the student.
+
+    Re-running resumes whichever stage was interrupted (shards, then training from its latest checkpoint).
+    """
+    from factory.runner import distributed_rank
+
+    resolved, _ = _generate(recipe, out, set_ or [], workers, remote)
+    config = resolved.recipe
+    if config.distill is None:
+        return
+    from distill.cli import train_with_progress
+    from distill.export import export
+
+    checkpoint = train_with_progress(config.distill, out, out / "student", "latest", config.tracking)
+    console.print(f"[green]student[/green] {checkpoint}")
+    if config.export is not None and distributed_rank()[0] == 0:
+        for fmt in config.export.formats:
+            path = export(checkpoint, fmt, out / "student" / "export", opset=config.export.opset,
+                          tolerance=config.export.tolerance)
+            console.print(f"[green]{fmt}[/green] {path}")
 
 
 @app.command()

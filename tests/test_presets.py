@@ -35,3 +35,25 @@ def test_person_only_is_refused_with_a_generative_source(tmp_path):
     }))
     with pytest.raises(recipes.RecipeError, match="person_only needs an image source"):
         recipes.load(path)
+
+
+def test_run_generates_trains_and_exports_then_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    settings = ["output.count=8", "output.shard_size=4", "output.size=64", "distill.size=64", "distill.steps=4",
+                "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
+    args = [sys.executable, "-m", "factory.cli", "run", str(REPO / "recipes" / "quickstart.yaml"), "--out", str(tmp_path)]
+    args += [a for s in settings for a in ("--set", s)]
+    first = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / "student" / "checkpoints" / "step_0000004" / "student.safetensors").is_file()
+    onnx = tmp_path / "student" / "export" / "student.onnx"
+    assert onnx.is_file() and (tmp_path / "student" / "export" / "student.safetensors").is_file()
+    stamp = onnx.stat().st_mtime_ns
+    shard = (tmp_path / "shards" / "00000.tar").stat().st_mtime_ns
+    again = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "shards" / "00000.tar").stat().st_mtime_ns == shard  # shards skipped
+    assert not (tmp_path / "student" / "checkpoints" / "step_0000006").exists()  # training not redone
+    assert onnx.stat().st_mtime_ns >= stamp
