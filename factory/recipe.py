@@ -107,6 +107,10 @@ def _recipe_model():
             if getattr(self.source, "generative", False) and self.segment and self.segment.person_only:
                 raise ValueError("segment.person_only needs an image source: a generative source's teacher "
                                  "runs before faces are found and masked")
+            if self.teacher.kind == "toonify" and (self.source.kind != "stylegan2"
+                                                   or self.source.checkpoint != self.teacher.base):
+                raise ValueError("teacher.base: toonify needs `source.kind: stylegan2` with the same checkpoint "
+                                 "as `teacher.base`, so both sides come from one latent")
             return self
 
     return Recipe

@@ -161,10 +161,14 @@ def run(resolved: Resolved, out: Path, workers: int = 1, on_shard: Callable[[dic
     """Make every unfinished shard of the recipe in ``out`` and write the manifest."""
     recipe = resolved.recipe
     prepare_output(resolved, out)
-    recipe.source.build()  # a missing folder is the user's mistake: fail before writing anything
     rank, world = distributed_rank()
     tasks = plan.plan(recipe.output.count, recipe.output.shard_size, recipe.output.max_attempts)
     mine = [t for t in plan.assign(tasks, rank, world) if not is_done(out, t)]
+    # Missing folders and checkpoints are the user's mistakes: build (and so check) every stage before
+    # writing anything. Worker processes build their own copy; this one is then only a check.
+    pipeline = build_pipeline(recipe) if mine else None
+    if workers > 1:
+        pipeline = None
     result = RunResult(out=out, shards=len(tasks), skipped=len(plan.assign(tasks, rank, world)) - len(mine))
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -178,8 +182,7 @@ def run(resolved: Resolved, out: Path, workers: int = 1, on_shard: Callable[[dic
         if on_shard:
             on_shard(stats)
 
-    if mine and workers <= 1:
-        pipeline = build_pipeline(recipe)
+    if pipeline is not None:
         for task in mine:
             try:
                 collect(make_shard(pipeline, task, out, recipe.seed))

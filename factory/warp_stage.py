@@ -92,6 +92,16 @@ class WarpStage(Stage):
             auto = "forward" if side == "toon" else "inverse"
         return side, auto if self.config.direction == "auto" else self.config.direction
 
+    @staticmethod
+    def known_landmarks(sample: Sample, side: str) -> np.ndarray | None:
+        """The face stage's landmarks (crop pixels) when they were found on this side: no second detection."""
+        from warping.landmarks import SCHEMES, to_canonical
+
+        faces = sample.meta.get("faces") or {}
+        if faces.get("side") != side or faces.get("scheme") not in SCHEMES:
+            return None
+        return to_canonical(np.asarray(faces["landmarks"], dtype=np.float64), faces["scheme"])
+
     def process(self, sample: Sample) -> Sample:
         from warping.warp import build_warp
 
@@ -99,7 +109,9 @@ class WarpStage(Stage):
         image = getattr(sample, side)
         if image is None:
             return sample.reject(f"warp_no_{side}_image")
-        points = face68(image, self.detector)
+        points = self.known_landmarks(sample, side)
+        if points is None:
+            points = face68(image, self.detector)
         if points is None:
             return sample.reject("warp_no_landmarks")
         strength = self.config.strength
@@ -112,6 +124,10 @@ class WarpStage(Stage):
                        and sample.mask.shape[:2] == image.shape[:2])
         if mask_warped:
             sample.mask = warp.apply_mask(sample.mask)
+        faces = sample.meta.get("faces")
+        if faces and faces.get("side") == side:  # keep the recorded landmarks on the warped face
+            moved = warp.transform_points(np.asarray(faces["landmarks"], dtype=np.float64))
+            faces["landmarks"] = np.round(moved, 1).tolist()
         sample.meta["warp"] = {
             "side": side,
             "direction": direction,

@@ -115,9 +115,11 @@ def test_debris_is_redone_and_finished_shards_are_left_alone(reference, tmp_path
     (tmp_path / "stats" / "00003.done").unlink()  # shard 3 looks interrupted after its tar was renamed
     (tmp_path / "shards" / "00004.tar").write_bytes(b"half a tar")
     (tmp_path / "stats" / "00004.done").unlink()
+    for leftover in ("shards/00005.tar", "stats/00005.json", "stats/00005.done"):  # killed while writing 5
+        (tmp_path / leftover).unlink()
     (tmp_path / "shards" / "00005.tar.tmp").write_bytes(b"junk")
     result = make(tmp_path)
-    assert sorted(s["shard"] for s in result.made) == ["00003", "00004"]
+    assert sorted(s["shard"] for s in result.made) == ["00003", "00004", "00005"]
     assert finished.stat().st_mtime_ns == before
     assert not (tmp_path / "shards" / "00005.tar.tmp").exists()
     same_dataset(reference, tmp_path)
@@ -150,6 +152,11 @@ def test_user_mistakes_exit_2_and_write_nothing(tmp_path):
     unwritable = cli("generate", QUICKSTART, "--out", blocker, "--set", "tracking.mode=none")
     _, err = unwritable.communicate(timeout=120)
     assert unwritable.returncode == 2 and "not a folder" in err
+    no_model = cli("generate", REPO / "recipes" / "cartoongan.yaml", "--out", out, "--set",
+                   f"teacher.weights={tmp_path / 'missing'}", "--set", "tracking.mode=none")
+    _, err = no_model.communicate(timeout=120)
+    assert no_model.returncode == 2 and "missing" in err
+    assert not out.exists()
     bad = cli("generate", QUICKSTART, "--out", out, "--set", "output.size=1")
     _, err = bad.communicate(timeout=120)
     assert bad.returncode == 2 and "output.size" in err

@@ -92,3 +92,12 @@ def test_validate_command_exits_2_listing_problems(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "factory.cli", "validate", path, "--set", "teacher.colors=8"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_toonify_must_share_the_sources_generator(tmp_path):
+    data = {"source": {"kind": "stylegan2", "checkpoint": "a.pt"},
+            "teacher": {"kind": "toonify", "base": "b.pt", "toon": "t.pt"}}
+    with pytest.raises(RecipeError, match="teacher.base: toonify needs"):
+        recipes.load(write(tmp_path, data))
+    data["teacher"]["base"] = "a.pt"
+    recipes.load(write(tmp_path, data))
