@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from factory.recipe import Strict
 from factory.sample import Sample, sample_seed
-from factory.teachers.diffusion import Scheduler, LoraConfig, TextualInversionConfig
+from factory.teachers.diffusion import DiffusersModel
 
 Domain = Literal["real", "toon"]
 
@@ -72,7 +72,7 @@ class StyleGAN2Source:
         return sample
 
 
-class PromptSourceConfig(Strict):
+class PromptSourceConfig(DiffusersModel):
     """Faces drawn by a Stable Diffusion model from prompt templates and attribute tags.
 
     Each sample picks one value per tag (from its seed) and fills the template, e.g.
@@ -81,8 +81,6 @@ class PromptSourceConfig(Strict):
 
     generative: ClassVar[bool] = True
     kind: Literal["prompt"]
-    model: Path = Field(description="a local diffusers folder or a single .safetensors/.ckpt file")
-    config: Path | None = Field(None, description="a local diffusers folder with the configs, for a single file")
     prompt: str
     negative_prompt: str = ""
     tags: dict[str, list[str]] = Field(default_factory=dict, description="attribute name -> values to pick from")
@@ -90,13 +88,6 @@ class PromptSourceConfig(Strict):
     size: int = Field(512, ge=64, le=2048, description="generated image side, a multiple of 8")
     steps: int = Field(25, ge=1, le=200)
     guidance_scale: float = Field(7.0, ge=0.0)
-    scheduler: Scheduler = "default"
-    lora: list[LoraConfig] = []
-    textual_inversion: list[TextualInversionConfig] = []
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    attention_slicing: bool = False
-    vae_tiling: bool = False
 
     @field_validator("size")
     @classmethod

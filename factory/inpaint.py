@@ -19,7 +19,7 @@ from pydantic import Field
 
 from factory.errors import ModelLoadError
 from factory.recipe import Strict
-from factory.teachers.diffusion import LoraConfig, Scheduler, TextualInversionConfig
+from factory.teachers.diffusion import DiffusersModel
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +52,15 @@ class LamaInpaintConfig(InpaintBase):
         return LamaInpainter(self)
 
 
-class DiffusionInpaintConfig(InpaintBase):
+class DiffusionInpaintConfig(InpaintBase, DiffusersModel):
     """Stable Diffusion inpainting from a local diffusers folder or single file; repaints the hole only."""
 
     kind: Literal["diffusion"]
-    model: Path = Field(description="a local diffusers folder or a single .safetensors/.ckpt file")
-    config: Path | None = Field(None, description="a local diffusers folder with the configs, for a single file")
     prompt: str = "empty background, scenery, no people"
     negative_prompt: str = "person, people, face, body, hands, text, watermark"
     steps: int = Field(30, ge=1, le=200)
     guidance_scale: float = Field(7.5, ge=0.0)
-    scheduler: Scheduler = "default"
     seed: int = Field(0, description="noise seed: the same image and mask give the same fill")
-    lora: list[LoraConfig] = []
-    textual_inversion: list[TextualInversionConfig] = []
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: fp16 on CUDA")
-    attention_slicing: bool = False
-    vae_tiling: bool = False
 
     def build(self) -> "DiffusionInpainter":
         return DiffusionInpainter(self)

@@ -302,17 +302,22 @@ def _restore_reporting() -> None:
         Task._report_subprocess_enabled = saved
 
 
+def require_server(prefix: str) -> None:
+    """Raise UserError (message starting with ``prefix``) unless a usable ClearML server is configured."""
+    credentials = server_credentials()
+    if credentials is None:
+        raise UserError(f"{prefix}: {NO_SERVER_HELP}")
+    problem = server_problem(*credentials)
+    if problem:
+        raise UserError(f"{prefix}: ClearML server unusable: {problem}")
+
+
 def check_remote(config: "TrackingConfig", remote_queue: str) -> None:
     """Raise UserError unless the run can be handed to a ClearML agent queue."""
     if config.mode in ("none", "offline"):
         raise UserError(f"--remote {remote_queue}: tracking.mode is {config.mode!r}; handing a run to a "
                         "ClearML agent needs tracking.mode auto or server and a ClearML server")
-    credentials = server_credentials()
-    if credentials is None:
-        raise UserError(f"--remote {remote_queue}: {NO_SERVER_HELP}")
-    problem = server_problem(*credentials)
-    if problem:
-        raise UserError(f"--remote {remote_queue}: ClearML server unusable: {problem}")
+    require_server(f"--remote {remote_queue}")
 
 
 def _choose_mode(config: "TrackingConfig") -> str:
@@ -393,12 +398,7 @@ def import_offline_sessions(out_dir: Path) -> list[str]:
     zips = sorted(folder.glob("task-*.zip")) + sorted(folder.glob("dataset-*.zip"))
     if not zips:
         raise UserError(f"{folder}: no ClearML offline sessions (task-*.zip, dataset-*.zip) to import")
-    credentials = server_credentials()
-    if credentials is None:
-        raise UserError(f"{folder}: cannot import: {NO_SERVER_HELP}")
-    problem = server_problem(*credentials)
-    if problem:
-        raise UserError(f"{folder}: cannot import: ClearML server unusable: {problem}")
+    require_server(f"{folder}: cannot import")
     from clearml import Dataset, Task
 
     Task.set_offline(False)

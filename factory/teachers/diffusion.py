@@ -58,30 +58,35 @@ class ControlNetConfig(Strict):
     canny_high: int = Field(200, ge=0, le=255)
 
 
-class DiffusionConfig(TeacherConfig):
+class DiffusersModel(Strict):
+    """Where a Stable Diffusion pipeline comes from and how it runs: the fields ``Runtime`` reads."""
+
+    model: Path = Field(description="a local diffusers folder or a single .safetensors/.ckpt file")
+    config: Path | None = Field(None, description="a local diffusers folder with the configs, for a single file")
+    scheduler: Scheduler = "default"
+    lora: list[LoraConfig] = []
+    textual_inversion: list[TextualInversionConfig] = []
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: fp16 on CUDA")
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+
+
+class DiffusionConfig(TeacherConfig, DiffusersModel):
     """Stable Diffusion img2img or inpainting in either direction."""
 
     kind: Literal["diffusion"]
-    model: Path = Field(description="a local diffusers folder or a single .safetensors/.ckpt file")
-    config: Path | None = Field(None, description="a local diffusers folder with the configs, for a single file")
     mode: Literal["img2img", "inpaint"] = "img2img"
     prompt: str
     negative_prompt: str = ""
     strength: float = Field(0.6, gt=0.0, le=1.0, description="how much of the source is repainted")
     steps: int = Field(30, ge=1, le=200)
     guidance_scale: float = Field(7.5, ge=0.0)
-    scheduler: Scheduler = "default"
     controlnets: list[ControlNetConfig] = []
-    lora: list[LoraConfig] = []
-    textual_inversion: list[TextualInversionConfig] = []
     inpaint_region: Literal["background", "person"] = Field(
         "background", description="inpaint mode: which part of sample.mask is repainted")
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: fp16 on CUDA")
     channels_last: bool = Field(True, description="channels_last UNet/VAE on CUDA")
     compile: bool = Field(False, description="torch.compile the UNet")
-    attention_slicing: bool = False
-    vae_tiling: bool = False
 
     def build(self) -> "DiffusionTeacher":
         return DiffusionTeacher(self)
