@@ -58,7 +58,7 @@ def test_layout_manifest_and_sample_fields(reference):
         stem = shard["name"].removesuffix(".tar")
         stats = json.loads((reference / "stats" / f"{stem}.json").read_text())
         assert stats["accepted"] == shard["samples"] == 2
-        assert set(stats["seconds"]) == {"source", "faces", "teacher", "augment", "gates", "write"}
+        assert set(stats["seconds"]) == {"source", "faces", "warp", "teacher", "augment", "gates", "write"}
         assert (reference / "stats" / f"{stem}.done").is_file()
     from factory.dataset import iter_pairs
 
@@ -69,6 +69,8 @@ def test_layout_manifest_and_sample_fields(reference):
         assert set(pair["meta"]) == {"key", *META_FIELDS}
         assert pair["meta"]["faces"]["detector"] == "mediapipe"
         assert pair["meta"]["teacher"]["kind"] == "cartoonize"
+        assert pair["meta"]["warp"]["placement"] == "before_teacher"
+        assert 0.0 <= pair["meta"]["warp"]["strength"] <= 0.6
         assert len(pair["meta"]["faces"]["landmarks"]) == 478
     assert len({p["real"].tobytes() for p in pairs}) == 12  # distinct pairs
 
