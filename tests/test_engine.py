@@ -93,6 +93,16 @@ def test_two_workers_make_the_same_bytes(reference, tmp_path):
     same_dataset(reference, tmp_path)
 
 
+def test_accelerate_launch_on_two_processes_makes_the_same_bytes(reference, tmp_path):
+    launcher = Path(sys.executable).with_name("accelerate")
+    args = [str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+            "no", "--dynamo_backend", "no", "-m", "factory.cli", "generate", str(QUICKSTART), "--out", str(tmp_path)]
+    run = subprocess.run(args + [a for s in SMALL for a in ("--set", s)], capture_output=True, text=True, cwd=REPO,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    same_dataset(reference, tmp_path)
+
+
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(reference, tmp_path):
     out = tmp_path / "killed"
     proc = cli("generate", QUICKSTART, "--out", out, *[a for s in SMALL for a in ("--set", s)])
