@@ -109,14 +109,18 @@ def infer_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (PyTorch models)"),
     half: bool = typer.Option(False, help="fp16 on CUDA (PyTorch models)"),
     detector: str = typer.Option("mediapipe", help="face detector for --mode face"),
+    person_only: Optional[str] = typer.Option(
+        None, "--person-only", help="convert only people: keep (the background as it is) or stylize (inpainted, then converted)"),
 ):
     """Run the student on images and videos; decoding runs in parallel with the model."""
     from distill.infer import infer
 
     if mode not in ("whole", "face"):
         raise UserError(f"--mode {mode!r}: choose whole or face")
+    if person_only not in (None, "keep", "stylize"):
+        raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
     summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
-                    device=device, half=half, detector=detector)
+                    device=device, half=half, detector=detector, person_only=person_only)
     typer.echo(json.dumps(summary))
 
 

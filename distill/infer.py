@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 Mode = Literal["whole", "face"]
+PersonOnly = Literal["keep", "stylize"]
 
 
 class Student:
@@ -122,6 +123,7 @@ class Frame:
     image: np.ndarray
     matrices: list[np.ndarray] = field(default_factory=list)
     outputs: list[np.ndarray | None] = field(default_factory=list)
+    mask: np.ndarray | None = None
 
     @property
     def done(self) -> bool:
@@ -192,8 +194,16 @@ class Inference:
         detector: str = "mediapipe",
         margin: float = 1.0,
         max_faces: int = 4,
+        person_only: PersonOnly | None = None,
     ):
         self.student, self.mode, self.batch_size = student, mode, batch_size
+        self.person_only, self.masker, self.inpainter = person_only, None, None
+        if person_only:
+            from factory.inpaint import OpenCVInpainter
+            from factory.segment import build_mask
+
+            self.masker = build_mask("mediapipe")
+            self.inpainter = OpenCVInpainter() if person_only == "stylize" else None
         self.max_frames, self.margin, self.max_faces = max_frames, margin, max_faces
         self.batches: queue.Queue = queue.Queue(maxsize=queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=queue_size * batch_size)
@@ -208,6 +218,15 @@ class Inference:
     # reader thread --------------------------------------------------------------------------------
 
     def _pieces(self, frame: Frame) -> list[np.ndarray]:
+        if self.mode == "whole" and self.person_only:
+            from factory.segment import soften
+
+            # the person mask (and, to restyle the background, the frame with the person removed)
+            # is made here, beside the model; the writer composites
+            frame.mask = soften(self.masker(frame.image), 0.01)
+            images = [frame.image] + ([self.inpainter(frame.image, frame.mask)] if self.inpainter else [])
+            frame.outputs = [None] * len(images)
+            return [to_input(image, self.student.multiple) for image in images]
         if self.mode == "whole":
             frame.outputs = [None]
             return [to_input(frame.image, self.student.multiple)]
@@ -255,6 +274,11 @@ class Inference:
     # writer thread --------------------------------------------------------------------------------
 
     def _compose(self, frame: Frame) -> np.ndarray:
+        if self.mode == "whole" and self.person_only:
+            from factory.composite import composite
+
+            background = frame.outputs[1] if self.person_only == "stylize" else frame.image
+            return composite(frame.outputs[0], background, frame.mask)
         if self.mode == "whole":
             return frame.outputs[0]
         from factory.faces import paste_back
@@ -342,10 +366,18 @@ def infer(
     device: str = "auto",
     half: bool = False,
     detector: str = "mediapipe",
+    person_only: PersonOnly | None = None,
 ) -> dict:
-    """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos."""
+    """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos.
+
+    ``person_only``: only people are converted (mediapipe selfie masks); the background is kept, or
+    inpainted and converted too (``stylize``).
+    """
+    if person_only and mode != "whole":
+        raise UserError("--person-only works on whole frames (--mode whole); face mode already keeps the rest")
     targets = collect_inputs(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
     student = Student(model, device=device, half=half)
-    return Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector).run(targets)
+    return Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector,
+                     person_only=person_only).run(targets)

@@ -96,3 +96,31 @@ def test_missing_input_is_a_user_error(checkpoint, tmp_path):
 
     with pytest.raises(UserError, match="input not found"):
         infer(checkpoint, [tmp_path / "nope"], tmp_path / "out")
+
+
+@pytest.mark.parametrize("background", ["keep", "stylize"])
+def test_person_only_converts_the_person_and_treats_the_background_as_asked(checkpoint, tmp_path, background):
+    import skimage.data
+
+    from factory.segment import build_mask
+
+    source = skimage.data.astronaut()[::4, ::4].copy()  # 128 px
+    path = tmp_path / "astronaut.png"
+    path.write_bytes(encode_png(source))
+    infer(checkpoint, [path], tmp_path / "out", person_only=background)
+    result = read_image(tmp_path / "out" / "astronaut.png")
+    person = build_mask("mediapipe")(source) > 0.9
+    background_px = build_mask("mediapipe")(source) < 0.05
+    converted = expected(checkpoint, source)
+    assert np.abs(result[person].astype(int) - converted[person]).mean() < 2
+    if background == "keep":
+        assert np.abs(result[background_px].astype(int) - source[background_px]).mean() < 1
+    else:
+        assert np.abs(result[background_px].astype(int) - source[background_px]).mean() > 5
+
+
+def test_person_only_needs_whole_frames(checkpoint, tmp_path):
+    from factory.errors import UserError
+
+    with pytest.raises(UserError, match="--person-only"):
+        infer(checkpoint, [tmp_path], tmp_path / "out", mode="face", person_only="keep")
