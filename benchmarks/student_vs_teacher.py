@@ -47,7 +47,10 @@ def letter_tokenizer(folder: Path):
 def sd15_img2img(device: torch.device, dtype: torch.dtype):
     """StableDiffusionImg2ImgPipeline with SD 1.5-sized components and random weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from diffusers.utils import logging as diffusers_logging
     from transformers import CLIPTextConfig, CLIPTextModel
+
+    diffusers_logging.set_verbosity_error()  # random-weight components: skip the dtype/config advice
 
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
     vae = AutoencoderKL(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
@@ -56,7 +59,7 @@ def sd15_img2img(device: torch.device, dtype: torch.dtype):
                                         num_attention_heads=12, max_position_embeddings=77, vocab_size=49408,
                                         bos_token_id=0, eos_token_id=1, pad_token_id=1))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False)
+                              set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=letter_tokenizer(Path(tempfile.mkdtemp())),
                                           unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                           requires_safety_checker=False)
@@ -91,7 +94,8 @@ def teacher_seconds(pipe, size: int, steps: int, strength: float, measured_steps
         call = dict(prompt="webtoon portrait", negative_prompt="blurry", image=image, num_inference_steps=steps,
                     strength=(run_steps + 0.5) / steps, guidance_scale=7.5, output_type="np")
         with torch.inference_mode():
-            pipe(**{**call, "strength": 1.5 / steps})  # warm-up, one step
+            if device.type == "cuda":
+                pipe(**{**call, "strength": 1.5 / steps})  # warm-up (kernel selection), one step
             unet_time[0], unet_calls[0] = 0.0, 0
             sync()
             start = time.perf_counter()
