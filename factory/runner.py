@@ -108,7 +108,12 @@ def make_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed:
 _WORKER: dict = {}
 
 
-def _init_worker(recipe_dict: dict, origin: str, out: str) -> None:
+def _init_worker(recipe_dict: dict, origin: str, out: str, threads: int) -> None:
+    # N workers share the cores: each gets its slice for OpenCV and PyTorch (read when torch loads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import cv2
+
+    cv2.setNumThreads(threads)
     from factory import recipe as recipes
 
     resolved = Resolved(recipes.validate(recipe_dict, origin), origin)
@@ -190,8 +195,9 @@ def run(resolved: Resolved, out: Path, workers: int = 1, on_shard: Callable[[dic
                 collect({"shard": task.name, "error": traceback.format_exc()})
     elif mine:
         context = mp.get_context("spawn")
-        init = (resolved.to_dict(), resolved.origin, str(out))
-        with context.Pool(min(workers, len(mine)), initializer=_init_worker, initargs=init) as pool:
+        processes = min(workers, len(mine))
+        init = (resolved.to_dict(), resolved.origin, str(out), max(1, (os.cpu_count() or 1) // processes))
+        with context.Pool(processes, initializer=_init_worker, initargs=init) as pool:
             for stats in pool.imap_unordered(_work, mine):
                 collect(stats)
     if world > 1:
