@@ -164,8 +164,10 @@ def test_user_mistakes_exit_2_and_write_nothing(tmp_path):
     unwritable = cli("generate", QUICKSTART, "--out", blocker, "--set", "tracking.mode=none")
     _, err = unwritable.communicate(timeout=120)
     assert unwritable.returncode == 2 and "not a folder" in err
-    no_model = cli("generate", REPO / "recipes" / "cartoongan.yaml", "--out", out, "--set",
-                   f"teacher.weights={tmp_path / 'missing'}", "--set", "tracking.mode=none")
+    no_model_recipe = tmp_path / "no_model.yaml"
+    no_model_recipe.write_text(json.dumps({"source": {"kind": "samples"}, "tracking": {"mode": "none"},
+                                           "teacher": {"kind": "cartoongan", "weights": str(tmp_path / "missing")}}))
+    no_model = cli("generate", no_model_recipe, "--out", out)
     _, err = no_model.communicate(timeout=120)
     assert no_model.returncode == 2 and "missing" in err
     assert not out.exists()
