@@ -183,11 +183,7 @@ class Trainer:
                         F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                         + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
                     )
-                    accelerator.backward(loss_d)
-                    if accelerator.sync_gradients and config.grad_clip > 0:
-                        accelerator.clip_grad_norm_(self.discriminator.parameters(), config.grad_clip)
-                    self.opt_d.step()
-                    self.opt_d.zero_grad(set_to_none=True)
+                    self._optimize(loss_d, self.discriminator, self.opt_d)
                     losses["loss_d"] = loss_d.detach()
                 l1 = F.l1_loss(fake.float(), target)
                 loss_g = config.l1_weight * l1
@@ -209,11 +205,7 @@ class Trainer:
                         loss_g = loss_g + disc.feature_matching_weight * fm
                         losses["fm"] = fm.detach()
                     plain_d.requires_grad_(True)
-                accelerator.backward(loss_g)
-                if accelerator.sync_gradients and config.grad_clip > 0:
-                    accelerator.clip_grad_norm_(self.generator.parameters(), config.grad_clip)
-                self.opt_g.step()
-                self.opt_g.zero_grad(set_to_none=True)
+                self._optimize(loss_g, self.generator, self.opt_g)
                 losses["loss_g"] = loss_g.detach()
             names = sorted(losses)
             values = accelerator.gather(torch.stack([losses[n].float() for n in names])[None]).mean(0)
@@ -224,6 +216,14 @@ class Trainer:
         self.ema.update_parameters(accelerator.unwrap_model(self.generator))
         self.state.step += 1
         return totals
+
+    def _optimize(self, loss, model, optimizer) -> None:
+        """Backward, clip (on the step that syncs gradients), step, clear."""
+        self.accelerator.backward(loss)
+        if self.accelerator.sync_gradients and self.config.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def _diverged(self, losses: dict[str, float]) -> None:
         found = checkpoints(self.out_dir)
