@@ -82,6 +82,24 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+def ema_with_warmup(max_decay: float):
+    """EMA whose decay grows as (1 + n) / (10 + n) up to ``max_decay``: short runs are not dragged
+    toward the random initialisation (a fixed 0.999 needs thousands of steps to forget it)."""
+    import torch
+
+    def update(averaged: list, current: list, num_averaged) -> None:
+        n = float(num_averaged)
+        decay = min(max_decay, (1.0 + n) / (10.0 + n))
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - decay)
+        for a, c in zip(averaged, current):  # counters such as BatchNorm's num_batches_tracked
+            if not a.is_floating_point():
+                a.copy_(c)
+
+    return update
+
+
 class Trainer:
     """One training run: models, optimizers, data and the loop, reading top to bottom in :meth:`run`."""
 
@@ -89,7 +107,7 @@ class Trainer:
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
         from distill.models import PatchDiscriminator, UNetGenerator
 
@@ -99,7 +117,7 @@ class Trainer:
         )
         set_seed(config.seed)
         generator = UNetGenerator(config.student)
-        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        self.ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
         self.ema.to(self.accelerator.device)
         self.adversarial = config.discriminator.adversarial_weight > 0 or config.discriminator.feature_matching_weight > 0
         betas = tuple(config.betas)

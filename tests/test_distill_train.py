@@ -113,3 +113,24 @@ def test_missing_shards_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="no \\*.tar shards"):
         train(tiny(steps=1), tmp_path, tmp_path / "out")
+
+
+def test_ema_warms_up_instead_of_clinging_to_the_initialisation():
+    import torch
+    from torch.optim.swa_utils import AveragedModel
+
+    from distill.train import ema_with_warmup
+
+    model = torch.nn.BatchNorm2d(2)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+    model.num_batches_tracked += 3
+    ema.update_parameters(model)  # the copy at n = 0
+    ema.update_parameters(model)  # n = 1: decay 2/11, not 0.999
+    assert torch.allclose(ema.module.weight, torch.full((2,), 10.0))
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema.update_parameters(model)  # n = 2: decay 3/12
+    assert torch.allclose(ema.module.weight, torch.full((2,), 2.5))
+    assert int(ema.module.num_batches_tracked) == 3
