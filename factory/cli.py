@@ -34,32 +34,37 @@ RemoteOption = typer.Option(None, "--remote", help="hand the run to this ClearML
 
 
 def _generate(recipe: Path, out: Path, set_: list[str], workers: int, remote: str | None):
+    from factory import plan, runner, tracking
     from factory import recipe as recipes
-    from factory import runner, tracking
 
     resolved = recipes.load(recipe, set_)
-    if remote:
-        tracking.check_remote(resolved.recipe.tracking, remote)
+    config = resolved.recipe
+
+    def start_tracking():
+        return tracking.start_tracking(config.tracking, name=config.name, recipe=resolved.to_dict(),
+                                       recipe_hash=resolved.hash, out_dir=out, remote_queue=remote)
+
     runner.prepare_output(resolved, out)
     rank, _ = runner.distributed_rank()
-    tracker = tracking.Tracker() if rank else tracking.start_tracking(
-        resolved.recipe.tracking, name=resolved.recipe.name, recipe=resolved.to_dict(), recipe_hash=resolved.hash,
-        out_dir=out, remote_queue=remote)
-    tasks = -(-resolved.recipe.output.count // resolved.recipe.output.shard_size)
+    # --remote hands the whole run to a ClearML agent now; a local run is tracked once its shards
+    # exist, so a mistake found while building the stages leaves nothing behind.
+    tracker = start_tracking() if remote and rank == 0 else None
+    shards = len(plan.plan(config.output.count, config.output.shard_size, config.output.max_attempts))
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
-        bar = progress.add_task(f"{resolved.recipe.name}: shards", total=tasks)
+        bar = progress.add_task(f"{config.name}: shards", total=shards)
         result = runner.run(resolved, out, workers=workers, on_shard=lambda _: progress.advance(bar))
-        progress.update(bar, completed=tasks)
+        progress.update(bar, completed=shards)
     if result.failed:
-        tracker.close()
+        if tracker:
+            tracker.close()
         console.print(f"[red]{len(result.failed)} shard(s) failed[/red]; re-run the same command to retry them")
         raise typer.Exit(1)
     if rank == 0:
-        _report(out, tracker)
+        _report(out, tracker or start_tracking(), register_dataset=config.tracking.dataset)
     return resolved, result
 
 
-def _report(out: Path, tracker) -> None:
+def _report(out: Path, tracker, register_dataset: bool) -> None:
     """Stats to the console and the tracker, the contact sheet to disk and the tracker."""
     from factory import dataset
 
@@ -68,7 +73,7 @@ def _report(out: Path, tracker) -> None:
     tracker.report_stats(stats)
     tracker.report_image("dataset", "contact sheet", sheet)
     manifest = dataset.read_manifest(out)
-    if manifest and dataset.read_recipe(out)["recipe"]["tracking"]["dataset"]:
+    if manifest and register_dataset:
         files = [out / "manifest.json", out / "recipe.json", *sorted((out / "stats").glob("*.json")),
                  *sorted((out / "shards").glob("*.tar"))]
         tracker.register_dataset(out, name=manifest["name"], files=files)
@@ -100,7 +105,7 @@ def print_stats(stats: dict) -> None:
     rejects = Table(title="rejects")
     rejects.add_column("reason")
     rejects.add_column("count", justify="right")
-    for reason, n in sorted(stats["rejected"].items(), key=lambda kv: -kv[1]):
+    for reason, n in sorted(stats["rejected"].items(), key=lambda kv: -kv[1]) or [("none", 0)]:
         rejects.add_row(reason, str(n))
     timings = Table(title="seconds per stage")
     timings.add_column("stage")

@@ -120,11 +120,16 @@ def _init_worker(recipe_dict: dict, origin: str, out: str, threads: int) -> None
     _WORKER.update(pipeline=build_pipeline(resolved.recipe), seed=resolved.recipe.seed, out=Path(out))
 
 
-def _work(task: plan.ShardTask) -> dict:
+def _attempt(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: int) -> dict:
+    """A shard's stats, or its traceback: a failed shard is retried by the next run, the others go on."""
     try:
-        return make_shard(_WORKER["pipeline"], task, _WORKER["out"], _WORKER["seed"])
+        return make_shard(pipeline, task, out, recipe_seed)
     except Exception:
         return {"shard": task.name, "error": traceback.format_exc()}
+
+
+def _work(task: plan.ShardTask) -> dict:
+    return _attempt(_WORKER["pipeline"], task, _WORKER["out"], _WORKER["seed"])
 
 
 @dataclass
@@ -168,13 +173,12 @@ def run(resolved: Resolved, out: Path, workers: int = 1, on_shard: Callable[[dic
     prepare_output(resolved, out)
     rank, world = distributed_rank()
     tasks = plan.plan(recipe.output.count, recipe.output.shard_size, recipe.output.max_attempts)
-    mine = [t for t in plan.assign(tasks, rank, world) if not is_done(out, t)]
+    assigned = plan.assign(tasks, rank, world)
+    mine = [t for t in assigned if not is_done(out, t)]
     # Missing folders and checkpoints are the user's mistakes: build (and so check) every stage before
-    # writing anything. Worker processes build their own copy; this one is then only a check.
+    # writing anything. With worker processes, each builds its own copy and this one is only a check.
     pipeline = build_pipeline(recipe) if mine else None
-    if workers > 1:
-        pipeline = None
-    result = RunResult(out=out, shards=len(tasks), skipped=len(plan.assign(tasks, rank, world)) - len(mine))
+    result = RunResult(out=out, shards=len(tasks), skipped=len(assigned) - len(mine))
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         dataset.write_recipe(out, resolved)
@@ -187,13 +191,11 @@ def run(resolved: Resolved, out: Path, workers: int = 1, on_shard: Callable[[dic
         if on_shard:
             on_shard(stats)
 
-    if pipeline is not None:
+    if mine and workers <= 1:
         for task in mine:
-            try:
-                collect(make_shard(pipeline, task, out, recipe.seed))
-            except Exception:
-                collect({"shard": task.name, "error": traceback.format_exc()})
+            collect(_attempt(pipeline, task, out, recipe.seed))
     elif mine:
+        pipeline = None
         context = mp.get_context("spawn")
         processes = min(workers, len(mine))
         init = (resolved.to_dict(), resolved.origin, str(out), max(1, (os.cpu_count() or 1) // processes))

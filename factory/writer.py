@@ -80,7 +80,7 @@ class ShardWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.paths["tmp"], self.paths["tar"])
-        write_atomic(self.paths["stats"], json.dumps(stats, indent=1, sort_keys=True).encode())
+        write_atomic(self.paths["stats"], json.dumps(stats, indent=1).encode())  # stages in pipeline order
         write_atomic(self.paths["marker"], dumps({"size": self.task.size, "samples": self.count}))
 
     def abort(self) -> None:
