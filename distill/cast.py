@@ -326,20 +326,18 @@ class TeacherRealifier:
     """Any toon2real teacher of the factory, given as a YAML file holding its ``teacher:`` section."""
 
     def __init__(self, path: Path, size: int = 256):
-        import yaml
         from pydantic import TypeAdapter, ValidationError
 
+        from factory.errors import RecipeError
         from factory.kinds import TeacherConfig
+        from factory.recipe import problems, read_yaml
 
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read the teacher YAML ({exc})") from None
-        section = data.get("teacher", data) if isinstance(data, dict) else data
+        data = read_yaml(path)
+        section = data.get("teacher", data)
         try:
             config = TypeAdapter(TeacherConfig).validate_python(section)
         except ValidationError as exc:
-            raise UserError(f"{path}: field 'teacher' is not a valid teacher: {exc}") from None
+            raise RecipeError(str(path), [f"teacher.{p}" for p in problems(exc, section)]) from None
         if config.direction != "toon2real":
             raise UserError(f"{path}: field 'teacher.direction' must be toon2real to realify, not {config.direction!r}")
         self._teacher = config.build()

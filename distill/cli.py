@@ -14,41 +14,26 @@ from factory.errors import RecipeError, UserError
 console = Console(stderr=True)
 
 
-def load_distill_config(recipe: Path | None, overrides: list[str]):
-    """The `distill:` section of a recipe (defaults without one), with ``distill.x=value`` overrides."""
-    import yaml
+def load_training_sections(recipe: Path | None, overrides: list[str], tracking_mode: str | None = None):
+    """The `distill:` and `tracking:` sections of a recipe (defaults without one), with overrides."""
     from pydantic import ValidationError
 
     from distill.config import DistillConfig
-    from factory.recipe import apply_overrides
+    from factory.recipe import Strict, TrackingConfig, apply_overrides, problems, read_yaml
+
+    class TrainingSections(Strict):
+        distill: DistillConfig = DistillConfig()
+        tracking: TrackingConfig = TrackingConfig()
 
     origin = str(recipe) if recipe else "--set"
-    data: dict = {}
-    if recipe is not None:
-        if not recipe.is_file():
-            raise UserError(f"{recipe}: recipe file not found")
-        data = yaml.safe_load(recipe.read_text()) or {}
-    data = apply_overrides({"distill": data.get("distill") or {}}, overrides, origin)
+    raw = read_yaml(recipe) if recipe is not None else {}
+    data = apply_overrides({name: raw.get(name) or {} for name in ("distill", "tracking")}, overrides, origin)
+    if tracking_mode is not None:
+        data["tracking"]["mode"] = tracking_mode
     try:
-        return DistillConfig.model_validate(data["distill"])
+        return TrainingSections.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(['distill', *map(str, e['loc'])])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
-        ]
-        raise RecipeError(origin, problems) from None
-
-
-def _tracking(recipe: Path | None, mode: str | None):
-    from factory.recipe import TrackingConfig
-
-    section = {}
-    if recipe is not None:
-        import yaml
-
-        section = (yaml.safe_load(recipe.read_text()) or {}).get("tracking") or {}
-    if mode is not None:
-        section = {**section, "mode": mode}
-    return TrackingConfig(**section)
+        raise RecipeError(origin, problems(exc, data)) from None
 
 
 def train_command(
@@ -60,8 +45,8 @@ def train_command(
     tracking: Optional[str] = typer.Option(None, help="ClearML mode: auto, offline, server or none"),
 ):
     """Train the pix2pix student on a dataset's pairs (works under `accelerate launch`)."""
-    config = load_distill_config(recipe, set_ or [])
-    checkpoint = train_with_progress(config, data, out, resume, _tracking(recipe, tracking))
+    sections = load_training_sections(recipe, set_ or [], tracking)
+    checkpoint = train_with_progress(sections.distill, data, out, resume, sections.tracking)
     console.print(f"[green]checkpoint[/green] {checkpoint}")
 
 

@@ -166,6 +166,12 @@ def _locate(loc: tuple, data: Any) -> str:
     return ".".join(parts) or "(recipe)"
 
 
+def problems(exc: ValidationError, data: Any) -> list[str]:
+    """Each pydantic error as ``yaml.path: message``, in order, without repeats."""
+    found = [f"{_locate(err['loc'], data)}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()]
+    return sorted(set(found), key=found.index)
+
+
 def validate(data: Any, origin: str):
     """Validate a recipe dict; raises RecipeError listing every problem with its YAML path."""
     if not isinstance(data, dict):
@@ -173,15 +179,11 @@ def validate(data: Any, origin: str):
     try:
         return recipe_model().model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{_locate(err['loc'], data)}: {msg}")
-        raise RecipeError(origin, sorted(set(problems), key=problems.index)) from None
+        raise RecipeError(origin, problems(exc, data)) from None
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> "Resolved":
-    """Read, override and validate a recipe file."""
+def read_yaml(path: str | Path) -> dict:
+    """A recipe file's raw mapping; a missing file or broken YAML is the user's mistake."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found")
@@ -189,7 +191,14 @@ def load(path: str | Path, overrides: list[str] = ()) -> "Resolved":
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(str(path), [f"(yaml): {exc}"]) from None
-    data = apply_overrides(data, list(overrides), str(path))
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), ["(recipe): must be a mapping of sections"])
+    return data
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> "Resolved":
+    """Read, override and validate a recipe file."""
+    data = apply_overrides(read_yaml(path), list(overrides), str(path))
     return Resolved(validate(data, str(path)), str(path))
 
 

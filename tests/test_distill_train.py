@@ -97,15 +97,15 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
 
 
 def test_recipe_section_errors_name_the_field(tmp_path):
-    from distill.cli import load_distill_config
+    from distill.cli import load_training_sections
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("distill:\n  size: 100\n  student: {ngf: 16, depth: 3}\n")
     with pytest.raises(RecipeError, match="size 100 must be a multiple"):
-        load_distill_config(recipe, [])
+        load_training_sections(recipe, [])
     with pytest.raises(RecipeError, match=r"distill\.student\.widht"):
-        load_distill_config(None, ["distill.student.widht=3"])
-    assert load_distill_config(recipe, ["distill.size=96"]).size == 96
+        load_training_sections(None, ["distill.student.widht=3"])
+    assert load_training_sections(recipe, ["distill.size=96"]).distill.size == 96
 
 
 def test_missing_shards_is_a_user_error(tmp_path):
