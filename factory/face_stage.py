@@ -6,7 +6,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from factory.faces import alignment_matrix, build_detector, crop, transform_points
+from factory.faces import alignment_matrix, crop, shared_detector, transform_points
 from factory.recipe import FacesConfig
 from factory.sample import Sample, sample_seed
 from factory.stage import Stage
@@ -35,7 +35,7 @@ class FaceStage(Stage):
         self.config = config
         self.size = size
         options = {"cascade": config.cascade} if config.cascade else {}
-        self.detector = build_detector(config.detector, min_size=config.min_size, **options)
+        self.detector = shared_detector(config.detector, min_size=config.min_size, **options)
 
     def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
         for sample in samples:

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from factory.faces import build_detector
+from factory.faces import shared_detector
 from factory.recipe import FacesConfig, GatesConfig
 from factory.sample import Sample
 from factory.stage import Stage
@@ -45,7 +45,7 @@ class GateStage(Stage):
         self.detector = None
         if config.face_on_toon:
             options = {"cascade": faces.cascade} if faces.cascade else {}
-            self.detector = build_detector(faces.detector, min_size=faces.min_size, **options)
+            self.detector = shared_detector(faces.detector, min_size=faces.min_size, **options)  # the face stage's
 
     def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
         seen: list[int] = []
