@@ -20,9 +20,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from distill import cast as casting
+from casting.gallery import collect_inputs, update_gallery
+from casting.rank import actor_scores, query_faces
+from casting.realify import InverseWebtoonWarp, load_realifier
+from factory.faces import DetectorChain
 from factory import faces as facelib
-from factory.embedding import DlibEmbedder, embed
+from factory.models.embedding import DlibEmbedder, embed
 from factory.images import read_image
 
 console = Console(width=150)
@@ -46,9 +49,9 @@ def truth_of(name: str, face: facelib.Face) -> str | None:
 
 
 def face_recognition_table(root: Path, embedder, detector) -> tuple[int, int]:
-    inputs, attrs = casting.collect_inputs(root / "train")
+    inputs, attrs = collect_inputs(root / "train")
     gallery_dir = Path("/tmp") / f"cast_bench_fr_{int(time.time())}"
-    gallery, update = casting.update_gallery(gallery_dir, inputs, attrs, embedder, detector)
+    gallery, update = update_gallery(gallery_dir, inputs, attrs, embedder, detector)
     table = Table("query", "face box", "truth", "rank-1", "score", "2nd", "ok", title="face_recognition: train gallery, test queries")
     right = total = 0
     actors = gallery.actor_names()
@@ -57,7 +60,7 @@ def face_recognition_table(root: Path, embedder, detector) -> tuple[int, int]:
         found = detector.detect(image)
         vectors, _ = embed(embedder, image, found)
         for face, vector in zip(found, vectors):
-            scores = casting.actor_scores(gallery, vector[None], actors)[0]
+            scores = actor_scores(gallery, vector[None], actors)[0]
             order = np.argsort(-scores)
             who = truth_of(path.name, face)
             ok = "" if who is None else ("yes" if actors[order[0]] == who else "NO")
@@ -143,7 +146,7 @@ def main():
     logging.basicConfig(level=logging.WARNING)
     faces_root = args.assets / "faces"
     embedder = DlibEmbedder()
-    detector = casting.DetectorChain("dlib,mediapipe", min_size=40)
+    detector = DetectorChain("dlib,mediapipe", min_size=40)
 
     started = time.perf_counter()
     fr_right, fr_total = face_recognition_table(faces_root / "face_recognition", embedder, detector)
@@ -162,9 +165,9 @@ def main():
     crops, toons = toonify_queries(photos, weights)
     variants = {"toon, as is": dict()}
     if args.unwarp:
-        variants["toon + inverse warp"] = dict(inverse_warp=casting.InverseWebtoonWarp(None if args.unwarp == "default" else Path(args.unwarp)))
+        variants["toon + inverse warp"] = dict(inverse_warp=InverseWebtoonWarp(None if args.unwarp == "default" else Path(args.unwarp)))
     if args.realify:
-        realifier = casting.load_realifier(args.realify)
+        realifier = load_realifier(args.realify)
         variants[f"toon + realify ({realifier.name})"] = dict(realifier=realifier)
     rows = [("real photo (crop, as the toon sees it)", crops, {})] + [(name, toons, opts) for name, opts in variants.items()]
     cross = Table("queries", "faces found", "rank-1", "rank-5", "usable", title="cross-style: deepface leave-one-out, CartoonGAN (Hayao) toon queries vs real gallery")
@@ -172,7 +175,7 @@ def main():
     for name, images, opts in rows:
         vectors, found = [], 0
         for image in images:
-            faces = casting.query_faces(image, detector, embedder, real_detector=detector, **opts)
+            faces = query_faces(image, detector, embedder, real_detector=detector, **opts)
             found += bool(faces)
             vectors.append(faces[0].vector if faces else np.zeros(embedder.dim, np.float32))
         ranks = loo_ranks(np.stack(vectors), photos)

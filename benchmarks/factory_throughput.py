@@ -1,9 +1,11 @@
-"""Quickstart throughput: pairs per second and seconds per stage with 1 and N worker processes.
+"""Quickstart throughput: pairs per second in one process, in N local worker processes, and on Ray.
 
-    .venv/bin/python benchmarks/factory_throughput.py [--count 100] [--size 256] [--workers 1 2]
+    .venv/bin/python benchmarks/factory_throughput.py [--count 1000] [--size 256] [--workers 1 2] [--ray 2]
 
-Each configuration makes the same recipe into a fresh folder (model loading included, tracking
-off) and prints one table; the speed-up column is against 1 worker measured in the same run.
+Each configuration makes the same recipe into a fresh folder (tracking off) and prints one row: the
+wall rate (start-up and model loading included) and the steady-state rate (pairs of the shards
+finished after the first one, over the time between the first and the last shard). Ratios are
+against 1 worker measured in the same run.
 """
 
 from __future__ import annotations
@@ -13,45 +15,51 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory import dataset, runner
-from factory import recipe as recipes
+from factory import executors
+from factory.dataset.report import merge_stats, shard_stats
+from factory.generate import generate
+from toonfactory.recipe import load
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
 
 
-def measure(count: int, size: int, shard_size: int, workers: int) -> dict:
+def measure(label: str, executor, count: int, size: int, shard_size: int) -> dict:
     overrides = [f"output.count={count}", f"output.size={size}", f"output.shard_size={shard_size}", "tracking.mode=none"]
-    resolved = recipes.load(QUICKSTART, overrides)
+    resolved = load(QUICKSTART, overrides)
+    finished: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = runner.run(resolved, Path(tmp) / "out", workers=workers)
+        result = generate(resolved, Path(tmp) / "out", executor,
+                          on_shard=lambda s: finished.append((time.perf_counter(), s.get("accepted", 0))))
         wall = time.perf_counter() - start
         assert not result.failed, result.failed
-        stats = dataset.merge_stats(dataset.shard_stats(Path(tmp) / "out"))
-    return {"workers": workers, "wall": wall, "accepted": stats["accepted"], "attempted": stats["attempted"],
-            "seconds": stats["seconds"]}
+        stats = merge_stats(shard_stats(Path(tmp) / "out"))
+    (first, _), (last, _) = finished[0], finished[-1]
+    steady = sum(n for _, n in finished[1:]) / (last - first) if last > first else float("nan")
+    return {"label": label, "wall": wall, "start": first - start, "accepted": stats["accepted"],
+            "rate": stats["accepted"] / wall, "steady": steady}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--shard-size", type=int, default=10)
+    parser.add_argument("--shard-size", type=int, default=25)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ray", type=int, nargs="*", default=[2], help="Ray CPUs (none: skip Ray)")
     args = parser.parse_args()
-    rows = [measure(args.count, args.size, args.shard_size, w) for w in args.workers]
-    stages = list(rows[0]["seconds"])
-    base = rows[0]["accepted"] / rows[0]["wall"]
-    print(f"\nquickstart at {args.size} px, {args.count} pairs, shards of {args.shard_size} (wall time includes model loading)\n")
-    header = ["workers", "pairs", "wall s", "pairs/s", "speed-up"] + [f"{s} ms" for s in stages]
-    print(" | ".join(f"{h:>10}" for h in header))
-    print("-" * (13 * len(header)))
+    runs = [(f"local {w} worker{'s' if w > 1 else ''}", executors.choose("local", w)) for w in args.workers]
+    runs += [(f"ray {c} CPUs", executors.choose("ray", c)) for c in args.ray]
+    rows = [measure(label, executor, args.count, args.size, args.shard_size) for label, executor in runs]
+    base = rows[0]
+    print(f"\nquickstart at {args.size} px, {args.count} pairs, shards of {args.shard_size}\n")
+    header = ["executor", "pairs", "wall s", "first shard s", "pairs/s (wall)", "× wall", "pairs/s (steady)", "× steady"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for row in rows:
-        rate = row["accepted"] / row["wall"]
-        per = [1000 * row["seconds"].get(s, 0.0) / row["attempted"] for s in stages]
-        cells = [row["workers"], row["accepted"], f"{row['wall']:.1f}", f"{rate:.2f}", f"{rate / base:.2f}x"]
-        print(" | ".join(f"{c:>10}" for c in cells + [f"{p:.1f}" for p in per]))
-    print("\nstage columns: process-seconds per candidate sample, summed over workers")
+        cells = [row["label"], row["accepted"], f"{row['wall']:.1f}", f"{row['start']:.1f}", f"{row['rate']:.2f}",
+                 f"{row['rate'] / base['rate']:.2f}", f"{row['steady']:.2f}", f"{row['steady'] / base['steady']:.2f}"]
+        print("| " + " | ".join(map(str, cells)) + " |")
 
 
 if __name__ == "__main__":

@@ -61,12 +61,14 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=192)
     args = parser.parse_args()
 
-    from factory.composite import BackgroundsConfig, BackgroundSwap, person_only
     from factory.faces import shared_detector
     from factory.images import encode_png
-    from factory.inpaint import OpenCVInpainter
+    from factory.masks import soften, to_uint8
     from factory.sample import Sample
-    from factory.segment import MediapipeMasker, soften, to_uint8
+    from factory.stages.backgrounds import BackgroundsConfig, BackgroundSwap
+    from factory.stages.inpaint import OpenCVInpainter
+    from factory.stages.person_only import person_only
+    from factory.stages.segment import MediapipeMasker
     from factory.teachers.cartoonize import CartoonizeConfig, cartoonize
 
     masker, detector, inpainter = MediapipeMasker(), shared_detector("mediapipe", 16), OpenCVInpainter()

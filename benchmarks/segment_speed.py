@@ -51,8 +51,8 @@ def main() -> None:
     from segment_anything import sam_model_registry
 
     from factory.faces import shared_detector
-    from factory.inpaint import OpenCVInpaintConfig, OpenCVInpainter
-    from factory.segment import FaceHullMasker, MediapipeMasker, SamMaskConfig, SamMasker, soften
+    from factory.stages.inpaint import OpenCVInpaintConfig, OpenCVInpainter
+    from factory.stages.segment import FaceHullMasker, MediapipeMasker, SamMaskConfig, SamMasker, soften
 
     if args.threads:
         torch.set_num_threads(args.threads)

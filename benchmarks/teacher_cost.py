@@ -49,7 +49,7 @@ def bench_cartoongan(sizes, device, dtype, repeats):
 
 
 def bench_stylegan2(resolutions, device, dtype, repeats):
-    from factory.teachers.stylegan2 import Generator, rosinality_channels
+    from factory.models.stylegan2 import Generator, rosinality_channels
 
     rows = []
     for res in resolutions:

@@ -15,7 +15,7 @@ import numpy as np
 
 from factory.faces import build_detector
 from factory.images import IMAGE_SUFFIXES, read_image
-from factory.warp_stage import face68
+from factory.stages.warp import face68
 from warping import landmarks as lm
 from warping.profile import load_profile
 from warping.warp import build_warp

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from factory.recipe import Strict
+from factory.config import Strict
 
 
 class StudentConfig(Strict):

@@ -8,35 +8,21 @@ keeps the keys of the held-out split out, and applies one random augmentation to
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from distill.config import DistillConfig
-from factory.errors import UserError
+from factory.dataset.reader import shard_files
+from factory.images import from_unit, to_unit
 
 log = logging.getLogger(__name__)
 
 
 def shard_paths(data_dir: Path) -> list[str]:
-    """The dataset's shard files, sorted; a folder without any is the user's mistake."""
-    shards = sorted((Path(data_dir) / "shards").glob("*.tar"))
-    if not shards:
-        raise UserError(f"{Path(data_dir) / 'shards'}: no *.tar shards; --data must be a dataset folder made by `toonfactory run`")
-    return [str(p) for p in shards]
-
-
-def read_manifest(data_dir: Path) -> dict:
-    """The dataset's manifest.json, or an empty dict for a folder that has none."""
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    """The dataset's shard files as strings (what webdataset takes)."""
+    return [str(p) for p in shard_files(data_dir)]
 
 
 def is_validation(key: str, fraction: float) -> bool:
@@ -46,18 +32,17 @@ def is_validation(key: str, fraction: float) -> bool:
 
 
 def to_tensor(image: np.ndarray):
-    """RGB uint8 H×W×3 to float CHW in [-1, 1]."""
+    """RGB uint8 H×W×3 to a float CHW tensor in [-1, 1]."""
     import torch
 
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return torch.from_numpy(to_unit(image))
 
 
 def to_image(tensor) -> np.ndarray:
     """Float CHW (or NCHW, first item) in [-1, 1] to RGB uint8 H×W×3."""
     if tensor.dim() == 4:
         tensor = tensor[0]
-    array = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte()
-    return array.permute(1, 2, 0).cpu().numpy()
+    return from_unit(tensor.detach().float().cpu().numpy())
 
 
 class PairDecoder:

@@ -22,8 +22,8 @@ from typing import Iterator, Literal
 import cv2
 import numpy as np
 
-from factory.errors import ModelLoadError, UserError
-from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
+from factory.errors import UserError
+from factory.images import IMAGE_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,10 @@ class Student:
         self.multiple = 2 ** int(self.record["student"]["depth"])
 
     def _load_onnx(self, path: Path) -> None:
-        import onnxruntime as ort
-
         from distill.export import read_record
+        from factory.models.onnx import open_session
 
-        if not path.is_file():
-            raise ModelLoadError(path, "no such ONNX file")
-        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        providers = [p for p in wanted if p in ort.get_available_providers()]
-        try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelLoadError(path, f"onnxruntime cannot open it: {exc}") from None
+        self.session = open_session(path, "an exported student (.onnx)", gpu=True)
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "student" in metadata:
             self.record = json.loads(metadata["student"])
@@ -68,12 +60,12 @@ class Student:
         import torch
 
         from distill.export import load_student
-
         from distill.models import fuse_batchnorm
+        from factory.models.tensors import pick_device
 
         model, self.record = load_student(path)
         self.model = fuse_batchnorm(model)  # BatchNorm folded into the convolutions: 1.2–1.5× on CPU
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+        self.device = pick_device(device)
         self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
         self.model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.session = None
@@ -96,13 +88,12 @@ def to_input(image: np.ndarray, multiple: int) -> np.ndarray:
     pad_h, pad_w = -height % multiple, -width % multiple
     if pad_h or pad_w:
         image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
-    return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+    return to_unit(image)
 
 
 def to_uint8(output: np.ndarray, height: int, width: int) -> np.ndarray:
     """Model output 3×H'×W' in [-1, 1] to RGB uint8, cropped back to H×W."""
-    image = ((output[:, :height, :width].transpose(1, 2, 0) + 1.0) * 127.5).round().clip(0, 255)
-    return np.ascontiguousarray(image.astype(np.uint8))
+    return from_unit(output[:, :height, :width])
 
 
 # -- what flows between the threads ---------------------------------------------------------------
@@ -201,8 +192,8 @@ class Inference:
         self.student, self.mode, self.batch_size = student, mode, batch_size
         self.person_only, self.masker, self.inpainter = person_only, None, None
         if person_only:
-            from factory.inpaint import OpenCVInpainter
-            from factory.segment import build_mask
+            from factory.stages.inpaint import OpenCVInpainter
+            from factory.stages.segment import build_mask
 
             self.masker = build_mask("mediapipe")
             self.inpainter = OpenCVInpainter() if person_only == "stylize" else None
@@ -221,12 +212,11 @@ class Inference:
 
     def _pieces(self, frame: Frame) -> list[np.ndarray]:
         if self.mode == "whole" and self.person_only:
-            from factory.segment import soften
+            from factory.stages.person_only import person_only_inputs
 
             # the person mask (and, to restyle the background, the frame with the person removed)
             # is made here, beside the model; the writer composites
-            frame.mask = soften(self.masker(frame.image), 0.01)
-            images = [frame.image] + ([self.inpainter(frame.image, frame.mask)] if self.inpainter else [])
+            frame.mask, images = person_only_inputs(frame.image, self.masker, self.person_only, self.inpainter)
             frame.outputs = [None] * len(images)
             return [to_input(image, self.student.multiple) for image in images]
         if self.mode == "whole":
@@ -277,10 +267,9 @@ class Inference:
 
     def _compose(self, frame: Frame) -> np.ndarray:
         if self.mode == "whole" and self.person_only:
-            from factory.composite import composite
+            from factory.stages.person_only import person_only_compose
 
-            background = frame.outputs[1] if self.person_only == "stylize" else frame.image
-            return composite(frame.outputs[0], background, frame.mask)
+            return person_only_compose(frame.image, frame.mask, frame.outputs)
         if self.mode == "whole":
             return frame.outputs[0]
         from factory.faces import paste_back

@@ -18,7 +18,6 @@ from typing import Callable
 import numpy as np
 
 from distill.config import DistillConfig
-from distill.data import read_manifest
 from factory.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ def ema_with_warmup(max_decay: float):
 class Trainer:
     """One training run: models, optimizers, data and the loop, reading top to bottom in :meth:`run`."""
 
-    def __init__(self, config: DistillConfig, data_dir: Path, out_dir: Path, tracking=None):
+    def __init__(self, config: DistillConfig, data_dir: Path, out_dir: Path, tracker=None):
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -133,19 +132,7 @@ class Trainer:
             self.discriminator = self.opt_d = None
         self.state = TrainState()
         self.accelerator.register_for_checkpointing(self.ema, self.state)
-        self.tracker = None
-        if tracking is not None and tracking.mode != "none" and self.accelerator.is_main_process:
-            from factory.tracking import start_tracking
-
-            manifest = read_manifest(self.data_dir)
-            self.tracker = start_tracking(
-                tracking,
-                name=tracking.task_name or f"distill-{self.out_dir.name}",
-                recipe={"distill": config.model_dump(mode="json"), "data": str(self.data_dir)},
-                recipe_hash=manifest.get("hash") or manifest.get("recipe_hash"),
-                out_dir=self.out_dir,
-                task_type="training",
-            )
+        self.tracker = tracker if self.accelerator.is_main_process else None
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -314,8 +301,6 @@ class Trainer:
             if step % config.save_every == 0 or step == config.steps:
                 last = self.save()
         accelerator.wait_for_everyone()
-        if self.tracker is not None:
-            self.tracker.close()
         return last
 
 
@@ -324,12 +309,13 @@ def train(
     data_dir: Path,
     out_dir: Path,
     resume: str | None = None,
-    tracking=None,
+    tracker=None,
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> Path:
     """Train the student on ``data_dir``'s pairs; returns the last checkpoint directory.
 
-    ``resume`` is ``latest`` or a checkpoint folder; ``tracking`` a recipe TrackingConfig (None: off);
+    ``resume`` is ``latest`` or a checkpoint folder; ``tracker`` receives scalars and validation
+    grids (the caller starts and closes it; None: off);
     ``on_step(step, total, record)`` is called on the main process after every step (progress bars).
     """
     from distill.data import shard_paths
@@ -337,7 +323,7 @@ def train(
     shard_paths(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, data_dir, out_dir, tracking)
+    trainer = Trainer(config, data_dir, out_dir, tracker)
     if resume:
         path = resolve_resume(resume, out_dir)
         if path is not None:

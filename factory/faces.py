@@ -219,6 +219,28 @@ def build_detector(name: str = "mediapipe", *, min_size: int = 48, enlarge: floa
     return Detector(backend, min_size=min_size, enlarge=enlarge)
 
 
+class DetectorChain:
+    """Detectors tried in order; the first that finds any face answers (e.g. ``dlib,mediapipe``)."""
+
+    def __init__(self, names: str | Iterable[str] = "dlib,mediapipe", min_size: int = 40):
+        self.names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        if not self.names or not all(self.names):
+            raise UserError(f"--detector: {names!r} names no detector")
+        self.min_size = min_size
+        self._detectors = [build_detector(n, min_size=min_size) for n in self.names]
+
+    @property
+    def spec(self) -> str:
+        return ",".join(self.names)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        for detector in self._detectors:
+            found = detector.detect(image)
+            if found:
+                return found
+        return []
+
+
 @lru_cache(maxsize=None)
 def shared_detector(name: str = "mediapipe", min_size: int = 48, **options) -> Detector:
     """One detector per process and setting (models load once); options must be hashable."""

@@ -79,6 +79,17 @@ def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
     return data.tobytes()
 
 
+def to_unit(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 H×W×3 to float32 3×H×W in [-1, 1]: what every network here takes."""
+    return (np.asarray(image, dtype=np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+
+
+def from_unit(array: np.ndarray) -> np.ndarray:
+    """Float 3×H×W in [-1, 1] back to RGB uint8 H×W×3 (rounded, clipped)."""
+    image = ((np.asarray(array, dtype=np.float32).transpose(1, 2, 0) + 1.0) * 127.5).round().clip(0, 255)
+    return np.ascontiguousarray(image.astype(np.uint8))
+
+
 def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 

@@ -9,12 +9,10 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from factory.inpaint import INPAINTERS
-from factory.segment import MASKS
-from factory.sources import FolderSourceConfig, SamplesSourceConfig
+from factory.sources.folders import FolderSourceConfig, SamplesSourceConfig
+from factory.sources.generative import PromptSourceConfig, StyleGAN2SourceConfig
 from factory.teachers.cartoongan import CartoonGANConfig
 from factory.teachers.cartoonize import CartoonizeConfig
-from factory.generative_sources import PromptSourceConfig, StyleGAN2SourceConfig
 from factory.teachers.diffusion import DiffusionConfig
 from factory.teachers.toonify import ToonifyConfig
 
@@ -23,6 +21,3 @@ TEACHERS = (CartoonizeConfig, CartoonGANConfig, DiffusionConfig, ToonifyConfig,)
 
 SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
 TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]
-
-ALL_KINDS = {cls.model_fields["kind"].annotation.__args__[0] for cls in SOURCES + TEACHERS}
-ALL_KINDS |= {cls.model_fields["kind"].annotation.__args__[0] for cls in MASKS + INPAINTERS}  # segment.mask, segment.inpaint

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from factory.augment import AugmentStage
-from factory.face_stage import FaceStage
-from factory.gates import GateStage
+from factory.stages.augment import AugmentStage
+from factory.stages.faces import FaceStage
+from factory.stages.gates import GateStage
 from factory.stage import Stage
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+
+Side = Literal["real", "toon"]
 
 # Every sample's json has exactly these provenance fields (None where a stage did not run).
 META_FIELDS = ("source", "seed", "faces", "segment", "warp", "teacher", "augment", "gates")

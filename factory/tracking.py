@@ -18,16 +18,24 @@ import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from factory.config import Strict
 from factory.errors import UserError
 
-if TYPE_CHECKING:
-    from factory.recipe import TrackingConfig
-
 log = logging.getLogger(__name__)
+
+
+class TrackingConfig(Strict):
+    """ClearML tracking: offline unless a server is configured; `none` turns it off."""
+
+    mode: Literal["auto", "offline", "server", "none"] = "auto"
+    project: str = "toonfactory"
+    task_name: str | None = None
+    dataset: bool = Field(True, description="register the shards as a ClearML Dataset version")
 
 PING_TIMEOUT_S = 3.0
 NO_SERVER_HELP = (
@@ -168,7 +176,7 @@ def stats_scalars(stats: dict) -> list[tuple[str, str, float]]:
 class ClearMLTracker(Tracker):
     """A ClearML Task (offline or on a server); every method is guarded by :func:`_guarded`."""
 
-    def __init__(self, config: "TrackingConfig", task, *, offline: bool, out_dir: Path, recipe_hash: str | None):
+    def __init__(self, config: TrackingConfig, task, *, offline: bool, out_dir: Path, recipe_hash: str | None):
         super().__init__()
         self.config = config
         self.task = task
@@ -312,7 +320,7 @@ def require_server(prefix: str) -> None:
         raise UserError(f"{prefix}: ClearML server unusable: {problem}")
 
 
-def check_remote(config: "TrackingConfig", remote_queue: str) -> None:
+def check_remote(config: TrackingConfig, remote_queue: str) -> None:
     """Raise UserError unless the run can be handed to a ClearML agent queue."""
     if config.mode in ("none", "offline"):
         raise UserError(f"--remote {remote_queue}: tracking.mode is {config.mode!r}; handing a run to a "
@@ -320,7 +328,7 @@ def check_remote(config: "TrackingConfig", remote_queue: str) -> None:
     require_server(f"--remote {remote_queue}")
 
 
-def _choose_mode(config: "TrackingConfig") -> str:
+def _choose_mode(config: TrackingConfig) -> str:
     """offline or server, from the recipe's mode and whether a reachable server is configured."""
     if config.mode == "offline":
         return "offline"
@@ -336,7 +344,7 @@ def _choose_mode(config: "TrackingConfig") -> str:
     return "server"
 
 
-def start_tracking(config: "TrackingConfig", *, name: str, recipe: dict, recipe_hash: str | None,
+def start_tracking(config: TrackingConfig, *, name: str, recipe: dict, recipe_hash: str | None,
                    out_dir: Path, task_type: str = "data_processing", remote_queue: str | None = None) -> Tracker:
     """Start a ClearML Task for a run (or a no-op tracker); with ``remote_queue``, hand the run to an agent.
 

@@ -10,8 +10,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from factory import recipe as recipes
-from factory import runner
+from toonfactory.recipe import load as load_recipe
+from factory import executors
+from factory.generate import RunResult, generate
 from factory.images import BadImage, read_image
 
 
@@ -77,7 +78,7 @@ def test_a_run_over_awkward_files_records_every_outcome(awkward, tmp_path):
         "output": {"size": 64, "count": 12, "shard_size": 12, "max_attempts": 1},
         "tracking": {"mode": "none"},
     }))
-    result = runner.run(recipes.load(path), tmp_path / "out")
+    result = generate(load_recipe(path), tmp_path / "out")
     assert not result.failed
     stats = result.made[0]
     by_item = {r["item"].rsplit("/", 1)[-1]: r["reason"] for r in stats["rejects"]}

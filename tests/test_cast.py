@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from distill import cast as casting
-from distill.cast_report import write_report
+from casting.gallery import GALLERY_FORMAT, Gallery, collect_inputs, update_gallery
+from casting.rank import actor_scores, aggregate, cast, parse_where, query_faces
+from casting.report import write_report
 from factory.errors import UserError
 from factory.faces import Face
 
@@ -71,21 +72,21 @@ def actors_dir(tmp_path) -> Path:
 
 
 def build(actors: Path, out: Path, embedder=None, attributes=None):
-    inputs, attrs = casting.collect_inputs(actors, attributes)
-    return casting.update_gallery(out, inputs, attrs, embedder or ColourEmbedder(), SquareDetector())
+    inputs, attrs = collect_inputs(actors, attributes)
+    return update_gallery(out, inputs, attrs, embedder or ColourEmbedder(), SquareDetector())
 
 
 def test_gallery_format_roundtrips(actors_dir, tmp_path):
     gallery, update = build(actors_dir, tmp_path / "g")
     assert (update.added, update.reused, update.rejected) == (6, 0, [])
     meta = json.loads((tmp_path / "g" / "gallery.json").read_text())
-    assert meta["format"] == casting.GALLERY_FORMAT
+    assert meta["format"] == GALLERY_FORMAT
     assert meta["embedder"] == {"name": "colour", "version": "1", "dim": 3}
     assert sorted(meta["actors"]) == ["ann", "bob", "cid"]
     for entry in meta["entries"]:
         assert Path(entry["image"]).is_file() and len(entry["sha256"]) == 12
         assert (tmp_path / "g" / entry["face"]).is_file()
-    loaded = casting.Gallery.load(tmp_path / "g")
+    loaded = Gallery.load(tmp_path / "g")
     assert loaded.vectors.shape == (6, 3) and loaded.vectors.dtype == np.float32
     np.testing.assert_allclose(loaded.vectors, gallery.vectors)
     assert [e["actor"] for e in loaded.entries] == [e["actor"] for e in gallery.entries]
@@ -103,7 +104,7 @@ def test_adding_actors_does_not_recompute_the_rest(actors_dir, tmp_path):
     save(face_image(COLOURS["bob"], shift=-20), actors_dir / "bob" / "0.png")
     gallery, update = build(actors_dir, tmp_path / "g", counting)
     assert (update.replaced, update.added, counting.embedded) == (1, 1, 2)
-    assert len(gallery.entries) == 7 == len(casting.Gallery.load(tmp_path / "g").vectors)
+    assert len(gallery.entries) == 7 == len(Gallery.load(tmp_path / "g").vectors)
 
 
 def test_gallery_from_another_embedder_is_refused(actors_dir, tmp_path):
@@ -138,7 +139,7 @@ def test_csv_input_with_attributes(tmp_path):
     assert gallery.actor_names({"gender": "FEMALE"}) == ["ann"]
     (tmp_path / "bad.csv").write_text("photo,actor\nx.png,ann\n")
     with pytest.raises(UserError, match="bad.csv.*image"):
-        casting.collect_inputs(tmp_path / "bad.csv")
+        collect_inputs(tmp_path / "bad.csv")
 
 
 def test_vote_aggregation_counts_top_k_and_breaks_ties_by_mean():
@@ -148,20 +149,20 @@ def test_vote_aggregation_counts_top_k_and_breaks_ties_by_mean():
         [0.2, 0.9, 0.8, 0.0],
         [0.7, 0.4, 0.0, 0.95],
     ])
-    rows = casting.aggregate(scores, actors, top=2)
+    rows = aggregate(scores, actors, top=2)
     # a and b both have 2 votes: b wins on mean similarity (0.7 vs 0.6) though a has the best single score
     assert [(r["actor"], r["votes"]) for r in rows] == [("b", 2), ("a", 2), ("d", 1), ("c", 1)]
     assert rows[0]["mean_score"] == pytest.approx(0.7) and rows[1]["best_score"] == pytest.approx(0.9)
-    assert [(r["actor"], r["votes"]) for r in casting.aggregate(scores, actors, top=1)] == [
+    assert [(r["actor"], r["votes"]) for r in aggregate(scores, actors, top=1)] == [
         ("b", 1), ("a", 1), ("d", 1), ("c", 0)]
-    assert sum(r["votes"] for r in casting.aggregate(scores, actors, top=3)) == 9
+    assert sum(r["votes"] for r in aggregate(scores, actors, top=3)) == 9
 
 
 def test_actor_score_is_the_best_photo():
-    gallery = casting.Gallery(root=Path("."), embedder={}, detector="", actors={"a": {}, "b": {}},
+    gallery = Gallery(root=Path("."), embedder={}, detector="", actors={"a": {}, "b": {}},
                               entries=[{"actor": "a"}, {"actor": "a"}, {"actor": "b"}],
                               vectors=np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32))
-    scores = casting.actor_scores(gallery, np.array([[0, 1.0]]), ["a", "b"])
+    scores = actor_scores(gallery, np.array([[0, 1.0]]), ["a", "b"])
     np.testing.assert_allclose(scores, [[1.0, 0.8]])
 
 
@@ -172,18 +173,18 @@ def test_rank_votes_filters_and_reports(actors_dir, tmp_path):
     queries.append(save(face_image(COLOURS["cid"]), tmp_path / "q" / "other.png"))
     queries.append(save(np.zeros((96, 96, 3), np.uint8), tmp_path / "q" / "blank.png"))
     queries.append(tmp_path / "q" / "missing.png")
-    result = casting.cast(gallery, queries, ColourEmbedder(), SquareDetector(), top=1)
+    result = cast(gallery, queries, ColourEmbedder(), SquareDetector(), top=1)
     assert [i.status for i in result.images] == ["ok", "ok", "ok", "no_face", "unreadable_file"]
     assert result.overall[0]["actor"] == "bob" and result.overall[0]["votes"] == 2
     assert result.images[0].ranking[0]["actor"] == "bob"
     assert result.images[0].ranking[0]["score"] > 0.99
 
-    female = casting.cast(gallery, queries, ColourEmbedder(), SquareDetector(), top=1, where={"gender": "female"})
+    female = cast(gallery, queries, ColourEmbedder(), SquareDetector(), top=1, where={"gender": "female"})
     assert female.actors == ["ann", "cid"]
     assert {r["actor"] for r in female.overall} == {"ann", "cid"}
     assert female.images[2].ranking[0]["actor"] == "cid"
     with pytest.raises(UserError, match="no actor matches"):
-        casting.cast(gallery, queries, ColourEmbedder(), SquareDetector(), where={"gender": "other"})
+        cast(gallery, queries, ColourEmbedder(), SquareDetector(), where={"gender": "other"})
 
     paths = write_report(result, gallery, tmp_path / "report")
     data = json.loads(paths["json"].read_text())
@@ -202,13 +203,13 @@ def test_rank_refuses_empty_gallery_and_faceless_queries(tmp_path, actors_dir):
     empty, _ = build(tmp_path / "empty", tmp_path / "g0")
     query = save(face_image(COLOURS["ann"]), tmp_path / "q.png")
     with pytest.raises(UserError, match="no embedded faces"):
-        casting.cast(empty, [query], ColourEmbedder(), SquareDetector())
+        cast(empty, [query], ColourEmbedder(), SquareDetector())
     gallery, _ = build(actors_dir, tmp_path / "g")
     blank = save(np.zeros((96, 96, 3), np.uint8), tmp_path / "blank.png")
     with pytest.raises(UserError, match="blank.png: no_face"):
-        casting.cast(gallery, [blank], ColourEmbedder(), SquareDetector())
+        cast(gallery, [blank], ColourEmbedder(), SquareDetector())
     with pytest.raises(UserError, match="not a cast gallery"):
-        casting.Gallery.load(tmp_path / "nowhere")
+        Gallery.load(tmp_path / "nowhere")
 
 
 def test_realify_runs_on_the_crop_and_embeds_the_result(actors_dir, tmp_path):
@@ -221,22 +222,22 @@ def test_realify_runs_on_the_crop_and_embeds_the_result(actors_dir, tmp_path):
             return image[..., ::-1].copy()
 
     image = face_image(COLOURS["ann"])
-    [plain] = casting.query_faces(image, SquareDetector(), ColourEmbedder())
-    [real] = casting.query_faces(image, SquareDetector(), ColourEmbedder(), realifier=Swap())
+    [plain] = query_faces(image, SquareDetector(), ColourEmbedder())
+    [real] = query_faces(image, SquareDetector(), ColourEmbedder(), realifier=Swap())
     assert real.realified.shape == (96, 96, 3) and real.redetected
     actors = gallery.actor_names()
-    assert actors[int(casting.actor_scores(gallery, plain.vector[None], actors).argmax())] == "ann"
-    assert actors[int(casting.actor_scores(gallery, real.vector[None], actors).argmax())] == "cid"
+    assert actors[int(actor_scores(gallery, plain.vector[None], actors).argmax())] == "ann"
+    assert actors[int(actor_scores(gallery, real.vector[None], actors).argmax())] == "cid"
 
 
 def test_parse_where():
-    assert casting.parse_where(["gender=female", " age = 30 "]) == {"gender": "female", "age": "30"}
+    assert parse_where(["gender=female", " age = 30 "]) == {"gender": "female", "age": "30"}
     with pytest.raises(UserError, match="key=value"):
-        casting.parse_where(["gender"])
+        parse_where(["gender"])
 
 
 def test_cli_reports_user_mistakes_with_exit_2(tmp_path):
-    from factory.cli import app
+    from toonfactory.cli import app
 
     runner = CliRunner()
     folder = tmp_path / "actors" / "ann"

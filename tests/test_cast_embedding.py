@@ -9,8 +9,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from distill import cast as casting
-from factory.embedding import DlibEmbedder, OnnxEmbedder, build_embedder, embed
+from casting.gallery import collect_inputs, update_gallery
+from casting.rank import DLIB_SAME_PERSON, actor_scores, cast, query_faces
+from casting.realify import load_realifier
+from factory.faces import DetectorChain
+from factory.images import read_image
+from factory.models.embedding import DlibEmbedder, OnnxEmbedder, build_embedder, embed
 from factory.errors import ModelLoadError, UserError
 from factory.faces import build_detector
 
@@ -101,20 +105,20 @@ def test_onnx_realifier_runs_an_image_to_image_model(tmp_path):
         [helper.make_tensor_value_info("real", TensorProto.FLOAT, [1, 3, 64, 64])],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "neg.onnx")
-    realify = casting.load_realifier(tmp_path / "neg.onnx")
+    realify = load_realifier(tmp_path / "neg.onnx")
     assert realify.size == 64
     image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     out = realify(image)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - (255 - image.astype(int))).max() <= 1
     with pytest.raises(UserError, match="does not exist"):
-        casting.load_realifier(tmp_path / "missing.onnx")
+        load_realifier(tmp_path / "missing.onnx")
 
 
 def test_teacher_yaml_must_realify(tmp_path):
     (tmp_path / "t.yaml").write_text("teacher:\n  kind: cartoonize\n")
     with pytest.raises(UserError, match="toon2real"):
-        casting.load_realifier(tmp_path / "t.yaml")
+        load_realifier(tmp_path / "t.yaml")
 
 
 def test_casting_real_photos(tmp_path, dlib_embedder):
@@ -125,14 +129,14 @@ def test_casting_real_photos(tmp_path, dlib_embedder):
     (tmp_path / "actors.csv").write_text("image,actor,gender\n" + "".join(
         f"{root / 'train' / actor / name},{actor},male\n"
         for actor, names in {"obama": ["obama.jpg"], "biden": ["biden.jpg"]}.items() for name in names))
-    inputs, attrs = casting.collect_inputs(tmp_path / "actors.csv")
-    detector = casting.DetectorChain("dlib", min_size=80)
-    gallery, update = casting.update_gallery(tmp_path / "g", inputs, attrs, dlib_embedder, detector)
+    inputs, attrs = collect_inputs(tmp_path / "actors.csv")
+    detector = DetectorChain("dlib", min_size=80)
+    gallery, update = update_gallery(tmp_path / "g", inputs, attrs, dlib_embedder, detector)
     assert update.added == 2 and gallery.actors["obama"] == {"gender": "male"}
-    image = casting.read_image(root / "test" / "obama_and_biden.jpg")
-    faces = casting.query_faces(image, detector, dlib_embedder)
-    scores = casting.actor_scores(gallery, np.stack([f.vector for f in faces]), ["biden", "obama"])
+    image = read_image(root / "test" / "obama_and_biden.jpg")
+    faces = query_faces(image, detector, dlib_embedder)
+    scores = actor_scores(gallery, np.stack([f.vector for f in faces]), ["biden", "obama"])
     by_position = {("biden" if f.box[0] < 1000 else "obama"): s for f, s in zip(faces, scores) if f.box[1] < 800}
     assert by_position["biden"].argmax() == 0 and by_position["obama"].argmax() == 1
-    result = casting.cast(gallery, [root / "test" / "obama1.jpg"], dlib_embedder, detector, top=1)
-    assert result.overall[0]["actor"] == "obama" and result.overall[0]["mean_score"] > casting.DLIB_SAME_PERSON
+    result = cast(gallery, [root / "test" / "obama1.jpg"], dlib_embedder, detector, top=1)
+    assert result.overall[0]["actor"] == "obama" and result.overall[0]["mean_score"] > DLIB_SAME_PERSON

@@ -102,7 +102,7 @@ def test_missing_input_is_a_user_error(checkpoint, tmp_path):
 def test_person_only_converts_the_person_and_treats_the_background_as_asked(checkpoint, tmp_path, background):
     import skimage.data
 
-    from factory.segment import build_mask
+    from factory.stages.segment import build_mask
 
     source = skimage.data.astronaut()[::4, ::4].copy()  # 128 px
     path = tmp_path / "astronaut.png"

@@ -97,7 +97,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
 
 
 def test_recipe_section_errors_name_the_field(tmp_path):
-    from distill.cli import load_training_sections
+    from toonfactory.cli.student import load_training_sections
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("distill:\n  size: 100\n  student: {ngf: 16, depth: 3}\n")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import recipe as recipes
-from factory import runner
+from toonfactory.recipe import load as load_recipe
+from factory import executors
+from factory.generate import RunResult, generate
 from factory.sample import META_FIELDS
 from tests.conftest import REPO
 
@@ -22,12 +23,12 @@ QUICKSTART = REPO / "recipes" / "quickstart.yaml"
 SMALL = ["output.count=12", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
 
 
-def make(out: Path, workers: int = 1, overrides=SMALL) -> runner.RunResult:
-    return runner.run(recipes.load(QUICKSTART, overrides), out, workers=workers)
+def make(out: Path, workers: int = 1, overrides=SMALL) -> RunResult:
+    return generate(load_recipe(QUICKSTART, overrides), out, executors.choose("local", workers))
 
 
 def cli(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "factory.cli", *map(str, args)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "toonfactory", *map(str, args)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -60,7 +61,7 @@ def test_layout_manifest_and_sample_fields(reference):
         assert stats["accepted"] == shard["samples"] == 2
         assert set(stats["seconds"]) == {"source", "faces", "warp", "teacher", "augment", "gates", "write"}
         assert (reference / "stats" / f"{stem}.done").is_file()
-    from factory.dataset import iter_pairs
+    from factory.dataset.reader import iter_pairs
 
     pairs = list(iter_pairs(reference))
     assert len(pairs) == 12 and len({p["key"] for p in pairs}) == 12
@@ -96,7 +97,7 @@ def test_two_workers_make_the_same_bytes(reference, tmp_path):
 def test_accelerate_launch_on_two_processes_makes_the_same_bytes(reference, tmp_path):
     launcher = Path(sys.executable).with_name("accelerate")
     args = [str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-            "no", "--dynamo_backend", "no", "-m", "factory.cli", "generate", str(QUICKSTART), "--out", str(tmp_path)]
+            "no", "--dynamo_backend", "no", "-m", "toonfactory", "generate", str(QUICKSTART), "--out", str(tmp_path)]
     run = subprocess.run(args + [a for s in SMALL for a in ("--set", s)], capture_output=True, text=True, cwd=REPO,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]

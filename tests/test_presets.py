@@ -7,8 +7,10 @@ import json
 import pytest
 
 from factory import recipe as recipes
-from factory import runner
-from factory.dataset import iter_pairs
+from toonfactory.recipe import load as load_recipe
+from factory import executors
+from factory.generate import RunResult, generate
+from factory.dataset.reader import iter_pairs
 from tests.conftest import REPO
 
 TINY = ["output.count=3", "output.shard_size=3", "output.size=64", "tracking.mode=none"]
@@ -16,7 +18,7 @@ TINY = ["output.count=3", "output.shard_size=3", "output.size=64", "tracking.mod
 
 @pytest.mark.parametrize("name", ["quickstart", "person-only"])
 def test_preset_makes_pairs(name, tmp_path):
-    result = runner.run(recipes.load(REPO / "recipes" / f"{name}.yaml", TINY), tmp_path)
+    result = generate(load_recipe(REPO / "recipes" / f"{name}.yaml", TINY), tmp_path)
     assert not result.failed
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["counts"]["accepted"] == 3
@@ -34,7 +36,7 @@ def test_person_only_is_refused_with_a_generative_source(tmp_path):
         "teacher": {"kind": "cartoonize"},
     }))
     with pytest.raises(recipes.RecipeError, match="person_only needs an image source"):
-        recipes.load(path)
+        load_recipe(path)
 
 
 def test_run_generates_trains_and_exports_then_resumes(tmp_path):
@@ -43,7 +45,7 @@ def test_run_generates_trains_and_exports_then_resumes(tmp_path):
 
     settings = ["output.count=8", "output.shard_size=4", "output.size=64", "distill.size=64", "distill.steps=4",
                 "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
-    args = [sys.executable, "-m", "factory.cli", "run", str(REPO / "recipes" / "quickstart.yaml"), "--out", str(tmp_path)]
+    args = [sys.executable, "-m", "toonfactory", "run", str(REPO / "recipes" / "quickstart.yaml"), "--out", str(tmp_path)]
     args += [a for s in settings for a in ("--set", s)]
     first = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
     assert first.returncode == 0, first.stderr[-2000:]

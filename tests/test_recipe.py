@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from factory import recipe as recipes
+from toonfactory.recipe import load as load_recipe
 from factory.errors import RecipeError, UserError
 from tests.conftest import REPO
 
@@ -30,7 +30,7 @@ def test_every_problem_is_reported_with_its_path(tmp_path):
         "mystery": 1,
     }
     with pytest.raises(RecipeError) as info:
-        recipes.load(write(tmp_path, bad))
+        load_recipe(write(tmp_path, bad))
     problems = "\n".join(info.value.problems)
     assert "source.path: Field required" in problems
     assert "teacher.colors: Input should be greater than or equal to 2" in problems
@@ -43,53 +43,53 @@ def test_every_problem_is_reported_with_its_path(tmp_path):
 
 def test_unknown_kind_names_the_choices(tmp_path):
     with pytest.raises(RecipeError) as info:
-        recipes.load(write(tmp_path, {**GOOD, "teacher": {"kind": "magic"}}))
+        load_recipe(write(tmp_path, {**GOOD, "teacher": {"kind": "magic"}}))
     assert info.value.problems[0].startswith("teacher: Input tag 'magic'")
     assert "cartoonize" in info.value.problems[0]
 
 
 def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
     path = write(tmp_path, GOOD)
-    resolved = recipes.load(path, ["output.count=1000", "output.shard_size=100", "augment.enabled=false",
+    resolved = load_recipe(path, ["output.count=1000", "output.shard_size=100", "augment.enabled=false",
                                    "faces.jitter=0.1"])
     assert resolved.recipe.output.count == 1000
     assert resolved.recipe.output.shard_size == 100
     assert resolved.recipe.augment.enabled is False
     assert resolved.recipe.faces.jitter == 0.1
     with pytest.raises(UserError, match="expected FIELD=VALUE"):
-        recipes.load(path, ["output.count"])
+        load_recipe(path, ["output.count"])
     with pytest.raises(RecipeError, match="output.count: Input should be a valid integer"):
-        recipes.load(path, ["output.count=many"])
+        load_recipe(path, ["output.count=many"])
 
 
 def test_hash_ignores_count_and_tracking_but_not_content(tmp_path):
     path = write(tmp_path, GOOD)
-    base = recipes.load(path).hash
-    assert recipes.load(path, ["output.count=5000", "tracking.mode=none"]).hash == base
-    assert recipes.load(path, ["seed=1"]).hash != base
-    assert recipes.load(path, ["teacher.colors=4"]).hash != base
+    base = load_recipe(path).hash
+    assert load_recipe(path, ["output.count=5000", "tracking.mode=none"]).hash == base
+    assert load_recipe(path, ["seed=1"]).hash != base
+    assert load_recipe(path, ["teacher.colors=4"]).hash != base
 
 
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(UserError, match="recipe file not found"):
-        recipes.load(tmp_path / "nope.yaml")
+        load_recipe(tmp_path / "nope.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("source: [unclosed\n")
     with pytest.raises(RecipeError, match=r"\(yaml\)"):
-        recipes.load(broken)
+        load_recipe(broken)
 
 
 def test_every_shipped_recipe_validates():
     for path in sorted((REPO / "recipes").glob("*.yaml")):
-        recipes.load(path)
+        load_recipe(path)
 
 
 def test_validate_command_exits_2_listing_problems(tmp_path):
     path = write(tmp_path, {**GOOD, "teacher": {"kind": "cartoonize", "colors": 100}})
-    run = subprocess.run([sys.executable, "-m", "factory.cli", "validate", path], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "toonfactory", "validate", path], capture_output=True, text=True)
     assert run.returncode == 2
     assert "teacher.colors" in run.stderr
-    ok = subprocess.run([sys.executable, "-m", "factory.cli", "validate", path, "--set", "teacher.colors=8"],
+    ok = subprocess.run([sys.executable, "-m", "toonfactory", "validate", path, "--set", "teacher.colors=8"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
 
@@ -98,6 +98,6 @@ def test_toonify_must_share_the_sources_generator(tmp_path):
     data = {"source": {"kind": "stylegan2", "checkpoint": "a.pt"},
             "teacher": {"kind": "toonify", "base": "b.pt", "toon": "t.pt"}}
     with pytest.raises(RecipeError, match="teacher.base: toonify needs"):
-        recipes.load(write(tmp_path, data))
+        load_recipe(write(tmp_path, data))
     data["teacher"]["base"] = "a.pt"
-    recipes.load(write(tmp_path, data))
+    load_recipe(write(tmp_path, data))

@@ -13,7 +13,7 @@ from factory import recipe as recipes
 from factory.errors import ModelLoadError
 from factory.faces import Face
 from factory.sample import Sample
-from factory.segment import (
+from factory.stages.segment import (
     FaceHullMasker, MediapipeMaskConfig, SamMaskConfig, SamMasker, SegmentConfig, SegmentStage, load_sam,
     load_sam_weights, soften,
 )
@@ -241,7 +241,7 @@ def test_mediapipe_is_per_image_not_temporal():
 
 def test_build_mask_from_a_name_or_mapping():
     from factory.errors import UserError
-    from factory.segment import MediapipeMasker, build_mask
+    from factory.stages.segment import MediapipeMasker, build_mask
 
     assert isinstance(build_mask("mediapipe"), MediapipeMasker)
     with pytest.raises(UserError, match="checkpoint"):

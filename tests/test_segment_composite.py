@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from factory.composite import (
-    BackgroundsConfig, BackgroundSwap, PersonOnlyConfig, PersonOnlyTeacher, composite, person_only,
-)
+from factory.masks import composite
+from factory.stages.backgrounds import BackgroundsConfig, BackgroundSwap
+from factory.stages.person_only import PersonOnlyConfig, PersonOnlyTeacher, person_only
 from factory.errors import ModelLoadError, UserError
 from factory.images import encode_png
-from factory.inpaint import LamaInpaintConfig, LamaInpainter, OpenCVInpaintConfig, OpenCVInpainter, hole_mask
+from factory.stages.inpaint import LamaInpaintConfig, LamaInpainter, OpenCVInpaintConfig, OpenCVInpainter, hole_mask
 from factory.sample import Sample
 from factory.teachers.cartoonize import CartoonizeConfig
 
@@ -198,7 +198,7 @@ def test_segment_then_person_only_then_cutface_on_a_real_portrait():
     import cv2
     from skimage import data
 
-    from factory.segment import SegmentConfig
+    from factory.stages.segment import SegmentConfig
 
     config = SegmentConfig.model_validate({"person_only": {"background": "keep"},
                                            "backgrounds": {"probability": 1.0, "choke": 0.0}})
@@ -223,7 +223,7 @@ def test_segment_then_person_only_then_cutface_on_a_real_portrait():
 
 
 def test_segment_config_without_person_only_leaves_the_teacher_alone():
-    from factory.segment import SegmentConfig
+    from factory.stages.segment import SegmentConfig
 
     teacher = CartoonizeConfig(kind="cartoonize").build()
     assert SegmentConfig().wrap_teacher(teacher) is teacher
@@ -264,7 +264,7 @@ def tiny_sd(tmp_path_factory):
 
 
 def test_diffusion_inpainting_repaints_only_the_hole(tiny_sd):
-    from factory.inpaint import DiffusionInpaintConfig
+    from factory.stages.inpaint import DiffusionInpaintConfig
 
     config = DiffusionInpaintConfig(kind="diffusion", model=tiny_sd, steps=2, device="cpu", grow=0.0)
     inpainter = config.build()
@@ -278,7 +278,7 @@ def test_diffusion_inpainting_repaints_only_the_hole(tiny_sd):
 
 
 def test_diffusion_inpainting_missing_model_is_a_model_load_error(tmp_path):
-    from factory.inpaint import DiffusionInpaintConfig
+    from factory.stages.inpaint import DiffusionInpaintConfig
 
     with pytest.raises(ModelLoadError, match="missing"):
         DiffusionInpaintConfig(kind="diffusion", model=tmp_path / "missing", device="cpu").build()

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factory import recipe as recipes
+from toonfactory.recipe import load as load_recipe
 from factory.errors import ModelLoadError, RecipeError
 from factory.images import read_image
 from factory.sample import Sample
@@ -60,7 +60,7 @@ def test_missing_or_malformed_weights_name_the_path(tmp_path):
 
 
 def test_recipe_validates_and_refuses_toon2real():
-    resolved = recipes.load(ROOT / "recipes" / "cartoongan.yaml")
+    resolved = load_recipe(ROOT / "recipes" / "cartoongan.yaml")
     assert resolved.recipe.teacher.kind == "cartoongan"
     with pytest.raises(RecipeError, match=r"teacher\.direction"):
-        recipes.load(ROOT / "recipes" / "cartoongan.yaml", ["teacher.direction=toon2real"])
+        load_recipe(ROOT / "recipes" / "cartoongan.yaml", ["teacher.direction=toon2real"])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from factory import recipe as recipes
+from toonfactory.recipe import load as load_recipe
 from factory.errors import ModelLoadError
-from factory.generative_sources import PromptSourceConfig
+from factory.sources.generative import PromptSourceConfig
 from factory.sample import Sample
 from factory.teachers.diffusion import ControlNetConfig, DiffusionConfig, condition_image, fill
 
@@ -173,5 +173,5 @@ def test_prompt_source_draws_tagged_faces_from_the_sample_seed(models):
 
 @pytest.mark.parametrize("name", ["sd-img2img-webtoon", "sd-realify", "sd-prompt-cartoongan"])
 def test_diffusion_recipes_validate(name):
-    resolved = recipes.load(ROOT / "recipes" / f"{name}.yaml")
+    resolved = load_recipe(ROOT / "recipes" / f"{name}.yaml")
     assert resolved.recipe.teacher.kind in ("diffusion", "cartoongan")

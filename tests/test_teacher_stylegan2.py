@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from factory import recipe as recipes
+from toonfactory.recipe import load as load_recipe
 from factory.errors import ModelLoadError, UserError
-from factory.generative_sources import StyleGAN2SourceConfig
+from factory.sources.generative import StyleGAN2SourceConfig
 from factory.sample import Sample
-from factory.teachers import stylegan2
+from factory.models import stylegan2
 from factory.teachers.toonify import ToonifyConfig, high_weight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,12 @@ def tiny(seed: int) -> stylegan2.Generator:
     return generator
 
 
+def save_rosinality(generator: stylegan2.Generator, path: Path) -> None:
+    """Write ``generator`` as stylegan2-pytorch does (``{"g_ema": ..., "args": Namespace}``)."""
+    args = argparse.Namespace(size=generator.size, latent=generator.style_dim)
+    torch.save({"g_ema": generator.state_dict(), "args": args}, path)
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stylegan2")
@@ -37,8 +43,8 @@ def checkpoints(tmp_path_factory):
         for name, param in toon.named_parameters():
             if not name.startswith("style."):
                 param.add_(torch.randn_like(param) * 0.3)
-    stylegan2.save_rosinality(base, folder / "base.pt")
-    stylegan2.save_rosinality(toon, folder / "toon.pt")
+    save_rosinality(base, folder / "base.pt")
+    save_rosinality(toon, folder / "toon.pt")
     return folder / "base.pt", folder / "toon.pt", base
 
 
@@ -143,20 +149,20 @@ def test_high_weight_and_toonify_misuse(checkpoints, tmp_path):
     photo.real, photo.meta["source"] = np.zeros((32, 32, 3), np.uint8), {"kind": "folder"}
     with pytest.raises(UserError, match="source.kind: stylegan2"):
         list(teacher([photo]))
-    stylegan2.save_rosinality(tiny(1), tmp_path / "other.pt")
+    save_rosinality(tiny(1), tmp_path / "other.pt")
     with pytest.raises(UserError, match="teacher.base"):
         list(teacher([source(tmp_path / "other.pt").load(sample(0))]))
     channels = stylegan2.rosinality_channels(32, 1, max_channels=8)
-    stylegan2.save_rosinality(stylegan2.Generator(32, 16, 2, channels), tmp_path / "narrow.pt")
+    save_rosinality(stylegan2.Generator(32, 16, 2, channels), tmp_path / "narrow.pt")
     with pytest.raises(ModelLoadError, match="narrow.pt.*same architecture"):
         ToonifyConfig(kind="toonify", base=base_path, toon=tmp_path / "narrow.pt").build()
 
 
 def test_toonify_recipe_validates():
-    resolved = recipes.load(ROOT / "recipes" / "toonify-stylegan2.yaml")
+    resolved = load_recipe(ROOT / "recipes" / "toonify-stylegan2.yaml")
     assert resolved.recipe.source.kind == "stylegan2" and resolved.recipe.teacher.kind == "toonify"
     assert type(resolved.recipe.source).generative
     from factory.errors import RecipeError
 
     with pytest.raises(RecipeError, match=r"teacher\.swap_resolution: .*power of two"):
-        recipes.load(ROOT / "recipes" / "toonify-stylegan2.yaml", ["teacher.swap_resolution=48"])
+        load_recipe(ROOT / "recipes" / "toonify-stylegan2.yaml", ["teacher.swap_resolution=48"])

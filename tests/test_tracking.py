@@ -218,7 +218,7 @@ def test_import_needs_sessions_and_a_server(dataset_dir):
 
 
 def test_cli_import_without_server_exits_2(dataset_dir, monkeypatch, capsys):
-    from factory import cli
+    from toonfactory import cli
 
     (dataset_dir / "clearml").mkdir()
     (dataset_dir / "clearml" / "task-offline-0.zip").write_bytes(b"")

@@ -12,7 +12,7 @@ from factory.errors import UserError
 from factory.faces import shared_detector
 from factory.images import read_image
 from factory.sample import Sample
-from factory.warp_stage import WarpConfig, face68
+from factory.stages.warp import WarpConfig, face68
 from warping import landmarks as lm
 from warping.profile import load_profile
 from warping.warp import build_warp
@@ -110,7 +110,7 @@ def synthetic_sample(key="a", size=128):
 
 
 def test_stage_warps_the_source_and_mask_and_records_meta():
-    from factory.warp_stage import WarpStage
+    from factory.stages.warp import WarpStage
 
     sample, points = synthetic_sample()
     original = sample.real.copy()
@@ -128,7 +128,7 @@ def test_stage_warps_the_source_and_mask_and_records_meta():
 
 
 def test_stage_on_a_toon_side_and_its_rejects():
-    from factory.warp_stage import WarpStage
+    from factory.stages.warp import WarpStage
 
     sample, points = synthetic_sample()
     stage = WarpStage(WarpConfig(placement="toon"), detector=FixedDetector(points))
@@ -156,7 +156,7 @@ def test_recipe_accepts_a_warp_section():
 
 
 def test_cli_fit_profile_and_preview(tmp_path):
-    from factory.cli import app
+    from toonfactory.cli import app
 
     real_dir, toon_dir = tmp_path / "real", tmp_path / "toon"
     real_dir.mkdir()

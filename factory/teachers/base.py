@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Literal
 import numpy as np
 from pydantic import Field
 
-from factory.recipe import Strict
+from factory.config import Strict
 from factory.sample import Sample
 from factory.stage import Stage, batched
 

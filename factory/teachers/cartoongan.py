@@ -87,7 +87,7 @@ def read_weights(path: Path) -> dict:
     import torch
 
     from factory.errors import ModelLoadError
-    from factory.teachers.tensors import read_safetensors
+    from factory.models.tensors import read_safetensors
 
     if path.is_dir():
         files = sorted(path.glob("*.npy"))
@@ -107,7 +107,7 @@ def read_weights(path: Path) -> dict:
 
 def load_generator(path: Path):
     """A CartoonGAN generator with the weights at ``path``, in eval mode on the CPU."""
-    from factory.teachers.tensors import load_matching
+    from factory.models.tensors import load_matching
 
     generator = build_generator()
     load_matching(generator, read_weights(Path(path)), Path(path), EXPECTED)
@@ -120,7 +120,7 @@ class CartoonGANTeacher(Teacher):
     def __init__(self, config: CartoonGANConfig):
         import torch
 
-        from factory.teachers.tensors import pick_device
+        from factory.models.tensors import pick_device
 
         super().__init__(config)
         self.device = pick_device(config.device)
@@ -137,7 +137,7 @@ class CartoonGANTeacher(Teacher):
         import torch
         from torch.nn import functional as F
 
-        from factory.teachers.tensors import images_to_tensor, tensor_to_images
+        from factory.models.tensors import images_to_tensor, tensor_to_images
 
         height, width = images[0].shape[:2]
         batch = images_to_tensor([im[..., ::-1] for im in images], self.device, self.dtype)  # RGB → BGR

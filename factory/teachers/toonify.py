@@ -52,7 +52,7 @@ def high_weight(resolution: int, swap_resolution: int, transition: float) -> flo
 
 def blend_states(base: dict, toon: dict, swap_resolution: int, transition: float, low_from: str) -> dict:
     """Layer-swapped state dict; the mapping network is the base's (w means the same in both)."""
-    from factory.teachers.stylegan2 import layer_resolution
+    from factory.models.stylegan2 import layer_resolution
 
     low, high = (base, toon) if low_from == "base" else (toon, base)
     blended = {}
@@ -72,8 +72,8 @@ class ToonifyTeacher(Teacher):
     def __init__(self, config: ToonifyConfig):
         import torch
 
-        from factory.teachers import stylegan2
-        from factory.teachers.tensors import pick_device
+        from factory.models import stylegan2
+        from factory.models.tensors import pick_device
 
         super().__init__(config)
         self.device = pick_device(config.device)
@@ -104,8 +104,8 @@ class ToonifyTeacher(Teacher):
     def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
         import torch
 
-        from factory.teachers import stylegan2
-        from factory.teachers.tensors import tensor_to_images
+        from factory.models import stylegan2
+        from factory.models.tensors import tensor_to_images
 
         for batch in batched(samples, self.config.batch_size):
             sources = [self.check_source(s) for s in batch]

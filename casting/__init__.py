@@ -1,0 +1,1 @@
+"""Virtual casting: actor galleries, realify, ranking with votes, and the visual report."""

@@ -1,0 +1,255 @@
+"""Actor galleries: face embeddings of actor photos, built and extended from folders or a CSV.
+
+The gallery is a folder: ``gallery.json`` (embedder name and version, actors and their attributes,
+one entry per embedded photo, rejected photos with their reason), ``embeddings.safetensors``
+(one row per entry) and ``faces/`` (an aligned crop of every entry, for reports).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from factory import faces as facelib
+from factory.errors import UserError
+from factory.faces import DetectorChain
+from factory.files import sha256_file
+from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
+from factory.models.embedding import Embedder, embed
+
+log = logging.getLogger(__name__)
+
+GALLERY_FORMAT = "toonfactory.cast.gallery/1"
+GALLERY_JSON = "gallery.json"
+EMBEDDINGS_FILE = "embeddings.safetensors"
+THUMB_SIZE = 128
+
+
+def identity(embedder: Embedder) -> dict:
+    """What a gallery records of its embedder; galleries and queries must agree on it."""
+    return {"name": embedder.name, "version": embedder.version, "dim": embedder.dim}
+
+
+def thumbnail(image: np.ndarray, face: facelib.Face, size: int = THUMB_SIZE, margin: float = 1.0) -> np.ndarray:
+    """An FFHQ-style aligned crop of a face, for galleries and reports."""
+    matrix = facelib.alignment_matrix(face.keypoints5(), size, margin)
+    return facelib.crop(image, matrix, size)
+
+
+@dataclass
+class Gallery:
+    """Actors' face embeddings; ``vectors[i]`` belongs to ``entries[i]``."""
+
+    root: Path
+    embedder: dict
+    detector: str
+    actors: dict[str, dict[str, str]] = field(default_factory=dict)
+    entries: list[dict] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    rejected: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: Path) -> "Gallery":
+        from safetensors.numpy import load_file
+
+        root = Path(root)
+        meta_path = root / GALLERY_JSON
+        if not meta_path.is_file():
+            raise UserError(f"{meta_path}: not a cast gallery (run `toonfactory cast gallery` first)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
+        if meta.get("format") != GALLERY_FORMAT:
+            raise UserError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {GALLERY_FORMAT!r}")
+        entries = meta["entries"]
+        dim = int(meta["embedder"]["dim"])
+        vectors = np.zeros((0, dim), np.float32)
+        if entries:
+            try:
+                vectors = load_file(str(root / EMBEDDINGS_FILE))["embeddings"]
+            except (OSError, KeyError) as exc:
+                raise UserError(f"{root / EMBEDDINGS_FILE}: cannot read the embeddings ({exc})") from None
+            if vectors.shape != (len(entries), dim):
+                raise UserError(f"{root / EMBEDDINGS_FILE}: shape {vectors.shape} does not match "
+                                f"{len(entries)} entries of {dim} dims in {meta_path}")
+        return cls(root=root, embedder=meta["embedder"], detector=meta.get("detector", ""), actors=meta["actors"],
+                   entries=entries, vectors=vectors, rejected=meta.get("rejected", []))
+
+    def save(self) -> None:
+        """Embeddings first, the json last (atomically): a reader never sees a json without its rows."""
+        from safetensors.numpy import save_file
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / (EMBEDDINGS_FILE + ".tmp")
+        save_file({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)}, str(tmp))
+        os.replace(tmp, self.root / EMBEDDINGS_FILE)
+        meta = {"format": GALLERY_FORMAT, "embedder": self.embedder, "detector": self.detector,
+                "actors": self.actors, "entries": self.entries, "rejected": self.rejected}
+        tmp = self.root / (GALLERY_JSON + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        os.replace(tmp, self.root / GALLERY_JSON)
+
+    def actor_names(self, where: dict[str, str] | None = None) -> list[str]:
+        """Actors with at least one embedded photo whose attributes match every ``key=value`` of ``where``."""
+        have = {e["actor"] for e in self.entries}
+        names = sorted(a for a in self.actors if a in have)
+        for key, value in (where or {}).items():
+            names = [a for a in names if str(self.actors[a].get(key, "")).lower() == value.lower()]
+        return names
+
+
+@dataclass
+class GalleryInput:
+    image: Path
+    actor: str
+
+
+def read_attributes(path: Path) -> dict[str, dict[str, str]]:
+    """A CSV with an ``actor`` column and one column per attribute (e.g. ``gender``)."""
+    rows = _read_csv(path, required=("actor",))
+    attrs: dict[str, dict[str, str]] = {}
+    for row in rows:
+        actor = row.pop("actor").strip()
+        attrs.setdefault(actor, {}).update({k: v.strip() for k, v in row.items() if k and v and v.strip()})
+    return attrs
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{path}: missing column(s) {missing} (has {reader.fieldnames})")
+            return [dict(row) for row in reader]
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+
+
+def collect_inputs(actors: Path, attributes: Path | None = None) -> tuple[list[GalleryInput], dict[str, dict[str, str]]]:
+    """Photos and actor attributes from a folder (one sub-folder per actor) or a CSV (image, actor, attributes...)."""
+    actors = Path(actors)
+    attrs: dict[str, dict[str, str]] = {}
+    inputs: list[GalleryInput] = []
+    if actors.is_dir():
+        for folder in sorted(p for p in actors.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            attrs.setdefault(folder.name, {})
+            inputs += [GalleryInput(p, folder.name) for p in list_images(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+    elif actors.is_file() and actors.suffix.lower() == ".csv":
+        for row in _read_csv(actors, required=("image", "actor")):
+            actor = row.pop("actor").strip()
+            image = Path(row.pop("image").strip())
+            inputs.append(GalleryInput(image if image.is_absolute() else actors.parent / image, actor))
+            extra = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
+            known = attrs.setdefault(actor, {})
+            for key, value in extra.items():
+                if known.get(key, value) != value:
+                    raise UserError(f"{actors}: actor {actor!r} has two values for column {key!r}: {known[key]!r}, {value!r}")
+                known[key] = value
+    else:
+        raise UserError(f"{actors}: expected a folder with one sub-folder per actor, or a .csv (image, actor, ...)")
+    if attributes is not None:
+        for actor, values in read_attributes(attributes).items():
+            attrs.setdefault(actor, {}).update(values)
+    return inputs, attrs
+
+
+@dataclass
+class GalleryUpdate:
+    added: int = 0
+    reused: int = 0
+    replaced: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+
+def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict[str, str]], embedder: Embedder,
+                   detector: DetectorChain, progress: Callable[[], None] | None = None) -> tuple[Gallery, GalleryUpdate]:
+    """Create or extend a gallery: only photos that are new, or changed since, are detected and embedded."""
+    root = Path(root)
+    model = identity(embedder)
+    if (root / GALLERY_JSON).exists():
+        gallery = Gallery.load(root)
+        if gallery.embedder != model:
+            raise UserError(f"{root / GALLERY_JSON}: field 'embedder' is {gallery.embedder}, but this run uses "
+                            f"{model}; embeddings of different models cannot be mixed (use a new --out)")
+    else:
+        gallery = Gallery(root=root, embedder=model, detector=detector.spec,
+                          vectors=np.zeros((0, embedder.dim), np.float32))
+    (root / "faces").mkdir(parents=True, exist_ok=True)
+    known = {e["image"]: i for i, e in enumerate(gallery.entries)}
+    known_rejects = {r["image"]: r for r in gallery.rejected}
+    keep = np.ones(len(gallery.entries), bool)
+    new_entries, new_vectors, rejected = [], [], [r for r in gallery.rejected]
+    update = GalleryUpdate()
+    for item in inputs:
+        image_key = str(Path(item.image).resolve())
+        digest = sha256_file(item.image, 12) if Path(item.image).is_file() else None
+        old = known.get(image_key)
+        if old is not None and gallery.entries[old]["sha256"] == digest and gallery.entries[old]["actor"] == item.actor:
+            update.reused += 1
+            _tick(progress)
+            continue
+        previous = known_rejects.get(image_key)
+        if previous is not None and previous.get("sha256") == digest and digest is not None:
+            update.reused += 1
+            _tick(progress)
+            continue
+        rejected = [r for r in rejected if r["image"] != image_key]
+        if old is not None:
+            keep[old] = False
+            update.replaced += 1
+        entry, vector, reason = _embed_photo(Path(item.image), item.actor, digest, embedder, detector, root)
+        if reason:
+            record = {"image": image_key, "actor": item.actor, "sha256": digest, "reason": reason}
+            rejected.append(record)
+            update.rejected.append(record)
+            log.warning("gallery: %s (%s): %s", item.image, item.actor, reason)
+        else:
+            new_entries.append(entry)
+            new_vectors.append(vector)
+            update.added += 1
+        _tick(progress)
+    gallery.entries = [e for e, k in zip(gallery.entries, keep) if k] + new_entries
+    gallery.vectors = np.concatenate([gallery.vectors[keep], *(v[None] for v in new_vectors)]).astype(np.float32) \
+        if new_vectors else gallery.vectors[keep]
+    gallery.rejected = rejected
+    for actor in {i.actor for i in inputs}:
+        gallery.actors.setdefault(actor, {})
+    for actor, values in attrs.items():
+        gallery.actors.setdefault(actor, {}).update(values)
+    gallery.actors = dict(sorted(gallery.actors.items()))
+    gallery.save()
+    return gallery, update
+
+
+def _tick(progress):
+    if progress is not None:
+        progress()
+
+
+def _embed_photo(path: Path, actor: str, digest: str | None, embedder: Embedder, detector: DetectorChain,
+                 root: Path) -> tuple[dict | None, np.ndarray | None, str | None]:
+    try:
+        image = read_image(path)
+    except BadImage as exc:
+        return None, None, exc.reason
+    found = detector.detect(image)
+    if not found:
+        return None, None, "no_face"
+    if len(found) > 1:
+        return None, None, f"several_faces ({len(found)})"
+    vectors, _ = embed(embedder, image, found)
+    thumb_name = f"faces/{digest}.jpg"
+    cv2.imwrite(str(root / thumb_name), cv2.cvtColor(thumbnail(image, found[0]), cv2.COLOR_RGB2BGR))
+    entry = {"actor": actor, "image": str(path.resolve()), "sha256": digest,
+             "box": [round(float(v), 1) for v in found[0].box], "face": thumb_name}
+    return entry, vectors[0], None

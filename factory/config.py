@@ -1,0 +1,94 @@
+"""The base of every config section, and reading YAML into validated sections.
+
+A leaf module: every room's config models derive from :class:`Strict`, and every reader of a
+YAML file (recipes, training sections, teacher files) goes through :func:`read_yaml` and
+:func:`validate_section`, so every mistake is reported the same way: ``yaml.path: message``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from factory.errors import RecipeError, UserError
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Base for every recipe section: unknown keys are an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A recipe file's raw mapping; a missing file or broken YAML is the user's mistake."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(str(path), [f"(yaml): {exc}"]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), ["(recipe): must be a mapping of sections"])
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str], origin: str) -> dict:
+    """Apply ``a.b=value`` overrides; values are parsed as YAML scalars (numbers, booleans, lists)."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE, e.g. output.count=1000")
+        dotted, raw = item.split("=", 1)
+        node = data
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"{origin}: --set {dotted}: `{part}` is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def _locate(loc: tuple, data: Any) -> str:
+    """A YAML path for a pydantic error location; union tags (the ``kind`` values) are dropped."""
+    parts, node = [], data
+    for item in loc:
+        if isinstance(node, dict) and item in node:
+            parts.append(str(item))
+            node = node[item]
+        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+            node = node[item]
+        elif isinstance(node, dict) and item == node.get("kind"):
+            continue
+        else:
+            parts.append(str(item))
+            node = None
+    return ".".join(parts) or "(recipe)"
+
+
+def problems(exc: ValidationError, data: Any) -> list[str]:
+    """Each pydantic error as ``yaml.path: message``, in order, without repeats."""
+    found = [f"{_locate(err['loc'], data)}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()]
+    return sorted(set(found), key=found.index)
+
+
+def validate_section(model: type[T] | Any, data: Any, origin: str) -> T:
+    """Validate ``data`` as ``model`` (a class or a type such as a tagged union); every problem is
+    reported with its YAML path in one RecipeError naming ``origin``."""
+    try:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return model.model_validate(data)
+        return TypeAdapter(model).validate_python(data)
+    except ValidationError as exc:
+        raise RecipeError(origin, problems(exc, data)) from None

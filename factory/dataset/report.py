@@ -1,0 +1,61 @@
+"""What a dataset folder holds, for people: merged counts, rejects and timings, and a contact sheet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+STAT_COUNTS = ("shards", "planned", "attempted", "accepted")
+
+
+def shard_stats(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "stats").glob("*.json"))]
+
+
+def merge_stats(stats: list[dict]) -> dict:
+    """Counts, rejects by reason and seconds by stage, summed over shards."""
+    merged = {"shards": len(stats), "planned": 0, "attempted": 0, "accepted": 0, "rejected": {}, "seconds": {}}
+    for shard in stats:
+        for key in ("planned", "attempted", "accepted"):
+            merged[key] += shard[key]
+        for reason, n in shard["rejected"].items():
+            merged["rejected"][reason] = merged["rejected"].get(reason, 0) + n
+        for stage, s in shard["seconds"].items():
+            merged["seconds"][stage] = round(merged["seconds"].get(stage, 0.0) + s, 4)
+    return merged
+
+
+def stats_tables(stats: dict) -> list:
+    """Rich tables of merged stats: samples, rejects by reason, seconds per stage."""
+    from rich.table import Table
+
+    counts = Table(title="samples")
+    for column in STAT_COUNTS:
+        counts.add_column(column, justify="right")
+    counts.add_row(*(str(stats[c]) for c in STAT_COUNTS))
+    rejects = Table(title="rejects")
+    rejects.add_column("reason")
+    rejects.add_column("count", justify="right")
+    for reason, n in sorted(stats["rejected"].items(), key=lambda kv: -kv[1]) or [("none", 0)]:
+        rejects.add_row(reason, str(n))
+    timings = Table(title="seconds per stage")
+    timings.add_column("stage")
+    timings.add_column("total s", justify="right")
+    timings.add_column("ms / candidate", justify="right")
+    for stage, seconds in stats["seconds"].items():
+        timings.add_row(stage, f"{seconds:.2f}", f"{1000 * seconds / max(stats['attempted'], 1):.1f}")
+    return [counts, rejects, timings]
+
+
+def write_contact_sheet(out: Path, count: int = 24) -> Path:
+    """``out/contact_sheet.png``: the first ``count`` pairs, real | toon."""
+    from PIL import Image
+
+    from factory.dataset.reader import iter_pairs
+    from factory.dataset.sheets import pair_sheet
+
+    pairs = list(iter_pairs(out, limit=count))
+    path = out / "contact_sheet.png"
+    if pairs:
+        Image.fromarray(pair_sheet(pairs)).save(path)
+    return path

@@ -1,0 +1,61 @@
+"""Shard writing: a tar under a temporary name, renamed when complete; stats, then a marker, last.
+
+A shard whose marker exists is finished and is never touched again; anything else of that shard
+(a ``.tar.tmp``, a tar without marker) is the debris of an interrupted run and is made anew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import webdataset as wds
+
+from factory.dataset.layout import shard_paths
+from factory.files import write_atomic
+from factory.images import encode_png
+from factory.plan import ShardTask
+from factory.sample import Sample
+
+
+def dumps(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+class ShardWriter:
+    """Writes one shard's samples in webdataset layout with fixed tar metadata (byte-reproducible)."""
+
+    def __init__(self, out: Path, task: ShardTask):
+        self.task = task
+        self.paths = shard_paths(out, task.name)
+        for key in ("tar", "tmp", "stats", "marker"):
+            self.paths[key].unlink(missing_ok=True)
+        self.paths["tar"].parent.mkdir(parents=True, exist_ok=True)
+        self.paths["stats"].parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.paths["tmp"], "wb")
+        self._tar = wds.TarWriter(self._file, user="toonfactory", group="toonfactory", mtime=0.0, encoder=False)
+        self.count = 0
+
+    def write(self, sample: Sample) -> None:
+        record = {"__key__": sample.key, "real.png": encode_png(sample.real), "toon.png": encode_png(sample.toon),
+                  "json": dumps(sample.record())}
+        if sample.mask is not None:
+            record["mask.png"] = encode_png(sample.mask)
+        self._tar.write(record)
+        self.count += 1
+
+    def finish(self, stats: dict) -> None:
+        """Close and rename the tar, then write the stats, then the completion marker."""
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.paths["tmp"], self.paths["tar"])
+        write_atomic(self.paths["stats"], json.dumps(stats, indent=1).encode())  # stages in pipeline order
+        write_atomic(self.paths["marker"], dumps({"size": self.task.size, "samples": self.count}))
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._file.close()
+        self.paths["tmp"].unlink(missing_ok=True)

@@ -1,0 +1,95 @@
+"""Sources of faces: where sample ``index`` gets its starting image.
+
+A source is indexable: ``load(sample)`` fills one side of the sample from item ``index % len``, so
+that any shard can be made by any process. Items that cannot be read are rejects, not errors.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from factory.config import Strict
+from factory.errors import UserError
+from factory.images import DEFAULT_MAX_PIXELS, BadImage, list_images, read_image
+from factory.sample import Side, Sample
+
+
+class FolderSourceConfig(Strict):
+    """Every file in a folder of photos (domain: real) or webtoon images (domain: toon)."""
+
+    kind: Literal["folder"]
+    path: Path
+    domain: Side = "real"
+    recursive: bool = True
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="refuse larger images before decoding")
+
+    def build(self) -> "ImageSource":
+        files = _folder_files(self.path, "source.path", self.recursive)
+        return ImageSource(files, self.domain, self.max_pixels)
+
+
+class SamplesSourceConfig(Strict):
+    """The sample portraits that installed packages ship, plus any folders the user names."""
+
+    kind: Literal["samples"]
+    folders: list[Path] = []
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+
+    def build(self) -> "ImageSource":
+        files = [f for i, d in enumerate(self.folders) for f in _folder_files(d, f"source.folders[{i}]", True)]
+        return ImageSource(files, "real", self.max_pixels, packaged=True)
+
+
+def packaged_portraits() -> dict[str, np.ndarray]:
+    """Portraits shipped inside installed packages (no download): scikit-image and matplotlib."""
+    import matplotlib.cbook
+    import skimage.data
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+        hopper = read_image(handle.read())
+    return {"skimage:astronaut": skimage.data.astronaut(), "matplotlib:grace_hopper": hopper}
+
+
+class ImageSource:
+    """Items are packaged portraits and files; ``load`` decodes item ``index % len``."""
+
+    def __init__(self, files: list[Path], domain: Side, max_pixels: int, packaged: bool = False):
+        self.files = files
+        self.domain = domain
+        self.max_pixels = max_pixels
+        self.packaged = packaged
+        if not len(self):
+            raise UserError("source: no images to read (the folders are empty)")
+
+    @cached_property
+    def _packaged(self) -> dict[str, np.ndarray]:
+        return packaged_portraits() if self.packaged else {}
+
+    @property
+    def items(self) -> list[str]:
+        names = ["skimage:astronaut", "matplotlib:grace_hopper"] if self.packaged else []
+        return names + [str(p) for p in self.files]
+
+    def __len__(self) -> int:
+        return len(self.files) + (2 if self.packaged else 0)
+
+    def load(self, sample: Sample) -> Sample:
+        item = self.items[sample.index % len(self)]
+        sample.meta["source"] = {"item": item, "domain": self.domain}
+        try:
+            image = self._packaged[item] if item in self._packaged else read_image(item, self.max_pixels)
+        except BadImage as exc:
+            return sample.reject(exc.reason)
+        setattr(sample, self.domain, image)
+        return sample
+
+
+def _folder_files(path: Path, field: str, recursive: bool) -> list[Path]:
+    if not path.is_dir():
+        raise UserError(f"{field}: {path} is not a readable folder")
+    return list_images(path, recursive)

@@ -1,0 +1,1 @@
+"""The `toonfactory` command: the one place where the rooms are wired together."""

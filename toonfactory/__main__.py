@@ -1,0 +1,3 @@
+from toonfactory.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The `toonfactory` command: the composition root. Every command module defines a Typer app;
+top-level commands are merged here and command groups mounted by name. Only the CLI prints; a
+user's mistake exits 2 with a message naming the file and field."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from factory.errors import UserError
+from toonfactory.cli import cast, dataset, student, warp
+from toonfactory.cli.common import configure_logging, console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
+app.add_typer(dataset.app)
+app.add_typer(student.app)
+app.add_typer(cast.app, name="cast")
+app.add_typer(warp.app, name="warp")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="show library and native log lines")):
+    """toonfactory: recipes in, aligned webtoon <-> real pairs out."""
+    configure_logging(verbose)
+
+
+def main():
+    try:
+        app()  # click handles usage errors itself (exit 2)
+    except UserError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,125 @@
+"""The student's commands: train, export, infer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from factory.errors import UserError
+from toonfactory.cli.common import console
+
+app = typer.Typer()
+
+
+def load_training_sections(recipe: Path | None, overrides: list[str], tracking_mode: str | None = None):
+    """The `distill:` and `tracking:` sections of a recipe (defaults without one), with overrides."""
+    from distill.config import DistillConfig
+    from factory.config import Strict, apply_overrides, read_yaml, validate_section
+    from factory.tracking import TrackingConfig
+
+    class TrainingSections(Strict):
+        distill: DistillConfig = DistillConfig()
+        tracking: TrackingConfig = TrackingConfig()
+
+    origin = str(recipe) if recipe else "--set"
+    raw = read_yaml(recipe) if recipe is not None else {}
+    data = apply_overrides({name: raw.get(name) or {} for name in ("distill", "tracking")}, overrides, origin)
+    if tracking_mode is not None:
+        data["tracking"]["mode"] = tracking_mode
+    return validate_section(TrainingSections, data, origin)
+
+
+@app.command("train")
+def train_command(
+    data: Path = typer.Option(..., help="dataset folder (shards/*.tar) made by `toonfactory generate`"),
+    out: Path = typer.Option(..., help="training folder: checkpoints/, validation/, metrics.jsonl"),
+    recipe: Optional[Path] = typer.Option(None, help="take the `distill:` and `tracking:` sections from this recipe"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field: distill.steps=500 (repeatable)"),
+    resume: Optional[str] = typer.Option(None, help="`latest` or a checkpoints/step_* folder"),
+    tracking: Optional[str] = typer.Option(None, help="ClearML mode: auto, offline, server or none"),
+):
+    """Train the pix2pix student on a dataset's pairs (works under `accelerate launch`)."""
+    from factory.executors import distributed_rank
+
+    sections = load_training_sections(recipe, set_ or [], tracking)
+    checkpoint = train_tracked(sections.distill, data, out, resume, sections.tracking, distributed_rank()[0])
+    console.print(f"[green]checkpoint[/green] {checkpoint}")
+
+
+def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, rank: int) -> Path:
+    """Train with a progress bar showing the latest losses, tracked from rank 0; returns the last checkpoint."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from distill.train import train
+    from factory.dataset.reader import recipe_hash
+    from factory.tracking import Tracker, start_tracking
+
+    tracker = Tracker()
+    if rank == 0:
+        tracker = start_tracking(tracking, name=tracking.task_name or f"distill-{Path(out).name}",
+                                 recipe={"distill": config.model_dump(mode="json"), "data": str(data)},
+                                 recipe_hash=recipe_hash(data), out_dir=Path(out), task_type="training")
+
+    with Progress(
+        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("train", total=config.steps, losses="")
+
+        def on_step(step: int, total: int, record: dict) -> None:
+            shown = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "step")
+            progress.update(task, completed=step, losses=shown)
+
+        try:
+            return train(config, data, out, resume=resume, tracker=tracker, on_step=on_step)
+        finally:
+            tracker.close()
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="a checkpoints/step_* folder (or student .safetensors)"),
+    format: List[str] = typer.Option(["onnx"], "--format", help="safetensors, onnx, torchscript or tensorrt (repeatable)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: CHECKPOINT/export)"),
+    opset: int = typer.Option(17, help="ONNX opset"),
+    tolerance: float = typer.Option(1e-3, help="max abs difference allowed against PyTorch"),
+):
+    """Export the student; ONNX and TorchScript are checked against PyTorch on random inputs."""
+    export_formats(checkpoint, format, out or Path(checkpoint) / "export", opset, tolerance)
+
+
+def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, tolerance: float) -> None:
+    from distill.export import export
+
+    for name in formats:
+        console.print(f"[green]{name}[/green] {export(checkpoint, name, out, opset=opset, tolerance=tolerance)}")
+
+
+@app.command("infer")
+def infer_command(
+    model: Path = typer.Argument(..., help="checkpoint folder, student .safetensors or .onnx"),
+    inputs: List[Path] = typer.Argument(..., help="image files, folders of images, video files"),
+    out: Path = typer.Option(..., help="output folder"),
+    mode: str = typer.Option("whole", help="whole (the frame) or face (detect, align, paste back)"),
+    batch_size: int = typer.Option(8, min=1),
+    max_frames: Optional[int] = typer.Option(None, help="stop each video after this many frames"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (PyTorch models)"),
+    half: bool = typer.Option(False, help="fp16 on CUDA (PyTorch models)"),
+    detector: str = typer.Option("mediapipe", help="face detector for --mode face"),
+    person_only: Optional[str] = typer.Option(
+        None, "--person-only", help="convert only people: keep (the background as it is) or stylize (inpainted, then converted)"),
+):
+    """Run the student on images and videos; decoding runs in parallel with the model."""
+    from distill.infer import infer
+
+    if mode not in ("whole", "face"):
+        raise UserError(f"--mode {mode!r}: choose whole or face")
+    if person_only not in (None, "keep", "stylize"):
+        raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
+    summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
+                    device=device, half=half, detector=detector, person_only=person_only)
+    typer.echo(json.dumps(summary))
+
