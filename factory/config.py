@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -81,6 +81,48 @@ def problems(exc: ValidationError, data: Any) -> list[str]:
     """Each pydantic error as ``yaml.path: message``, in order, without repeats."""
     found = [f"{_locate(err['loc'], data)}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()]
     return sorted(set(found), key=found.index)
+
+
+def path_fields(model: BaseModel, loc: tuple = ()) -> Iterator[tuple[tuple, Path]]:
+    """(location, path) of every ``Path`` value in a validated section, nested sections and lists too."""
+    for name, value in model:
+        here = loc + (name,)
+        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        for index, item in items:
+            where = here if index is None else here + (index,)
+            if isinstance(item, Path):
+                yield where, item
+            elif isinstance(item, BaseModel):
+                yield from path_fields(item, where)
+
+
+def dotted(loc: tuple) -> str:
+    """``("source", "folders", 0)`` as ``source.folders[0]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+    return text
+
+
+def resolve_relative(data: dict, model: BaseModel, base: Path, keep: set[str] = frozenset()) -> dict:
+    """``data`` with every relative path field made absolute against ``base`` (the recipe's folder),
+    except those whose location starts with one of ``keep`` (given on the command line: the cwd's)."""
+    data = json.loads(json.dumps(data))
+    for loc, path in path_fields(model):
+        if path.is_absolute():
+            continue
+        name = dotted(loc)
+        origin = Path.cwd() if any(name == k or name.startswith((k + ".", k + "[")) for k in keep) else base
+        node = data
+        for part in loc[:-1]:
+            node = node[part]
+        node[loc[-1]] = str((origin / path).resolve())
+    return data
+
+
+def missing_paths(model: BaseModel) -> list[str]:
+    """``yaml.path: PATH does not exist`` for every path field whose file or folder is missing."""
+    return [f"{dotted(loc)}: {path} does not exist" for loc, path in path_fields(model) if not path.exists()]
 
 
 def validate_section(model: type[T] | Any, data: Any, origin: str) -> T:

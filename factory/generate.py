@@ -18,7 +18,7 @@ from factory.dataset.layout import is_done, read_recipe, write_recipe
 from factory.dataset.manifest import write_manifest
 from factory.errors import UserError
 from factory.executors import Executor, InProcess
-from factory.recipe import Resolved
+from factory.recipe import Resolved, check_paths
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
     """
     recipe = resolved.recipe
     executor = executor or InProcess()
+    check_paths(resolved)
     prepare_output(resolved, out)
     tasks = plan.plan(recipe.output.count, recipe.output.shard_size, recipe.output.max_attempts)
     assigned = executor.assigned(tasks)

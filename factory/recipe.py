@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from factory.config import Strict, apply_overrides, read_yaml, validate_section
+from factory.config import Strict, apply_overrides, missing_paths, read_yaml, resolve_relative, validate_section
 from factory.errors import RecipeError
 from factory.kinds import SourceConfig, TeacherConfig
 from factory.stages.augment import AugmentConfig
@@ -72,9 +72,23 @@ def validate(data, origin: str, model: type[Recipe] = Recipe) -> Recipe:
 
 
 def load(path: str | Path, overrides: list[str] = (), model: type[Recipe] = Recipe) -> "Resolved":
-    """Read, override and validate a recipe file as ``model`` (the factory's sections by default)."""
+    """Read, override and validate a recipe file as ``model`` (the factory's sections by default).
+
+    Relative paths in the file resolve against the file's folder, so a recipe runs from anywhere;
+    paths given with ``--set`` resolve against the current folder.
+    """
     data = apply_overrides(read_yaml(path), list(overrides), str(path))
+    recipe = validate(data, str(path), model)
+    given = {item.split("=", 1)[0].strip() for item in overrides}
+    data = resolve_relative(data, recipe, Path(path).resolve().parent, keep=given)
     return Resolved(validate(data, str(path), model), str(path))
+
+
+def check_paths(resolved: "Resolved") -> None:
+    """Raise RecipeError naming every field whose file or folder does not exist."""
+    missing = missing_paths(resolved.recipe)
+    if missing:
+        raise RecipeError(resolved.origin, missing)
 
 
 class Resolved:

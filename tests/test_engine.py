@@ -94,6 +94,16 @@ def test_two_workers_make_the_same_bytes(reference, tmp_path):
     same_dataset(reference, tmp_path)
 
 
+def test_ray_on_two_cpus_makes_the_same_bytes(reference, tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        result = generate(load_recipe(QUICKSTART, SMALL), tmp_path, executors.choose("ray", 2))
+    finally:
+        ray.shutdown()
+    assert not result.failed and len(result.made) == 6
+    same_dataset(reference, tmp_path)
+
+
 def test_accelerate_launch_on_two_processes_makes_the_same_bytes(reference, tmp_path):
     launcher = Path(sys.executable).with_name("accelerate")
     args = [str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
@@ -172,7 +182,52 @@ def test_user_mistakes_exit_2_and_write_nothing(tmp_path):
     _, err = no_model.communicate(timeout=120)
     assert no_model.returncode == 2 and "missing" in err
     assert not out.exists()
+    for field, value in [("segment.mask.checkpoint", tmp_path / "nope.pth"),
+                         ("segment.backgrounds.folder", tmp_path / "no_backgrounds")]:
+        run = cli("generate", QUICKSTART, "--out", out, "--set", "segment.mask.kind=sam", "--set", f"{field}={value}",
+                  "--set", "segment.mask.checkpoint=" + str(value if "checkpoint" in field else QUICKSTART))
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 2 and field in err, err
+        assert not out.exists()
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    for workers in ("1", "2"):
+        run = cli("generate", QUICKSTART, "--out", out, "--workers", workers, "--set", "tracking.mode=none",
+                  "--set", "segment.mask.kind=sam", "--set", f"segment.mask.checkpoint={garbage}")
+        _, err = run.communicate(timeout=180)
+        assert run.returncode == 2 and "segment.mask.checkpoint" in err and "Traceback" not in err, err
+        assert not out.exists()
     bad = cli("generate", QUICKSTART, "--out", out, "--set", "output.size=1")
     _, err = bad.communicate(timeout=120)
     assert bad.returncode == 2 and "output.size" in err
     assert not out.exists()
+
+
+def test_validate_reports_every_missing_model_and_folder(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"source": {"kind": "folder", "path": "photos"},
+                                  "teacher": {"kind": "cartoongan", "weights": "weights/hayao"}}))
+    run = cli("validate", recipe)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 2
+    text = " ".join(err.split())
+    assert f"source.path: {tmp_path / 'photos'} does not exist" in text  # relative to the recipe's folder
+    assert f"teacher.weights: {tmp_path / 'weights' / 'hayao'} does not exist" in text
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "weights" / "hayao").mkdir(parents=True)
+    run = cli("validate", recipe)
+    assert run.wait(timeout=60) == 0
+
+
+def test_native_log_lines_stay_off_the_terminal_unless_verbose(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL")}
+    quiet = cli("generate", QUICKSTART, "--out", tmp_path / "q", *sum((["--set", o] for o in SMALL[:3]), []),
+                "--set", "tracking.mode=offline", env=env)
+    _, err = quiet.communicate(timeout=300)
+    assert quiet.returncode == 0, err
+    for noise in ("XNNPACK", "absl::InitializeLog", "inference_feedback_manager", "git repo"):
+        assert noise not in err
+    loud = cli("-v", "generate", QUICKSTART, "--out", tmp_path / "v", *sum((["--set", o] for o in SMALL), []), env=env)
+    _, err = loud.communicate(timeout=300)
+    assert loud.returncode == 0 and "XNNPACK" in err
+

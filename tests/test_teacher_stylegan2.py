@@ -139,6 +139,18 @@ def test_toonify_pairs_share_the_latent_and_swap_by_resolution(checkpoints):
     assert not np.array_equal(coarse_toon[0].toon, swapped[0].toon)
 
 
+def test_toonify_reuses_the_sources_generator(checkpoints, monkeypatch):
+    base_path, toon_path, _ = checkpoints
+    stylegan2.shared_generator.cache_clear()
+    reads = []
+    real_read = stylegan2.read_state
+    monkeypatch.setattr(stylegan2, "read_state", lambda path, *a: reads.append(Path(path).name) or real_read(path, *a))
+    made = source(base_path)
+    teacher = ToonifyConfig(kind="toonify", base=base_path, toon=toon_path, device="cpu").build()
+    assert teacher.base is made.generator
+    assert reads == ["base.pt", "toon.pt"]
+
+
 def test_high_weight_and_toonify_misuse(checkpoints, tmp_path):
     assert high_weight(16, 32, 0) == 0.0 and high_weight(64, 32, 0) == 1.0
     weights = [high_weight(r, 32, 1.0) for r in (4, 8, 16, 32, 64, 128)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -290,6 +291,21 @@ def load_generator(path: Path, state: dict[str, torch.Tensor] | None = None) -> 
         raise ModelLoadError(path, f"cannot read the architecture ({exc}); expected {EXPECTED}") from None
     load_matching(generator, state, Path(path), EXPECTED)
     return generator.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=None)
+def shared_generator(path: str, device: str = "cpu") -> tuple[Generator, dict[str, torch.Tensor]]:
+    """One generator per checkpoint, device and process, with its state dict: the StyleGAN2 source
+    and the Toonify teacher's base share it instead of loading the checkpoint twice."""
+    state = read_state(Path(path))
+    return load_generator(Path(path), state).to(device), state
+
+
+@lru_cache(maxsize=None)
+def shared_mean_w(path: str, device: str, samples: int) -> torch.Tensor:
+    """The truncation centre of :func:`shared_generator`'s generator, computed once per process."""
+    with torch.inference_mode():
+        return shared_generator(path, device)[0].mean_latent(samples)
 
 
 def sample_z(seed: int, style_dim: int) -> torch.Tensor:

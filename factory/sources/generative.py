@@ -43,8 +43,9 @@ class StyleGAN2Source:
 
         self.config = config
         self.device = pick_device(config.device)
-        self.generator = stylegan2.load_generator(config.checkpoint).to(self.device)
-        self.mean_w = self.generator.mean_latent(config.mean_latent_samples)
+        key = (str(Path(config.checkpoint).resolve()), str(self.device))
+        self.generator = stylegan2.shared_generator(*key)[0]
+        self.mean_w = stylegan2.shared_mean_w(*key, config.mean_latent_samples)
 
     def provenance(self, sample: Sample) -> dict:
         return {

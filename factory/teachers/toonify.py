@@ -70,26 +70,18 @@ class ToonifyTeacher(Teacher):
     """Synthesizes blended(w) for each sample's latent from the stylegan2 source."""
 
     def __init__(self, config: ToonifyConfig):
-        import torch
-
         from factory.models import stylegan2
         from factory.models.tensors import pick_device
 
         super().__init__(config)
         self.device = pick_device(config.device)
-        base_state = stylegan2.read_state(config.base)
+        self.key = (str(Path(config.base).resolve()), str(self.device))
+        self.base, base_state = stylegan2.shared_generator(*self.key)  # the source's generator, loaded once
         toon_state = stylegan2.read_state(config.toon)
         if stylegan2.architecture(toon_state) != stylegan2.architecture(base_state) or set(toon_state) != set(base_state):
             raise ModelLoadError(config.toon, f"not the same architecture as the base generator {config.base}")
-        self.base = stylegan2.load_generator(config.base, base_state).to(self.device)
         blended = blend_states(base_state, toon_state, config.swap_resolution, config.transition, config.low_from)
         self.blended = stylegan2.load_generator(config.toon, blended).to(self.device)
-        self._mean_w: dict[int, torch.Tensor] = {}
-
-    def mean_w(self, samples: int):
-        if samples not in self._mean_w:
-            self._mean_w[samples] = self.base.mean_latent(samples)
-        return self._mean_w[samples]
 
     def check_source(self, sample: Sample) -> dict:
         source = sample.meta.get("source") or {}
@@ -110,8 +102,9 @@ class ToonifyTeacher(Teacher):
         for batch in batched(samples, self.config.batch_size):
             sources = [self.check_source(s) for s in batch]
             with torch.inference_mode():
-                ws = torch.cat([stylegan2.latent_w(self.base, src["latent_seed"], self.mean_w(src["mean_latent_samples"]),
-                                                   src["truncation"]) for src in sources])
+                means = [stylegan2.shared_mean_w(*self.key, src["mean_latent_samples"]) for src in sources]
+                ws = torch.cat([stylegan2.latent_w(self.base, src["latent_seed"], mean, src["truncation"])
+                                for src, mean in zip(sources, means)])
                 noises = [stylegan2.sample_noise(self.base, src["noise_seed"], src["noise"]) for src in sources]
                 noise = [torch.cat(layer).to(self.device) for layer in zip(*noises)]
                 images = tensor_to_images(self.blended.synthesis(ws, noise))

@@ -10,7 +10,7 @@ import typer
 
 from factory.errors import UserError
 from toonfactory.cli import cast, dataset, student, warp
-from toonfactory.cli.common import configure_logging, console
+from toonfactory.cli.common import configure_logging, console, filter_native_logs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
 app.add_typer(dataset.app)
@@ -26,6 +26,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="show libr
 
 
 def main():
+    filter_native_logs(sys.argv[1:])
     try:
         app()  # click handles usage errors itself (exit 2)
     except UserError as exc:

@@ -24,7 +24,10 @@ RemoteOption = typer.Option(None, "--remote", help="hand the run to this ClearML
 @app.command()
 def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
     """Check a recipe; report every problem with its YAML path."""
+    from factory.recipe import check_paths
+
     resolved = load_recipe(recipe, set_ or [])
+    check_paths(resolved)
     console.print(f"[green]ok[/green] {recipe} (hash {resolved.hash})")
 
 
