@@ -23,12 +23,13 @@ from toonfactory.recipe import load
 QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
 
 
-def measure(label: str, executor, count: int, size: int, shard_size: int) -> dict:
+def measure(label: str, kind: str, workers: int, count: int, size: int, shard_size: int) -> dict:
     overrides = [f"output.count={count}", f"output.size={size}", f"output.shard_size={shard_size}", "tracking.mode=none"]
-    resolved = load(QUICKSTART, overrides)
     finished: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start = time.perf_counter()  # as the CLI does: executor start-up (processes, a Ray cluster), then the recipe
+        executor = executors.choose(kind, workers)
+        resolved = load(QUICKSTART, overrides)
         result = generate(resolved, Path(tmp) / "out", executor,
                           on_shard=lambda s: finished.append((time.perf_counter(), s.get("accepted", 0))))
         wall = time.perf_counter() - start
@@ -48,9 +49,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--ray", type=int, nargs="*", default=[2], help="Ray CPUs (none: skip Ray)")
     args = parser.parse_args()
-    runs = [(f"local {w} worker{'s' if w > 1 else ''}", executors.choose("local", w)) for w in args.workers]
-    runs += [(f"ray {c} CPUs", executors.choose("ray", c)) for c in args.ray]
-    rows = [measure(label, executor, args.count, args.size, args.shard_size) for label, executor in runs]
+    runs = [(f"local {w} worker{'s' if w > 1 else ''}", "local", w) for w in args.workers]
+    runs += [(f"ray {c} CPUs", "ray", c) for c in args.ray]
+    rows = [measure(*run, args.count, args.size, args.shard_size) for run in runs]
     base = rows[0]
     print(f"\nquickstart at {args.size} px, {args.count} pairs, shards of {args.shard_size}\n")
     header = ["executor", "pairs", "wall s", "first shard s", "pairs/s (wall)", "× wall", "pairs/s (steady)", "× steady"]

@@ -79,12 +79,17 @@ class InProcess:
 # --- local worker processes --------------------------------------------------------------------
 
 
+# Imported once in the fork server, before any thread exists; workers fork from it ready to build.
+PRELOAD = ["factory.pipeline", "factory.kinds", "cv2", "torch", "albumentations", "mediapipe", "warping.warp"]
+
+
 def _worker(recipe: Recipe, out: str, threads: int, tasks: mp.Queue, results: mp.Queue) -> None:
     """A worker process: build the pipeline once, say so, then make shards until told to stop."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # N workers share the cores (read when torch loads)
     import cv2
+    import torch
 
-    cv2.setNumThreads(threads)
+    cv2.setNumThreads(threads)  # N workers share the cores
+    torch.set_num_threads(threads)
     try:
         pipeline = build_pipeline(recipe)
     except UserError as exc:
@@ -101,7 +106,8 @@ def _worker(recipe: Recipe, out: str, threads: int, tasks: mp.Queue, results: mp
 class LocalProcesses:
     """``--workers N`` spawned processes that split the cores; each builds its pipeline once.
 
-    Workers start together; the first to finish building proves the recipe runs, and shards flow
+    Workers fork from a server that imported the heavy libraries once (started at once, while the
+    recipe is read); the first worker to finish building proves the recipe runs, and shards flow
     from then on, so the others' model loading overlaps with the first shards.
     """
 
@@ -110,12 +116,17 @@ class LocalProcesses:
     def __init__(self, workers: int):
         self.workers = workers
         self.processes: list = []
+        self.context = mp.get_context("forkserver")
+        self.context.set_forkserver_preload(PRELOAD)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
     def assigned(self, tasks: list[plan.ShardTask]) -> list[plan.ShardTask]:
         return tasks
 
     def start(self, recipe: Recipe, out: Path, shards: int) -> None:
-        context = mp.get_context("spawn")
+        context = self.context
         self.tasks, self.results = context.Queue(), context.Queue()
         count = max(1, min(self.workers, shards))
         threads = max(1, (os.cpu_count() or 1) // count)

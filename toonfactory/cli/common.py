@@ -28,7 +28,7 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 def filter_native_logs(argv: list[str]) -> None:
     """Without -v, pass file descriptor 2 through a thread that drops native log lines (worker
     processes inherit it); Python's own stderr keeps the terminal, so progress bars stay live."""
-    if any(flag in argv for flag in VERBOSE_FLAGS):
+    if any(flag in argv for flag in VERBOSE_FLAGS) or not _writes_to_fd2(sys.stderr):
         return
     terminal = os.dup(2)
     read, write = os.pipe()
@@ -51,6 +51,14 @@ def filter_native_logs(argv: list[str]) -> None:
         thread.join(timeout=1.0)
 
     atexit.register(flush)
+
+
+def _writes_to_fd2(stream) -> bool:
+    """Whether Python's stderr is the process's file descriptor 2 (not a capture, as under a test)."""
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def configure_logging(verbose: bool) -> None:

@@ -35,9 +35,9 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
     from factory import executors, tracking
     from factory.generate import generate as make
 
+    runner = executors.choose(executor, workers)  # worker start-up overlaps with reading the recipe
     resolved = load_recipe(recipe, set_)
     config = resolved.recipe
-    runner = executors.choose(executor, workers)
 
     def start_tracking():
         return tracking.start_tracking(config.tracking, name=config.name, recipe=resolved.to_dict(),
