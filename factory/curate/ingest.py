@@ -124,8 +124,10 @@ def square_box(box: np.ndarray, margin: float) -> np.ndarray:
 def crop_square(image: np.ndarray, box: np.ndarray, margin: float = 1.5) -> np.ndarray:
     """A square crop around ``box`` enlarged ``margin`` times; what lies outside the page is white
     (comic gutters), never mirrored page content."""
-    x0, y0, x1, y1 = np.round(square_box(box, margin)).astype(int)
-    side = x1 - x0
+    square = square_box(box, margin)
+    side = max(int(round(square[2] - square[0])), 1)
+    x0, y0 = (int(round(v)) for v in square[:2])
+    x1, y1 = x0 + side, y0 + side
     out = np.full((side, side, 3), 255, np.uint8)
     h, w = image.shape[:2]
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)

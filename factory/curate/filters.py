@@ -1,0 +1,96 @@
+"""Filters that reject a crop with a recorded reason: too small, blurry, text, not a face, duplicate."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from factory.curate.superres import resize
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the crop at 128 px (comparable across crop sizes)."""
+    gray = cv2.cvtColor(resize(crop, 128), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def text_score(crop: np.ndarray, margin: float = 1.5) -> float:
+    """How much the face box looks like lettering on a bubble: the share of paper-white pixels
+    times the share of ink in small, separate, letter-sized blobs (line art is long connected
+    strokes, so a manga face scores low although it is black on white)."""
+    small = resize(crop, 128)
+    inner = int(128 * (1 - 1 / margin) / 2)
+    gray = cv2.cvtColor(small[inner:128 - inner, inner:128 - inner], cv2.COLOR_RGB2GRAY)
+    white = float((gray > 225).mean())
+    _, _, stats, _ = cv2.connectedComponentsWithStats((gray < 110).astype(np.uint8), connectivity=8)
+    blobs = stats[1:]
+    ink = blobs[:, cv2.CC_STAT_AREA].sum() if len(blobs) else 0
+    longest = np.maximum(blobs[:, cv2.CC_STAT_WIDTH], blobs[:, cv2.CC_STAT_HEIGHT]) if len(blobs) else np.zeros(0)
+    letters = blobs[(longest <= 0.15 * gray.shape[0]) & (blobs[:, cv2.CC_STAT_AREA] >= 4)] if len(blobs) else blobs
+    return white * float(letters[:, cv2.CC_STAT_AREA].sum() / ink) if ink else 0.0
+
+
+def phash(crop: np.ndarray) -> np.ndarray:
+    """OpenCV's 64-bit perceptual hash (8 bytes)."""
+    return cv2.img_hash.pHash(cv2.cvtColor(resize(crop, 64), cv2.COLOR_RGB2BGR)).ravel()
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.unpackbits(np.bitwise_xor(a, b)).sum())
+
+
+class Thresholds:
+    """What each filter rejects; the defaults were set on the shared comic pages and photos."""
+
+    def __init__(self, min_face: int = 40, min_sharpness: float = 30.0, max_text: float = 0.15,
+                 max_hash_distance: int = 6, max_feature_distance: float = 0.08):
+        self.min_face, self.min_sharpness, self.max_text = min_face, min_sharpness, max_text
+        self.max_hash_distance, self.max_feature_distance = max_hash_distance, max_feature_distance
+
+
+def reject_reason(face_size: float, crop: np.ndarray, limits: Thresholds, margin: float = 1.5) -> tuple[str | None, dict]:
+    """The first reason to reject a crop by itself (None when it passes) and the measured scores."""
+    scores = {"size": round(face_size, 1), "sharpness": round(sharpness(crop), 1),
+              "text": round(text_score(crop, margin), 3)}
+    if face_size < limits.min_face:
+        return "too_small", scores
+    if scores["text"] > limits.max_text:
+        return "text", scores
+    if scores["sharpness"] < limits.min_sharpness:
+        return "blurry", scores
+    return None, scores
+
+
+def same_drawing(a: np.ndarray, b: np.ndarray, min_inliers: int = 12) -> bool:
+    """Whether two crops show the same drawing (another slice, scale or detector box): SIFT
+    matches that agree on one similarity transform. Two drawings of one character do not."""
+    sift = cv2.SIFT_create(nfeatures=400)
+    (ka, da), (kb, db) = (sift.detectAndCompute(cv2.cvtColor(resize(c, 256), cv2.COLOR_RGB2GRAY), None) for c in (a, b))
+    if da is None or db is None or len(ka) < min_inliers or len(kb) < min_inliers:
+        return False
+    pairs = [m for m, n in (p for p in cv2.BFMatcher().knnMatch(da, db, k=2) if len(p) == 2) if m.distance < 0.75 * n.distance]
+    if len(pairs) < min_inliers:
+        return False
+    src = np.float32([ka[m.queryIdx].pt for m in pairs])
+    dst = np.float32([kb[m.trainIdx].pt for m in pairs])
+    _, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+    return inliers is not None and int(inliers.sum()) >= min_inliers
+
+
+def duplicate_of(crop: np.ndarray, hash_: np.ndarray, vector: np.ndarray, hashes: list[np.ndarray],
+                 vectors: np.ndarray, load: Callable[[int], np.ndarray | None], limits: Thresholds) -> int | None:
+    """Index of an earlier crop this one duplicates, else None: a near-equal perceptual hash, or a
+    close feature vector confirmed by :func:`same_drawing` (``load(i)`` gives earlier crop ``i``, or
+    None where it must not be compared: faces of one page overlap and are merged at detection)."""
+    for i, other in enumerate(hashes):
+        if hamming(hash_, other) <= limits.max_hash_distance:
+            return i
+    if len(vectors):
+        distances = 1.0 - vectors @ vector
+        for i in np.argsort(distances)[:5]:
+            other = load(int(i)) if distances[i] <= limits.max_feature_distance else None
+            if other is not None and same_drawing(crop, other):
+                return int(i)
+    return None

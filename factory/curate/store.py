@@ -1,0 +1,135 @@
+"""The curation folder: crops, manifest, features, overrides, and the trees other commands read.
+
+    OUT/faces/<id>.png             every candidate crop (the pool; never deleted)
+    OUT/characters/<name>/<id>.png kept faces per character or cluster (the `folder` source reads it)
+    OUT/actors/<actor>/<id>.png    kept face crops per actor (`cast gallery OUT/actors` reads it)
+    OUT/review/<group>.html        kept and dropped, with reasons and scores
+    OUT/manifest.json              provenance and every decision
+    OUT/features.npz               feature vectors by id (no pickles)
+    OUT/overrides.json             a person's decisions: {"<group>": {"<id>": "keep" | "drop"}}
+
+A source file already in the manifest (same sha256) is not read again; earlier decisions stay
+unless an override changes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from factory.errors import UserError
+from factory.files import write_atomic
+from factory.images import encode_png
+
+MANIFEST_VERSION = 1
+
+
+class Workspace:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.manifest_path = self.root / "manifest.json"
+        self.features_path = self.root / "features.npz"
+        self.overrides_path = self.root / "overrides.json"
+        self.manifest = self._read_manifest()
+        self.features = self._read_features()
+
+    def _read_manifest(self) -> dict:
+        empty = {"version": MANIFEST_VERSION, "sources": {}, "faces": {}, "groups": {}}
+        if not self.manifest_path.is_file():
+            return empty
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.manifest_path}: not a curation manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+            raise UserError(f"{self.manifest_path}: not a version-{MANIFEST_VERSION} curation manifest")
+        return {**empty, **manifest}
+
+    def _read_features(self) -> dict[str, np.ndarray]:
+        if not self.features_path.is_file():
+            return {}
+        try:
+            with np.load(self.features_path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.features_path}: unreadable feature file ({exc})") from None
+
+    def overrides(self) -> dict[str, dict[str, str]]:
+        """``{group: {id: "keep" | "drop"}}`` from overrides.json (absent: none)."""
+        if not self.overrides_path.is_file():
+            return {}
+        try:
+            data = json.loads(self.overrides_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.overrides_path}: not JSON ({exc})") from None
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise UserError(f"{self.overrides_path}: expected {{\"<group>\": {{\"<id>\": \"keep\" | \"drop\"}}}}")
+        for group, items in data.items():
+            bad = {k: v for k, v in items.items() if v not in ("keep", "drop")}
+            if bad:
+                raise UserError(f"{self.overrides_path}: {group}: decisions must be 'keep' or 'drop', got {bad}")
+        return data
+
+    def write_crop(self, face_id: str, crop: np.ndarray) -> str:
+        path = self.root / "faces" / f"{face_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, encode_png(crop))
+        return path.relative_to(self.root).as_posix()
+
+    def group(self, name: str, kind: str) -> dict:
+        return self.manifest["groups"].setdefault(name, {"kind": kind, "decisions": {}})
+
+    def publish(self, group: str, face_id: str, keep: bool) -> None:
+        """Put a kept face's crop in its group's folder, or take a dropped one out (the pool keeps it)."""
+        target = self.root / group / f"{face_id}.png"
+        if keep and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.root / "faces" / f"{face_id}.png", target)
+        elif not keep and target.exists():
+            target.unlink()
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.features:
+            tmp = self.features_path.with_name("features.tmp.npz")
+            np.savez(tmp, **self.features)
+            os.replace(tmp, self.features_path)
+        write_atomic(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode())
+
+    def published_files(self) -> list[Path]:
+        files = [p for top in ("characters", "actors") for p in sorted((self.root / top).rglob("*.png"))]
+        return files + [self.manifest_path]
+
+
+@contextmanager
+def locked(root: Path):
+    """One curation run per folder at a time: a second one is refused, not interleaved."""
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / ".curate.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise UserError(f"{root}: another curation run is using this folder (remove {lock} if none is)") from None
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def apply_decision(ws: Workspace, group: str, face_id: str, auto: dict, overrides: dict[str, dict[str, str]]) -> dict:
+    """The decision for a face in a group: a person's override, else the earlier decision, else ``auto``."""
+    decisions = ws.manifest["groups"][group]["decisions"]
+    decision = decisions.get(face_id) or auto
+    wanted = overrides.get(group, {}).get(face_id)
+    if wanted is not None:
+        decision = {**decision, "keep": wanted == "keep", "by": "override"}
+    decisions[face_id] = decision
+    ws.publish(group, face_id, decision["keep"])
+    return decision

@@ -1,0 +1,149 @@
+"""`toonfactory curate`: crawled comic pages and actor photos become clean per-character face sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from toonfactory.cli.common import console
+
+app = typer.Typer(no_args_is_help=True, help="""Curate raw material into the folders recipes and `cast gallery` read.
+
+Flow: crawl pages or photos -> `curate comics` / `curate actors` -> look at OUT/review/*.html ->
+write OUT/overrides.json ({"<group>": {"<id>": "keep"|"drop"}}) -> run again (only new files are
+read; a person's decisions stand) -> use OUT/characters/<name> as a `folder` source (domain: toon)
+and OUT/actors with `toonfactory cast gallery`.""")
+
+OutOption = typer.Option(..., "--out", help="curation folder (created, or extended when it exists)")
+SuperresOption = typer.Option(None, "--superres", help="Real-ESRGAN compact weights (.pth) to upscale crops smaller than --size")
+TrackingOption = typer.Option("offline", help="ClearML dataset version: offline (default), auto, server or none")
+
+
+def _crop_options(margin: float, size: int, min_face: int, superres: Optional[Path]):
+    from factory.curate.filters import Thresholds
+    from factory.curate.run import CropOptions
+    from factory.curate.superres import SuperResolver
+
+    if margin < 1.0:
+        raise typer.BadParameter(f"{margin} < 1 would cut the face", param_hint="--margin")
+    return CropOptions(margin=margin, side=size, limits=Thresholds(min_face=min_face),
+                       superres=SuperResolver(superres) if superres else None)
+
+
+def _references(specs: List[str]) -> dict[str, list[Path]]:
+    from factory.errors import UserError
+
+    named: dict[str, list[Path]] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or "/" in name or not Path(path).is_file():
+            raise UserError(f"--reference {spec!r}: expected NAME=IMAGE with an existing image file")
+        named.setdefault(name, []).append(Path(path))
+    for name, paths in named.items():
+        if len(paths) > 3:
+            raise UserError(f"--reference: {name} has {len(paths)} references; give 1 to 3")
+    return named
+
+
+@app.command()
+def comics(
+    inputs: List[Path] = typer.Argument(..., help="pages, strips, or folders of them (any height: tall strips are sliced)"),
+    out: Path = OutOption,
+    reference: Optional[List[str]] = typer.Option(None, help="NAME=IMAGE, 1-3 per character (repeatable); none: cluster"),
+    top: Optional[int] = typer.Option(None, min=1, help="keep the N faces most like each character"),
+    threshold: Optional[float] = typer.Option(0.85, help="keep faces at least this similar to a reference (cosine)"),
+    cascade: Optional[Path] = typer.Option(None, help="LBP anime-face cascade XML (e.g. lbpcascade_animeface.xml)"),
+    detector: str = typer.Option("anime,mediapipe,dlib", help="detectors run on every slice, merged"),
+    margin: float = typer.Option(1.5, help="crop side = margin x the face box"),
+    size: int = typer.Option(256, min=32, help="crop side in pixels"),
+    min_face: int = typer.Option(40, min=8, help="smaller faces are dropped (too_small)"),
+    superres: Optional[Path] = SuperresOption,
+    slice_height: int = typer.Option(1600, min=64, help="tall images are cut into slices of this height"),
+    overlap: int = typer.Option(320, min=0, help="rows shared by neighbouring slices"),
+    cluster_distance: float = typer.Option(0.12, help="with no reference: cosine distance that joins two faces"),
+    min_cluster: int = typer.Option(2, min=1, help="with no reference: smallest cluster kept"),
+    tracking: str = TrackingOption,
+):
+    """Pages -> faces (with provenance) -> filters with reasons -> characters by reference, or clusters."""
+    from factory.curate.ingest import ChainDetector
+    from factory.curate.run import Summary, cluster_characters, image_files, ingest_pages, reference_features, select_characters
+    from factory.curate.store import Workspace, locked
+
+    named = _references(reference or [])
+    files = image_files(inputs)
+    chain = ChainDetector(detector.split(","), cascade=cascade, min_size=max(min_face // 2, 8),
+                          slice_height=slice_height, overlap=overlap)
+    options = _crop_options(margin, size, min_face, superres)
+    refs = {name: reference_features(paths, chain, options) for name, paths in named.items()}
+    summary = Summary()
+    with locked(out):
+        ws = Workspace(out)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("pages", total=len(files))
+            ingest_pages(ws, files, chain, options, summary, progress=lambda: bar.advance(task))
+        if refs:
+            select_characters(ws, refs, top, threshold, summary)
+        else:
+            cluster_characters(ws, cluster_distance, min_cluster, summary)
+        _register(ws, tracking, {"command": "curate comics", "detector": chain.spec, "margin": margin})
+    _report(out, summary)
+
+
+@app.command()
+def actors(
+    folder: Path = typer.Argument(..., help="one sub-folder of crawled photos per actor"),
+    out: Path = OutOption,
+    detector: str = typer.Option("dlib,mediapipe", help="face detectors tried in order"),
+    embedder: str = typer.Option("dlib", help="'dlib' or the path of an ONNX face-recognition model"),
+    radius: float = typer.Option(0.55, help="embedding distance within which a face is the actor"),
+    margin: float = typer.Option(2.0, help="crop side = margin x the face box (photos need context)"),
+    size: int = typer.Option(256, min=32, help="crop side in pixels"),
+    min_face: int = typer.Option(40, min=8, help="smaller faces are dropped (too_small)"),
+    superres: Optional[Path] = SuperresOption,
+    tracking: str = TrackingOption,
+):
+    """Per actor: keep each photo's face that matches the majority identity; drop namesakes, group
+    shots with no match, duplicates and tiny faces."""
+    from factory.curate.run import Summary, curate_actors
+    from factory.curate.store import Workspace, locked
+    from factory.faces import DetectorChain
+    from factory.models.embedding import build_embedder
+
+    chain = DetectorChain(detector, min_size=max(min_face // 2, 8))
+    model = build_embedder(embedder)
+    options = _crop_options(margin, size, min_face, superres)
+    summary = Summary()
+    with locked(out):
+        ws = Workspace(out)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("photos", total=None)
+            curate_actors(ws, folder, chain, model, options, summary, radius=radius, progress=lambda: bar.advance(task))
+        _register(ws, tracking, {"command": "curate actors", "detector": detector, "embedder": embedder, "radius": radius})
+    _report(out, summary)
+
+
+def _register(ws, mode: str, settings: dict) -> None:
+    from factory.errors import UserError
+    from factory.tracking import TrackingConfig, start_tracking
+
+    if mode not in ("offline", "auto", "server", "none"):
+        raise UserError(f"--tracking {mode!r}: choose offline, auto, server or none")
+    with start_tracking(TrackingConfig(mode=mode), name="curate", recipe=settings, recipe_hash=None,
+                        out_dir=ws.root) as tracker:
+        tracker.register_dataset(ws.root, "curate", ws.published_files())
+
+
+def _report(out: Path, summary) -> None:
+    table = Table("group", "kept", "dropped", title=f"curated into {out}")
+    for group, (kept, dropped) in sorted(summary.groups.items()):
+        table.add_row(group, str(kept), str(dropped))
+    console.print(table)
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.rejected.most_common()) or "none"
+    bad = ", ".join(f"{k} {v}" for k, v in summary.bad_sources.items())
+    console.print(f"{summary.new_sources} new files ({summary.reused_sources} already curated"
+                  f"{', unreadable: ' + bad if bad else ''}), {summary.new_faces} new faces; dropped: {reasons}")
+    console.print(f"review: {', '.join(str(out / s) for s in summary.sheets)}")
