@@ -52,7 +52,7 @@ def majority_identity(photos: list[PhotoFaces], radius: float) -> np.ndarray | N
     return centre / max(float(np.linalg.norm(centre)), 1e-12)
 
 
-def judge(photos: list[PhotoFaces], radius: float = 0.55, min_face: int = 40,
+def judge(photos: list[PhotoFaces], radius: float = 0.4, min_face: int = 40,
           duplicate_distance: float = 0.06) -> list[Verdict]:
     """A verdict per photo: keep its face nearest the majority identity, or drop it with a reason
     (``no_face``, ``too_small``, ``other_identity``, ``duplicate``)."""

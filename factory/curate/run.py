@@ -216,7 +216,7 @@ def _sheets(ws: Workspace, summary: Summary, groups: list[str]) -> None:
 
 
 def curate_actors(ws: Workspace, folder: Path, detector, embedder, options: CropOptions, summary: Summary,
-                  radius: float = 0.55, progress: Callable[[], None] | None = None) -> None:
+                  radius: float = 0.4, progress: Callable[[], None] | None = None) -> None:
     """Per actor sub-folder: embed every face of every new photo, then judge all photos together."""
     if not folder.is_dir():
         raise UserError(f"{folder}: expected a folder with one sub-folder per actor")

@@ -99,7 +99,7 @@ def actors(
     out: Path = OutOption,
     detector: str = typer.Option("dlib,mediapipe", help="face detectors tried in order"),
     embedder: str = typer.Option("dlib", help="'dlib' or the path of an ONNX face-recognition model"),
-    radius: float = typer.Option(0.55, help="embedding distance within which a face is the actor"),
+    radius: float = typer.Option(0.4, help="embedding distance (unit dlib vectors) within which a face is the actor"),
     margin: float = typer.Option(2.0, help="crop side = margin x the face box (photos need context)"),
     size: int = typer.Option(256, min=32, help="crop side in pixels"),
     min_face: int = typer.Option(40, min=8, help="smaller faces are dropped (too_small)"),

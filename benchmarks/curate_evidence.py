@@ -1,0 +1,194 @@
+"""Curation evidence on the shared assets, printed as tables.
+
+1. Detection: recall and precision of the chain (anime LBP cascade, mediapipe, dlib; merged) and of
+   each detector on the comic pages and the tall strip, against ``benchmarks/comic_faces.json``.
+   A detection matches a labelled face when its centre lies in the label and its size is within
+   0.4x-2.5x; detections on 'ignore' boxes count neither way.
+2. Reference selection: the Ren'Py sprites' faces mixed with the 36 anime tiles' faces; for each
+   character, every choice of 1 reference (averaged) and the first 3, keep faces >= threshold.
+3. Actor cleaning: each deepface person with >= 5 photos plus 3 photos of other people (deepface
+   and face_recognition): intruders removed, true photos kept.
+4. Clustering purity on the sprites, alone and with the anime tiles.
+
+    python benchmarks/curate_evidence.py --assets ../shared/assets [--threshold 0.85]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from factory.curate.actors import PhotoFaces, judge
+from factory.curate.features import feature_matrix
+from factory.curate.ingest import ChainDetector, crop_square
+from factory.curate.select import choose, cluster, purity, similarity_to
+from factory.faces import DetectorChain
+from factory.images import read_image
+from factory.models.embedding import DlibEmbedder, embed
+
+console = Console()
+LABELS = Path(__file__).with_name("comic_faces.json")
+
+
+def strip_labels(labels: dict) -> dict:
+    """The strip's boxes from its pages' boxes (scaled to 800 px, stacked with white gaps)."""
+    strip, out = labels["strip"], {"faces": [], "ignore": []}
+    top = 0.0
+    for page in strip["pages"]:
+        scale = strip["width"] / 1280
+        for kind in out:
+            out[kind] += [[b[0] * scale, b[1] * scale + top, b[2] * scale, b[3] * scale + top] for b in labels["pages"][page][kind]]
+        top += round(1771 * scale) + strip["gap"]
+    return out
+
+
+def matches(box, label) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    ratio = np.sqrt((box[2] - box[0]) * (box[3] - box[1]) / ((label[2] - label[0]) * (label[3] - label[1])))
+    return label[0] <= cx <= label[2] and label[1] <= cy <= label[3] and 0.4 <= ratio <= 2.5
+
+
+def score_detections(boxes, truth) -> tuple[int, int, int]:
+    """(true positives, false positives, labelled faces)."""
+    found, fp = set(), 0
+    for box in boxes:
+        hit = next((i for i, label in enumerate(truth["faces"]) if matches(box, label)), None)
+        if hit is not None:
+            found.add(hit)
+        elif not any(matches(box, label) for label in truth["ignore"]):
+            fp += 1
+    return len(found), fp, len(truth["faces"])
+
+
+def detection(assets: Path) -> None:
+    labels = json.loads(LABELS.read_text())
+    pages = {**labels["pages"], labels["strip"]["file"]: strip_labels(labels)}
+    chain = ChainDetector(cascade=assets / "models/lbpcascade_animeface.xml", min_size=20)
+    rows = {name: np.zeros(3, int) for name in [*chain.names, "chain"]}
+    table = Table("image", "faces", "chain found", "false", title="detection per image (chain, merged)")
+    for name, truth in pages.items():
+        found = chain.detect(read_image(assets / "comics" / name))
+        counts = score_detections([d.box for d in found], truth)
+        rows["chain"] += counts
+        for det_name in chain.names:
+            rows[det_name] += score_detections([d.box for d in found if det_name in (d.detector, *d.agreed)], truth)
+        table.add_row(Path(name).name[:40], str(counts[2]), str(counts[0]), str(counts[1]))
+    console.print(table)
+    summary = Table("detector", "recall", "precision", "found / labelled", "false", title="detection on the comics")
+    for name, (tp, fp, total) in rows.items():
+        summary.add_row(name, f"{tp / total:.0%}", f"{tp / max(tp + fp, 1):.0%}", f"{tp}/{total}", str(fp))
+    console.print(summary)
+
+
+def drawn_faces(assets: Path):
+    """(crops, character names) of the sprites and (crops) of the anime tiles."""
+    chain = ChainDetector(cascade=assets / "models/lbpcascade_animeface.xml", min_size=24)
+    crops, names = [], []
+    for path in sorted((assets / "characters/renpy").glob("*/*.png")):
+        image = read_image(path)
+        found = chain.detect(image)
+        if found:
+            crops.append(crop_square(image, max(found, key=lambda d: d.size).box))
+            names.append(path.parent.name)
+    grid = read_image(assets / "anime/grid36.jpg")
+    tiles = [np.ascontiguousarray(grid[r:r + 512, c:c + 512]) for r in range(0, 3072, 512) for c in range(0, 3072, 512)]
+    distractors = [crop_square(tile, d.box) for tile in tiles for d in chain.detect(tile)]
+    return crops, names, distractors
+
+
+def selection(crops, names, distractors, threshold: float) -> None:
+    features = feature_matrix(crops + distractors)
+    truth = np.array(names + ["distractor"] * len(distractors))
+    table = Table("character", "references", "precision", "recall", "kept", "true", title=f"selection (cosine >= {threshold})")
+    for name in sorted(set(names)):
+        own = np.flatnonzero(truth == name)
+        for count in (1, 3):
+            choices = [own[i:i + 1] for i in range(len(own))] if count == 1 else [own[:3]]
+            precision, recall, kept = [], [], []
+            for refs in choices:
+                rest = np.setdiff1d(np.arange(len(truth)), refs)
+                keep = choose(similarity_to(features[refs], features[rest]), None, threshold)
+                positives = truth[rest] == name
+                tp = int((keep & positives).sum())
+                precision.append(tp / keep.sum() if keep.sum() else 1.0)
+                recall.append(tp / positives.sum() if positives.sum() else 1.0)
+                kept.append(int(keep.sum()))
+            table.add_row(name, str(min(count, len(own))), f"{np.mean(precision):.0%}", f"{np.mean(recall):.0%}",
+                          f"{np.mean(kept):.1f}", str(len(own) - min(count, len(own))))
+    console.print(table)
+    console.print(f"{len(crops)} sprite faces, {len(distractors)} anime-tile faces as distractors")
+
+
+def clustering(crops, names, distractors) -> None:
+    table = Table("set", "max distance", "purity", "clusters", "sprites clustered", title="clustering (no reference)")
+    for label, extra in (("sprites", []), ("sprites + anime tiles", distractors)):
+        features = feature_matrix(crops + extra)
+        truth = names + [f"tile{i}" for i in range(len(extra))]
+        for distance in (0.08, 0.12, 0.16):
+            labels = cluster(features, distance)
+            table.add_row(label, f"{distance}", f"{purity(labels, truth):.0%}", str(len(set(labels.tolist()) - {-1})),
+                          f"{int((labels[:len(crops)] >= 0).sum())}/{len(crops)}")
+    console.print(table)
+
+
+def actor_cleaning(assets: Path, radii: list[float]) -> None:
+    rows = list(csv.DictReader(open(assets / "faces/deepface/identities.csv")))
+    people: dict[str, list[Path]] = {}
+    for row in rows:
+        people.setdefault(row["identity"], []).append(assets / "faces/deepface" / row["file"])
+    others = sorted((assets / "faces/face_recognition/train").glob("*/*"))
+    chain, embedder = DetectorChain("dlib,mediapipe", min_size=20), DlibEmbedder()
+    cache: dict[Path, PhotoFaces] = {}
+
+    def photo(path: Path) -> PhotoFaces:
+        if path not in cache:
+            image = read_image(path)
+            faces = chain.detect(image)
+            cache[path] = PhotoFaces(str(path), faces, embed(embedder, image, faces)[0])
+        return cache[path]
+
+    rng = np.random.default_rng(0)
+    folders = {person: paths + [pool[i] for i in rng.choice(len(pool), 3, replace=False)]
+               for person, paths in sorted(people.items()) if len(paths) >= 5
+               for pool in [[p for q, ps in people.items() if q != person for p in ps] + others]}
+    table = Table("radius", "actors", "photos", "intruders", "intruders removed", "true kept",
+                  title="actor cleaning (each folder: one person's photos + 3 of other people)")
+    for radius in radii:
+        total = np.zeros(4, int)
+        for person, paths in folders.items():
+            verdicts = judge([photo(p) for p in paths], radius=radius, min_face=20)
+            kept = {v.name for v in verdicts if v.keep}
+            own = [p for p in paths if p in people[person]]
+            total += [sum(str(p) not in kept for p in paths[len(own):]), len(paths) - len(own),
+                      sum(str(p) in kept for p in own), len(own)]
+        table.add_row(f"{radius}", str(len(folders)), str(total[3]), str(total[1]),
+                      f"{total[0]}/{total[1]} ({total[0] / total[1]:.0%})", f"{total[2]}/{total[3]} ({total[2] / total[3]:.0%})")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--assets", type=Path, default=Path(__file__).resolve().parents[2] / "shared/assets")
+    parser.add_argument("--threshold", type=float, nargs="+", default=[0.75, 0.85])
+    parser.add_argument("--radius", type=float, nargs="+", default=[0.35, 0.4, 0.45, 0.5, 0.55])
+    parser.add_argument("--skip-detection", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if not args.skip_detection:
+        detection(args.assets)
+    crops, names, distractors = drawn_faces(args.assets)
+    for threshold in args.threshold:
+        selection(crops, names, distractors, threshold)
+    clustering(crops, names, distractors)
+    actor_cleaning(args.assets, args.radius)
+
+
+if __name__ == "__main__":
+    main()

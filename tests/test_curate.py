@@ -1,0 +1,229 @@
+"""Curation: slicing and provenance, filters with reasons, selection, actor cleaning, overrides, re-runs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from factory.curate.actors import PhotoFaces, judge
+from factory.curate.features import identity_features
+from factory.curate.filters import Thresholds, duplicate_of, phash, reject_reason, same_drawing
+from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices
+from factory.curate.run import CropOptions, Summary, ingest_pages, select_characters
+from factory.curate.select import choose, cluster, purity, similarity_to
+from factory.curate.store import Workspace, locked
+from factory.errors import ModelLoadError, UserError
+from factory.faces import Face
+from factory.images import read_image
+from toonfactory.cli import app
+
+
+def test_slices_cover_tall_images_with_overlap():
+    parts = slices(5775, 1600, 320)
+    assert parts[0].y0 == 0 and parts[-1].y1 == 5775
+    assert all(b.y0 < a.y1 and a.y1 - b.y0 >= 320 for a, b in zip(parts, parts[1:]))
+    assert [(p.y0, p.y1) for p in slices(900, 1600, 320)] == [(0, 900)]
+    with pytest.raises(UserError, match="--slice-height"):
+        slices(5000, 300, 300)
+
+
+def test_merge_keeps_one_face_per_place_and_who_agreed():
+    same = [Detection(np.array([10., 1000, 110, 1100]), 1.0, "dlib", 0),
+            Detection(np.array([12., 1002, 108, 1104]), 2.0, "anime", 1),
+            Detection(np.array([14., 1004, 106, 1096]), 0.9, "anime", 0)]
+    other = Detection(np.array([500., 50, 560, 110]), 0.7, "mediapipe", 0)
+    merged = merge(same + [other], ["anime", "mediapipe", "dlib"])
+    assert len(merged) == 2
+    face = next(d for d in merged if d.box[1] > 900)
+    assert face.detector == "anime" and face.agreed == ["dlib"]
+
+
+def test_strip_faces_found_across_slices_with_provenance(assets):
+    tile = read_image(assets / "anime/grid36.jpg")[:512, 512:1024]  # one face for the cascade
+    strip = np.vstack([tile, np.full((300, 512, 3), 255, np.uint8), tile])  # 1324 px tall
+    chain = ChainDetector(["anime"], cascade=assets / "models/lbpcascade_animeface.xml", slice_height=700, overlap=200)
+    found = chain.detect(strip)
+    assert len(found) == 2
+    top, bottom = sorted(found, key=lambda d: d.box[1])
+    assert bottom.box[1] - top.box[1] == pytest.approx(812, abs=8)  # same face, moved back to page rows
+    assert top.slice == 0 and bottom.slice >= 1 and top.detector == "anime"
+
+
+def test_crop_is_square_with_margin_and_white_outside_the_page():
+    page = np.zeros((100, 100, 3), np.uint8)
+    crop = crop_square(page, np.array([0., 0, 40, 20]), margin=1.5)
+    assert crop.shape == (60, 60, 3)
+    assert crop[0, 0].tolist() == [255, 255, 255] and crop[30, 30].tolist() == [0, 0, 0]
+
+
+def _face_like(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = np.full((192, 192, 3), 230, np.uint8)
+    for _ in range(12):
+        centre = tuple(int(v) for v in rng.integers(30, 160, 2))
+        cv2.circle(image, centre, int(rng.integers(8, 30)), tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+    return image
+
+
+def test_filters_record_reasons():
+    limits = Thresholds(min_face=40)
+    sharp = _face_like()
+    assert reject_reason(100, sharp, limits)[0] is None
+    assert reject_reason(20, sharp, limits)[0] == "too_small"
+    assert reject_reason(100, cv2.GaussianBlur(sharp, (0, 0), 6), limits)[0] == "blurry"
+    bubble = np.full((192, 192, 3), 255, np.uint8)
+    for row, words in enumerate(["WELL, YOU", "COULD SAY", "THAT IT'S", "BASED ON"]):
+        cv2.putText(bubble, words, (40, 75 + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    reason, scores = reject_reason(100, bubble, limits)
+    assert reason == "text" and scores["text"] > limits.max_text
+
+
+def test_duplicates_across_scales_but_not_other_drawings():
+    drawing, other = _face_like(1), _face_like(2)
+    smaller = cv2.resize(drawing[8:184, 4:180], (120, 120), interpolation=cv2.INTER_AREA)  # another slice / box / scale
+    assert same_drawing(drawing, smaller) and not same_drawing(drawing, other)
+    limits = Thresholds()
+    vectors = np.stack([identity_features(other), identity_features(drawing)])
+    crops = [other, drawing]
+    assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [phash(c) for c in crops], vectors,
+                        lambda i: crops[i], limits) == 1
+    assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [], vectors, lambda i: None, limits) is None
+
+
+def test_choose_top_and_threshold():
+    scores = np.array([0.9, 0.5, 0.95, 0.7])
+    assert choose(scores, 2, None).tolist() == [True, False, True, False]
+    assert choose(scores, None, 0.6).tolist() == [True, False, True, True]
+    assert choose(scores, 1, 0.6).tolist() == [False, False, True, False]
+
+
+def test_features_tell_sprite_characters_from_anime_distractors(assets):
+    chain = ChainDetector(["anime"], cascade=assets / "models/lbpcascade_animeface.xml")
+
+    def crops(paths):
+        return [crop_square(img, chain.detect(img)[0].box) for img in map(read_image, paths)]
+
+    sylvie = np.stack([identity_features(c) for c in crops(sorted((assets / "characters/renpy/sylvie").glob("*.png")))])
+    eileen = np.stack([identity_features(c) for c in crops(sorted((assets / "characters/renpy/eileen").glob("*.png")))])
+    grid = read_image(assets / "anime/grid36.jpg")
+    tiles = [np.ascontiguousarray(grid[r:r + 512, c:c + 512]) for r in (0, 1536) for c in (0, 1024, 2048)]
+    others = np.stack([identity_features(crop_square(t, d.box)) for t in tiles for d in chain.detect(t)])
+    scores = similarity_to(sylvie[:1], np.concatenate([sylvie[1:], eileen, others]))
+    assert scores[:7].min() > scores[7:].max()  # every other Sylvie ranks above everyone else
+    labels = cluster(np.concatenate([sylvie, eileen]), 0.12)
+    assert purity(labels, ["sylvie"] * 8 + ["eileen"] * 3) == 1.0 and len(set(labels.tolist())) == 2
+
+
+def _photo(name, vectors, sizes=None):
+    sizes = sizes or [100] * len(vectors)
+    faces = [Face(np.array([0., 0, s, s]), 1.0) for s in sizes]
+    return PhotoFaces(name, faces, np.array(vectors, np.float32).reshape(len(vectors), 128))
+
+
+def test_actor_cleaning_keeps_the_majority_and_the_matching_face():
+    rng = np.random.default_rng(0)
+    actor, stranger = rng.normal(size=128), rng.normal(size=128)
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    near = lambda: unit(unit(actor) + rng.normal(scale=0.02, size=128))  # noqa: E731
+    photos = [_photo(f"a{i}", [near()]) for i in range(5)]
+    photos += [_photo("namesake", [unit(stranger)]), _photo("group", [unit(stranger), near()]),
+               _photo("copy", [photos[0].vectors[0]]), _photo("tiny", [near()], [12]), _photo("empty", [])]
+    verdicts = {v.name: v for v in judge(photos)}
+    assert all(verdicts[f"a{i}"].keep for i in range(5))
+    assert verdicts["group"].keep and verdicts["group"].face == 1 and verdicts["group"].notes == ["2 faces"]
+    assert {n: verdicts[n].reason for n in ("namesake", "copy", "tiny", "empty")} == {
+        "namesake": "other_identity", "copy": "duplicate", "tiny": "too_small", "empty": "no_face"}
+
+
+class BoxDetector:
+    """Stands in for the chain: one 'face' at a fixed place on every page."""
+
+    def detect(self, image):
+        return [Detection(np.array([40., 40, 140, 140]), 1.0, "fake", 0)]
+
+
+def _pages(folder, seeds):
+    folder.mkdir(exist_ok=True)
+    for seed in seeds:
+        page = np.full((220, 220, 3), 255, np.uint8)
+        page[20:200, 0:192] = _face_like(seed)[:180]
+        cv2.imwrite(str(folder / f"page{seed}.png"), page[..., ::-1])
+    return sorted(folder.glob("*.png"))
+
+
+def test_overrides_and_incremental_runs(tmp_path):
+    pages = _pages(tmp_path / "pages", [1, 2, 3])
+    out = tmp_path / "out"
+    options = CropOptions(side=96, limits=Thresholds(min_face=20))
+    ws = Workspace(out)
+    first = Summary()
+    ingest_pages(ws, pages, BoxDetector(), options, first)
+    ids = list(ws.manifest["faces"])
+    assert first.new_sources == 3 and len(ids) == 3
+    face = ws.manifest["faces"][ids[0]]
+    assert face["file"] == str(pages[0]) and face["box"] == [40, 40, 140, 140] and face["detector"] == "fake"
+    refs = {"hero": np.stack([ws.features[ids[0]]])}
+    select_characters(ws, refs, top=1, threshold=None, summary=first)
+    assert [p.stem for p in (out / "characters/hero").iterdir()] == [ids[0]]
+    assert (out / "review/characters/hero.html").is_file()
+
+    (out / "overrides.json").write_text(json.dumps({"characters/hero": {ids[0]: "drop", ids[2]: "keep"}}))
+    ws = Workspace(out)
+    again = Summary()
+    ingest_pages(ws, _pages(tmp_path / "pages", [1, 2, 3, 4]), BoxDetector(), options, again)
+    select_characters(ws, refs, top=1, threshold=None, summary=again)
+    assert again.reused_sources == 3 and again.new_sources == 1 and len(ws.manifest["faces"]) == 4
+    kept = sorted(p.stem for p in (out / "characters/hero").iterdir())
+    assert kept == [ids[2]]  # the person's decisions stand; the pool crop of the dropped face stays
+    assert (out / "faces" / f"{ids[0]}.png").is_file()
+    decisions = ws.manifest["groups"]["characters/hero"]["decisions"]
+    assert decisions[ids[0]]["by"] == "override" and decisions[ids[2]]["keep"]
+
+    (out / "overrides.json").write_text(json.dumps({"characters/hero": {ids[0]: "maybe"}}))
+    with pytest.raises(UserError, match="overrides.json"):
+        Workspace(out).overrides()
+
+
+def test_two_runs_on_one_folder_are_refused(tmp_path):
+    with locked(tmp_path):
+        with pytest.raises(UserError, match="another curation run"):
+            with locked(tmp_path):
+                pass
+    with locked(tmp_path):  # released
+        pass
+
+
+@pytest.mark.slow  # importing spandrel's architectures takes seconds
+def test_superres_on_shared_weights_tiles_and_refuses_pickles(assets, tmp_path):
+    from factory.curate.superres import SuperResolver
+
+    model = SuperResolver(assets / "models/realesr-animevideov3.pth", tile=64, pad=12)
+    tile = read_image(assets / "anime/grid36.jpg")[:512, 512:1024]
+    small = cv2.resize(tile, (128, 128), interpolation=cv2.INTER_AREA)
+    tiled = model.upscale(small).astype(float)
+    model.tile = 512
+    whole = model.upscale(small).astype(float)
+    assert tiled.shape == (512, 512, 3) and np.abs(tiled - whole).mean() < 1.0
+    bicubic = cv2.resize(small, (512, 512), interpolation=cv2.INTER_CUBIC).astype(float)
+    error = lambda image: np.mean((image - tile) ** 2)  # noqa: E731
+    assert error(whole) < 0.95 * error(bicubic)  # real weights, right architecture: better than bicubic
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps(print))
+    with pytest.raises(ModelLoadError):
+        SuperResolver(evil)
+
+
+def test_cli_mistakes_exit_2_and_write_nothing(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["curate", "comics", str(tmp_path / "missing"), "--out", str(out), "--tracking", "none"])
+    assert isinstance(result.exception, UserError) and "missing" in str(result.exception) and not out.exists()
+    page = _pages(tmp_path / "p", [1])[0]
+    result = runner.invoke(app, ["curate", "comics", str(page), "--out", str(out), "--reference", "nobody"])
+    assert isinstance(result.exception, UserError) and "NAME=IMAGE" in str(result.exception) and not out.exists()
+    assert "overrides.json" in runner.invoke(app, ["curate", "--help"]).output
