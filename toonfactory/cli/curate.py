@@ -13,10 +13,10 @@ from toonfactory.cli.common import console
 
 app = typer.Typer(no_args_is_help=True, help="""Curate raw material into the folders recipes and `cast gallery` read.
 
-Flow: crawl pages or photos -> `curate comics` / `curate actors` -> look at OUT/review/*.html ->
-write OUT/overrides.json ({"<group>": {"<id>": "keep"|"drop"}}) -> run again (only new files are
-read; a person's decisions stand) -> use OUT/characters/<name> as a `folder` source (domain: toon)
-and OUT/actors with `toonfactory cast gallery`.""")
+1. crawl comic pages or actor photos; 2. `curate comics` / `curate actors` --out OUT;
+3. look at OUT/review/*.html; 4. write OUT/overrides.json ({"<group>": {"<id>": "keep"|"drop"}});
+5. run again: only new files are read and a person's decisions stand;
+6. use OUT/characters/<name> as a `folder` source (domain: toon) and OUT/actors with `cast gallery`.""")
 
 OutOption = typer.Option(..., "--out", help="curation folder (created, or extended when it exists)")
 SuperresOption = typer.Option(None, "--superres", help="Real-ESRGAN compact weights (.pth) to upscale crops smaller than --size")
