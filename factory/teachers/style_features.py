@@ -1,7 +1,8 @@
 """Measurements that tell drawn webtoon art from photographs, on an aligned face crop.
 
 Drawn art has large flat regions, no skin texture, crisp edges and dark lines, few colours and
-pale, clean skin; photos have texture and noise everywhere. ``style_features`` returns these as
+pale, clean skin with at most a few cel-shadow steps; photos have texture and noise everywhere, and
+a posterised photo keeps their banded shading and wrinkle lines inside the skin. ``style_features`` returns these as
 named floats (a classifier's input, a gate's score); ``LogisticModel`` is a small numpy classifier
 over them.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-FEATURE_NAMES = ("flat_share", "skin_texture", "edge_crispness", "line_density", "colour_count", "saturation",
-                 "saturation_spread", "noise", "centre_lightness")
+FEATURE_NAMES = ("flat_share", "skin_texture", "skin_steps", "skin_lines", "edge_crispness", "line_density",
+                 "colour_count", "saturation", "saturation_spread", "noise", "centre_lightness")
 
 
 def style_features(image: np.ndarray) -> dict[str, float]:
@@ -23,10 +24,11 @@ def style_features(image: np.ndarray) -> dict[str, float]:
     gx, gy = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3) / 8, cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3) / 8
     gradient = np.hypot(gx, gy)
     detail = light - cv2.GaussianBlur(light, (0, 0), 1.5)
-    cheeks = np.zeros(light.shape, bool)  # where the aligned crop has skin: under the eyes, beside the nose
-    cheeks[125:165, 70:105] = cheeks[125:165, 151:186] = cheeks[80:100, 105:151] = True
+    cheeks = np.zeros(light.shape, bool)  # where the aligned crop has skin: under the eyes, between the brows
+    cheeks[140:175, 72:108] = cheeks[140:175, 148:184] = cheeks[88:110, 112:144] = True
     quiet = cheeks & (np.abs(detail) < 6)  # texture, not drawn lines
     skin_texture = float(np.mean(np.abs(detail[quiet]))) if quiet.any() else 0.0
+    fine_lines = (cv2.GaussianBlur(light, (0, 0), 1.0) - cv2.GaussianBlur(light, (0, 0), 2.0)) < -1.5
     edges = gradient > 6
     blurred = np.hypot(*np.gradient(cv2.GaussianBlur(light, (0, 0), 1.5)))
     crispness = float(gradient[edges].mean() / max(blurred[edges].mean(), 1e-3)) if edges.any() else 1.0
@@ -39,6 +41,8 @@ def style_features(image: np.ndarray) -> dict[str, float]:
     return {
         "flat_share": float(np.mean(gradient < 1.0)),
         "skin_texture": skin_texture,
+        "skin_steps": float(np.mean((gradient[cheeks] > 1.0) & (gradient[cheeks] < 6.0))),  # banding, soft shading
+        "skin_lines": float(np.mean(fine_lines[cheeks])),  # wrinkles, folds, stubble kept from a photo
         "edge_crispness": crispness,
         "line_density": float(np.mean(blackhat > 15)),
         "colour_count": float(np.log(needed)),
