@@ -18,6 +18,7 @@ from factory.teachers.toonify import ToonifyConfig
 
 SOURCES = (FolderSourceConfig, SamplesSourceConfig, StyleGAN2SourceConfig, PromptSourceConfig)
 TEACHERS = (CartoonizeConfig, CartoonGANConfig, DiffusionConfig, ToonifyConfig,)
+from factory.teachers.webtoon import WebtoonConfig; TEACHERS += (WebtoonConfig,)  # noqa: E402,E702 (webtoon teacher)
 
 SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
 TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]
