@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from factory.embedding import DlibEmbedder
+from factory.models.embedding import DlibEmbedder
 from factory.faces import Face, shared_detector
 from factory.images import read_image
 from factory.sample import Sample
@@ -73,7 +73,7 @@ def identity_similarity(embedder: DlibEmbedder, photo: np.ndarray, toon: np.ndar
 
 def draw_timing(faces, repeats: int = 3) -> tuple[float, float]:
     """Median ms per 256 px pair on one core: drawing only (mask given), and the teacher with its own selfie mask."""
-    from factory.segment import MediapipeMasker
+    from factory.stages.segment import MediapipeMasker
 
     cv2.setNumThreads(1)
     teacher = WebtoonConfig(kind="webtoon").build()

@@ -128,14 +128,14 @@ def test_style_fitted_on_webtoon_characters_is_paler_and_previews(assets, tmp_pa
 
 def test_webtoon_teacher_in_a_recipe(tmp_path):
     from factory import recipe as recipes
-    from factory import runner
-    from factory.dataset import iter_pairs
+    from factory.dataset.reader import iter_pairs
+    from factory.generate import generate
 
     data = {"name": "webtoon", "seed": 1, "source": {"kind": "samples", "folders": []},
             "faces": {"detector": "mediapipe"}, "teacher": {"kind": "webtoon", "background": ["plain", "flatten"]},
             "gates": {"min_sharpness": 0, "dedupe": False},
             "output": {"size": 64, "count": 2, "shard_size": 2}, "tracking": {"mode": "none"}}
-    result = runner.run(recipes.Resolved(recipes.validate(data, "test"), "test"), tmp_path / "out")
+    result = generate(recipes.Resolved(recipes.validate(data, "test"), "test"), tmp_path / "out")
     assert not result.failed
     pairs = list(iter_pairs(tmp_path / "out"))
     assert len(pairs) == 2

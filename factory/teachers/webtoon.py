@@ -579,7 +579,7 @@ class WebtoonTeacher(Teacher):
         if sample.mask is not None and sample.mask.shape[:2] == image.shape[:2]:
             return sample.mask.astype(np.float32) / 255.0, "sample"
         if self._masker is None:
-            from factory.segment import MediapipeMasker
+            from factory.stages.segment import MediapipeMasker
 
             self._masker = MediapipeMasker()
         return self._masker(image), "selfie"

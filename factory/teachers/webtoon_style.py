@@ -270,7 +270,7 @@ def preview(photo: np.ndarray, styles: dict[str, Style], size: int = 256) -> np.
 
     Each drawing uses the centre of every range of its style. Raises UserError when the photo has no face.
     """
-    from factory.segment import MediapipeMasker
+    from factory.stages.segment import MediapipeMasker
     from factory.teachers.webtoon import draw_parameters, draw_webtoon
 
     aligned = align_face(photo, size)
