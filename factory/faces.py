@@ -328,7 +328,8 @@ def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray
     edge = np.minimum(np.arange(side), np.arange(side)[::-1]).astype(np.float32)
     ramp1d = np.clip((edge + 0.5) / ramp, 0.0, 1.0)
     ramp1d = ramp1d * ramp1d * (3 - 2 * ramp1d)
-    mask = np.minimum(ramp1d[:, None], ramp1d[None, :]) * in_frame(image.shape, matrix / scale, side)
+    picture = cv2.erode(in_frame(image.shape, matrix / scale, side), np.ones((3, 3), np.uint8))  # not next to padding
+    mask = np.minimum(ramp1d[:, None], ramp1d[None, :]) * picture
     back = cv2.warpAffine(processed_crop, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     alpha = cv2.warpAffine(mask, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha = alpha[..., None] if image.ndim == 3 else alpha
