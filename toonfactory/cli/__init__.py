@@ -32,3 +32,6 @@ def main():
     except UserError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # before a command knew what it had made: finished work is on disk as it was
+        console.print("interrupted before anything was finished; re-run the same command to start again")
+        sys.exit(130)
