@@ -102,17 +102,20 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
         return f"{done} of {len(tasks)} shards finished and kept in {out}"
 
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        if executor.rank == 0:
-            write_recipe(out, resolved)
-        log.info("rank %d/%d: %d shards to make, %d already done", executor.rank, executor.world, len(todo),
-                 result.skipped)
-        for stats in executor.run(todo) if todo else ():
-            (result.failed if "error" in stats else result.made).append(stats)
-            if "error" in stats:
-                log.error("shard %s failed:\n%s", stats["shard"], stats["error"])
-            if on_shard:
-                on_shard(stats)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if executor.rank == 0:
+                write_recipe(out, resolved)
+            log.info("rank %d/%d: %d shards to make, %d already done", executor.rank, executor.world, len(todo),
+                     result.skipped)
+            for stats in executor.run(todo) if todo else ():
+                (result.failed if "error" in stats else result.made).append(stats)
+                if "error" in stats:
+                    log.error("shard %s failed:\n%s", stats["shard"], stats["error"])
+                if on_shard:
+                    on_shard(stats)
+        finally:
+            executor.close()  # on ranks: every rank's shards are done after this
         if executor.rank == 0 and all(is_done(out, t) for t in tasks):
             result.manifest = write_manifest(out, resolved, tasks)
     except KeyboardInterrupt:
@@ -122,8 +125,6 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
         if full is None:
             raise
         raise full from None
-    except UserError as exc:  # a disk that filled up under a shard
+    except UserError as exc:  # a disk that filled up under a shard (here or in a worker)
         raise UserError(f"{exc}; {kept()}; free some space and re-run the same command to resume") from None
-    finally:
-        executor.close()
     return result
