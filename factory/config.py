@@ -52,8 +52,8 @@ def read_yaml(path: str | Path) -> dict:
         if node is not None:
             expanded = _expanded_size(node, {}, set())
             if expanded > MAX_RECIPE_NODES:
-                raise RecipeError(str(path), [f"(yaml): anchors and aliases expand to {expanded} nodes, more than "
-                                              f"{MAX_RECIPE_NODES}; write the values out"])
+                raise RecipeError(str(path), [f"(yaml): anchors and aliases expand to more than {MAX_RECIPE_NODES} "
+                                              "nodes; write the values out"])
         data = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(str(path), [f"(yaml): {exc}"]) from None
