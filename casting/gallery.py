@@ -21,8 +21,8 @@ import numpy as np
 from factory import faces as facelib
 from factory.errors import UserError
 from factory.faces import DetectorChain
-from factory.files import sha256_file
-from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
+from factory.files import FolderLock, output_folder, sha256_file
+from factory.images import DECODE_PIXELS, IMAGE_SUFFIXES, BadImage, list_images, read_image
 from factory.models.embedding import Embedder, embed
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,32 @@ def collect_inputs(actors: Path, attributes: Path | None = None) -> tuple[list[G
                 known[key] = value
     else:
         raise UserError(f"{actors}: expected a folder with one sub-folder per actor, or a .csv (image, actor, ...)")
+    if not inputs:
+        raise UserError(f"{actors}: no photos found (expected one sub-folder of images per actor, or CSV rows)")
     if attributes is not None:
         for actor, values in read_attributes(attributes).items():
             attrs.setdefault(actor, {}).update(values)
     return inputs, attrs
+
+
+def conflicts(inputs: list[GalleryInput], digests: dict[str, str | None]) -> dict[str, str]:
+    """Why a photo is not used although it may have a face: a copy of another photo of the same actor,
+    or one photo given for several actors (it cannot say who it shows). By resolved image path."""
+    by_digest: dict[str, list[GalleryInput]] = {}
+    for item in inputs:
+        digest = digests[str(Path(item.image).resolve())]
+        if digest is not None:
+            by_digest.setdefault(digest, []).append(item)
+    reasons = {}
+    for group in by_digest.values():
+        actors = sorted({item.actor for item in group})
+        if len(actors) > 1:
+            for item in group:
+                reasons[str(Path(item.image).resolve())] = f"same_photo_under_actors ({', '.join(actors)})"
+            continue
+        for item in group[1:]:
+            reasons[str(Path(item.image).resolve())] = f"duplicate_of ({group[0].image})"
+    return reasons
 
 
 @dataclass
@@ -169,12 +191,20 @@ class GalleryUpdate:
     reused: int = 0
     replaced: int = 0
     rejected: list[dict] = field(default_factory=list)
+    faceless: list[str] = field(default_factory=list)  # actors left without a usable photo
 
 
 def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict[str, str]], embedder: Embedder,
                    detector: DetectorChain, progress: Callable[[], None] | None = None) -> tuple[Gallery, GalleryUpdate]:
-    """Create or extend a gallery: only photos that are new, or changed since, are detected and embedded."""
-    root = Path(root)
+    """Create or extend a gallery: only photos that are new, or changed since, are detected and embedded.
+    Copies of one photo and a photo given for several actors are reported, not used."""
+    root = output_folder(root)
+    with FolderLock(root, "toonfactory cast gallery"):
+        return _update_gallery(root, inputs, attrs, embedder, detector, progress)
+
+
+def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict[str, str]], embedder: Embedder,
+                    detector: DetectorChain, progress: Callable[[], None] | None) -> tuple[Gallery, GalleryUpdate]:
     model = identity(embedder)
     if (root / GALLERY_JSON).exists():
         gallery = Gallery.load(root)
@@ -190,16 +220,19 @@ def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict
     keep = np.ones(len(gallery.entries), bool)
     new_entries, new_vectors, rejected = [], [], [r for r in gallery.rejected]
     update = GalleryUpdate()
+    digests = {str(Path(i.image).resolve()): sha256_file(i.image, 12) if Path(i.image).is_file() else None for i in inputs}
+    refused = conflicts(inputs, digests)
     for item in inputs:
         image_key = str(Path(item.image).resolve())
-        digest = sha256_file(item.image, 12) if Path(item.image).is_file() else None
+        digest = digests[image_key]
         old = known.get(image_key)
-        if old is not None and gallery.entries[old]["sha256"] == digest and gallery.entries[old]["actor"] == item.actor:
+        fresh = image_key not in refused
+        if fresh and old is not None and gallery.entries[old]["sha256"] == digest and gallery.entries[old]["actor"] == item.actor:
             update.reused += 1
             _tick(progress)
             continue
         previous = known_rejects.get(image_key)
-        if previous is not None and previous.get("sha256") == digest and digest is not None:
+        if fresh and previous is not None and previous.get("sha256") == digest and digest is not None:
             update.reused += 1
             _tick(progress)
             continue
@@ -207,7 +240,8 @@ def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict
         if old is not None:
             keep[old] = False
             update.replaced += 1
-        entry, vector, reason = _embed_photo(Path(item.image), item.actor, digest, embedder, detector, root)
+        entry, vector, reason = (None, None, refused[image_key]) if image_key in refused else \
+            _embed_photo(Path(item.image), item.actor, digest, embedder, detector, root)
         if reason:
             record = {"image": image_key, "actor": item.actor, "sha256": digest, "reason": reason}
             rejected.append(record)
@@ -227,6 +261,8 @@ def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict
     for actor, values in attrs.items():
         gallery.actors.setdefault(actor, {}).update(values)
     gallery.actors = dict(sorted(gallery.actors.items()))
+    with_faces = {e["actor"] for e in gallery.entries}
+    update.faceless = sorted({i.actor for i in inputs} - with_faces)
     gallery.save()
     return gallery, update
 
@@ -239,7 +275,7 @@ def _tick(progress):
 def _embed_photo(path: Path, actor: str, digest: str | None, embedder: Embedder, detector: DetectorChain,
                  root: Path) -> tuple[dict | None, np.ndarray | None, str | None]:
     try:
-        image = read_image(path)
+        image = read_image(path, fit_pixels=DECODE_PIXELS)
     except BadImage as exc:
         return None, None, exc.reason
     found = detector.detect(image)

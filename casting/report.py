@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from casting.gallery import THUMB_SIZE, Gallery
 from casting.rank import CastResult
+from factory.files import FolderLock, output_folder
 
 
 def _save(image: np.ndarray, path: Path) -> None:
@@ -32,9 +33,13 @@ def _load(path: Path) -> np.ndarray:
 
 
 def write_report(result: CastResult, gallery: Gallery, out: Path) -> dict[str, Path]:
-    """Write ranking.json, report.html and report.png into ``out``; returns their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ranking.json, report.html and report.png into ``out`` (locked meanwhile); returns their paths."""
+    out = output_folder(out)
+    with FolderLock(out, "toonfactory cast rank"):
+        return _write_report(result, gallery, out)
+
+
+def _write_report(result: CastResult, gallery: Gallery, out: Path) -> dict[str, Path]:
     paths = {"json": out / "ranking.json", "html": out / "report.html", "png": out / "report.png"}
     paths["json"].write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
     for i, item in enumerate(result.images):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from factory.errors import ModelLoadError, UserError
+from factory.files import FolderLock, output_folder
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,16 @@ def student_files(path: Path) -> tuple[Path, Path]:
 def read_record(config_path: Path) -> dict:
     try:
         record = json.loads(Path(config_path).read_text())
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(config_path, f"invalid JSON ({exc})") from None
-    if record.get("architecture") != "pix2pix-unet" or "student" not in record:
+    if not isinstance(record, dict) or record.get("architecture") != "pix2pix-unet" or "student" not in record:
         raise ModelLoadError(config_path, "field `architecture` must be pix2pix-unet, with a `student` section")
     return record
 
 
 def load_student(path: Path):
     """The EMA student in eval mode and its record (architecture, direction, size) from a checkpoint."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from distill.config import StudentConfig
@@ -58,7 +60,11 @@ def load_student(path: Path):
     record = read_record(config_path)
     model = UNetGenerator(StudentConfig(**record["student"]))
     try:
-        model.load_state_dict(load_file(str(weights)))
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(weights, f"not a safetensors file ({exc}); other formats (pickles) are never loaded") from None
+    try:
+        model.load_state_dict(tensors)
     except RuntimeError as exc:
         raise ModelLoadError(weights, f"weights do not match the `student` section of {config_path.name}: {exc}") from None
     return model.eval(), record
@@ -74,9 +80,13 @@ def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance:
         raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     if format == "tensorrt":
         require_tensorrt()
+    out = output_folder(out)
     model, record = load_student(checkpoint)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, f"toonfactory export --format {format}"):
+        return _export(checkpoint, model, record, format, out, opset, tolerance)
+
+
+def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset: int, tolerance: float) -> Path:
     target = out / f"student{SUFFIXES[format]}"
     if format == "safetensors":
         shutil.copyfile(student_files(checkpoint)[0], target)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
@@ -23,11 +24,13 @@ import cv2
 import numpy as np
 
 from factory.errors import UserError
+from factory.files import FolderLock, disk_full, output_folder
 from factory.images import IMAGE_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
 Mode = Literal["whole", "face"]
 PersonOnly = Literal["keep", "stylize"]
 
@@ -136,27 +139,42 @@ _END = object()
 
 
 def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Target]:
-    """Image files, folders of images (recursively) and video files, each with its output path."""
-    targets = []
-    for item in inputs:
-        item = Path(item)
+    """Image files, folders of images (recursively) and video files, each with its output path.
+
+    Outputs keep the inputs' sub-paths below the folder the inputs share (a folder keeps its own
+    name), so two inputs never get one output; an output that would replace an input is refused.
+    """
+    files: list[Path] = []
+    for item in map(Path, inputs):
         if item.is_dir():
-            for path in list_images(item):
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    out = out_dir / item.name / path.relative_to(item).with_suffix(".png")
-                    targets.append(Target(path, out, video=False))
-        elif item.is_file() and item.suffix.lower() in VIDEO_SUFFIXES:
-            targets.append(Target(item, out_dir / f"{item.stem}.mp4", video=True))
+            files += [p for p in list_images(item) if p.suffix.lower() in IMAGE_SUFFIXES]
         elif item.is_file():
-            targets.append(Target(item, out_dir / f"{item.stem}.png", video=False))
+            files.append(item)
         else:
             raise UserError(f"{item}: input not found (give image files, folders of images or video files)")
+    files = list(dict.fromkeys(p.resolve() for p in files))
+    if not files:
+        return []
+    roots = [p.parent for p in files] + [Path(i).resolve().parent for i in inputs if Path(i).is_dir()]
+    base = Path(os.path.commonpath(roots))
+    names = [p.relative_to(base).with_suffix(".mp4" if p.suffix.lower() in VIDEO_SUFFIXES else ".png") for p in files]
+    taken = Counter(names)
+    names = [n.with_name(f"{p.stem}_{p.suffix[1:]}{n.suffix}") if taken[n] > 1 else n for p, n in zip(files, names)]
+    out_dir = Path(out_dir).resolve()
+    targets = [Target(p, out_dir / n, video=p.suffix.lower() in VIDEO_SUFFIXES) for p, n in zip(files, names)]
+    if len({t.output for t in targets}) < len(targets):
+        raise UserError(f"--out {out_dir}: two inputs would share an output name; rename one of them")
+    sources = set(files)
+    for target in targets:
+        if target.output in sources:
+            raise UserError(f"--out {out_dir}: would write {target.output} over an input; choose a folder that "
+                            "holds no input")
     return targets
 
 
-def read_frames(target: Target, max_frames: int | None) -> Iterator[np.ndarray]:
+def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PIXELS) -> Iterator[np.ndarray]:
     if not target.video:
-        yield read_image(target.source)
+        yield read_image(target.source, fit_pixels=max_pixels)
         return
     capture = cv2.VideoCapture(str(target.source))
     if not capture.isOpened():
@@ -169,6 +187,10 @@ def read_frames(target: Target, max_frames: int | None) -> Iterator[np.ndarray]:
             if not ok:
                 break
             count += 1
+            height, width = frame.shape[:2]
+            if height * width > max_pixels:
+                scale = (max_pixels / (height * width)) ** 0.5
+                frame = cv2.resize(frame, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
@@ -188,8 +210,9 @@ class Inference:
         margin: float = 1.0,
         max_faces: int = 4,
         person_only: PersonOnly | None = None,
+        max_pixels: int = MAX_PIXELS,
     ):
-        self.student, self.mode, self.batch_size = student, mode, batch_size
+        self.student, self.mode, self.batch_size, self.max_pixels = student, mode, batch_size, max_pixels
         self.person_only, self.masker, self.inpainter = person_only, None, None
         if person_only:
             from factory.stages.inpaint import OpenCVInpainter
@@ -205,7 +228,7 @@ class Inference:
             from factory.faces import build_detector
 
             self.detector = build_detector(detector, min_size=24)
-        self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0}
+        self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0, "written": 0}
         self.errors: list[BaseException] = []
 
     # reader thread --------------------------------------------------------------------------------
@@ -245,10 +268,12 @@ class Inference:
             for target in targets:
                 self.stats["videos" if target.video else "images"] += 1
                 try:
-                    for index, image in enumerate(read_frames(target, self.max_frames)):
+                    for index, image in enumerate(read_frames(target, self.max_frames, self.max_pixels)):
                         frame = Frame(target, index, image)
                         for slot, array in enumerate(self._pieces(frame)):
-                            if arrays and (array.shape != arrays[0].shape or len(arrays) >= self.batch_size):
+                            batch_pixels = array[0].size * (len(arrays) + 1)
+                            if arrays and (array.shape != arrays[0].shape or len(arrays) >= self.batch_size
+                                           or batch_pixels > self.max_pixels):
                                 flush()
                             pieces.append((frame, slot))
                             arrays.append(array)
@@ -288,13 +313,18 @@ class Inference:
                 target.output.parent.mkdir(parents=True, exist_ok=True)
                 bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
                 if not target.video:
-                    cv2.imwrite(str(target.output), bgr)
+                    ok, data = cv2.imencode(".png", bgr)
+                    if not ok:
+                        raise ValueError(f"{target.source}: the output cannot be encoded as PNG")
+                    target.output.write_bytes(data.tobytes())
+                    self.stats["written"] += 1
                     continue
                 if target.output not in writers:
                     height, width = image.shape[:2]
                     writers[target.output] = cv2.VideoWriter(
                         str(target.output), cv2.VideoWriter_fourcc(*"mp4v"), target.fps, (width, height)
                     )
+                    self.stats["written"] += 1
                 writers[target.output].write(bgr)
         except BaseException as exc:
             self.errors.append(exc)
@@ -358,17 +388,30 @@ def infer(
     half: bool = False,
     detector: str = "mediapipe",
     person_only: PersonOnly | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict:
     """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos.
+
+    Images and frames above ``max_pixels`` are decoded reduced (memory stays bounded whatever the
+    input); outputs keep the inputs' sub-paths and never replace an input; ``written`` counts files.
 
     ``person_only``: only people are converted (mediapipe selfie masks); the background is kept, or
     inpainted and converted too (``stylize``).
     """
     if person_only and mode != "whole":
         raise UserError("--person-only works on whole frames (--mode whole); face mode already keeps the rest")
+    output_folder(out_dir)
     targets = collect_inputs(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
     student = Student(model, device=device, half=half)
-    return Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector,
-                     person_only=person_only).run(targets)
+    inference = Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector,
+                          person_only=person_only, max_pixels=max_pixels)
+    with FolderLock(out_dir, f"toonfactory infer --out {out_dir}"):
+        try:
+            return inference.run(targets)
+        except OSError as exc:
+            full = disk_full(exc, f"{inference.stats['written']} outputs written to {out_dir}")
+            if full is None:
+                raise
+            raise full from None

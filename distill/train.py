@@ -1,9 +1,15 @@
 """Training the student on a dataset folder with accelerate (one process or `accelerate launch`).
 
-Checkpoints are ``OUT/checkpoints/step_NNNNNNN/``: the accelerate state (models, optimizers, EMA,
-RNGs, step) for resuming, plus ``student.safetensors`` + ``student.json`` (the EMA generator) for
-export and inference. A checkpoint directory appears only once complete (written as ``.tmp``,
-renamed last), so a crash never leaves a half checkpoint behind for ``--resume latest``.
+Checkpoints are ``OUT/checkpoints/step_NNNNNNN/``: ``training.safetensors`` + ``training.json``
+(models, optimizers, EMA, step, loss scaler) and ``rng_K.safetensors`` + ``rng_K.json`` (each
+process's random states) for resuming, plus ``student.safetensors`` + ``student.json`` (the EMA
+generator) for export and inference. Every state is tensors or JSON, saved and loaded here:
+nothing in a checkpoint folder is ever unpickled (accelerate places devices, mixes precision and
+runs the processes, but does not checkpoint). A checkpoint directory appears only once complete
+(written as ``.tmp``, renamed last), so a crash never leaves a half checkpoint for ``--resume latest``.
+
+One training run per folder at a time (it is locked); a folder that already holds a run is
+only continued (``--resume``) or replaced (``--overwrite``) when asked.
 """
 
 from __future__ import annotations
@@ -12,35 +18,28 @@ import json
 import logging
 import math
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from distill.config import DistillConfig
-from factory.errors import UserError
+from factory.errors import Interrupted, UserError
+from factory.files import FolderLock, folder_entries, output_folder
 
 log = logging.getLogger(__name__)
 
 STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_CONFIG = "student.json"
+TRAINING_TENSORS = "training.safetensors"
+TRAINING_RECORD = "training.json"
+TRAINING_FORMAT = "toonfactory-training/1"
+OWN_OUTPUTS = ("checkpoints", "validation", "metrics.jsonl")
 
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
-
-
-class TrainState:
-    """The optimizer-step counter, saved and restored with the accelerate state."""
-
-    def __init__(self):
-        self.step = 0
-
-    def state_dict(self) -> dict:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
 
 
 def checkpoints(out_dir: Path) -> list[Path]:
@@ -50,14 +49,33 @@ def checkpoints(out_dir: Path) -> list[Path]:
 
 
 def resolve_resume(resume: str, out_dir: Path) -> Path | None:
-    """``latest`` (None when there is no checkpoint yet) or a checkpoint directory."""
+    """``latest`` (None when there is no checkpoint yet) or a checkpoint directory that can be resumed."""
     if resume == "latest":
         found = checkpoints(out_dir)
         return found[-1] if found else None
     path = Path(resume)
     if not (path / STUDENT_CONFIG).is_file():
         raise UserError(f"{path}: --resume is not a training checkpoint (no {STUDENT_CONFIG}); use `latest` or a checkpoints/step_* folder")
+    if not (path / TRAINING_RECORD).is_file():
+        raise UserError(f"--resume {path}: no {TRAINING_RECORD} (a checkpoint of an older format, or an export): it can "
+                        "be exported or run, not resumed")
     return path
+
+
+def prepare_training(data_dir: Path, out_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """Everything a run checks before it writes anything (the folder, tracking): the data, ``--resume``
+    and whether ``out_dir`` already holds a run that would be mixed with this one."""
+    from factory.dataset.reader import check_shards
+
+    check_shards(data_dir)
+    output_folder(out_dir)
+    if resume:
+        if resume != "latest":
+            resolve_resume(resume, out_dir)
+        return
+    if folder_entries(out_dir) and not overwrite:
+        raise UserError(f"--out {out_dir}: already holds files ({', '.join(p.name for p in folder_entries(out_dir)[:3])}); "
+                        "continue its run with --resume latest, replace it with --overwrite, or choose a new folder")
 
 
 def student_record(config: DistillConfig, step: int) -> dict:
@@ -99,6 +117,72 @@ def ema_with_warmup(max_decay: float):
     return update
 
 
+def read_json_record(path: Path) -> dict:
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: not a JSON object")
+    return record
+
+
+def flatten(state: dict, prefix: str) -> dict:
+    """Tensors of a state dict under ``prefix``, detached, on the CPU, contiguous (what safetensors stores)."""
+    return {prefix + key: value.detach().cpu().contiguous() for key, value in state.items()}
+
+
+def unflatten(tensors: dict, prefix: str) -> dict:
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+def _grouped(state: dict) -> dict[str, dict]:
+    """``{"0.exp_avg": t, ...}`` as ``{"0": {"exp_avg": t}, ...}`` (an optimizer's per-parameter state)."""
+    grouped: dict[str, dict] = {}
+    for key, value in state.items():
+        index, name = key.split(".", 1)
+        grouped.setdefault(index, {})[name] = value
+    return grouped
+
+
+def _groups(saved: list[dict], optimizer) -> list[dict]:
+    """Saved param groups, with the tuples JSON turned into lists made tuples again."""
+    current = optimizer.state_dict()["param_groups"]
+    return [{k: tuple(v) if isinstance(now.get(k), tuple) else v for k, v in group.items()}
+            for group, now in zip(saved, current)]
+
+
+def random_states() -> tuple[dict, dict]:
+    """This process's random states (torch CPU and CUDA, numpy, python) as tensors and JSON."""
+    import random
+
+    import torch
+
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, python_state, python_gauss = random.getstate()
+    record = {"numpy": [kind, pos, has_gauss, gauss], "python": [version, list(python_state), python_gauss]}
+    return tensors, record
+
+
+def set_random_states(tensors: dict, record: dict) -> None:
+    import random
+
+    import torch
+
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, gauss = record["numpy"]
+    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, python_state, python_gauss = record["python"]
+    random.setstate((version, tuple(python_state), python_gauss))
+
+
 class Trainer:
     """One training run: models, optimizers, data and the loop, reading top to bottom in :meth:`run`."""
 
@@ -130,30 +214,88 @@ class Trainer:
         else:
             self.generator, self.opt_g = self.accelerator.prepare(generator, opt_g)
             self.discriminator = self.opt_d = None
-        self.state = TrainState()
-        self.accelerator.register_for_checkpointing(self.ema, self.state)
+        self.step_count = 0
         self.tracker = tracker if self.accelerator.is_main_process else None
 
     # -- checkpoints ---------------------------------------------------------------------------
 
+    def _modules(self) -> dict:
+        modules = {"generator": self.accelerator.unwrap_model(self.generator), "ema": self.ema}
+        if self.discriminator is not None:
+            modules["discriminator"] = self.accelerator.unwrap_model(self.discriminator)
+        return modules
+
+    def _optimizers(self) -> dict:
+        return {name: opt for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)) if opt is not None}
+
     def load(self, path: Path) -> None:
-        self.accelerator.load_state(str(path))
-        log.info("resumed from %s at step %d", path, self.state.step)
+        """Restore every state from safetensors and JSON; refuses a checkpoint of another student."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        record_path = Path(path) / TRAINING_RECORD
+        record = read_json_record(record_path)
+        if record.get("format") != TRAINING_FORMAT:
+            raise UserError(f"{record_path}: field `format` is {record.get('format')!r}, expected {TRAINING_FORMAT!r}")
+        for section in ("student", "discriminator"):
+            mine = getattr(self.config, section).model_dump(mode="json")
+            theirs = record.get("distill", {}).get(section, {})
+            for key in sorted(set(mine) | set(theirs)):
+                if mine.get(key) != theirs.get(key):
+                    raise UserError(f"{record_path}: field distill.{section}.{key} is {theirs.get(key)!r} in the checkpoint "
+                                    f"but {mine.get(key)!r} in this run; resume with the same settings or start a new --out")
+        try:
+            tensors = load_file(str(Path(path) / TRAINING_TENSORS))
+            rng = load_file(str(Path(path) / f"rng_{self.accelerator.process_index}.safetensors"))
+        except (OSError, SafetensorError) as exc:
+            raise UserError(f"--resume {path}: cannot read its states ({exc})") from None
+        device = self.accelerator.device
+        for name, module in self._modules().items():
+            module.load_state_dict(unflatten(tensors, name + "."))
+        for name, optimizer in self._optimizers().items():
+            state = unflatten(tensors, name + ".")
+            optimizer.load_state_dict({"state": {int(i): {k: v.to(device) if k != "step" else v for k, v in entry.items()}
+                                                 for i, entry in _grouped(state).items()},
+                                       "param_groups": _groups(record[name], optimizer)})
+        if self.accelerator.scaler is not None and record.get("scaler"):
+            self.accelerator.scaler.load_state_dict(record["scaler"])
+        set_random_states(rng, read_json_record(Path(path) / f"rng_{self.accelerator.process_index}.json"))
+        self.step_count = int(record["step"])
+        log.info("resumed from %s at step %d", path, self.step_count)
 
     def save(self) -> Path:
         """Write a complete checkpoint for the current step; prune the oldest beyond the limit."""
         from safetensors.torch import save_file
 
-        final = self.out_dir / "checkpoints" / f"step_{self.state.step:07d}"
+        final = self.out_dir / "checkpoints" / f"step_{self.step_count:07d}"
         staging = final.with_name(final.name + ".tmp")
-        if self.accelerator.is_main_process and staging.exists():
-            shutil.rmtree(staging)
+        main = self.accelerator.is_main_process
+        if main:
+            if staging.exists():
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(staging))
-        if self.accelerator.is_main_process:
+        tensors, record = random_states()
+        save_file(tensors, str(staging / f"rng_{self.accelerator.process_index}.safetensors"))
+        (staging / f"rng_{self.accelerator.process_index}.json").write_text(json.dumps(record))
+        self.accelerator.wait_for_everyone()
+        if main:
+            tensors = {}
+            for name, module in self._modules().items():
+                tensors.update(flatten(module.state_dict(), name + "."))
+            record = {"format": TRAINING_FORMAT, "step": self.step_count,
+                      "distill": self.config.model_dump(mode="json"),
+                      "scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None}
+            for name, optimizer in self._optimizers().items():
+                state = optimizer.state_dict()
+                tensors.update(flatten({f"{i}.{k}": v for i, entry in state["state"].items() for k, v in entry.items()},
+                                       name + "."))
+                record[name] = [{k: v for k, v in group.items()} for group in state["param_groups"]]
+            save_file(tensors, str(staging / TRAINING_TENSORS))
+            (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=1))
             weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
             save_file(weights, str(staging / STUDENT_WEIGHTS))
-            (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.state.step), indent=2))
+            (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.step_count), indent=2))
             if final.exists():
                 shutil.rmtree(final)
             staging.rename(final)
@@ -219,7 +361,7 @@ class Trainer:
             for name, value in zip(names, values.tolist()):
                 totals[name] = totals.get(name, 0.0) + value / config.gradient_accumulation
         self.ema.update_parameters(accelerator.unwrap_model(self.generator))
-        self.state.step += 1
+        self.step_count += 1
         return totals
 
     def _optimize(self, loss, model, optimizer) -> None:
@@ -235,7 +377,7 @@ class Trainer:
         kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved yet"
         shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         raise TrainingDiverged(
-            f"{self.out_dir}: training diverged at step {self.state.step + 1} (non-finite loss: {shown}); {kept}. "
+            f"{self.out_dir}: training diverged at step {self.step_count + 1} (non-finite loss: {shown}); {kept}. "
             "Lower distill.lr, raise distill.grad_clip or use distill.mixed_precision=no, then --resume latest."
         )
 
@@ -263,11 +405,11 @@ class Trainer:
         grid = image_grid([[s for _, s, _ in shown], [t for _, _, t in shown], outputs[: len(shown)]])
         folder = self.out_dir / "validation"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"step_{self.state.step:07d}.png").write_bytes(encode_png(grid))
+        (folder / f"step_{self.step_count:07d}.png").write_bytes(encode_png(grid))
         if self.tracker is not None:
             for name, value in metrics.items():
-                self.tracker.report_scalar("validation", name, value, self.state.step)
-            self.tracker.report_image("validation", "input / teacher / student", grid, self.state.step)
+                self.tracker.report_scalar("validation", name, value, self.step_count)
+            self.tracker.report_image("validation", "input / teacher / student", grid, self.step_count)
         return metrics
 
     # -- the loop --------------------------------------------------------------------------------
@@ -280,12 +422,12 @@ class Trainer:
         pairs = validation_pairs(config, self.data_dir, limit=max(config.val_images, 32)) if main else []
         if main and not pairs:
             log.warning("%s: no held-out pairs (val_fraction %s); validation skipped", self.data_dir, config.val_fraction)
-        batches = iter(train_loader(config, self.data_dir, seed_offset=self.state.step))
+        batches = iter(train_loader(config, self.data_dir, seed_offset=self.step_count))
         log_path = self.out_dir / "metrics.jsonl"
         last = checkpoints(self.out_dir)[-1] if checkpoints(self.out_dir) else None
-        while self.state.step < config.steps:
+        while self.step_count < config.steps:
             losses = self.step(batches)
-            step = self.state.step
+            step = self.step_count
             record = {"step": step, **losses}
             if main and pairs and (step % config.val_every == 0 or step == config.steps):
                 record.update({f"val_{k}": v for k, v in self.validate(pairs).items()})
@@ -311,23 +453,35 @@ def train(
     resume: str | None = None,
     tracker=None,
     on_step: Callable[[int, int, dict], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train the student on ``data_dir``'s pairs; returns the last checkpoint directory.
 
-    ``resume`` is ``latest`` or a checkpoint folder; ``tracker`` receives scalars and validation
-    grids (the caller starts and closes it; None: off);
+    ``resume`` is ``latest`` or a checkpoint folder; without it ``out_dir`` must be new or empty,
+    unless ``overwrite`` (its checkpoints, validation grids and metrics are then deleted first).
+    ``tracker`` receives scalars and validation grids (the caller starts and closes it; None: off);
     ``on_step(step, total, record)`` is called on the main process after every step (progress bars).
     """
-    from distill.data import shard_paths
-
-    shard_paths(data_dir)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_training(data_dir, out_dir, resume, overwrite)
     trainer = Trainer(config, data_dir, out_dir, tracker)
-    if resume:
-        path = resolve_resume(resume, out_dir)
-        if path is not None:
-            trainer.load(path)
-        else:
-            log.info("%s: no checkpoint to resume from; starting at step 0", out_dir)
-    return trainer.run(on_step)
+    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}") if trainer.accelerator.is_main_process else nullcontext()
+    with lock:
+        if overwrite and not resume and trainer.accelerator.is_main_process:
+            for name in OWN_OUTPUTS:
+                target = out_dir / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        trainer.accelerator.wait_for_everyone()
+        if resume:
+            path = resolve_resume(resume, out_dir)
+            if path is not None:
+                trainer.load(path)
+            else:
+                log.info("%s: no checkpoint to resume from; starting at step 0", out_dir)
+        try:
+            return trainer.run(on_step)
+        except KeyboardInterrupt:
+            found = checkpoints(out_dir)
+            kept = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was saved yet"
+            raise Interrupted(f"interrupted at step {trainer.step_count}; {kept}; continue with --resume latest "
+                              f"(--out {out_dir})") from None

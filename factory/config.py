@@ -25,18 +25,67 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_NODES = 100_000
+
+
 def read_yaml(path: str | Path) -> dict:
-    """A recipe file's raw mapping; a missing file or broken YAML is the user's mistake."""
+    """A recipe file's raw mapping; a missing, oversized, non-UTF-8 or broken file is the user's mistake.
+
+    Aliases are allowed, but the document they expand to is bounded (an alias bomb is refused
+    before anything is built from it)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found")
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise UserError(f"{path}: {size} bytes; a recipe file may hold at most {MAX_RECIPE_BYTES} bytes")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                        "save the recipe as UTF-8 YAML") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            expanded = _expanded_size(node, {}, set())
+            if expanded > MAX_RECIPE_NODES:
+                raise RecipeError(str(path), [f"(yaml): anchors and aliases expand to more than {MAX_RECIPE_NODES} "
+                                              "nodes; write the values out"])
+        data = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(str(path), [f"(yaml): {exc}"]) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise RecipeError(str(path), ["(recipe): must be a mapping of sections"])
     return data
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes a YAML node becomes once every alias is copied out (a cycle counts as too many)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        return MAX_RECIPE_NODES + 1
+    open_nodes.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [item for pair in node.value for item in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes)
+        if total > MAX_RECIPE_NODES:
+            break
+    open_nodes.discard(key)
+    sizes[key] = total
+    return total
 
 
 def apply_overrides(data: dict, overrides: list[str], origin: str) -> dict:
@@ -53,10 +102,28 @@ def apply_overrides(data: dict, overrides: list[str], origin: str) -> dict:
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise UserError(f"{origin}: --set {dotted}: `{part}` is not a section")
+                raise UserError(f"--set {item}: `{part}` is not a section (of {origin})")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0]
+            raise UserError(f"--set {item}: the value is not valid YAML ({problem})") from None
     return data
+
+
+def blame_overrides(exc: RecipeError, overrides: list[str]) -> RecipeError:
+    """The same problems, those of fields given with ``--set`` named as such (not the file's fault)."""
+    given = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
+
+    def source(problem: str) -> str | None:
+        where = problem.split(":", 1)[0]
+        return next((item for key, item in given.items()
+                     if where == key or where.startswith((key + ".", key + "["))), None)
+
+    marked = [f"--set {source(p)}: {p}" if source(p) else p for p in exc.problems]
+    origin = "--set" if all(source(p) for p in exc.problems) else exc.path
+    return RecipeError(origin, marked)
 
 
 def _locate(loc: tuple, data: Any) -> str:

@@ -24,3 +24,9 @@ class ModelLoadError(UserError):
 
     def __init__(self, path, expected: str):
         super().__init__(f"{path}: cannot load model: {expected}")
+
+
+class Interrupted(UserError):
+    """Ctrl-C: the message says what was kept and how to resume."""
+
+    exit_code = 130

@@ -83,11 +83,48 @@ class InProcess:
 PRELOAD = ["factory.pipeline", "factory.kinds", "cv2", "torch", "albumentations", "mediapipe", "warping.warp"]
 
 
-def _worker(recipe: Recipe, out: str, threads: int, tasks: mp.Queue, results: mp.Queue) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent_pid: int) -> None:
+    """End this worker when its parent goes: the kernel kills it when the fork server (its parent
+    process) exits, which that server does when the run's process dies; a thread also watches the
+    run's process itself. Ctrl-C is the parent's to handle."""
+    import ctypes
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the thread below still watches
+        pass
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            if os.getppid() != server:
+                os._exit(1)
+            time.sleep(0.5)
+
+    if os.getppid() != server:  # the server went before the kernel was told to watch it
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker(recipe: Recipe, out: str, threads: int, tasks: mp.Queue, results: mp.Queue, parent_pid: int) -> None:
     """A worker process: build the pipeline once, say so, then make shards until told to stop."""
     import cv2
     import torch
 
+    die_with(parent_pid)
     cv2.setNumThreads(threads)  # N workers share the cores
     torch.set_num_threads(threads)
     try:
@@ -100,7 +137,11 @@ def _worker(recipe: Recipe, out: str, threads: int, tasks: mp.Queue, results: mp
         return
     results.put(("ready", os.getpid()))
     while (task := tasks.get()) is not None:
-        results.put(("done", attempt(pipeline, task, Path(out), recipe.seed)))
+        try:
+            results.put(("done", attempt(pipeline, task, Path(out), recipe.seed)))
+        except UserError as exc:  # the disk is full: the parent stops the run
+            results.put(("refused", str(exc)))
+            return
 
 
 class LocalProcesses:
@@ -116,6 +157,7 @@ class LocalProcesses:
     def __init__(self, workers: int):
         self.workers = workers
         self.processes: list = []
+        self.finished = False
         self.context = mp.get_context("forkserver")
         self.context.set_forkserver_preload(PRELOAD)
         from multiprocessing import forkserver
@@ -130,7 +172,7 @@ class LocalProcesses:
         self.tasks, self.results = context.Queue(), context.Queue()
         count = max(1, min(self.workers, shards))
         threads = max(1, (os.cpu_count() or 1) // count)
-        self.processes = [context.Process(target=_worker, args=(recipe, str(out), threads, self.tasks, self.results),
+        self.processes = [context.Process(target=_worker, args=(recipe, str(out), threads, self.tasks, self.results, os.getpid()),
                                           name=f"toonfactory-worker-{n}", daemon=True) for n in range(count)]
         for process in self.processes:
             process.start()
@@ -171,12 +213,15 @@ class LocalProcesses:
             if stats is not None:
                 remaining -= 1
                 yield stats
+        self.finished = True
 
     def close(self) -> None:
+        """Workers of a finished run exit by themselves; those of an interrupted one are ended now."""
         for process in self.processes:
-            process.join(timeout=5)
+            process.join(timeout=5 if self.finished else 0)
             if process.is_alive():
                 process.terminate()
+                process.join(timeout=5)
         self.processes = []
 
 

@@ -1,22 +1,25 @@
 """Making a recipe's dataset: check the output folder, plan shards, let an executor make the ones
 not yet finished, then seal the run with its manifest.
 
-Finished shards (marker present) are skipped, so re-running the same command resumes a killed
-run; the result equals an uninterrupted run byte for byte, whatever the executor.
+Finished shards (marker present, tar of the recorded size and sha256) are skipped, so re-running the
+same command resumes a killed run; the result equals an uninterrupted run byte for byte, whatever
+the executor. One run at a time: the output folder is locked.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from factory import plan
-from factory.dataset.layout import is_done, read_recipe, write_recipe
+from factory.config import dotted, path_fields
+from factory.dataset.layout import finished_shards, is_done, read_recipe, write_recipe
 from factory.dataset.manifest import write_manifest
-from factory.errors import UserError
+from factory.errors import Interrupted, UserError
+from factory.files import FolderLock, disk_full, folder_entries, output_folder
 from factory.executors import Executor, InProcess
 from factory.recipe import Resolved, check_paths
 
@@ -34,19 +37,36 @@ class RunResult:
     manifest: dict | None = None
 
 
-def prepare_output(resolved: Resolved, out: Path) -> None:
-    """Check that ``out`` can hold this recipe's dataset before anything is written."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: {parent} is not writable")
+OWN_ENTRIES = {"shards", "stats", "recipe.json", "recipe.json.tmp"}
+
+
+def prepare_output(resolved: Resolved, out: Path, tasks: list[plan.ShardTask], rank: int = 0) -> None:
+    """Check that ``out`` can hold this recipe's dataset before anything is written: a folder, not
+    inside a folder the recipe reads, empty or a dataset of this recipe, holding no more shards than planned."""
+    output_folder(out)
+    inside = out.resolve()
+    for loc, path in path_fields(resolved.recipe):
+        if path.is_dir() and (inside == path.resolve() or path.resolve() in inside.parents):
+            raise UserError(f"--out {out}: is inside {dotted(loc)} ({path}), which the run reads; its own files "
+                            "would become inputs. Choose a folder outside it")
     previous = read_recipe(out)
+    entries = {p.name for p in folder_entries(out)}
+    if previous is None and entries and not (rank > 0 and entries <= OWN_ENTRIES):
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise UserError(f"--out {out}: not empty ({shown}) and not a toonfactory dataset (no recipe.json); "
+                        "choose a new or empty folder")
     if previous is not None and previous["hash"] != resolved.hash:
         raise UserError(
             f"--out {out}: holds a dataset made by a different recipe (hash {previous['hash']}, "
             f"this one {resolved.hash}); choose a new output folder"
         )
+    surplus = [f"{index:05d}" for index, marker in sorted(finished_shards(out).items())
+               if index >= len(tasks) or marker.get("size", 0) > tasks[index].size]
+    if surplus:
+        count = resolved.recipe.output.count
+        raise UserError(f"--out {out}: holds finished shard(s) {', '.join(surplus[:4])}{', ...' if len(surplus) > 4 else ''} "
+                        f"beyond output.count={count}; a dataset is never shrunk in place: raise output.count "
+                        "or choose a new folder")
 
 
 def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
@@ -55,33 +75,56 @@ def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
     """Make every unfinished shard of the recipe in ``out`` and write the manifest.
 
     ``on_plan(n)`` is told how many shards this process will make; ``on_shard(stats)`` hears of each.
+    ``out`` is locked for the run (rank 0 holds the lock for every rank).
     """
-    recipe = resolved.recipe
     executor = executor or InProcess()
     check_paths(resolved)
-    prepare_output(resolved, out)
+    output_folder(out)
+    lock = FolderLock(out, f"toonfactory generate {resolved.origin}") if executor.rank == 0 else nullcontext()
+    with lock:
+        return _generate(resolved, out, executor, on_plan, on_shard)
+
+
+def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_shard) -> RunResult:
+    recipe = resolved.recipe
     tasks = plan.plan(recipe.output.count, recipe.output.shard_size, recipe.output.max_attempts)
+    prepare_output(resolved, out, tasks, executor.rank)
     assigned = executor.assigned(tasks)
-    todo = [t for t in assigned if not is_done(out, t)]
+    todo = [t for t in assigned if not is_done(out, t, verify=True)]
     result = RunResult(out=out, shards=len(tasks), todo=len(todo), skipped=len(assigned) - len(todo))
     if on_plan:
         on_plan(len(todo))
     if todo:
         executor.start(recipe, out, len(todo))  # a recipe that cannot run stops here, nothing written
+
+    def kept() -> str:
+        done = sum(is_done(out, t) for t in tasks)
+        return f"{done} of {len(tasks)} shards finished and kept in {out}"
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        if executor.rank == 0:
-            write_recipe(out, resolved)
-        log.info("rank %d/%d: %d shards to make, %d already done", executor.rank, executor.world, len(todo),
-                 result.skipped)
-        for stats in executor.run(todo) if todo else ():
-            (result.failed if "error" in stats else result.made).append(stats)
-            if "error" in stats:
-                log.error("shard %s failed:\n%s", stats["shard"], stats["error"])
-            if on_shard:
-                on_shard(stats)
-    finally:
-        executor.close()
-    if executor.rank == 0 and all(is_done(out, t) for t in tasks):
-        result.manifest = write_manifest(out, resolved, tasks)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if executor.rank == 0:
+                write_recipe(out, resolved)
+            log.info("rank %d/%d: %d shards to make, %d already done", executor.rank, executor.world, len(todo),
+                     result.skipped)
+            for stats in executor.run(todo) if todo else ():
+                (result.failed if "error" in stats else result.made).append(stats)
+                if "error" in stats:
+                    log.error("shard %s failed:\n%s", stats["shard"], stats["error"])
+                if on_shard:
+                    on_shard(stats)
+        finally:
+            executor.close()  # on ranks: every rank's shards are done after this
+        if executor.rank == 0 and all(is_done(out, t) for t in tasks):
+            result.manifest = write_manifest(out, resolved, tasks)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {kept()}; re-run the same command to resume") from None
+    except OSError as exc:
+        full = disk_full(exc, f"{kept()}; free some space and re-run the same command to resume")
+        if full is None:
+            raise
+        raise full from None
+    except UserError as exc:  # a disk that filled up under a shard (here or in a worker)
+        raise UserError(f"{exc}; {kept()}; free some space and re-run the same command to resume") from None
     return result

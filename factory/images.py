@@ -12,6 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_MAX_PIXELS = 64_000_000
+DECODE_PIXELS = 16_000_000  # larger photos are decoded reduced to about this size (faces need no more)
 
 
 class BadImage(Exception):
@@ -36,8 +37,11 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to RGB uint8, EXIF rotation applied; raises BadImage with a reason."""
+def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, fit_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file to RGB uint8, EXIF rotation applied; raises BadImage with a reason.
+
+    With ``fit_pixels``, a larger image comes out reduced to about that many pixels, without a
+    full-size copy for JPEGs (decoded at 1/2 to 1/8 scale by libjpeg, then resized)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
@@ -55,6 +59,8 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
             width, height = img.size
             if width * height > max_pixels:
                 raise BadImage("decompression_bomb", f"{width}x{height} pixels > {max_pixels}")
+            if fit_pixels is not None and width * height > fit_pixels:
+                img = _reduced(img, fit_pixels)
             img.load()
             img = ImageOps.exif_transpose(img)
             return np.ascontiguousarray(to_rgb(img))
@@ -65,6 +71,15 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise BadImage(reason, str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage("corrupt_image", str(exc)) from None
+
+
+def _reduced(img: Image.Image, fit_pixels: int) -> Image.Image:
+    width, height = img.size
+    scale = (fit_pixels / (width * height)) ** 0.5
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))
+    img.draft("RGB", size)  # JPEG: decode at the smallest DCT scale still >= size
+    img.load()
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0) if img.size != size else img
 
 
 def encode_png(image: np.ndarray, compression: int = 3) -> bytes:

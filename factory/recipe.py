@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from factory.config import Strict, apply_overrides, missing_paths, read_yaml, resolve_relative, validate_section
+from factory.config import Strict, apply_overrides, blame_overrides, missing_paths, read_yaml, resolve_relative, validate_section
 from factory.errors import RecipeError
 from factory.kinds import SourceConfig, TeacherConfig
 from factory.stages.augment import AugmentConfig
@@ -26,15 +26,27 @@ from factory.stages.warp import WarpConfig
 from factory.tracking import TrackingConfig
 
 
+MAX_COUNT = 100_000_000
+MAX_SHARDS = 100_000
+
+
 class OutputConfig(Strict):
     """What the dataset looks like: image size, how many pairs, shard size."""
 
     size: int = Field(256, ge=32, le=2048)
-    count: int = Field(200, ge=1)
+    count: int = Field(200, ge=1, le=MAX_COUNT)
     shard_size: int = Field(50, ge=1)
     format: Literal["webdataset"] = "webdataset"
     image_format: Literal["png"] = "png"
     max_attempts: float = Field(3.0, ge=1.0, le=8.0, description="candidates tried per planned sample before a shard gives up")
+
+    @model_validator(mode="after")
+    def _shards_are_few_enough(self):
+        shards = -(-self.count // self.shard_size)
+        if shards > MAX_SHARDS:
+            raise ValueError(f"count {self.count} in shards of {self.shard_size} makes {shards} shards, more than "
+                             f"{MAX_SHARDS}; raise output.shard_size to at least {-(-self.count // MAX_SHARDS)}")
+        return self
 
 
 class Recipe(Strict):
@@ -78,7 +90,10 @@ def load(path: str | Path, overrides: list[str] = (), model: type[Recipe] = Reci
     paths given with ``--set`` resolve against the current folder.
     """
     data = apply_overrides(read_yaml(path), list(overrides), str(path))
-    recipe = validate(data, str(path), model)
+    try:
+        recipe = validate(data, str(path), model)
+    except RecipeError as exc:
+        raise blame_overrides(exc, list(overrides)) from None
     given = {item.split("=", 1)[0].strip() for item in overrides}
     data = resolve_relative(data, recipe, Path(path).resolve().parent, keep=given)
     return Resolved(validate(data, str(path), model), str(path))

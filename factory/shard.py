@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 from factory import plan
 from factory.dataset.writer import ShardWriter
+from factory.files import disk_full
 from factory.pipeline import Pipeline
 from factory.sample import Sample
 
@@ -99,8 +100,14 @@ def make_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed:
 
 
 def attempt(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: int) -> dict:
-    """A shard's stats, or its traceback: a failed shard is retried by the next run, the others go on."""
+    """A shard's stats, or its traceback: a failed shard is retried by the next run, the others go on.
+    A full disk stops the run (DiskFull): every other shard would fail the same way."""
     try:
         return make_shard(pipeline, task, out, recipe_seed)
+    except OSError as exc:
+        full = disk_full(exc, f"shard {task.name} not finished")
+        if full is not None:
+            raise full from None
+        return {"shard": task.name, "error": traceback.format_exc()}
     except Exception:
         return {"shard": task.name, "error": traceback.format_exc()}

@@ -199,8 +199,7 @@ def test_rank_votes_filters_and_reports(actors_dir, tmp_path):
 
 
 def test_rank_refuses_empty_gallery_and_faceless_queries(tmp_path, actors_dir):
-    (tmp_path / "empty").mkdir()
-    empty, _ = build(tmp_path / "empty", tmp_path / "g0")
+    empty, _ = update_gallery(tmp_path / "g0", [], {}, ColourEmbedder(), SquareDetector())
     query = save(face_image(COLOURS["ann"]), tmp_path / "q.png")
     with pytest.raises(UserError, match="no embedded faces"):
         cast(empty, [query], ColourEmbedder(), SquareDetector())

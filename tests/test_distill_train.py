@@ -53,30 +53,33 @@ def test_adversarial_training_with_feature_matching_runs(dataset, tmp_path):
 
 
 def test_resume_continues_from_the_saved_step_with_identical_optimizer_state(dataset, tmp_path, monkeypatch):
-    import accelerate
+    from safetensors.torch import load_file
+
+    from distill.train import TRAINING_TENSORS, Trainer
 
     first = train(tiny(steps=2, save_every=2), dataset, tmp_path)
-    saved = torch.load(first / "optimizer.bin", weights_only=True)
+    saved = {k.removeprefix("opt_g."): v for k, v in load_file(str(first / TRAINING_TENSORS)).items() if k.startswith("opt_g.")}
 
     restored = {}
-    original = accelerate.Accelerator.load_state
+    original = Trainer.load
 
-    def capture(self, input_dir=None, **kwargs):
-        original(self, input_dir, **kwargs)
-        restored["state"] = copy.deepcopy(self._optimizers[0].optimizer.state_dict())
+    def capture(self, path):
+        original(self, path)
+        restored["state"] = copy.deepcopy(self.opt_g.state_dict())
 
-    monkeypatch.setattr(accelerate.Accelerator, "load_state", capture)
+    monkeypatch.setattr(Trainer, "load", capture)
     steps = []
     last = train(tiny(steps=3, save_every=2), dataset, tmp_path, resume="latest", on_step=lambda s, t, r: steps.append(s))
 
     assert steps == [3]
     assert last.name == "step_0000003"
-    assert set(restored["state"]["state"]) == set(saved["state"])
-    for index, entry in saved["state"].items():
-        for name, value in entry.items():
-            assert torch.equal(torch.as_tensor(restored["state"]["state"][index][name]), torch.as_tensor(value))
-    resumed = torch.load(last / "optimizer.bin", weights_only=True)
-    assert all(int(entry["step"]) == 3 for entry in resumed["state"].values())
+    state = restored["state"]["state"]
+    assert {f"{i}.{name}" for i, entry in state.items() for name in entry} == set(saved)
+    for key, value in saved.items():
+        index, name = key.split(".", 1)
+        assert torch.equal(torch.as_tensor(state[int(index)][name]), value)
+    resumed = load_file(str(last / TRAINING_TENSORS))
+    assert all(int(v) == 3 for k, v in resumed.items() if k.startswith("opt_g.") and k.endswith(".step"))
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from factory.errors import UserError
-from factory.files import write_atomic
+from factory.files import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 RECIPE = "recipe.json"
@@ -21,15 +21,35 @@ def shard_paths(out: Path, name: str) -> dict[str, Path]:
     }
 
 
-def is_done(out: Path, task) -> bool:
-    """True when the shard was completed for the same planned size."""
-    paths = shard_paths(out, task.name)
-    if not (paths["marker"].is_file() and paths["tar"].is_file()):
-        return False
+def read_marker(out: Path, name: str) -> dict | None:
+    """A shard's completion marker (planned size, samples, tar bytes and sha256), None when absent or damaged."""
     try:
-        return json.loads(paths["marker"].read_text()).get("size") == task.size
+        marker = json.loads(shard_paths(out, name)["marker"].read_text())
     except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def is_done(out: Path, task, verify: bool = False) -> bool:
+    """True when the shard was completed for the same planned size and its tar is the one the marker
+    recorded: same size always, same sha256 too when ``verify`` (a resume reads every tar once)."""
+    tar = shard_paths(out, task.name)["tar"]
+    marker = read_marker(out, task.name)
+    if marker is None or marker.get("size") != task.size or not tar.is_file():
         return False
+    if tar.stat().st_size != marker.get("bytes") or "sha256" not in marker:
+        return False
+    return not verify or sha256_file(tar) == marker["sha256"]
+
+
+def finished_shards(out: Path) -> dict[int, dict]:
+    """Markers of the shards on disk, by shard index."""
+    found = {}
+    for path in (out / "stats").glob("*.done"):
+        marker = read_marker(out, path.stem)
+        if path.stem.isdigit() and marker is not None:
+            found[int(path.stem)] = marker
+    return found
 
 
 def read_json(path: Path) -> dict | None:

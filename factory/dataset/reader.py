@@ -21,6 +21,23 @@ def shard_files(data_dir: Path, option: str = "--data") -> list[Path]:
     return shards
 
 
+def check_shards(data_dir: Path, option: str = "--data") -> list[Path]:
+    """The dataset's shards, each checked to be a tar whose members are plain files named ``KEY.EXT``
+    (no folders, no ``..``, no absolute or linked names): a damaged or hostile shard is refused by name."""
+    shards = shard_files(data_dir, option)
+    for path in shards:
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    name = member.name
+                    if not member.isfile() or "/" in name or "\\" in name or name.startswith(".") or "." not in name:
+                        raise UserError(f"{path}: {option}: member {name!r} is not a sample file (KEY.EXT); "
+                                        "the shard was not made by `toonfactory generate`")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise UserError(f"{path}: {option}: not a readable tar shard ({exc})") from None
+    return shards
+
+
 def recipe_hash(data_dir: Path) -> str | None:
     """The hash of the recipe that made the dataset (None while its run is unfinished)."""
     manifest = read_manifest(Path(data_dir))

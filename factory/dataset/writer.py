@@ -1,7 +1,8 @@
 """Shard writing: a tar under a temporary name, renamed when complete; stats, then a marker, last.
 
-A shard whose marker exists is finished and is never touched again; anything else of that shard
-(a ``.tar.tmp``, a tar without marker) is the debris of an interrupted run and is made anew.
+A shard whose marker exists and whose tar has the size and sha256 the marker records is finished and
+is never touched again; anything else of that shard (a ``.tar.tmp``, a tar without marker or not
+matching it) is the debris of an interrupted run and is made anew.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import webdataset as wds
 
 from factory.dataset.layout import shard_paths
-from factory.files import write_atomic
+from factory.files import sha256_file, write_atomic
 from factory.images import encode_png
 from factory.plan import ShardTask
 from factory.sample import Sample
@@ -51,9 +52,11 @@ class ShardWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        record = {"size": self.task.size, "samples": self.count, "bytes": self.paths["tmp"].stat().st_size,
+                  "sha256": sha256_file(self.paths["tmp"])}
         os.replace(self.paths["tmp"], self.paths["tar"])
         write_atomic(self.paths["stats"], json.dumps(stats, indent=1).encode())  # stages in pipeline order
-        write_atomic(self.paths["marker"], dumps({"size": self.task.size, "samples": self.count}))
+        write_atomic(self.paths["marker"], dumps(record))
 
     def abort(self) -> None:
         self._tar.close()

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.images import DEFAULT_MAX_PIXELS, BadImage, list_images, read_image
+from factory.images import DECODE_PIXELS, DEFAULT_MAX_PIXELS, BadImage, list_images, read_image
 from factory.sample import Side, Sample
 
 
@@ -90,7 +90,7 @@ class ImageSource:
         item = self.items[sample.index % len(self)]
         sample.meta["source"] = {"item": item, "domain": self.domain}
         try:
-            image = self._packaged[item] if item in self._packaged else read_image(item, self.max_pixels)
+            image = self._packaged[item] if item in self._packaged else read_image(item, self.max_pixels, fit_pixels=DECODE_PIXELS)
         except BadImage as exc:
             return sample.reject(exc.reason)
         setattr(sample, self.domain, image)

@@ -32,5 +32,8 @@ def main():
     try:
         app()  # click handles usage errors itself (exit 2)
     except UserError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # before a command knew what it had made: finished work is on disk as it was
+        console.print("interrupted before anything was finished; re-run the same command to start again")
+        sys.exit(130)

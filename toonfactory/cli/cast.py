@@ -28,8 +28,10 @@ def gallery(
     """Detect, align and embed every actor photo; photos with no face or several are reported, not used."""
     from casting.gallery import collect_inputs, update_gallery
     from factory.faces import DetectorChain
+    from factory.files import output_folder
     from factory.models.embedding import build_embedder
 
+    output_folder(out)
     inputs, attrs = collect_inputs(actors, attributes)
     model = build_embedder(embedder)
     chain = DetectorChain(detector, min_size=min_face)
@@ -41,6 +43,8 @@ def gallery(
         for row in update.rejected:
             table.add_row(row["image"], row["actor"], row["reason"])
         console.print(table)
+    if update.faceless:
+        console.print(f"[yellow]no usable face[/yellow] for actor(s): {', '.join(update.faceless)}")
     console.print(f"[green]gallery[/green] {out}: {len(built.entries)} faces of {len(built.actor_names())} actors "
                   f"({update.added} added, {update.reused} unchanged, {update.replaced} replaced, "
                   f"{len(update.rejected)} rejected)")
@@ -65,8 +69,10 @@ def rank(
     from casting.realify import InverseWebtoonWarp, load_realifier
     from casting.report import write_report
     from factory.faces import DetectorChain
+    from factory.files import output_folder
     from factory.models.embedding import build_embedder
 
+    output_folder(out)
     where_map = parse_where(where or [])
     actors = Gallery.load(gallery_dir)
     model = build_embedder(embedder)

@@ -17,7 +17,8 @@ app = typer.Typer()
 def load_training_sections(recipe: Path | None, overrides: list[str], tracking_mode: str | None = None):
     """The `distill:` and `tracking:` sections of a recipe (defaults without one), with overrides."""
     from distill.config import DistillConfig
-    from factory.config import Strict, apply_overrides, read_yaml, validate_section
+    from factory.config import Strict, apply_overrides, blame_overrides, read_yaml, validate_section
+    from factory.errors import RecipeError
     from factory.tracking import TrackingConfig
 
     class TrainingSections(Strict):
@@ -29,7 +30,10 @@ def load_training_sections(recipe: Path | None, overrides: list[str], tracking_m
     data = apply_overrides({name: raw.get(name) or {} for name in ("distill", "tracking")}, overrides, origin)
     if tracking_mode is not None:
         data["tracking"]["mode"] = tracking_mode
-    return validate_section(TrainingSections, data, origin)
+    try:
+        return validate_section(TrainingSections, data, origin)
+    except RecipeError as exc:
+        raise blame_overrides(exc, overrides) from None
 
 
 @app.command("train")
@@ -39,24 +43,27 @@ def train_command(
     recipe: Optional[Path] = typer.Option(None, help="take the `distill:` and `tracking:` sections from this recipe"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field: distill.steps=500 (repeatable)"),
     resume: Optional[str] = typer.Option(None, help="`latest` or a checkpoints/step_* folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run already in --out (its checkpoints, grids, metrics)"),
     tracking: Optional[str] = typer.Option(None, help="ClearML mode: auto, offline, server or none"),
 ):
     """Train the pix2pix student on a dataset's pairs (works under `accelerate launch`)."""
     from factory.executors import distributed_rank
 
     sections = load_training_sections(recipe, set_ or [], tracking)
-    checkpoint = train_tracked(sections.distill, data, out, resume, sections.tracking, distributed_rank()[0])
+    checkpoint = train_tracked(sections.distill, data, out, resume, sections.tracking, distributed_rank()[0], overwrite)
     console.print(f"[green]checkpoint[/green] {checkpoint}")
 
 
-def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, rank: int) -> Path:
-    """Train with a progress bar showing the latest losses, tracked from rank 0; returns the last checkpoint."""
+def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, rank: int, overwrite: bool = False) -> Path:
+    """Train with a progress bar showing the latest losses, tracked from rank 0; returns the last checkpoint.
+    The data, ``--resume`` and ``--out`` are checked before tracking starts or anything is written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from distill.train import train
+    from distill.train import prepare_training, train
     from factory.dataset.reader import recipe_hash
     from factory.tracking import Tracker, start_tracking
 
+    prepare_training(data, out, resume, overwrite)
     tracker = Tracker()
     if rank == 0:
         tracker = start_tracking(tracking, name=tracking.task_name or f"distill-{Path(out).name}",
@@ -74,7 +81,7 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
             progress.update(task, completed=step, losses=shown)
 
         try:
-            return train(config, data, out, resume=resume, tracker=tracker, on_step=on_step)
+            return train(config, data, out, resume=resume, tracker=tracker, on_step=on_step, overwrite=overwrite)
         finally:
             tracker.close()
 
@@ -111,6 +118,7 @@ def infer_command(
     detector: str = typer.Option("mediapipe", help="face detector for --mode face"),
     person_only: Optional[str] = typer.Option(
         None, "--person-only", help="convert only people: keep (the background as it is) or stylize (inpainted, then converted)"),
+    max_pixels: int = typer.Option(4_000_000, "--max-pixels", min=65_536, help="larger images and frames are decoded reduced to this many pixels"),
 ):
     """Run the student on images and videos; decoding runs in parallel with the model."""
     from distill.infer import infer
@@ -120,6 +128,6 @@ def infer_command(
     if person_only not in (None, "keep", "stylize"):
         raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
     summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
-                    device=device, half=half, detector=detector, person_only=person_only)
+                    device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels)
     typer.echo(json.dumps(summary))
 
