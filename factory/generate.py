@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from factory import plan
-from factory.dataset.layout import is_done, read_recipe, write_recipe
+from factory.dataset.layout import is_done, read_manifest, read_recipe, write_recipe
 from factory.dataset.manifest import write_manifest
 from factory.errors import UserError
 from factory.executors import Executor, InProcess
@@ -47,6 +47,10 @@ def prepare_output(resolved: Resolved, out: Path) -> None:
             f"--out {out}: holds a dataset made by a different recipe (hash {previous['hash']}, "
             f"this one {resolved.hash}); choose a new output folder"
         )
+    derived = (read_manifest(out) or {}).get("parent")
+    if derived is not None:
+        raise UserError(f"--out {out}: holds a version filtered from {derived['path']}; generating into it would "
+                        "bring back the removed pairs; choose a new output folder")
 
 
 def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
