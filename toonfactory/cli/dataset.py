@@ -62,7 +62,7 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
 
 def _report(out: Path, tracker, register_dataset: bool) -> None:
     """Stats to the console and the tracker, the contact sheet to disk and the tracker."""
-    from factory.dataset.layout import read_manifest
+    from factory.dataset.layout import dataset_files, read_manifest
     from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
 
     stats = merge_stats(shard_stats(out))
@@ -71,9 +71,7 @@ def _report(out: Path, tracker, register_dataset: bool) -> None:
     tracker.report_image("dataset", "contact sheet", sheet)
     manifest = read_manifest(out)
     if manifest and register_dataset:
-        files = [out / "manifest.json", out / "recipe.json", *sorted((out / "stats").glob("*.json")),
-                 *sorted((out / "shards").glob("*.tar"))]
-        tracker.register_dataset(out, name=manifest["name"], files=files)
+        tracker.register_dataset(out, name=manifest["name"], files=dataset_files(out))
     tracker.close()
     print_stats(stats)
     console.print(f"pairs in [bold]{out}[/bold]; contact sheet {sheet}")
