@@ -91,6 +91,14 @@ def side_by_side(images: list[np.ndarray | None], gap: int = 3) -> np.ndarray:
     return np.concatenate([part for tile in tiles for part in (tile, spacer)][:-1], axis=1)
 
 
+def enlarged(image: np.ndarray | None, side: int = 256) -> np.ndarray | None:
+    """Small pairs shown at ``side`` px at least, pixels kept sharp (nearest neighbour)."""
+    if image is None or max(image.shape[:2]) >= side:
+        return image
+    scale = side // max(image.shape[:2])
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
 class Viewer:
     """The dataset behind the page: its index, review marks and the current selection's rows."""
 
@@ -124,7 +132,7 @@ class Viewer:
         entry = self.entries.get(key)
         if entry is None:
             return None, None, None, None, ""
-        images = [read_image_field(self.out, entry, f) for f in ("real", "toon", "mask")]
+        images = [enlarged(read_image_field(self.out, entry, f)) for f in ("real", "toon", "mask")]
         return (*images, entry.meta, self.marks().get(key, {}).get("note", ""))
 
     def header(self) -> str:
