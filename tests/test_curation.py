@@ -61,6 +61,18 @@ def test_marks_go_to_review_json_and_replace_notes(dataset):
     assert record["recipe_hash"] == json.loads((dataset / "manifest.json").read_text())["recipe_hash"]
 
 
+def test_two_viewers_marking_at_once_lose_nothing(dataset):
+    import threading
+
+    keys = [e.key for e in index_samples(dataset)]
+    threads = [threading.Thread(target=lambda k=k: review.mark(dataset, k, f"note {k}")) for k in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(review.read_review(dataset / "review.json")["marks"]) == set(keys)
+
+
 def test_filter_writes_a_child_version_and_leaves_the_parent_untouched(dataset, tmp_path):
     keys = [e.key for e in index_samples(dataset)]
     review.mark(dataset, keys[0], "blurry mouth")
