@@ -12,6 +12,7 @@ import base64
 import contextlib
 import functools
 import io
+import json
 import logging
 import os
 import shutil
@@ -143,8 +144,10 @@ class Tracker:
     def report_image(self, title: str, series: str, image: np.ndarray | Path, iteration: int = 0) -> None:
         """A debug image: an RGB uint8 array or an image file."""
 
-    def register_dataset(self, out_dir: Path, name: str, files: list[Path]) -> str | None:
-        """Register ``files`` (paths under ``out_dir``) as a Dataset version; returns its id when known."""
+    def register_dataset(self, out_dir: Path, name: str, files: list[Path], parents: list[str] | None = None,
+                         description: str | None = None) -> str | None:
+        """Register ``files`` (paths under ``out_dir``) as a Dataset version, a child of the ``parents``
+        Dataset ids when given; returns its id when known."""
         return None
 
     def close(self) -> None:
@@ -185,7 +188,7 @@ class ClearMLTracker(Tracker):
         self.out_dir = Path(out_dir)
         self.recipe_hash = recipe_hash
         self.dataset_id: str | None = None
-        self._pending_dataset: tuple[Path, str, list[Path]] | None = None
+        self._pending_dataset: tuple | None = None
         self._closed = False
 
     @_guarded
@@ -209,25 +212,35 @@ class ClearMLTracker(Tracker):
             logger.report_image(title, series, iteration=int(iteration), image=np.asarray(image, dtype=np.uint8))
 
     @_guarded
-    def register_dataset(self, out_dir: Path, name: str, files: list[Path]) -> str | None:
+    def register_dataset(self, out_dir: Path, name: str, files: list[Path], parents: list[str] | None = None,
+                         description: str | None = None) -> str | None:
         """On a server: create, upload and finalize now. Offline: ClearML allows one open task per
-        process, so the Dataset session is written at :meth:`close`, after the run's task; None then."""
+        process, so the Dataset session is written at :meth:`close`, after the run's task; None then.
+
+        ClearML links a child to its parents only on a server (offline it cannot read a parent); an
+        offline child, or one whose parent is itself an offline session, names them in ``parent-<id>`` tags.
+        """
         if not self.config.dataset:
             return None
+        lineage = (list(parents or []), description)
         if self.mode == "offline":
-            self._pending_dataset = (Path(out_dir), name, list(files))
+            self._pending_dataset = (Path(out_dir), name, list(files), lineage)
             return None
-        self.dataset_id = self._make_dataset(Path(out_dir), name, list(files))
+        self.dataset_id = self._make_dataset(Path(out_dir), name, list(files), lineage)
         self.task.connect({"dataset_id": self.dataset_id}, name="run")
+        write_dataset_id(Path(out_dir), self.dataset_id)
         return self.dataset_id
 
-    def _make_dataset(self, out_dir: Path, name: str, files: list[Path], use_current_task: bool = False) -> str:
+    def _make_dataset(self, out_dir: Path, name: str, files: list[Path], lineage: tuple[list[str], str | None],
+                      use_current_task: bool = False) -> str:
         from clearml import Dataset
 
-        tags = [f"recipe-{self.recipe_hash}"] if self.recipe_hash else None
-        dataset = Dataset.create(dataset_name=name, dataset_project=self.config.project, dataset_tags=tags,
-                                 use_current_task=use_current_task,
-                                 description=f"shards of run {self.task_id} (recipe hash {self.recipe_hash})")
+        parents, description = lineage
+        linked = [p for p in parents if self.mode != "offline" and not p.startswith("offline-")]
+        tags = ([f"recipe-{self.recipe_hash}"] if self.recipe_hash else []) + [f"parent-{p}" for p in parents]
+        dataset = Dataset.create(dataset_name=name, dataset_project=self.config.project, dataset_tags=tags or None,
+                                 use_current_task=use_current_task, parent_datasets=linked or None,
+                                 description=description or f"shards of run {self.task_id} (recipe hash {self.recipe_hash})")
         root = out_dir.resolve()
         for path in map(Path, files):
             parent = path.resolve().parent
@@ -259,12 +272,12 @@ class ClearMLTracker(Tracker):
             self._keep_session(Path(folder), f"{prefix}-{task.id}.zip")
 
     @_guarded
-    def _close_offline_dataset(self, out_dir: Path, name: str, files: list[Path]) -> None:
+    def _close_offline_dataset(self, out_dir: Path, name: str, files: list[Path], lineage) -> None:
         """The Dataset version in its own offline task, opened here and named after the dataset (ClearML
         files a current task under ``<project>/.datasets/<task name>``)."""
         dataset_task = _init_task(self.config.project, name, task_type="data_processing", offline=True)
         try:
-            self.dataset_id = self._make_dataset(out_dir, name, files, use_current_task=True)
+            self.dataset_id = self._make_dataset(out_dir, name, files, lineage, use_current_task=True)
         finally:
             self._close_task(dataset_task, "dataset")
 
@@ -308,6 +321,25 @@ def _restore_reporting() -> None:
         del Task._report_subprocess_enabled
     else:
         Task._report_subprocess_enabled = saved
+
+
+DATASET_ID = "dataset.json"
+
+
+def write_dataset_id(out_dir: Path, dataset_id: str) -> None:
+    """Keep the id of a folder's ClearML Dataset version beside it (``clearml/dataset.json``)."""
+    folder = Path(out_dir) / "clearml"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DATASET_ID).write_text(json.dumps({"id": dataset_id}))
+
+
+def dataset_ids(out_dir: Path) -> list[str]:
+    """The ClearML Dataset ids of a folder's shards: registered on a server, or kept as offline sessions."""
+    folder = Path(out_dir) / "clearml"
+    ids = [p.name.removeprefix("dataset-").removesuffix(".zip") for p in sorted(folder.glob("dataset-*.zip"))]
+    if (folder / DATASET_ID).is_file():
+        ids.insert(0, json.loads((folder / DATASET_ID).read_text())["id"])
+    return ids
 
 
 def require_server(prefix: str) -> None:

@@ -20,3 +20,18 @@ def assets() -> Path:
     if not ASSETS.is_dir():
         pytest.skip(f"shared assets not found at {ASSETS}")
     return ASSETS
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """The quickstart recipe at 64 px: 8 pairs in 2 shards, with a sharpness gate that rejects a few inputs."""
+    from factory import executors
+    from factory.generate import generate
+    from toonfactory.recipe import load
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    overrides = ["output.count=8", "output.shard_size=4", "output.size=64", "tracking.mode=none",
+                 "gates.min_sharpness=2500"]
+    result = generate(load(REPO / "recipes" / "quickstart.yaml", overrides), out, executors.choose("local", 1))
+    assert not result.failed
+    return out

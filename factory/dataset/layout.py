@@ -74,3 +74,8 @@ def write_recipe(out: Path, resolved) -> None:
 
 def read_manifest(out: Path) -> dict | None:
     return read_json(out / MANIFEST)
+
+
+def dataset_files(out: Path) -> list[Path]:
+    """The files that make a dataset version: manifest, recipe, stats and shards."""
+    return [out / MANIFEST, out / RECIPE, *sorted((out / "stats").glob("*.json")), *sorted((out / "shards").glob("*.tar"))]

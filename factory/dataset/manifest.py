@@ -8,6 +8,7 @@ import tarfile
 from importlib import metadata
 from pathlib import Path
 
+from factory.dataset.card import write_card
 from factory.dataset.layout import MANIFEST, shard_paths
 from factory.dataset.report import merge_stats, shard_stats
 from factory.files import sha256_file, write_atomic
@@ -28,25 +29,35 @@ def versions() -> dict[str, str]:
 
 
 def write_manifest(out: Path, resolved, tasks) -> dict:
-    """The manifest: recipe, hash, counts, shard checksums and versions. No timings, so it is
-    identical for identical data (timings stay in stats/)."""
+    """The manifest of a finished run (and its dataset card)."""
+    return seal(out, name=resolved.recipe.name, recipe_hash=resolved.hash, recipe=resolved.to_dict(),
+                shard_names=[task.name for task in tasks])
+
+
+def seal(out: Path, *, name: str, recipe_hash: str, recipe: dict, shard_names: list[str],
+         parent: dict | None = None) -> dict:
+    """Write the manifest (recipe, hash, counts, shard checksums, versions; the ``parent`` of a derived
+    version), then the dataset card. No timings, so both are identical for identical data (timings stay in stats/)."""
     stats = {s["shard"]: s for s in shard_stats(out)}
     shards = []
-    for task in tasks:
-        tar = shard_paths(out, task.name)["tar"]
-        shards.append({"name": tar.name, "samples": stats[task.name]["accepted"], "sha256": sha256_file(tar)})
-    merged = merge_stats([stats[t.name] for t in tasks])
+    for shard in shard_names:
+        tar = shard_paths(out, shard)["tar"]
+        shards.append({"name": tar.name, "samples": stats[shard]["accepted"], "sha256": sha256_file(tar)})
+    merged = merge_stats([stats[shard] for shard in shard_names])
     manifest = {
         "format": FORMAT,
-        "name": resolved.recipe.name,
-        "recipe_hash": resolved.hash,
-        "recipe": resolved.to_dict(),
+        "name": name,
+        "recipe_hash": recipe_hash,
+        "recipe": recipe,
         "counts": {k: merged[k] for k in ("planned", "attempted", "accepted", "rejected")},
         "fields": ["real.png", "toon.png", "json"] + (["mask.png"] if _has_masks(out, shards) else []),
         "shards": shards,
         "versions": versions(),
     }
+    if parent is not None:
+        manifest["parent"] = parent
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    write_card(out, manifest)
     return manifest
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -67,3 +68,45 @@ def iter_pairs(out: Path, limit: int | None = None) -> Iterator[dict]:
                 n += 1
                 if limit is not None and n >= limit:
                     return
+
+
+@dataclass
+class Entry:
+    """Where one sample lives: its shard, the byte range of each of its files, and its json record."""
+
+    key: str
+    shard: str
+    files: dict[str, tuple[int, int]]  # field ("real", "toon", "mask", "json") -> (offset, size)
+    meta: dict
+
+
+def index_samples(out: Path) -> list[Entry]:
+    """Every sample's location and record, reading only the json members (images stay on disk)."""
+    entries: list[Entry] = []
+    for tar_path in shard_files(out, "DIR"):
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                key, ext = member.name.split(".", 1)
+                if not entries or entries[-1].key != key or entries[-1].shard != tar_path.name:
+                    entries.append(Entry(key, tar_path.name, {}, {}))
+                field = ext.split(".")[0]
+                entries[-1].files[field] = (member.offset_data, member.size)
+                if field == "json":
+                    entries[-1].meta = json.loads(tar.extractfile(member).read())
+    return entries
+
+
+def read_field(out: Path, entry: Entry, field: str) -> bytes | None:
+    """The raw bytes of one file of a sample (None when the sample has no such file)."""
+    if field not in entry.files:
+        return None
+    offset, size = entry.files[field]
+    with open(Path(out) / "shards" / entry.shard, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def read_image_field(out: Path, entry: Entry, field: str):
+    """One image of a sample as RGB (or grey, for masks) uint8, None when absent."""
+    data = read_field(out, entry, field)
+    return None if data is None else decode_png(data)

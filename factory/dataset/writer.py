@@ -43,6 +43,10 @@ class ShardWriter:
                   "json": dumps(sample.record())}
         if sample.mask is not None:
             record["mask.png"] = encode_png(sample.mask)
+        self.write_record(record)
+
+    def write_record(self, record: dict[str, bytes | str]) -> None:
+        """One sample as already encoded files: ``__key__`` and bytes by field (``real.png``, ``json``, ...)."""
         self._tar.write(record)
         self.count += 1
 

@@ -1,0 +1,118 @@
+"""Derived dataset versions: a new folder without the pairs a review marked bad; the original is untouched.
+
+Shards keep their names and the writer's conventions (same tar metadata, ``.tar.tmp`` renamed, stats,
+then the marker); each removed pair becomes a reject with reason ``review`` (and its note) in the
+shard's stats. The whole version is built in a hidden folder beside ``--out`` and renamed into
+place at the end, so an interrupted filter leaves no half-made dataset, and the manifest names its
+parent (path, recipe hash, manifest checksum, removed keys with their notes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_paths
+from factory.dataset.manifest import seal
+from factory.dataset.review import read_review
+from factory.dataset.writer import ShardWriter
+from factory.errors import UserError
+from factory.files import sha256_file, write_atomic
+from factory.plan import ShardTask
+
+REVIEW_REASON = "review"
+
+
+def _check(src: Path, review_file: Path, out: Path) -> tuple[dict, dict]:
+    manifest = read_manifest(src)
+    if manifest is None:
+        raise UserError(f"{src / MANIFEST}: not found; only a finished dataset (made by `toonfactory generate`) "
+                        "can be filtered")
+    if not review_file.is_file():
+        raise UserError(f"--review {review_file}: not found (mark pairs in `toonfactory view {src}` first)")
+    review = read_review(review_file)
+    if review["recipe_hash"] not in (None, manifest["recipe_hash"]):
+        raise UserError(f"--review {review_file}: field 'recipe_hash' is {review['recipe_hash']}, but {src} was made "
+                        f"by recipe {manifest['recipe_hash']}; this review belongs to another dataset")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise UserError(f"--out {out}: must be a new folder outside {src} (the original stays untouched)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: exists and is not an empty folder; a new version goes to a new folder")
+    parent = next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {parent} is not writable")
+    return manifest, review
+
+
+def _samples(tar_path: Path):
+    """(key, {field: bytes}) for each sample of a shard, in order."""
+    with tarfile.open(tar_path) as tar:
+        key, files = None, {}
+        for member in tar:
+            name, ext = member.name.split(".", 1)
+            if key is not None and name != key:
+                yield key, files
+                files = {}
+            key = name
+            files[ext] = tar.extractfile(member).read()
+        if key is not None:
+            yield key, files
+
+
+def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[str]:
+    """Copy one shard without the marked pairs (bytes as they are); its stats gain the review rejects."""
+    name = shard["name"].removesuffix(".tar")
+    tar_path = src / "shards" / shard["name"]
+    with tarfile.open(tar_path) as tar:
+        keys = dict.fromkeys(member.split(".", 1)[0] for member in tar.getnames())
+    removed = [key for key in keys if key in marks]
+    parent_stats = json.loads(shard_paths(src, name)["stats"].read_text())
+    writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats["planned"], 1.0))
+    items = {}
+    for key, files in _samples(tar_path):
+        if key in marks:
+            items[key] = (json.loads(files["json"]).get("source") or {}).get("item")
+        else:
+            writer.write_record({"__key__": key, **files})
+    rejected = dict(parent_stats["rejected"])
+    if removed:
+        rejected[REVIEW_REASON] = rejected.get(REVIEW_REASON, 0) + len(removed)
+    rows = [{"key": key, "item": items.get(key), "reason": REVIEW_REASON, "note": marks[key].get("note", "")} for key in removed]
+    writer.finish({**parent_stats, "accepted": writer.count, "rejected": rejected,
+                   "rejects": parent_stats["rejects"] + rows})
+    return removed
+
+
+def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
+    """Write a new version of ``src`` into ``out`` without the pairs ``review_file`` marks; its manifest."""
+    src, review_file, out = Path(src), Path(review_file), Path(out)
+    manifest, review = _check(src, review_file, out)
+    marks = review["marks"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the version is an ordinary folder
+    try:
+        removed = [key for shard in manifest["shards"] for key in _filter_shard(src, staging, shard, marks)]
+        unknown = sorted(set(marks) - set(removed))
+        if unknown:
+            raise UserError(f"--review {review_file}: field 'marks' names {len(unknown)} key(s) not in {src} "
+                            f"({', '.join(unknown[:5])}); this review belongs to another dataset")
+        write_atomic(staging / RECIPE, (src / RECIPE).read_bytes())
+        parent = {"path": str(src.resolve()), "recipe_hash": manifest["recipe_hash"],
+                  "manifest_sha256": sha256_file(src / MANIFEST), "review_sha256": sha256_file(review_file),
+                  "removed": [{"key": key, "note": marks[key].get("note", "")} for key in sorted(removed)]}
+        child = seal(staging, name=manifest["name"], recipe_hash=manifest["recipe_hash"], recipe=manifest["recipe"],
+                     shard_names=[s["name"].removesuffix(".tar") for s in manifest["shards"]], parent=parent)
+        if out.exists():
+            out.rmdir()  # checked empty above; a folder filled meanwhile makes rmdir fail, and nothing is lost
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return child

@@ -1,0 +1,188 @@
+"""`toonfactory demo MODEL [--gallery G]`: the student on an uploaded photo, a short video or a webcam
+frame (whole frame, faces pasted back, people only) with its time per frame; and a casting tab that
+ranks a gallery's actors for a character's images. Runs on a CPU; the model loads once.
+"""
+
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from distill.infer import VIDEO_SUFFIXES, Inference, Student, Target
+from factory.errors import UserError
+from factory.images import encode_png, read_image
+
+MODES = {"whole": {"mode": "whole"}, "face": {"mode": "face"}, "person only": {"mode": "whole", "person_only": "keep"}}
+MAX_VIDEO_FRAMES = 90
+
+
+def to_webm(source: Path) -> Path:
+    """Re-encode a video as VP8 WebM, which browsers play (OpenCV writes MPEG-4 part 2)."""
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    target, writer = source.with_suffix(".webm"), None
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if writer is None:
+                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"VP80"), fps, frame.shape[1::-1])
+            writer.write(frame)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    return target
+
+
+class StudentDemo:
+    """The student and one inference runner per mode, kept between requests (one request at a time)."""
+
+    def __init__(self, model: Path):
+        self.student = Student(model)
+        self.runners: dict[str, Inference] = {}
+        self.work = tempfile.TemporaryDirectory(prefix="toonfactory-demo-")
+        self.requests = 0
+        self.lock = threading.Lock()
+
+    def _runner(self, name: str) -> Inference:
+        if name not in self.runners:
+            self.runners[name] = Inference(self.student, batch_size=4, max_frames=MAX_VIDEO_FRAMES, **MODES[name])
+        return self.runners[name]
+
+    def run(self, source: Path, progress=None) -> dict[str, tuple[Path, float]]:
+        """Every mode on one image or video: the output file and milliseconds per frame, by mode."""
+        video = source.suffix.lower() in VIDEO_SUFFIXES
+        with self.lock:
+            self.requests += 1
+            folder = Path(self.work.name) / f"request-{self.requests:05d}"
+            results = {}
+            for n, name in enumerate(MODES):
+                if progress is not None:
+                    progress(n / len(MODES), desc=f"{name}: running the student")
+                runner = self._runner(name)
+                target = Target(source, folder / f"{name.replace(' ', '_')}{'.mp4' if video else '.png'}", video)
+                before = runner.stats["frames"]
+                try:
+                    summary = runner.run([target])
+                except BaseException:
+                    self.runners.pop(name, None)  # a failed runner's threads and queues are not reused
+                    raise
+                frames = max(summary["frames"] - before, 1)
+                output = to_webm(target.output) if video else target.output
+                results[name] = (output, 1000 * summary["seconds"] / frames)
+        return results
+
+    def run_image(self, image: np.ndarray, progress=None) -> dict[str, tuple[Path, float]]:
+        handle, name = tempfile.mkstemp(prefix="upload-", suffix=".png", dir=self.work.name)
+        with open(handle, "wb") as file:
+            file.write(encode_png(image))
+        source = Path(name)
+        return self.run(source, progress)
+
+
+class CastingDemo:
+    """A gallery, dlib's embedder and a detector chain, loaded once; reports written under a temp folder."""
+
+    def __init__(self, gallery_dir: Path, work: Path):
+        from casting.gallery import Gallery
+        from factory.faces import DetectorChain
+        from factory.models.embedding import build_embedder
+
+        self.gallery = Gallery.load(gallery_dir)
+        self.embedder = build_embedder("dlib")
+        self.detector = DetectorChain("dlib,mediapipe", min_size=40)
+        self.work = work
+        self.runs = 0
+
+    def rank(self, images: list[Path], top: int, progress=None) -> tuple[Path, pd.DataFrame, Path]:
+        from casting.rank import cast
+        from casting.report import write_report
+
+        done = [0]
+
+        def tick():
+            done[0] += 1
+            if progress is not None:
+                progress(done[0] / len(images), desc=f"casting: {done[0]} of {len(images)} image(s)")
+
+        result = cast(self.gallery, images, self.embedder, self.detector, top=top, progress=tick)
+        self.runs += 1
+        paths = write_report(result, self.gallery, self.work / f"cast-{self.runs:05d}")
+        table = pd.DataFrame(result.overall[:top])
+        return paths["png"], table, paths["html"]
+
+
+def build(model: Path, gallery_dir: Path | None = None):
+    """The demo's gradio Blocks: a student tab and, with a gallery, a casting tab."""
+    import gradio as gr
+
+    student = StudentDemo(model)
+    casting = CastingDemo(gallery_dir, Path(student.work.name)) if gallery_dir is not None else None
+
+    def show(results: dict[str, tuple[Path, float]], reader):
+        timings = " · ".join(f"**{name}** {ms:.0f} ms/frame" for name, (_, ms) in results.items())
+        return (*(reader(path) for path, _ in results.values()),
+                f"{timings} ({student.student.backend}, {student.student.size} px student)")
+
+    def on_image(image, progress=gr.Progress()):
+        if image is None:
+            raise gr.Error("upload a photo or take a webcam frame first")
+        return show(student.run_image(image, progress), read_image)
+
+    def on_video(path, progress=gr.Progress()):
+        if not path:
+            raise gr.Error("upload a short video first")
+        return show(student.run(Path(path), progress), str)
+
+    def on_cast(files, top, progress=gr.Progress()):
+        if casting is None:
+            raise gr.Error("start the demo with --gallery GALLERY to cast actors")
+        if not files:
+            raise gr.Error("upload one or more images of the character")
+        try:
+            png, table, html = casting.rank([Path(f) for f in files], int(top), progress)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+        return str(png), table, str(html)
+
+    with gr.Blocks(title="toonfactory demo") as page:
+        gr.Markdown(f"## toonfactory demo · student `{model}` · {student.student.backend}")
+        with gr.Tab("Photo or webcam"):
+            with gr.Row():
+                photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="numpy", label="photo", elem_id="photo")
+                photo_button = gr.Button("Run the student", variant="primary", elem_id="run-photo")
+            photo_timing = gr.Markdown(elem_id="photo-timing")
+            with gr.Row():
+                photo_outputs = [gr.Image(label=name, interactive=False, elem_id=f"out-{name.replace(' ', '-')}")
+                                 for name in MODES]
+        with gr.Tab("Short video"):
+            with gr.Row():
+                clip = gr.Video(sources=["upload"], label=f"video (first {MAX_VIDEO_FRAMES} frames)", elem_id="clip")
+                clip_button = gr.Button("Run the student", variant="primary", elem_id="run-video")
+            clip_timing = gr.Markdown()
+            with gr.Row():
+                clip_outputs = [gr.Video(label=name, interactive=False) for name in MODES]
+        with gr.Tab("Casting"):
+            if casting is None:
+                gr.Markdown("Start the demo with `--gallery GALLERY` (made by `toonfactory cast gallery`) to cast actors.")
+            else:
+                gr.Markdown(f"Gallery `{gallery_dir}`: {len(casting.gallery.actor_names())} actors, "
+                            f"{len(casting.gallery.entries)} faces.")
+            with gr.Row():
+                character = gr.File(file_count="multiple", file_types=["image"], label="character images", elem_id="character")
+                with gr.Column():
+                    top = gr.Slider(1, 10, value=5, step=1, label="actors per image")
+                    cast_button = gr.Button("Cast", variant="primary", elem_id="cast")
+            ranking = gr.Dataframe(label="ranking", interactive=False)
+            report = gr.Image(label="report", interactive=False, elem_id="cast-report")
+            report_html = gr.File(label="report.html")
+
+        photo_button.click(on_image, [photo], [*photo_outputs, photo_timing])
+        clip_button.click(on_video, [clip], [*clip_outputs, clip_timing])
+        cast_button.click(on_cast, [character, top], [report, ranking, report_html])
+    return page

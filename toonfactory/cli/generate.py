@@ -1,0 +1,139 @@
+"""Commands over recipes and the datasets they make: validate, generate, run, inspect, clearml-import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn
+
+from factory.errors import UserError
+from toonfactory.cli.common import SetOption, console
+from toonfactory.recipe import load as load_recipe
+
+app = typer.Typer()
+
+OutOption = typer.Option(..., "--out", help="output folder (re-running resumes it)")
+WorkersOption = typer.Option(1, "--workers", min=1, help="local worker processes (with --executor ray: CPUs of a local cluster)")
+ExecutorOption = typer.Option("local", "--executor", help="local (this process or --workers N processes) or ray")
+RemoteOption = typer.Option(None, "--remote", help="hand the run to this ClearML agent queue")
+
+
+@app.command()
+def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
+    """Check a recipe; report every problem with its YAML path."""
+    from factory.recipe import check_paths
+
+    resolved = load_recipe(recipe, set_ or [])
+    check_paths(resolved)
+    console.print(f"[green]ok[/green] {recipe} (hash {resolved.hash})")
+
+
+def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: str, remote: str | None):
+    from factory import executors, tracking
+    from factory.generate import generate as make
+
+    runner = executors.choose(executor, workers)  # worker start-up overlaps with reading the recipe
+    resolved = load_recipe(recipe, set_)
+    config = resolved.recipe
+
+    def start_tracking():
+        return tracking.start_tracking(config.tracking, name=config.name, recipe=resolved.to_dict(),
+                                       recipe_hash=resolved.hash, out_dir=out, remote_queue=remote)
+
+    # --remote hands the whole run to a ClearML agent now; a local run is tracked once its shards
+    # exist, so a mistake found while building the stages leaves nothing behind.
+    tracker = start_tracking() if remote and runner.rank == 0 else None
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
+        bar = progress.add_task(f"{config.name}: shards", total=None)
+        result = make(resolved, out, runner, on_plan=lambda n: progress.update(bar, total=n),
+                      on_shard=lambda _: progress.advance(bar))
+    if result.failed:
+        if tracker:
+            tracker.close()
+        console.print(f"[red]{len(result.failed)} shard(s) failed[/red]; re-run the same command to retry them")
+        raise typer.Exit(1)
+    if runner.rank == 0:
+        _report(out, tracker or start_tracking(), register_dataset=config.tracking.dataset)
+    return resolved, runner.rank
+
+
+def _report(out: Path, tracker, register_dataset: bool) -> None:
+    """Stats to the console and the tracker, the contact sheet to disk and the tracker."""
+    from factory.dataset.layout import dataset_files, read_manifest
+    from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
+
+    stats = merge_stats(shard_stats(out))
+    sheet = write_contact_sheet(out)
+    tracker.report_stats(stats)
+    tracker.report_image("dataset", "contact sheet", sheet)
+    manifest = read_manifest(out)
+    if manifest and register_dataset:
+        tracker.register_dataset(out, name=manifest["name"], files=dataset_files(out))
+    tracker.close()
+    print_stats(stats)
+    console.print(f"pairs in [bold]{out}[/bold]; contact sheet {sheet}")
+
+
+def print_stats(stats: dict) -> None:
+    from factory.dataset.report import stats_tables
+
+    stdout = Console()
+    for table in stats_tables(stats):
+        stdout.print(table)
+
+
+@app.command()
+def generate(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOption,
+             workers: int = WorkersOption, executor: str = ExecutorOption, remote: Optional[str] = RemoteOption):
+    """Make the pairs a recipe describes (resumes an interrupted run)."""
+    _generate(recipe, out, set_ or [], workers, executor, remote)
+
+
+@app.command()
+def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOption,
+        workers: int = WorkersOption, executor: str = ExecutorOption, remote: Optional[str] = RemoteOption):
+    """Run every stage the recipe declares: generate the pairs, then train and export the student.
+
+    Re-running resumes whichever stage was interrupted (shards, then training from its latest checkpoint).
+    """
+    from toonfactory.cli.student import export_formats, train_tracked
+
+    resolved, rank = _generate(recipe, out, set_ or [], workers, executor, remote)
+    config = resolved.recipe
+    if config.distill is None:
+        return
+    checkpoint = train_tracked(config.distill, out, out / "student", "latest", config.tracking, rank)
+    console.print(f"[green]student[/green] {checkpoint}")
+    if config.export is not None and rank == 0:
+        export_formats(checkpoint, config.export.formats, out / "student" / "export", config.export.opset,
+                       config.export.tolerance)
+
+
+@app.command()
+def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the contact sheet")):
+    """Print a dataset's counts, reject reasons and timings; write its contact sheet."""
+    from factory.dataset.layout import read_manifest
+    from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
+
+    if not (dataset_dir / "stats").is_dir():
+        raise UserError(f"{dataset_dir}: not a toonfactory dataset (no stats/ folder)")
+    manifest = read_manifest(dataset_dir)
+    stats = merge_stats(shard_stats(dataset_dir))
+    if manifest is None:
+        console.print("[yellow]no manifest.json: the run is incomplete (re-run generate to finish it)[/yellow]")
+    else:
+        console.print(f"{manifest['name']}: recipe hash {manifest['recipe_hash']}, {len(manifest['shards'])} shards")
+    print_stats(stats)
+    console.print(f"contact sheet: {write_contact_sheet(dataset_dir, sheet)}")
+
+
+@app.command("clearml-import")
+def clearml_import(dataset_dir: Path):
+    """Import a run's offline ClearML sessions (DIR/clearml/*.zip) into the configured ClearML server."""
+    from factory import tracking
+
+    for new_id in tracking.import_offline_sessions(dataset_dir):
+        console.print(f"imported into ClearML: {new_id}")
