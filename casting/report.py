@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from casting.gallery import THUMB_SIZE, Gallery
-from casting.rank import CastResult, verdict
+from casting.rank import CastResult
 
 
 def _save(image: np.ndarray, path: Path) -> None:
@@ -71,7 +71,7 @@ def _html(result: CastResult) -> str:
         for n, r in enumerate(result.overall))
     rows = []
     for i, item in enumerate(result.images):
-        judged = "" if item.query is None else f"<br><small>z {_z(item.confidence)}: {esc(verdict(item.confidence))}</small>"
+        judged = "" if item.query is None else f"<br><small>z {_z(item.confidence)}: {esc(item.verdict)}</small>"
         cells = [f"<td class=name>{esc(Path(item.path).name)}<br><small>{esc(item.status)}"
                  f"{'' if item.chosen is None else ' &middot; ' + esc(item.chosen)}</small>{judged}</td>"]
         if item.query is not None:
@@ -130,5 +130,5 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
             sheet.paste(Image.fromarray(image), (x, y))
             draw.text((x, y + tile + 2), name, fill="black", font=font)
             draw.text((x, y + tile + 17), note, fill="#555555", font=font)
-        draw.text((8, y + tile + 32), f"z {_z(item.confidence)}: {verdict(item.confidence)}", fill="#555555", font=font)
+        draw.text((8, y + tile + 32), f"z {_z(item.confidence)}: {item.verdict}", fill="#555555", font=font)
     return np.asarray(sheet)

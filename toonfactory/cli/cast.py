@@ -59,6 +59,8 @@ def rank(
                                          "none for human proportions; 'auto:PROFILE.json'), 'default' or a profile .json (full strength)"),
     top: int = typer.Option(5, min=1, help="actors ranked per face (Borda points top..1), and shown; at most actors - 1"),
     face: str = typer.Option("largest", help="which face of a picture with several: largest, all, or N (N-th from the left)"),
+    min_z: float = typer.Option(2.0, help="confidence (z-score against the other actors) a clear match needs; "
+                                          "chosen on 18 actors, choose again for much larger galleries"),
     where: Optional[List[str]] = typer.Option(None, help="attribute filter key=value (repeatable), e.g. gender=female"),
     embedder: str = EmbedderOption,
     detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
@@ -75,16 +77,16 @@ def rank(
 
     where_map = parse_where(where or [])
     choice = parse_face_choice(face)
+    warp = parse_unwarp(unwarp)
     actors = Gallery.load(gallery_dir)
     model = build_embedder(embedder)
     chain = DetectorChain(detector, min_size=min_face)
     realifier = load_realifier(realify) if realify else None
-    warp = parse_unwarp(unwarp)
     real_chain = DetectorChain("dlib,mediapipe", min_size=min_face) if realifier or warp else None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("casting", total=len(images))
         result = cast(actors, images, model, chain, top=top, where=where_map, realifier=realifier,
-                      real_detector=real_chain, inverse_warp=warp, face=choice, progress=lambda: bar.advance(task))
+                      real_detector=real_chain, inverse_warp=warp, face=choice, min_z=min_z, progress=lambda: bar.advance(task))
     paths = write_report(result, actors, out)
     table = Table("#", "actor", "points", "first", "mean z", "mean similarity",
                   title=f"cast for {len(images)} image(s), Borda over the top {result.settings['top']}")
