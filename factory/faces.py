@@ -341,10 +341,33 @@ def alignment_matrix(keypoints5: np.ndarray, size: int, margin: float = 1.0) -> 
     ])
 
 
-def crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """The aligned crop; pixels outside the image are filled by reflection."""
+def edge_colour(image: np.ndarray) -> tuple[float, ...]:
+    """The mean colour of the image's outermost pixels (what a crop that leaves the frame is padded with)."""
+    ring = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]).reshape(-1, *image.shape[2:3])
+    return tuple(float(v) for v in ring.mean(0).reshape(-1))
+
+
+def crop(image: np.ndarray, matrix: np.ndarray, size: int, fill: float | tuple[float, ...] | None = None) -> np.ndarray:
+    """The aligned crop. Where it leaves the image it is padded with one flat colour, never mirrored:
+    ``fill`` (0 for masks), or the mean colour of the image's border (``edge_colour``) when None."""
+    fill = edge_colour(image) if fill is None else fill
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT101)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+
+
+def in_frame(image_shape: tuple[int, ...], matrix: np.ndarray, size: int) -> np.ndarray:
+    """Per crop pixel (size x size, float32 0/1): whether the image pixel it samples lies inside the image."""
+    height, width = image_shape[:2]
+    to_image = invert_matrix(matrix)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    x = to_image[0, 0] * xs + to_image[0, 1] * ys + to_image[0, 2]
+    y = to_image[1, 0] * xs + to_image[1, 1] * ys + to_image[1, 2]
+    return ((x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)).astype(np.float32)
+
+
+def out_of_frame(image_shape: tuple[int, ...], matrix: np.ndarray, size: int) -> float:
+    """The share of an aligned crop's pixels that lie outside the image (padding, not picture)."""
+    return float(1.0 - in_frame(image_shape, matrix, size).mean())
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -361,8 +384,9 @@ def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray
     """``image`` with an aligned crop (made by ``crop(image, matrix, crop_size)``) put back where it came from.
 
     The crop is blended in through a mask that fades to zero over ``feather`` × the crop side at
-    the crop's edges, so no seam shows. ``crop_size`` is the side the crop was made at, when the
-    processed crop has since been resized (a teacher working at another resolution).
+    the crop's edges, so no seam shows, and is zero where the crop was padding (outside the image).
+    ``crop_size`` is the side the crop was made at, when the processed crop has since been resized
+    (a teacher working at another resolution).
     """
     side = processed_crop.shape[0]
     if processed_crop.shape[1] != side:
@@ -374,7 +398,8 @@ def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray
     edge = np.minimum(np.arange(side), np.arange(side)[::-1]).astype(np.float32)
     ramp1d = np.clip((edge + 0.5) / ramp, 0.0, 1.0)
     ramp1d = ramp1d * ramp1d * (3 - 2 * ramp1d)
-    mask = np.minimum(ramp1d[:, None], ramp1d[None, :])
+    picture = cv2.erode(in_frame(image.shape, matrix / scale, side), np.ones((3, 3), np.uint8))  # not next to padding
+    mask = np.minimum(ramp1d[:, None], ramp1d[None, :]) * picture
     back = cv2.warpAffine(processed_crop, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     alpha = cv2.warpAffine(mask, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha = alpha[..., None] if image.ndim == 3 else alpha

@@ -15,9 +15,10 @@ from factory.teachers.cartoongan import CartoonGANConfig
 from factory.teachers.cartoonize import CartoonizeConfig
 from factory.teachers.diffusion import DiffusionConfig
 from factory.teachers.toonify import ToonifyConfig
+from factory.teachers.webtoon import WebtoonConfig
 
 SOURCES = (FolderSourceConfig, SamplesSourceConfig, StyleGAN2SourceConfig, PromptSourceConfig)
-TEACHERS = (CartoonizeConfig, CartoonGANConfig, DiffusionConfig, ToonifyConfig,)
+TEACHERS = (CartoonizeConfig, CartoonGANConfig, DiffusionConfig, ToonifyConfig, WebtoonConfig)
 
 SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]
 TeacherConfig = Annotated[Union[TEACHERS], Field(discriminator="kind")]

@@ -69,7 +69,7 @@ def test_layout_manifest_and_sample_fields(reference):
         assert pair["real"].shape == pair["toon"].shape == (64, 64, 3)
         assert set(pair["meta"]) == {"key", *META_FIELDS}
         assert pair["meta"]["faces"]["detector"] == "mediapipe"
-        assert pair["meta"]["teacher"]["kind"] == "cartoonize"
+        assert pair["meta"]["teacher"]["kind"] == "webtoon"
         assert pair["meta"]["warp"]["placement"] == "before_teacher"
         assert 0.0 <= pair["meta"]["warp"]["strength"] <= 0.6
         assert len(pair["meta"]["faces"]["landmarks"]) == 478
@@ -85,7 +85,7 @@ def test_huggingface_datasets_reads_the_shards(reference):
     assert {"__key__", "real.png", "toon.png", "json"} <= set(data.column_names)
     row = data[0]
     assert row["real.png"].size == (64, 64)
-    assert row["json"]["teacher"]["kind"] == "cartoonize"
+    assert row["json"]["teacher"]["kind"] == "webtoon"
 
 
 def test_two_workers_make_the_same_bytes(reference, tmp_path):

@@ -33,8 +33,11 @@ class FolderSourceConfig(Strict):
         return ImageSource(files, self.domain, self.max_pixels)
 
 
+PORTRAITS = Path(__file__).resolve().parents[1] / "portraits"  # shipped with the package; see its README
+
+
 class SamplesSourceConfig(Strict):
-    """The sample portraits that installed packages ship, plus any folders the user names."""
+    """The portraits the package ships and installed packages hold, plus any folders the user names."""
 
     kind: Literal["samples"]
     folders: list[Path] = []
@@ -45,14 +48,23 @@ class SamplesSourceConfig(Strict):
         return ImageSource(files, "real", self.max_pixels, packaged=True)
 
 
+def packaged_portrait_names() -> list[str]:
+    """One name per packaged person: scikit-image's and matplotlib's samples, then ``factory/portraits``."""
+    shipped = sorted(p.name for p in PORTRAITS.glob("*.jpg"))
+    return ["skimage:astronaut", "matplotlib:grace_hopper"] + [f"toonfactory:{name}" for name in shipped]
+
+
 def packaged_portraits() -> dict[str, np.ndarray]:
-    """Portraits shipped inside installed packages (no download): scikit-image and matplotlib."""
+    """Portraits that need no download: scikit-image's astronaut, matplotlib's Grace Hopper, and the
+    public-domain / permissive photos in ``factory/portraits`` (origin and licence in SOURCES.csv)."""
     import matplotlib.cbook
     import skimage.data
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
         hopper = read_image(handle.read())
-    return {"skimage:astronaut": skimage.data.astronaut(), "matplotlib:grace_hopper": hopper}
+    shipped = {name: read_image(PORTRAITS / name.removeprefix("toonfactory:"))
+               for name in packaged_portrait_names() if name.startswith("toonfactory:")}
+    return {"skimage:astronaut": skimage.data.astronaut(), "matplotlib:grace_hopper": hopper, **shipped}
 
 
 class ImageSource:
@@ -63,6 +75,7 @@ class ImageSource:
         self.domain = domain
         self.max_pixels = max_pixels
         self.packaged = packaged
+        self.items = (packaged_portrait_names() if packaged else []) + [str(p) for p in files]
         if not len(self):
             raise UserError("source: no images to read (the folders are empty)")
 
@@ -70,13 +83,8 @@ class ImageSource:
     def _packaged(self) -> dict[str, np.ndarray]:
         return packaged_portraits() if self.packaged else {}
 
-    @property
-    def items(self) -> list[str]:
-        names = ["skimage:astronaut", "matplotlib:grace_hopper"] if self.packaged else []
-        return names + [str(p) for p in self.files]
-
     def __len__(self) -> int:
-        return len(self.files) + (2 if self.packaged else 0)
+        return len(self.items)
 
     def load(self, sample: Sample) -> Sample:
         item = self.items[sample.index % len(self)]

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from factory.config import Strict
-from factory.faces import BACKENDS, alignment_matrix, crop, shared_chain, transform_points
+from factory.faces import BACKENDS, alignment_matrix, crop, out_of_frame, shared_chain, transform_points
 from factory.sample import Sample, sample_seed
 from factory.stage import Stage
 
@@ -89,11 +89,12 @@ class FaceStage(Stage):
         matrix = alignment_matrix(face.keypoints5(), self.size, self.config.margin)
         if self.config.jitter > 0:
             matrix = (jitter_matrix(sample.rng("faces"), self.config.jitter, self.size) @ np.vstack([matrix, [0, 0, 1]]))[:2]
+        shape = getattr(sample, side).shape
         for name in ("real", "toon"):
             if getattr(sample, name) is not None:
                 setattr(sample, name, crop(getattr(sample, name), matrix, self.size))
         if sample.mask is not None:
-            sample.mask = crop(sample.mask, matrix, self.size)
+            sample.mask = crop(sample.mask, matrix, self.size, fill=0)  # outside the photo is not the person
         landmarks = face.landmarks if face.landmarks is not None else face.keypoints5()
         sample.meta["faces"] = {
             "detector": self.config.detector,
@@ -101,6 +102,7 @@ class FaceStage(Stage):
             "found": found,
             "score": round(float(face.score), 4),
             "box": [round(float(v), 1) for v in face.box],
+            "out_of_frame": round(out_of_frame(shape, matrix, self.size), 4),
             "matrix": np.round(matrix, 6).tolist(),
             "scheme": face.scheme if face.landmarks is not None else "keypoints5",
             "landmarks": np.round(transform_points(landmarks, matrix), 1).tolist(),

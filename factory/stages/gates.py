@@ -17,6 +17,8 @@ from factory.stages.faces import FacesConfig
 class GatesConfig(Strict):
     """Quality gates; a sample failing one is rejected with the gate's name as reason."""
 
+    max_out_of_frame: float = Field(
+        0.15, ge=0.0, le=1.0, description="largest share of the aligned crop that lies outside the photo (padding)")
     min_sharpness: float = Field(20.0, ge=0.0, description="variance of the Laplacian of the real side")
     face_on_toon: bool = Field(False, description="require a detectable face on the toon side too")
     max_alignment_error: float = Field(0.08, gt=0.0, description="landmark distance between sides / face size")
@@ -43,7 +45,7 @@ def alignment_error(expected: np.ndarray, found: np.ndarray) -> float:
 
 
 class GateStage(Stage):
-    """Sharpness, face on the toon side, alignment error between sides, and near-duplicates.
+    """Crop inside the photo, sharpness, face on the toon side, alignment error between sides, and near-duplicates.
 
     Duplicates are judged within a shard (a shard is the unit of work; the hash is kept in the
     sample's json so a whole dataset can be de-duplicated later).
@@ -67,6 +69,9 @@ class GateStage(Stage):
         scores = {"sharpness": round(sharpness(sample.real), 2), "toon_face": None, "alignment_error": None,
                   "dhash": f"{dhash(sample.real):016x}"}
         sample.meta["gates"] = scores
+        outside = (sample.meta.get("faces") or {}).get("out_of_frame", 0.0)
+        if outside > cfg.max_out_of_frame:
+            return sample.reject("out_of_frame")
         if scores["sharpness"] < cfg.min_sharpness:
             return sample.reject("blurry")
         if self.detector is not None:

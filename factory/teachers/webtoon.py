@@ -1,0 +1,618 @@
+"""The ``webtoon`` teacher: draws the toon side of a pair from a photo, the way a webtoon artist would.
+
+Flat skin in the person's own tone with one or two cel-shadow tones taken from the photo's lighting,
+eyes (lash line, iris, highlight), brows, nose and mouth drawn from the 478-point face mesh, hair and
+clothes in a few flat tones with strand lines and a highlight band, clean outlines of one weight,
+and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
+each sample draws its values from ``sample.rng("teacher")`` and records them in its provenance.
+
+Directions: ``real2toon`` makes the toon side from the real photo. ``toon2real`` makes the same
+drawing and swaps the roles: the drawing is the pair's *input* side and the photo its target, so a
+realifier trained with ``distill.direction: toon2real`` learns toon -> real. In both directions the
+sample's source is a real photo (the drawing goes to ``toon``, the photo stays ``real``); a sample
+without one is rejected as ``webtoon_needs_real_photo``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import Field, model_validator
+
+from factory.sample import Sample
+from factory.teachers.base import Teacher, TeacherConfig
+from factory.teachers.webtoon_style import BACKGROUNDS, BOUNDS, INTEGER_PARAMETERS, Background, Style, load_style
+
+log = logging.getLogger(__name__)
+
+# Indices into mediapipe's 478-point mesh. Eye and brow lists run from the outer end to the inner end.
+FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
+             149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
+JAW = [361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132]
+EYES = (  # (upper lid, lower lid, iris centre, iris ring): the image-left eye, then the image-right one
+    ([33, 246, 161, 160, 159, 158, 157, 173, 133], [33, 7, 163, 144, 145, 153, 154, 155, 133], 468, [469, 470, 471, 472]),
+    ([263, 466, 388, 387, 386, 385, 384, 398, 362], [263, 249, 390, 373, 374, 380, 381, 382, 362], 473, [474, 475, 476, 477]),
+)
+BROWS = (([70, 63, 105, 66, 107], [46, 53, 52, 65, 55]), ([300, 293, 334, 296, 336], [276, 283, 282, 295, 285]))
+LIPS_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
+LIPS_INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
+LIPS_INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
+NOSE_UNDER = [98, 97, 2, 326, 327]
+CHEEKS = [205, 425]
+CHIN = 152
+
+# Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
+# 30 shared deepface photos; a style moves the person's skin by (style skin - this), so each person
+# keeps their own tone.
+PHOTO_SKIN_LAB = np.array([69.3, 15.3, 17.4], np.float32)
+EYE_WHITE = (248.0, 246.0, 242.0)
+HIGHLIGHT = (255.0, 255.0, 255.0)
+
+Range = tuple[float, float]
+
+
+def _range(description: str):
+    return Field(None, description=f"{description}; a [low, high] range drawn per sample (default: the style's)")
+
+
+class WebtoonConfig(TeacherConfig):
+    """Draws a webtoon from a photo: flat cel-shaded skin, drawn features, clean outlines."""
+
+    kind: Literal["webtoon"]
+    direction: Literal["real2toon", "toon2real"] = Field(
+        "real2toon", description="toon2real: the same drawing, as the input side of a realifier's pair")
+    style: Path | None = Field(None, description="style JSON from `fit_style` (the packaged default when unset)")
+    background: list[Background] | None = Field(
+        None, min_length=1, description="background treatments to choose from, evenly (default: the style's frequencies)")
+    skin_shift: Range | None = _range("how far the skin moves toward the style's skin tone (0-1)")
+    shadow_share: Range | None = _range("share of the skin in cel shadow")
+    shadow_depth: Range | None = _range("Lab lightness drop of the first shadow tone")
+    shadow_tones: Range | None = _range("cel-shadow tones on the skin (1-2)")
+    blush: Range | None = _range("cheek blush opacity")
+    saturation: Range | None = _range("chroma factor of hair, clothes and background")
+    hair_tones: Range | None = _range("flat tones of hair and of clothes (2-5)")
+    hair_highlight: Range | None = _range("opacity of the hair highlight band")
+    strands: Range | None = _range("share of hair strand lines kept")
+    line_width: Range | None = _range("outline width, times the inter-ocular distance")
+    line_darkness: Range | None = _range("outline opacity")
+    lash_width: Range | None = _range("upper lash line width, times the inter-ocular distance")
+    eye_scale: Range | None = _range("vertical opening of the drawn eyes")
+    iris_scale: Range | None = _range("drawn iris radius, times the photo's")
+    highlight_size: Range | None = _range("iris highlight radius, times the iris radius")
+    crease: Range | None = _range("opacity of the double-eyelid line")
+    lip_tint: Range | None = _range("how far the lips move toward a drawn pink")
+    background_tones: Range | None = _range("flat tones of a flattened background (2-6)")
+
+    @model_validator(mode="after")
+    def _ranges_within_bounds(self):
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value[0] <= value[1] <= high:
+                raise ValueError(f"{name}: [{value[0]}, {value[1]}] must be increasing within [{low}, {high}]")
+        return self
+
+    def build(self) -> "WebtoonTeacher":
+        return WebtoonTeacher(self)
+
+
+# ---------------------------------------------------------------- colour and mask helpers
+
+
+def to_lab(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 -> float32 Lab (L 0-100)."""
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+def to_rgb(lab: np.ndarray) -> np.ndarray:
+    """float32 Lab -> float32 RGB 0-255."""
+    return np.clip(cv2.cvtColor(np.ascontiguousarray(lab, np.float32), cv2.COLOR_Lab2RGB), 0, 1) * 255.0
+
+
+def lab_colour(lab) -> np.ndarray:
+    """One Lab colour as an RGB float triple."""
+    return to_rgb(np.asarray(lab, np.float32).reshape(1, 1, 3))[0, 0]
+
+
+def paint(canvas: np.ndarray, alpha: np.ndarray, colour) -> None:
+    """Blend ``colour`` (an RGB triple or an image) into the float canvas where ``alpha`` (0-1) says."""
+    a = alpha[..., None]
+    canvas *= 1.0 - a
+    canvas += a * np.asarray(colour, np.float32)
+
+
+def polygon_mask(shape, points: np.ndarray) -> np.ndarray:
+    """Anti-aliased filled polygon as float32 alpha."""
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32) / 255.0
+
+
+def stroke_mask(shape, points: np.ndarray, width: float) -> np.ndarray:
+    """Anti-aliased open polyline of ``width`` pixels as float32 alpha."""
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.polylines(mask, [np.round(points * 16).astype(np.int32)], False, 255, max(1, int(round(width))), cv2.LINE_AA,
+                  shift=4)
+    return mask.astype(np.float32) / 255.0
+
+
+def circle_mask(shape, centre, radius: float) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.circle(mask, tuple(int(v) for v in np.round(np.asarray(centre) * 16)), max(1, int(round(radius * 16))), 255, -1,
+               cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32) / 255.0
+
+
+def smooth_curve(points: np.ndarray, samples: int = 24) -> np.ndarray:
+    """A Catmull-Rom curve through ``points`` (so drawn strokes have no corners)."""
+    padded = np.vstack([points[:1], points, points[-1:]])
+    t = np.linspace(0, 1, samples // max(1, len(points) - 1) + 2)[:-1, None]
+    out = []
+    for i in range(1, len(padded) - 2):
+        p0, p1, p2, p3 = padded[i - 1:i + 3]
+        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
+    out.append(points[-1:])
+    return np.vstack(out)
+
+
+def tapered_polygon(curve: np.ndarray, widths: np.ndarray, side: float = 0.0) -> np.ndarray:
+    """A filled stroke along ``curve`` with per-point ``widths``; ``side`` 1 grows it to the left only."""
+    tangent = np.gradient(curve, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-6)
+    normal = np.stack([tangent[:, 1], -tangent[:, 0]], 1)
+    lo = curve - normal * (widths[:, None] * (1 - side) / 2)
+    hi = curve + normal * (widths[:, None] * (1 + side) / 2)
+    return np.vstack([lo, hi[::-1]])
+
+
+def remove_specks(binary: np.ndarray, min_area: float, min_extent: float) -> np.ndarray:
+    """Keep connected components with at least ``min_area`` pixels and a bounding box of ``min_extent``."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    keep = (stats[:, cv2.CC_STAT_AREA] >= min_area) & (
+        np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_extent)
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+def quantize_lab(lab: np.ndarray, region: np.ndarray, tones: int, iterations: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic k-means in Lab over ``region``: (centres ordered by lightness, labels of every pixel)."""
+    pixels = lab[region > 0]
+    if len(pixels) < tones:
+        pixels = lab.reshape(-1, 3)
+    weights = np.array([1.0, 1.6, 1.6], np.float32)
+    sub = pixels[:: max(1, len(pixels) // 6000)] * weights
+    order = np.argsort(sub[:, 0], kind="stable")
+    centres = sub[order[((np.arange(tones) + 0.5) / tones * (len(order) - 1)).astype(int)]].copy()
+    for _ in range(iterations):
+        nearest = ((sub[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        for k in range(tones):
+            members = sub[nearest == k]
+            if len(members):
+                centres[k] = members.mean(0)
+    centres = centres[np.argsort(centres[:, 0])]
+    flat = lab.reshape(-1, 3) * weights
+    labels = ((flat[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1).reshape(lab.shape[:2])
+    return centres / weights, labels.astype(np.uint8)
+
+
+def xdog(gray: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
+    """Dark-line mask (uint8 0/1) from a difference of Gaussians: pixels darker than their surround."""
+    fine = cv2.GaussianBlur(gray, (0, 0), sigma)
+    coarse = cv2.GaussianBlur(gray, (0, 0), sigma * 1.6)
+    return ((fine - coarse) < -threshold).astype(np.uint8)
+
+
+def odd(value: float) -> int:
+    return max(3, int(value) | 1)
+
+
+def smooth_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A binary mask with rounded, simplified borders (uint8 0/1)."""
+    return (cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(sigma, 0.5)) > 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- the drawing
+
+
+class FaceFrame:
+    """The face mesh in crop pixels and the lengths everything is measured in."""
+
+    def __init__(self, points: np.ndarray):
+        self.points = points
+        self.iod = float(max(np.linalg.norm(points[473] - points[468]), 4.0))
+        eye_mid = (points[468] + points[473]) / 2
+        mouth_mid = (points[61] + points[291]) / 2
+        up = eye_mid - mouth_mid
+        self.up = up / max(np.linalg.norm(up), 1e-6)
+        right = points[473] - points[468]
+        self.right = right / max(np.linalg.norm(right), 1e-6)
+
+    def above(self, shape, index: int) -> np.ndarray:
+        """Mask of pixels above landmark ``index`` along the face's up axis."""
+        ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+        p = self.points[index]
+        return ((xs - p[0]) * self.up[0] + (ys - p[1]) * self.up[1]) > 0
+
+
+def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
+    shape = lab.shape
+    pts = face.points
+    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    features = np.zeros(shape[:2], np.uint8)
+    for upper, lower, _, _ in EYES:
+        cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
+    for upper, lower in BROWS:
+        cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
+    cv2.fillPoly(features, [np.round(pts[LIPS_OUTER]).astype(np.int32)], 1)
+    features = cv2.dilate(features, np.ones((odd(face.iod * 0.12),) * 2, np.uint8))
+    inner = oval & (features == 0)
+    samples = lab[inner] if inner.sum() > 50 else lab[oval]
+    median = np.median(samples, 0)
+    spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
+    scaled = (lab - median) / (spread * np.array([2.5, 1.0, 1.0], np.float32))
+    scaled[..., 0] *= np.where(scaled[..., 0] > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
+    distance = (scaled ** 2).sum(-1)
+    skin_like = ((distance < 9.0) & oval) | ((distance < 4.0) & (person > 0.5))
+    skin = skin_like.astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(face.iod * 0.08),) * 2)
+    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, kernel)
+    skin = cv2.morphologyEx(skin, cv2.MORPH_CLOSE, kernel)
+    core = polygon_mask(shape, np.vstack([pts[EYES[0][1]], pts[CHIN][None], pts[EYES[1][1]][::-1]])) > 0.5
+    count, labels = cv2.connectedComponents(skin | core.astype(np.uint8))
+    touching = np.unique(labels[core])
+    skin = np.isin(labels, touching[touching > 0]).astype(np.uint8)
+    large_gaps = remove_specks((1 - skin).astype(np.uint8), face.iod ** 2 * 0.2, 0)  # small holes close
+    return smooth_mask(1 - large_gaps, face.iod * 0.04), median
+
+
+def cel_shadows(lab_photo: np.ndarray, skin: np.ndarray, face: FaceFrame, share: float, tones: int) -> list[np.ndarray]:
+    """One or two nested shadow masks (float alpha) from the photo's own lighting inside the skin."""
+    sigma = face.iod * 0.1
+    weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
+    light = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    face_light = light[polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5]
+    median = float(np.median(face_light))
+    levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
+    if tones > 1:
+        levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(face.iod * 0.06),) * 2)
+    masks = []
+    for level in levels:
+        shade = ((light < level) & (skin > 0)).astype(np.uint8)
+        shade = cv2.morphologyEx(shade, cv2.MORPH_OPEN, kernel)
+        shade = remove_specks(shade, face.iod ** 2 * 0.03, 0)
+        masks.append(cv2.GaussianBlur(shade.astype(np.float32), (0, 0), 0.7))
+    return masks
+
+
+def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
+    """The region's pixels in ``tones`` flat Lab colours with simplified shapes (RGB float image)."""
+    centres, labels = quantize_lab(lab, region, tones)
+    labels = cv2.medianBlur(labels, smooth)
+    centres = centres.copy()
+    centres[:, 1:] *= saturation
+    return to_rgb(centres[labels].astype(np.float32))
+
+
+def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: float) -> np.ndarray:
+    """A comb-shaped crescent on the top of the head, inside the hair."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    centre = (face.points[468] + face.points[473]) / 2 + face.up * face.iod * 0.2
+    dx, dy = xs - centre[0], ys - centre[1]
+    along_up = dx * face.up[0] + dy * face.up[1]
+    along_right = dx * face.right[0] + dy * face.right[1]
+    radius = np.hypot(along_up / 1.25, along_right) / face.iod
+    angle = np.arctan2(along_right, along_up)
+    band = (radius > 1.05) & (radius < 1.3) & (np.abs(angle) < 1.0)
+    comb = np.sin(angle * 9 + rng_phase) + (radius - 1.05) * 6 > -0.2
+    mask = (band & comb & (hair > 0)).astype(np.float32)
+    return cv2.GaussianBlur(mask, (0, 0), 0.8)
+
+
+def background_layer(image: np.ndarray, lab_smooth: np.ndarray, params: dict, smooth: int) -> np.ndarray:
+    """The background as the drawn treatment says (RGB float image)."""
+    treatment = params["background"]
+    if treatment == "plain":
+        return np.broadcast_to(np.asarray(params["background_colour"], np.float32), image.shape).copy()
+    if treatment == "keep":
+        return to_rgb(lab_smooth)
+    if treatment == "blur":
+        sigma = image.shape[0] * 0.03
+        lab = cv2.GaussianBlur(lab_smooth, (0, 0), sigma)
+        lab[..., 1:] *= params["saturation"] * 0.8
+        lab[..., 0] = lab[..., 0] * 0.85 + 12.0
+        return to_rgb(lab)
+    return flat_tones(lab_smooth, np.ones(image.shape[:2], np.uint8), int(params["background_tones"]),
+                      params["saturation"], odd(smooth * 1.5))
+
+
+def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, params: dict, ink, line: float) -> None:
+    """Eye white, iris with pupil and highlight, thick upper lash line, lower lid and crease."""
+    upper_idx, lower_idx, iris_idx, ring_idx = eye
+    pts = face.points
+    shape = canvas.shape
+    outer, inner = pts[upper_idx[0]], pts[upper_idx[-1]]
+    chord = inner - outer
+    chord_n = chord / max(np.linalg.norm(chord), 1e-6)
+
+    def opened(points, scale):
+        rel = points - outer
+        along = rel @ chord_n
+        across = rel - along[:, None] * chord_n
+        return outer + along[:, None] * chord_n + across * scale
+
+    upper = smooth_curve(opened(pts[upper_idx], params["eye_scale"]))
+    lower = smooth_curve(opened(pts[lower_idx], 1.0 + (params["eye_scale"] - 1.0) * 0.3))
+    white = polygon_mask(shape, np.vstack([upper, lower[::-1]]))
+    paint(canvas, white, EYE_WHITE)
+
+    centre = pts[iris_idx]
+    radius = float(np.linalg.norm(pts[ring_idx] - centre, axis=1).mean()) * params["iris_scale"]
+    radius = max(radius, face.iod * 0.06)
+    iris_zone = circle_mask(shape, centre, radius * 0.8)
+    photo_iris = photo_lab[(iris_zone > 0.5) & (white > 0.5)]
+    iris = np.median(photo_iris, 0) if len(photo_iris) else np.array([30.0, 5.0, 10.0])
+    iris = np.array([np.clip(iris[0] * 0.8, 14, 45), iris[1] * 1.4, iris[2] * 1.4], np.float32)
+    disc = circle_mask(shape, centre, radius) * white
+    paint(canvas, disc, lab_colour(iris))
+    top = circle_mask(shape, centre - face.up * radius * 0.55, radius * 0.85) * disc
+    paint(canvas, top * 0.7, lab_colour(iris * [0.55, 0.8, 0.8]))
+    paint(canvas, circle_mask(shape, centre, radius * 0.42) * white, lab_colour(iris * [0.35, 0.6, 0.6]))
+    ring = np.zeros(shape[:2], np.uint8)
+    cv2.circle(ring, tuple(int(v) for v in np.round(centre * 16)), int(round(radius * 16)), 255,
+               max(1, int(round(line * 0.6))), cv2.LINE_AA, shift=4)
+    paint(canvas, ring.astype(np.float32) / 255.0 * white * 0.8, ink)
+    if params["highlight_size"] > 0.02:
+        spot = centre + (face.up - face.right * 0.8) * radius * 0.4
+        paint(canvas, circle_mask(shape, spot, radius * params["highlight_size"]) * white, HIGHLIGHT)
+        spot2 = centre - (face.up - face.right * 0.8) * radius * 0.35
+        paint(canvas, circle_mask(shape, spot2, radius * params["highlight_size"] * 0.45) * white * 0.8, HIGHLIGHT)
+
+    s = np.linspace(1.0, 0.0, len(upper))  # 1 at the outer corner
+    lash = params["lash_width"] * face.iod * (0.3 + 0.7 * s ** 0.6)
+    wing = outer - chord_n * np.linalg.norm(chord) * 0.12 + face.up * face.iod * 0.03
+    lash_curve = np.vstack([wing[None], upper])
+    lash = np.concatenate([[lash[0] * 0.3], lash])
+    side = -1.0 if np.cross(chord_n, face.up) > 0 else 1.0
+    paint(canvas, polygon_mask(shape, tapered_polygon(lash_curve, lash, side)), ink)
+    lower_part = lower[: int(len(lower) * 0.65)]
+    paint(canvas, stroke_mask(shape, lower_part, line * 0.5) * 0.55, ink)
+    if params["crease"] > 0.05:
+        height = float(np.abs((pts[upper_idx] - outer) @ np.array([-chord_n[1], chord_n[0]])).max())
+        crease = upper[int(len(upper) * 0.2): int(len(upper) * 0.85)] + face.up * max(height * 0.55, face.iod * 0.05)
+        paint(canvas, stroke_mask(shape, crease, line * 0.5) * params["crease"], ink)
+
+
+def draw_brow(canvas: np.ndarray, face: FaceFrame, brow, colour) -> None:
+    upper, lower = face.points[brow[0]], face.points[brow[1]]
+    centre = smooth_curve((upper + lower) / 2)
+    thickness = np.interp(np.linspace(0, 1, len(centre)), np.linspace(0, 1, len(upper)),
+                          np.linalg.norm(upper - lower, axis=1))
+    taper = np.interp(np.linspace(0, 1, len(centre)), [0, 0.6, 1], [0.35, 0.8, 0.75])
+    paint(canvas, polygon_mask(canvas.shape, tapered_polygon(centre, thickness * taper)), colour)
+
+
+def draw_mouth(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, skin_lab, params: dict, ink,
+               line: float) -> None:
+    """Flat lips toward a drawn pink, the mouth line, an open mouth's inside, a lower-lip mark."""
+    pts = face.points
+    shape = canvas.shape
+    lips = polygon_mask(shape, smooth_curve(np.vstack([pts[LIPS_OUTER], pts[LIPS_OUTER][:1]]), 60))
+    photo_lips = photo_lab[lips > 0.5]
+    lip = np.median(photo_lips, 0) if len(photo_lips) else np.asarray(skin_lab)
+    pink = np.array([skin_lab[0] - 10, skin_lab[1] + 22, skin_lab[2] + 6], np.float32)
+    lip = lip + (pink - lip) * params["lip_tint"]
+    lip[0] = max(lip[0], skin_lab[0] - 22)
+    paint(canvas, lips * 0.9, lab_colour(lip))
+    upper_in, lower_in = smooth_curve(pts[LIPS_INNER_UPPER]), smooth_curve(pts[LIPS_INNER_LOWER])
+    gap = float(np.linalg.norm(pts[13] - pts[14]))
+    if gap > face.iod * 0.06:
+        inside = polygon_mask(shape, np.vstack([upper_in, lower_in[::-1]]))
+        paint(canvas, inside, lab_colour([28.0, 28.0, 12.0]))
+        teeth = inside * polygon_mask(shape, np.vstack([upper_in, (upper_in - face.up * gap * 0.35)[::-1]]))
+        paint(canvas, teeth, (246.0, 244.0, 238.0))
+    paint(canvas, stroke_mask(shape, upper_in, line * 0.9) * params["line_darkness"], ink)
+    under = smooth_curve(pts[[84, 17, 314]]) - face.up * face.iod * 0.06
+    paint(canvas, stroke_mask(shape, under, line * 0.5) * 0.35, ink)
+
+
+def draw_nose(canvas: np.ndarray, face: FaceFrame, ink, line: float, light_from_left: bool) -> None:
+    pts = face.points
+    under = smooth_curve(pts[NOSE_UNDER])
+    half = under[: len(under) // 2 + 2] if not light_from_left else under[len(under) // 2 - 2:]
+    paint(canvas, stroke_mask(canvas.shape, half, line * 0.7) * 0.6, ink)
+
+
+def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: np.ndarray, face: FaceFrame | None,
+                 params: dict, width: float, scale: float) -> np.ndarray:
+    """Clean outlines of one weight (float alpha): silhouette, skin border, jaw, and XDoG lines off the skin."""
+    shape = gray.shape
+    lines = np.zeros(shape, np.uint8)
+    thickness = max(1, int(round(width * 0.7)))
+    for region in (person > 0.5, skin > 0):
+        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        contours = [c for c in contours if cv2.arcLength(c, True) > 12 * scale]
+        cv2.drawContours(lines, contours, -1, 1, thickness, cv2.LINE_8)
+    inset = max(2, thickness + 1)
+    lines[:inset], lines[-inset:], lines[:, :inset], lines[:, -inset:] = 0, 0, 0, 0
+    detail = xdog(gray, max(0.8, width * 0.55), 0.012)
+    off_skin = cv2.erode((1 - skin).astype(np.uint8), np.ones((odd(width * 2),) * 2, np.uint8))
+    detail &= off_skin & (person > 0.5).astype(np.uint8)
+    iod = face.iod if face else shape[0] / 4.0
+    detail = remove_specks(detail, iod * 0.35, iod * 0.2)
+    strands = remove_specks(detail & hair, iod * 0.6, iod * 0.35)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(strands, connectivity=8)
+    longest_first = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])
+    kept = np.zeros(count, bool)
+    kept[longest_first[: int(np.ceil(len(longest_first) * params["strands"]))]] = True
+    lines |= detail & (1 - hair)
+    alpha = cv2.GaussianBlur(lines.astype(np.float32), (0, 0), 0.6)
+    strand_alpha = cv2.GaussianBlur(kept[labels].astype(np.float32), (0, 0), 0.6) * 0.7
+    alpha = np.maximum(alpha, cv2.erode(strand_alpha, np.ones((2, 2), np.uint8)) if width > 2.5 else strand_alpha)
+    if face is not None:
+        near_skin = cv2.dilate(skin, np.ones((odd(width * 3),) * 2, np.uint8)).astype(np.float32)
+        alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(face.points[JAW], 48), width * 0.8) * near_skin)
+    return np.clip(alpha * 1.3, 0, 1)
+
+
+def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray, params: dict,
+                 style: Style) -> np.ndarray:
+    """Draw a webtoon version of an aligned face photo (RGB uint8); ``person`` is a 0-1 mask.
+
+    ``landmarks`` are mediapipe's 478 points in image pixels, or None (then no facial features are
+    drawn: outlines and flat fills only). ``params`` are one sample's drawn parameters.
+    """
+    shape = image.shape
+    scale = shape[0] / 256.0
+    smooth = odd(5 * scale)
+    face = FaceFrame(landmarks) if landmarks is not None else None
+    photo_lab = to_lab(image)
+    smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
+                                   5 * scale)
+    lab = to_lab(smoothed)
+    if face is not None:
+        skin, person_skin = skin_region(lab, face, person)
+    else:
+        skin, person_skin = np.zeros(shape[:2], np.uint8), PHOTO_SKIN_LAB
+    person = smooth_mask(person > 0.5, 2.0 * scale).astype(np.float32)
+    other = ((person > 0.5) & (skin == 0)).astype(np.uint8)
+    head = face.above(shape, CHIN) if face is not None else np.ones(shape[:2], bool)
+    hair = (other & head).astype(np.uint8)
+    clothes = (other & ~head).astype(np.uint8)
+
+    canvas = background_layer(image, lab, params, smooth)
+    person_alpha = cv2.GaussianBlur((person > 0.5).astype(np.float32), (0, 0), 0.7)
+    for region in (hair, clothes):
+        if region.sum() > 20:
+            fill = flat_tones(lab, region, int(params["hair_tones"]), params["saturation"], odd(smooth * 2))
+            paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
+    if face is not None and hair.sum() > 20:
+        highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
+        centres, _ = quantize_lab(lab, hair, 1)
+        light = centres[0] + [22.0, 0.0, 0.0]
+        paint(canvas, highlight * params["hair_highlight"], lab_colour(light))
+
+    ink = lab_colour(style.ink_lab)
+    iod = face.iod if face is not None else shape[0] / 4.0
+    line = max(1.0, params["line_width"] * iod)
+    if face is not None:
+        skin_lab = person_skin + params["skin_shift"] * (np.asarray(style.skin_lab, np.float32) - PHOTO_SKIN_LAB)
+        skin_lab[0] = np.clip(skin_lab[0], 25, 92)
+        skin_alpha = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 0.7)
+        paint(canvas, skin_alpha, lab_colour(skin_lab))
+        depth = params["shadow_depth"]
+        shadows = cel_shadows(photo_lab, skin, face, params["shadow_share"], int(params["shadow_tones"]))
+        for n, shade in enumerate(shadows, start=1):
+            tone = skin_lab + np.array([-depth * n, 0.25 * depth * n, 0.1 * depth * n], np.float32)
+            paint(canvas, shade, lab_colour(tone))
+        if params["blush"] > 0.02:
+            blush = np.zeros(shape[:2], np.float32)
+            for index in CHEEKS:
+                blush = np.maximum(blush, circle_mask(shape, face.points[index], iod * 0.22))
+            blush = cv2.GaussianBlur(blush, (0, 0), iod * 0.08) * skin_alpha
+            paint(canvas, blush * params["blush"], lab_colour(skin_lab + [-6.0, 24.0, 6.0]))
+    gray = cv2.cvtColor(smoothed, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    outlines = outline_mask(gray, skin, person, hair, face, params, line, scale)
+    paint(canvas, outlines * params["line_darkness"], ink)
+    if face is not None:
+        brow_colour = lab_colour(np.minimum(quantize_lab(lab, hair, 1)[0][0] * [0.7, 1, 1], [35, 60, 60])
+                                 if hair.sum() > 20 else style.ink_lab)
+        for brow in BROWS:
+            draw_brow(canvas, face, brow, brow_colour)
+        light_from_left = float(photo_lab[..., 0][:, : shape[1] // 2].mean()) > float(photo_lab[..., 0][:, shape[1] // 2:].mean())
+        draw_nose(canvas, face, ink, line, light_from_left)
+        draw_mouth(canvas, photo_lab, face, skin_lab, params, ink, line)
+        for eye in EYES:
+            draw_eye(canvas, photo_lab, face, eye, params, ink, line)
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- the teacher
+
+
+def draw_parameters(ranges: dict, backgrounds: dict, palette: list, rng: np.random.Generator | None) -> dict:
+    """One sample's values: each range drawn uniformly (integers inclusive), a background, a colour.
+
+    With ``rng`` None every value is its range's centre and the background the most frequent one.
+    """
+    params = {}
+    for name in BOUNDS:
+        low, high = ranges[name]
+        value = rng.uniform(low, high) if rng is not None else (low + high) / 2
+        params[name] = int(round(value)) if name in INTEGER_PARAMETERS else round(float(value), 4)
+    names = [b for b in BACKGROUNDS if backgrounds.get(b, 0) > 0]
+    weights = np.array([backgrounds[b] for b in names], np.float64)
+    pick = int(rng.choice(len(names), p=weights / weights.sum())) if rng is not None else int(weights.argmax())
+    params["background"] = names[pick]
+    colour = palette[int(rng.integers(len(palette)))] if rng is not None else palette[0]
+    params["background_colour"] = [int(v) for v in colour]
+    params["highlight_phase"] = round(float(rng.uniform(0, 2 * np.pi)), 4) if rng is not None else 0.0
+    return params
+
+
+class WebtoonTeacher(Teacher):
+    """Draws the toon side from the real photo (see the module docstring for the two directions)."""
+
+    def __init__(self, config: WebtoonConfig):
+        super().__init__(config)
+        self.style = load_style(config.style)
+        self.ranges = {name: tuple(getattr(config, name) or self.style.ranges[name]) for name in BOUNDS}
+        if config.background:
+            self.backgrounds = {name: 1.0 for name in config.background}
+        else:
+            self.backgrounds = {name: w for name, w in self.style.backgrounds.items() if w > 0}
+        self._masker = None
+
+    def describe(self) -> dict:
+        return {**self.config.model_dump(mode="json"), "style_name": self.style.name,
+                "ranges": {k: list(v) for k, v in self.ranges.items()}, "backgrounds": self.backgrounds}
+
+    def draw_parameters(self, rng: np.random.Generator) -> dict:
+        return draw_parameters(self.ranges, self.backgrounds, self.style.palette, rng)
+
+    def _person_mask(self, sample: Sample, image: np.ndarray) -> tuple[np.ndarray, str]:
+        if sample.mask is not None and sample.mask.shape[:2] == image.shape[:2]:
+            return sample.mask.astype(np.float32) / 255.0, "sample"
+        if self._masker is None:
+            from factory.stages.segment import MediapipeMasker
+
+            self._masker = MediapipeMasker()
+        return self._masker(image), "selfie"
+
+    @staticmethod
+    def _landmarks(sample: Sample, image: np.ndarray) -> tuple[np.ndarray | None, str]:
+        faces = sample.meta.get("faces") or {}
+        if faces.get("scheme") == "mediapipe478" and faces.get("side", "real") == "real":
+            return np.asarray(faces["landmarks"], np.float64), "face_stage"
+        from factory.faces import shared_detector
+
+        found = shared_detector("mediapipe", min_size=16).detect(image)
+        if found and found[0].scheme == "mediapipe478":
+            return found[0].landmarks, "detected"
+        return None, "none"
+
+    def draw(self, image: np.ndarray, sample: Sample) -> tuple[np.ndarray, dict]:
+        """The drawing of ``image`` for ``sample`` and its provenance (the same fields for every sample)."""
+        params = self.draw_parameters(sample.rng("teacher"))
+        landmarks, features = self._landmarks(sample, image)
+        person, mask_source = self._person_mask(sample, image)
+        if features == "none":
+            log.debug("%s: no face mesh; drawing without facial features", sample.key)
+        drawing = draw_webtoon(image, landmarks, person, params, self.style)
+        return drawing, {**self.describe(), "drawn": params, "features": features, "mask": mask_source}
+
+    def translate(self, images: list[np.ndarray], samples: list[Sample]) -> list[np.ndarray]:
+        return [self.draw(image, sample)[0] for image, sample in zip(images, samples)]
+
+    def __call__(self, samples):
+        for sample in samples:
+            if sample.real is None:
+                yield sample.reject("webtoon_needs_real_photo")
+                continue
+            sample.toon, sample.meta["teacher"] = self.draw(sample.real, sample)
+            yield sample

@@ -1,0 +1,292 @@
+"""Webtoon styles: the parameter ranges the ``webtoon`` teacher draws from, fitted on images of one webtoon.
+
+A style is a small JSON file: the skin tone and ink colour of the art, a range per drawing parameter
+(the teacher draws each sample's value from it), how often each background treatment occurs, and a
+palette for plain backgrounds. ``fit_style`` estimates one from 8-300 webtoon faces; the package's
+``default_style.json`` was fitted on the shared webtoon characters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from factory.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STYLE = Path(__file__).with_name("default_style.json")
+Background = Literal["flatten", "blur", "keep", "plain"]
+BACKGROUNDS: tuple[Background, ...] = ("flatten", "blur", "keep", "plain")
+
+# Each drawing parameter's valid bounds; a fitted or user range is clipped to them.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "skin_shift": (0.0, 1.0),  # how far the person's skin moves toward the style's skin tone
+    "shadow_share": (0.0, 0.6),  # share of the skin in cel shadow
+    "shadow_depth": (0.0, 40.0),  # Lab lightness drop of the first shadow tone
+    "shadow_tones": (1, 2),  # cel-shadow tones on the skin
+    "blush": (0.0, 1.0),  # cheek blush opacity
+    "saturation": (0.3, 2.5),  # chroma factor of hair, clothes and background
+    "hair_tones": (2, 5),  # flat tones of hair and clothes
+    "hair_highlight": (0.0, 1.0),  # opacity of the hair highlight band
+    "strands": (0.0, 1.0),  # share of hair strand lines kept
+    "line_width": (0.01, 0.08),  # outline width, times the inter-ocular distance
+    "line_darkness": (0.3, 1.0),  # outline opacity
+    "lash_width": (0.03, 0.2),  # upper lash line width at its thickest, times the inter-ocular distance
+    "eye_scale": (0.9, 2.0),  # vertical opening of the drawn eyes
+    "iris_scale": (0.8, 1.3),  # radius of the drawn iris, times the photo's
+    "highlight_size": (0.0, 0.6),  # iris highlight radius, times the iris radius
+    "crease": (0.0, 1.0),  # opacity of the double-eyelid line
+    "lip_tint": (0.0, 1.0),  # how far the lips move toward a drawn pink
+    "background_tones": (2, 6),  # flat tones of a flattened background
+}
+INTEGER_PARAMETERS = {"shadow_tones", "hair_tones", "background_tones"}
+
+
+class Style(BaseModel):
+    """A webtoon style: colours, parameter ranges and background treatments (JSON on disk)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    name: str = "style"
+    fitted_on: dict = Field(default_factory=dict, description="what the style was fitted on, for the record")
+    skin_lab: tuple[float, float, float] = Field(description="mean skin colour, OpenCV float Lab (L 0-100)")
+    ink_lab: tuple[float, float, float] = Field(description="outline colour, Lab")
+    ranges: dict[str, tuple[float, float]]
+    backgrounds: dict[Background, float] = Field(description="relative frequency of each background treatment")
+    palette: list[tuple[int, int, int]] = Field(min_length=1, description="RGB colours for plain backgrounds")
+
+    def model_post_init(self, _context) -> None:
+        missing = sorted(set(BOUNDS) - set(self.ranges))
+        unknown = sorted(set(self.ranges) - set(BOUNDS))
+        if missing or unknown:
+            raise ValueError(f"ranges: missing {missing}, unknown {unknown}")
+        for name, (lo, hi) in self.ranges.items():
+            low, high = BOUNDS[name]
+            if not low <= lo <= hi <= high:
+                raise ValueError(f"ranges.{name}: [{lo}, {hi}] must be increasing within [{low}, {high}]")
+        if not any(weight > 0 for weight in self.backgrounds.values()):
+            raise ValueError("backgrounds: at least one treatment needs a weight > 0")
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=1) + "\n")
+        return path
+
+
+def load_style(path: str | Path | None = None, field: str = "teacher.style") -> Style:
+    """A style from its JSON file (the packaged default when ``path`` is None).
+
+    A missing or malformed file is a UserError naming the file and ``field``.
+    """
+    path = Path(path) if path is not None else DEFAULT_STYLE
+    if not path.is_file():
+        raise UserError(f"{path}: field '{field}': style file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: field '{field}': not a JSON style file ({exc})") from None
+    try:
+        return Style.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(style)'}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"{path}: field '{field}': not a webtoon style: {problems}") from None
+
+
+# Ranges of the parameters a fit does not estimate (and the base of those it does).
+BASE_RANGES: dict[str, tuple[float, float]] = {
+    "skin_shift": (0.5, 0.9), "shadow_share": (0.15, 0.35), "shadow_depth": (8.0, 16.0), "shadow_tones": (1, 2),
+    "blush": (0.0, 0.35), "saturation": (1.0, 1.3), "hair_tones": (2, 4), "hair_highlight": (0.2, 0.6),
+    "strands": (0.3, 0.8), "line_width": (0.025, 0.04), "line_darkness": (0.75, 0.95), "lash_width": (0.07, 0.11),
+    "eye_scale": (1.25, 1.5), "iris_scale": (1.0, 1.15), "highlight_size": (0.2, 0.35), "crease": (0.0, 0.6),
+    "lip_tint": (0.2, 0.6), "background_tones": (3, 5),
+}
+# The same measurements on real photos (the shared deepface faces): a style's saturation is relative to these.
+PHOTO_CHROMA = 5.5
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def align_face(image: np.ndarray, size: int = 256) -> tuple[np.ndarray, np.ndarray] | None:
+    """The largest face as the face stage crops it: (RGB crop, 478 mesh points in crop pixels), or None."""
+    from factory.faces import alignment_matrix, crop, shared_detector, transform_points
+
+    faces = [f for f in shared_detector("mediapipe", min_size=16).detect(image) if f.scheme == "mediapipe478"]
+    if not faces:
+        return None
+    matrix = alignment_matrix(faces[0].keypoints5(), size)
+    return crop(image, matrix, size), transform_points(faces[0].landmarks, matrix)
+
+
+def measure_webtoon(crop: np.ndarray, points: np.ndarray) -> dict[str, float]:
+    """What one aligned webtoon face says about its style (colours in OpenCV float Lab)."""
+    from factory.teachers.webtoon import BROWS, CHEEKS, EYES, FACE_OVAL, LIPS_OUTER, polygon_mask
+
+    lab = cv2.cvtColor(crop.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    iod = float(np.linalg.norm(points[473] - points[468]))
+    oval = polygon_mask(crop.shape, points[FACE_OVAL]) > 0.5
+    features = np.zeros(crop.shape[:2], np.uint8)
+    for part in [np.vstack([points[u], points[lo][::-1]]) for u, lo, _, _ in EYES] + \
+                [np.vstack([points[u], points[lo][::-1]]) for u, lo in BROWS] + [points[LIPS_OUTER]]:
+        cv2.fillPoly(features, [np.round(part).astype(np.int32)], 1)
+    features = cv2.dilate(features, np.ones((max(3, int(iod * 0.2) | 1),) * 2, np.uint8))
+    skin_pixels = lab[oval & (features == 0)]
+    skin = np.median(skin_pixels, 0)
+    near = (np.abs(skin_pixels[:, 1:] - skin[1:]).max(1) < 12) & (np.abs(skin_pixels[:, 0] - skin[0] + 8) < 22)
+    # (skin tones and their shadows; not hair over the forehead, not drawn lines)
+    light = skin_pixels[near, 0].astype(np.float32)
+    threshold, _ = cv2.threshold(np.clip(light, 0, 100).astype(np.uint8).reshape(-1, 1), 0, 255,
+                                 cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = light < threshold
+    depth = float(light[~dark].mean() - light[dark].mean()) if 0 < dark.sum() < len(light) else 0.0
+    share = float(dark.mean()) if depth > 5 else 0.0
+    blackhat = cv2.morphologyEx(lab[..., 0], cv2.MORPH_BLACKHAT, np.ones((max(3, int(iod * 0.15) | 1),) * 2, np.uint8))
+    lines = ((blackhat > 18) & (lab[..., 0] < skin[0] - 25)).astype(np.uint8)
+    widths = cv2.distanceTransform(lines, cv2.DIST_L2, 3)
+    ridge = (widths > 0) & (widths >= cv2.dilate(widths, np.ones((3, 3), np.uint8)))
+    line_width = float(2 * np.median(widths[ridge]) / iod) if ridge.any() else 0.03
+    ink = np.median(lab[lines > 0], 0) if lines.any() else np.array([15.0, 5.0, 5.0])
+    iris = np.zeros(crop.shape[:2], np.uint8)
+    for _, _, centre, ring in EYES:
+        radius = float(np.linalg.norm(points[ring] - points[centre], axis=1).mean())
+        cv2.circle(iris, tuple(int(v) for v in np.round(points[centre])), max(1, int(radius)), 1, -1)
+    bright = float(np.mean(lab[iris > 0, 0] > 80)) if iris.any() else 0.0
+    cheek_a = np.median([lab[int(p[1]) - 3:int(p[1]) + 4, int(p[0]) - 3:int(p[0]) + 4, 1].mean()
+                         for p in points[CHEEKS]])
+    others = ~oval
+    corners = [lab[:32, :32], lab[:32, -32:]]  # the crop's top corners: background, more often than not
+    border = np.concatenate([c.reshape(-1, 3) for c in corners])
+    border_detail = float(np.mean([np.abs(cv2.Laplacian(np.ascontiguousarray(c[..., 0]), cv2.CV_32F)).mean()
+                                   for c in corners]))
+    return {
+        "skin_L": float(skin[0]), "skin_a": float(skin[1]), "skin_b": float(skin[2]),
+        "ink_L": float(ink[0]), "ink_a": float(ink[1]), "ink_b": float(ink[2]),
+        "shadow_share": share, "shadow_depth": depth, "line_width": line_width,
+        "line_darkness": float(np.clip((skin[0] - ink[0]) / max(skin[0], 1.0), 0.3, 1.0)),
+        "saturation": float(np.median(np.hypot(lab[others, 1], lab[others, 2])) / PHOTO_CHROMA),
+        "highlight_size": float(np.sqrt(bright)), "blush": float(np.clip((cheek_a - skin[1]) / 24.0, 0.0, 1.0)),
+        "border_std": float(np.mean(border.std(0))), "border_detail": border_detail,
+        "border_L": float(np.median(border[:, 0])), "border_a": float(np.median(border[:, 1])),
+        "border_b": float(np.median(border[:, 2])),
+    }
+
+
+def background_kind(measure: dict[str, float]) -> Background:
+    """How a webtoon panel's background was treated, judged from the crop's borders."""
+    if measure["border_std"] < 4.0:
+        return "plain"
+    if measure["border_detail"] < 1.5:
+        return "blur"
+    if measure["border_detail"] < 4.0:
+        return "flatten"
+    return "keep"
+
+
+def fitted_range(values: list[float], name: str, min_width: float) -> tuple[float, float]:
+    """The middle of the measured values (20th-80th percentile), at least ``min_width`` wide, within bounds."""
+    low, high = BOUNDS[name]
+    lo, hi = np.percentile(values, [20, 80])
+    centre = (lo + hi) / 2
+    half = max((hi - lo) / 2, min_width / 2)
+    lo, hi = float(np.clip(centre - half, low, high)), float(np.clip(centre + half, low, high))
+    return round(lo, 4), round(hi, 4)
+
+
+def fit_style(images: list[np.ndarray], name: str = "fitted") -> tuple[Style, dict]:
+    """Estimate a style from 8-300 RGB images of one webtoon's faces: (style, report).
+
+    Estimated: skin and ink colours, shadow share and depth, saturation, line width (relative to
+    the inter-ocular distance) and darkness, eye highlight size, blush, background treatments and
+    palette. The other parameters keep ``BASE_RANGES``. The report lists each image's measurements
+    and the images where no face was found.
+    """
+    if not 8 <= len(images) <= 300:
+        raise UserError(f"fit_style needs 8-300 images of one webtoon, got {len(images)}")
+    measures, skipped = [], []
+    for index, image in enumerate(images):
+        aligned = align_face(image)
+        if aligned is None:
+            skipped.append(index)
+            continue
+        measures.append(measure_webtoon(*aligned))
+    if len(measures) < 4:
+        raise UserError(f"fit_style: a face was found in only {len(measures)} of {len(images)} images (need 4)")
+    column = {key: [m[key] for m in measures] for key in measures[0]}
+    ranges = dict(BASE_RANGES)
+    for key, width in (("shadow_share", 0.1), ("shadow_depth", 6.0), ("line_width", 0.01), ("line_darkness", 0.1),
+                       ("saturation", 0.2), ("highlight_size", 0.1), ("blush", 0.15)):
+        ranges[key] = fitted_range(column[key], key, width)
+    kinds = [background_kind(m) for m in measures]
+    backgrounds = {kind: round((kinds.count(kind) + 1) / (len(kinds) + len(BACKGROUNDS)), 4) for kind in BACKGROUNDS}
+    plain = [m for m, kind in zip(measures, kinds) if kind in ("plain", "flatten")] or measures
+    palette_lab = np.array([[m["border_L"], m["border_a"], m["border_b"]] for m in plain], np.float32)
+    palette_rgb = np.clip(cv2.cvtColor(palette_lab.reshape(-1, 1, 3), cv2.COLOR_Lab2RGB).reshape(-1, 3) * 255, 0, 255)
+    style = Style(
+        name=name,
+        fitted_on={"images": len(images), "faces": len(measures)},
+        skin_lab=tuple(round(float(np.median(column[k])), 2) for k in ("skin_L", "skin_a", "skin_b")),
+        ink_lab=tuple(round(float(np.median(column[k])), 2) for k in ("ink_L", "ink_a", "ink_b")),
+        ranges=ranges,
+        backgrounds=backgrounds,
+        palette=[tuple(int(v) for v in colour) for colour in palette_rgb[:12].round()],
+    )
+    return style, {"measures": measures, "skipped": skipped, "backgrounds": kinds}
+
+
+def fit_style_from_folder(folder: str | Path, exclude: list[str] = (), name: str | None = None) -> tuple[Style, dict]:
+    """``fit_style`` on every image in ``folder`` except the file names in ``exclude`` (the CLI's FOLDER, --exclude)."""
+    from factory.images import BadImage, read_image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: option 'FOLDER': not a folder of webtoon images")
+    unknown = sorted(set(exclude) - {p.name for p in folder.iterdir()})
+    if unknown:
+        raise UserError(f"{folder}: option '--exclude': no such files {unknown}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in set(exclude))
+    if not 8 <= len(files) <= 300:
+        raise UserError(f"{folder}: option 'FOLDER': style fitting needs 8-300 images, found {len(files)}")
+    images = []
+    for path in files:
+        try:
+            images.append(read_image(path))
+        except BadImage as exc:
+            raise UserError(f"{path}: option 'FOLDER': unreadable image ({exc})") from None
+    style, report = fit_style(images, name=name or folder.name)
+    style = style.model_copy(update={"fitted_on": {**style.fitted_on, "folder": folder.name, "excluded": sorted(exclude)}})
+    report["files"] = [p.name for p in files]
+    report["skipped"] = [files[i].name for i in report["skipped"]]
+    return style, report
+
+
+def preview(photo: np.ndarray, styles: dict[str, Style], size: int = 256) -> np.ndarray:
+    """photo | one drawing per style, side by side under headers (RGB uint8), for ``style preview``.
+
+    Each drawing uses the centre of every range of its style. Raises UserError when the photo has no face.
+    """
+    from factory.stages.segment import MediapipeMasker
+    from factory.teachers.webtoon import draw_parameters, draw_webtoon
+
+    aligned = align_face(photo, size)
+    if aligned is None:
+        raise UserError("option 'PHOTO': no face found in the photo")
+    crop, points = aligned
+    person = MediapipeMasker()(crop)
+    panels = {"photo": crop}
+    for label, style in styles.items():
+        params = draw_parameters(style.ranges, style.backgrounds, style.palette, None)
+        panels[label] = draw_webtoon(crop, points, person, params, style)
+    header = max(18, size // 12)
+    columns = []
+    for label, panel in panels.items():
+        strip = np.full((header, size, 3), 255, np.uint8)
+        cv2.putText(strip, label, (6, int(header * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, header / 36, (20, 20, 20), 1,
+                    cv2.LINE_AA)
+        columns.append(np.vstack([strip, panel]))
+    return np.hstack(columns)

@@ -1,0 +1,144 @@
+"""The webtoon teacher: determinism, directions, what it draws, styles (fit, files, errors), a recipe run."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from factory.errors import UserError
+from factory.sample import Sample
+from factory.teachers.cartoonize import CartoonizeConfig, cartoonize
+from factory.teachers.style_features import style_features
+from factory.teachers.webtoon import WebtoonConfig
+from factory.teachers.webtoon_style import BOUNDS, align_face, fit_style_from_folder, load_style, preview
+
+PHOTOS_NOT_ART = ["jisoo.jpg", "yooa.jpg", "paint_boy.jpg"]
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> tuple[np.ndarray, np.ndarray]:
+    """skimage's astronaut, cropped and meshed as the face stage does (256 px)."""
+    import skimage.data
+
+    return align_face(skimage.data.astronaut())
+
+
+def face_sample(aligned, seed: int = 7, size: int = 128) -> Sample:
+    """A sample as the face stage leaves it: the real crop, mesh landmarks in crop pixels, a person mask."""
+    crop, points = aligned
+    scale = size / crop.shape[0]
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (size // 2, size // 2), (size * 2 // 5, size // 2), 0, 0, 360, 255, -1)
+    sample = Sample(key=f"s{seed}", index=0, seed=seed, mask=mask,
+                    real=cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+    sample.meta["faces"] = {"side": "real", "scheme": "mediapipe478", "landmarks": (points * scale).tolist()}
+    return sample
+
+
+def run(teacher, sample: Sample) -> Sample:
+    return next(iter(teacher([sample])))
+
+
+def test_same_seed_same_bytes_other_seed_other_parameters(astronaut):
+    teacher = WebtoonConfig(kind="webtoon").build()
+    first, again, other = (run(teacher, face_sample(astronaut, seed)) for seed in (7, 7, 8))
+    assert first.toon.shape == first.real.shape and first.toon.dtype == np.uint8
+    assert first.toon.tobytes() == again.toon.tobytes()
+    assert first.meta["teacher"]["drawn"] != other.meta["teacher"]["drawn"]
+    assert set(first.meta["teacher"]) == set(other.meta["teacher"])
+    assert set(first.meta["teacher"]["drawn"]) == set(other.meta["teacher"]["drawn"]) >= set(BOUNDS)
+    assert first.meta["teacher"]["features"] == "face_stage" and first.meta["teacher"]["mask"] == "sample"
+    for name, (low, high) in first.meta["teacher"]["ranges"].items():
+        assert low <= first.meta["teacher"]["drawn"][name] <= high
+
+
+def test_both_directions_draw_the_toon_side_from_the_photo(astronaut):
+    forward = run(WebtoonConfig(kind="webtoon").build(), face_sample(astronaut))
+    backward = run(WebtoonConfig(kind="webtoon", direction="toon2real").build(), face_sample(astronaut))
+    assert backward.toon.tobytes() == forward.toon.tobytes()  # the same drawing: the realifier's input side
+    assert backward.real.tobytes() == face_sample(astronaut).real.tobytes()  # the photo is the target, untouched
+    assert backward.meta["teacher"]["direction"] == "toon2real"
+    no_photo = Sample(key="t", index=0, seed=1, toon=forward.toon)
+    assert run(WebtoonConfig(kind="webtoon").build(), no_photo).reject_reason == "webtoon_needs_real_photo"
+
+
+def test_skin_is_flat_where_the_cartoonizer_keeps_texture(astronaut):
+    photo = astronaut[0]
+    drawn = run(WebtoonConfig(kind="webtoon", background=["plain"]).build(), face_sample(astronaut, size=256)).toon
+    posterised = cartoonize(photo, CartoonizeConfig(kind="cartoonize"))
+    webtoon, cartoon, real = (style_features(image) for image in (drawn, posterised, photo))
+    assert webtoon["skin_texture"] < 0.5 * cartoon["skin_texture"]
+    assert webtoon["flat_share"] > cartoon["flat_share"] > real["flat_share"] - 0.05
+    assert not np.array_equal(drawn, posterised)
+
+
+def test_no_landmarks_and_no_face_draws_outlines_and_flat_fills():
+    flat = np.full((96, 96, 3), 180, np.uint8)
+    cv2.rectangle(flat, (20, 20), (70, 70), (60, 90, 140), -1)
+    sample = Sample(key="n", index=0, seed=3, real=flat, mask=np.full((96, 96), 255, np.uint8))
+    out = run(WebtoonConfig(kind="webtoon").build(), sample)
+    assert out.meta["teacher"]["features"] == "none" and out.toon.shape == flat.shape
+
+
+def test_recipe_ranges_override_the_style_and_are_validated(astronaut):
+    teacher = WebtoonConfig(kind="webtoon", shadow_tones=(2, 2), background=["blur"]).build()
+    drawn = run(teacher, face_sample(astronaut)).meta["teacher"]["drawn"]
+    assert drawn["shadow_tones"] == 2 and drawn["background"] == "blur"
+    with pytest.raises(ValueError, match="line_width"):
+        WebtoonConfig(kind="webtoon", line_width=(0.5, 0.1))
+
+
+def test_bad_style_files_name_teacher_style(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"name": "x", "ranges": {}}))
+    for path in (tmp_path / "missing.json", broken, wrong):
+        with pytest.raises(UserError, match=r"teacher\.style") as caught:
+            WebtoonConfig(kind="webtoon", style=path).build()
+        assert str(path) in str(caught.value)
+
+
+def test_packaged_default_style_round_trips(tmp_path):
+    style = load_style()
+    assert style.name == "default" and set(style.ranges) == set(BOUNDS)
+    copy = load_style(style.save(tmp_path / "copy.json"))
+    assert copy == style
+
+
+def test_style_fitted_on_webtoon_characters_is_paler_and_previews(assets, tmp_path, astronaut):
+    folder = assets / "webtoon" / "characters"
+    names = sorted(p.name for p in folder.iterdir() if p.name not in PHOTOS_NOT_ART)
+    keep = set(names[::3][:9])
+    style, report = fit_style_from_folder(folder, exclude=[n for n in names if n not in keep] + PHOTOS_NOT_ART)
+    assert len(report["files"]) == 9 and style.fitted_on["faces"] >= 6
+    assert style.skin_lab[0] > 75  # webtoon skin is paler than photographed skin (about 69)
+    assert style.ranges["saturation"][1] > 1.0
+    loaded = load_style(style.save(tmp_path / "fitted.json"))
+    sheet = preview(astronaut[0], {"default": load_style(), "fitted": loaded}, size=128)
+    assert sheet.shape[1] == 3 * 128 and sheet.shape[0] > 128
+    with pytest.raises(UserError, match="FOLDER"):
+        fit_style_from_folder(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="--exclude"):
+        fit_style_from_folder(folder, exclude=["not_there.png"])
+
+
+def test_webtoon_teacher_in_a_recipe(tmp_path):
+    from factory import recipe as recipes
+    from factory.dataset.reader import iter_pairs
+    from factory.generate import generate
+
+    data = {"name": "webtoon", "seed": 1, "source": {"kind": "samples", "folders": []},
+            "faces": {"detector": "mediapipe"}, "teacher": {"kind": "webtoon", "background": ["plain", "flatten"]},
+            "gates": {"min_sharpness": 0, "dedupe": False},
+            "output": {"size": 64, "count": 2, "shard_size": 2}, "tracking": {"mode": "none"}}
+    result = generate(recipes.Resolved(recipes.validate(data, "test"), "test"), tmp_path / "out")
+    assert not result.failed
+    pairs = list(iter_pairs(tmp_path / "out"))
+    assert len(pairs) == 2
+    assert all(p["meta"]["teacher"]["kind"] == "webtoon" and p["meta"]["teacher"]["features"] == "face_stage"
+               for p in pairs)
+    assert set(pairs[0]["meta"]["teacher"]["drawn"]) == set(pairs[1]["meta"]["teacher"]["drawn"])
