@@ -54,11 +54,11 @@ def write_report(result: CastResult, gallery: Gallery, out: Path) -> dict[str, P
 
 
 def _face_label(item) -> str:
-    """What the first tile shows: the face as found, by which detector, which face of how many."""
+    """What the first tile shows: the face as found, by which detector, and its fitted webtoon geometry."""
     query = item.query
-    label = f"detected by {query.detected_by}" if query.detected_by else "detected"
-    if query.unwarp_fitted is not None and not query.unwarp_undone:
-        label += f", geometry {query.unwarp_fitted:.2f}, not unwarped"
+    label = f"by {query.detected_by}" if query.detected_by else "detected"
+    if query.unwarp_fitted is not None:
+        label += f", shape {query.unwarp_fitted:.2f}"
     return label
 
 
@@ -122,7 +122,9 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
         y = header + row * (tile + label + 8)
         tiles = [(_load(out / "faces" / f"character_{i}.jpg"), Path(item.path).name[:18], _face_label(item)[:20])]
         if transformed:
-            tiles.append((_load(out / "faces" / f"realified_{i}.jpg"), (item.query.transform_label() or "unchanged")[:20], ""))
+            changed = item.query.realified is not None
+            tiles.append((_load(out / "faces" / f"realified_{i}.jpg") if changed else np.full((tile, tile, 3), 235, np.uint8),
+                          (item.query.transform_label() or "not transformed")[:20], ""))
         tiles += [(_load(out / "actors" / Path(r["photo"]).name), r["actor"][:18], f"{r['score']:.3f} z {_z(r['z'])}")
                   for r in item.ranking]
         for col, (image, name, note) in enumerate(tiles):
