@@ -2,10 +2,16 @@
 
 1. face_recognition: ``train/`` is the gallery, every face of every ``test/`` photo a query.
 2. deepface leave-one-out: each photo queried against a gallery of the other 60 (rank-1, rank-5).
-3. cross-style: the deepface queries toonified with the CartoonGAN teacher (a 256 px aligned crop
-   around the face), cast against the real gallery without and with realify / inverse warp.
+3. cross-teacher: the deepface queries toonified (a 256 px aligned crop around the face) by CartoonGAN
+   and by the `webtoon` teacher (its default style, and a style fitted on 9 shared characters), cast
+   against a gallery of 18 actors (deepface leave-one-out plus the 5 face_recognition people) as is,
+   with ``--unwarp auto``, and with a realifier trained on the *other* teacher's pairs; each row also
+   gives the share of queries that abstain ("no clear match": z below ``CLEAR_MATCH_Z``).
+4. abstention: the 30 shared webtoon characters (nobody in the gallery plays them), and the
+   calibration table the threshold was chosen from.
 
-    python benchmarks/cast_accuracy.py --assets ../shared/assets [--realify MODEL] [--unwarp default]
+    python benchmarks/cast_accuracy.py --assets ../shared/assets \
+        [--realify-webtoon MODEL] [--realify-cartoongan MODEL]   # students trained on those teachers' pairs
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import csv
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from casting.gallery import collect_inputs, update_gallery
-from casting.rank import actor_scores, query_faces
-from casting.realify import InverseWebtoonWarp, load_realifier
+from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, query_faces
+from casting.realify import load_realifier, parse_unwarp
 from factory.faces import DetectorChain
 from factory import faces as facelib
 from factory.models.embedding import DlibEmbedder, embed
@@ -121,26 +128,100 @@ def summary(ranks: list[int | None]) -> tuple[int, int, int]:
     return sum(r == 1 for r in usable), sum(r <= 5 for r in usable), len(usable)
 
 
-def toonify_queries(photos, weights: Path, size: int = 256, margin: float = 1.6):
-    """CartoonGAN on an aligned crop around each face: (toon crop, face moved into the crop)."""
+def query_crops(photos, size: int = 256, margin: float = 1.6) -> list[np.ndarray]:
+    """An aligned crop around each photo's face: what a teacher toonifies."""
+    return [facelib.crop(image, facelib.alignment_matrix(face.keypoints5(), size, margin), size)
+            for _, _, image, face, _ in photos]
+
+
+def cartoongan_toons(crops, weights: Path) -> list[np.ndarray]:
     from factory.teachers.cartoongan import CartoonGANConfig
 
     teacher = CartoonGANConfig(kind="cartoongan", weights=weights, device="cpu").build()
-    crops = []
-    for _, _, image, face, _ in photos:
-        matrix = facelib.alignment_matrix(face.keypoints5(), size, margin)
-        crops.append(facelib.crop(image, matrix, size))
-    toons = []
-    for start in range(0, len(crops), 8):
-        toons += teacher.stylize(crops[start:start + 8])
-    return crops, toons
+    return [toon for start in range(0, len(crops), 8) for toon in teacher.stylize(crops[start:start + 8])]
+
+
+def webtoon_toons(crops, style: Path | None = None) -> list[np.ndarray]:
+    """The `webtoon` teacher's drawing of each crop (parameters drawn per query from a fixed seed)."""
+    from factory.sample import Sample
+    from factory.teachers.webtoon import WebtoonConfig
+
+    teacher = WebtoonConfig(kind="webtoon", style=style).build()
+    return [teacher.draw(crop, Sample.create(f"query{i}", i, 0))[0] for i, crop in enumerate(crops)]
+
+
+def fitted_style(characters: list[Path], out: Path) -> Path:
+    """A style fitted on 9 characters of three series (boxer, finger, ssam), saved as JSON."""
+    from factory.teachers.webtoon_style import fit_style
+
+    chosen = [p for p in characters if p.stem.split("_")[0] in ("boxer", "finger", "ssam")]
+    style, _ = fit_style([read_image(p) for p in chosen], name="boxer+finger+ssam")
+    out.write_text(style.model_dump_json(indent=1))
+    return out
+
+
+@dataclass
+class Gallery18:
+    """deepface photos plus the face_recognition train photos: one row per photo, its owner."""
+
+    vectors: np.ndarray
+    owners: np.ndarray
+    actors: list[str]
+
+    def scores(self, queries: np.ndarray, skip_self: bool) -> np.ndarray:
+        """(Q, A) best similarity per actor; with ``skip_self`` query i never sees gallery row i."""
+        sims = np.asarray(queries) @ self.vectors.T
+        if skip_self:
+            sims[np.arange(len(queries)), np.arange(len(queries))] = -np.inf
+        return np.stack([sims[:, self.owners == a].max(1) for a in self.actors], axis=1)
+
+
+def gallery18(photos, root: Path, embedder, detector) -> Gallery18:
+    inputs, _ = collect_inputs(root / "train")
+    extra = []
+    for item in inputs:
+        image = read_image(item.image)
+        found = detector.detect(image)
+        if len(found) == 1:
+            extra.append((item.actor, embed(embedder, image, found)[0][0]))
+    owners = np.array([p[1] for p in photos] + [a for a, _ in extra])
+    vectors = np.stack([p[4] for p in photos] + [v for _, v in extra])
+    return Gallery18(vectors, owners, sorted(set(owners)))
+
+
+def judge(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str] | None) -> dict:
+    """rank-1/5 (a query with no face is a miss), abstention at CLEAR_MATCH_Z, best z per query."""
+    usable = [v if v is not None else np.zeros(gallery.vectors.shape[1], np.float32) for v in vectors]
+    scores = gallery.scores(np.stack(usable), skip_self=truth is not None)
+    z = calibrate(scores)
+    best = scores.argmax(1)
+    top_z = np.where([v is not None for v in vectors], z[np.arange(len(best)), best], -np.inf)
+    out = {"found": sum(v is not None for v in vectors), "n": len(vectors), "z": top_z,
+           "abstain": float((top_z < CLEAR_MATCH_Z).mean())}
+    if truth is not None:
+        ranks = [1 + int((row > row[gallery.actors.index(who)]).sum()) if v is not None else 10**6
+                 for row, who, v in zip(scores, truth, vectors)]
+        right = np.array([r == 1 for r in ranks])
+        answered = top_z >= CLEAR_MATCH_Z
+        out.update(rank1=float(right.mean()), rank5=float(np.mean([r <= 5 for r in ranks])),
+                   answered_right=float(right[answered].mean()) if answered.any() else float("nan"))
+    return out
+
+
+def embed_queries(images, detector, embedder, **options) -> tuple[list[np.ndarray | None], list]:
+    vectors, faces = [], []
+    for image in images:
+        found = query_faces(image, detector, embedder, real_detector=detector, **options)
+        vectors.append(found[0].vector if found else None)
+        faces.append(found[0] if found else None)
+    return vectors, faces
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "assets")
-    parser.add_argument("--realify", type=Path, help="toon2real model for the cross-style table (.onnx, checkpoint, teacher .yaml)")
-    parser.add_argument("--unwarp", help="'default' or a warping profile .json: inverse webtoon warp in the cross-style table")
+    parser.add_argument("--realify-webtoon", type=Path, help="realifier trained on webtoon-teacher pairs (used on CartoonGAN queries)")
+    parser.add_argument("--realify-cartoongan", type=Path, help="realifier trained on CartoonGAN pairs (used on webtoon queries)")
     parser.add_argument("--sheet", type=Path, help="write the toonified queries here as a PNG contact sheet")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -161,33 +242,59 @@ def main():
     console.print(misses)
     console.print(f"deepface: {len(photos)} photos embedded, not used: {rejected or 'none'}")
 
-    weights = args.assets / "models" / "cartoongan_hayao"
-    crops, toons = toonify_queries(photos, weights)
-    variants = {"toon, as is": dict()}
-    if args.unwarp:
-        variants["toon + inverse warp"] = dict(inverse_warp=InverseWebtoonWarp(None if args.unwarp == "default" else Path(args.unwarp)))
-    if args.realify:
-        realifier = load_realifier(args.realify)
-        variants[f"toon + realify ({realifier.name})"] = dict(realifier=realifier)
-    rows = [("real photo (crop, as the toon sees it)", crops, {})] + [(name, toons, opts) for name, opts in variants.items()]
-    cross = Table("queries", "faces found", "rank-1", "rank-5", "usable", title="cross-style: deepface leave-one-out, CartoonGAN (Hayao) toon queries vs real gallery")
-    cross.add_row("real photo (whole image)", str(len(photos)), f"{r1 / n:.1%}", f"{r5 / n:.1%}", str(n))
-    for name, images, opts in rows:
-        vectors, found = [], 0
-        for image in images:
-            faces = query_faces(image, detector, embedder, real_detector=detector, **opts)
-            found += bool(faces)
-            vectors.append(faces[0].vector if faces else np.zeros(embedder.dim, np.float32))
-        ranks = loo_ranks(np.stack(vectors), photos)
-        ranks = [r if v.any() else (None if r is None else 10**6) for r, v in zip(ranks, vectors)]  # no face = a miss
-        t1, t5, tn = summary(ranks)
-        cross.add_row(name, f"{found}/{len(images)}", f"{t1 / tn:.1%}", f"{t5 / tn:.1%}", str(tn))
-    console.print(cross)
+    gallery = gallery18(photos, faces_root / "face_recognition", embedder, detector)
+    truth = [p[1] for p in photos]
+    characters = sorted(p for p in (args.assets / "webtoon" / "characters").iterdir()
+                        if p.stem not in ("jisoo", "yooa", "paint_boy"))
+    crops = query_crops(photos)
+    queries = {"CartoonGAN (Hayao)": cartoongan_toons(crops, args.assets / "models" / "cartoongan_hayao"),
+               "webtoon, default style": webtoon_toons(crops)}
+    style_file = fitted_style(characters, Path("/tmp") / f"cast_bench_style_{int(time.time())}.json")
+    queries["webtoon, fitted style"] = webtoon_toons(crops, style_file)
+    realifiers = {"CartoonGAN (Hayao)": args.realify_webtoon, "webtoon, default style": args.realify_cartoongan,
+                  "webtoon, fitted style": args.realify_cartoongan}
+    auto = parse_unwarp("auto")
+    table = Table("queries", "treatment", "faces", "rank-1", "rank-5", "abstain", "right when answering", "undone (mean)",
+                  title=f"cross-teacher: deepface leave-one-out vs {len(gallery.actors)} actors, dlib; abstain = z < {CLEAR_MATCH_Z}")
+    calibration = {}
+
+    def add(name, treatment, vectors, faces=None):
+        result = judge(gallery, vectors, truth)
+        undone = "" if not faces else f"{np.mean([f.unwarp_undone or 0 for f in faces if f is not None]):.2f}"
+        table.add_row(name, treatment, f"{result['found']}/{result['n']}", f"{result['rank1']:.1%}", f"{result['rank5']:.1%}",
+                      f"{result['abstain']:.1%}", f"{result['answered_right']:.1%}", undone)
+        return result
+
+    calibration["real photos"] = add("real photo (whole image)", "-", [p[4] for p in photos])["z"]
+    add("real photo (crop)", "auto unwarp", *embed_queries(crops, detector, embedder, inverse_warp=auto))
+    for name, toons in queries.items():
+        calibration[name] = add(name, "as is", embed_queries(toons, detector, embedder)[0])["z"]
+        add(name, "auto unwarp", *embed_queries(toons, detector, embedder, inverse_warp=auto))
+        if realifiers[name]:
+            realifier = load_realifier(realifiers[name])
+            add(name, f"realify {realifier.name}", embed_queries(toons, detector, embedder, realifier=realifier)[0])
+            add(name, "realify + auto unwarp", *embed_queries(toons, detector, embedder, realifier=realifier, inverse_warp=auto))
+    console.print(table)
+
+    drawn = DetectorChain(f"dlib,mediapipe,anime:{args.assets / 'models' / 'lbpcascade_animeface.xml'}", min_size=24)
+    nobody = Table("treatment", "faces", "abstain (want >= 50%)", "median z", title="30 webtoon characters, nobody in the gallery")
+    for treatment, options in (("as is", {}), ("auto unwarp", {"inverse_warp": auto})):
+        vectors, _ = embed_queries([read_image(p) for p in characters], drawn, embedder, **options)
+        result = judge(gallery, vectors, None)
+        calibration[f"webtoon characters ({treatment})"] = result["z"]
+        nobody.add_row(treatment, f"{result['found']}/{result['n']}", f"{result['abstain']:.1%}", f"{np.median(result['z']):.2f}")
+    console.print(nobody)
+
+    thresholds = [1.5, 1.75, 2.0, 2.25, 2.5, 3.0]
+    chooser = Table("queries", *[f"z < {t}" for t in thresholds], title="calibration: share that abstains at each threshold")
+    for name, z in calibration.items():
+        chooser.add_row(name, *[f"{(z < t).mean():.0%}" for t in thresholds])
+    console.print(chooser)
     if args.sheet:
         from PIL import Image
 
-        tiles = [np.concatenate([c, t], axis=0) for c, t in zip(crops[:12], toons[:12])]
-        Image.fromarray(np.concatenate(tiles, axis=1)).resize((128 * len(tiles), 256)).save(args.sheet)
+        rows = [crops[:12]] + [toons[:12] for toons in queries.values()]
+        Image.fromarray(np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)).save(args.sheet)
 
     final = Table("benchmark", "result", title="virtual casting accuracy (dlib ResNet 128-d, cosine, best photo per actor)")
     final.add_row("face_recognition test faces, rank-1", f"{fr_right}/{fr_total}")

@@ -190,14 +190,17 @@ class GalleryUpdate:
     added: int = 0
     reused: int = 0
     replaced: int = 0
+    removed: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     faceless: list[str] = field(default_factory=list)  # actors left without a usable photo
 
 
 def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict[str, str]], embedder: Embedder,
                    detector: DetectorChain, progress: Callable[[], None] | None = None) -> tuple[Gallery, GalleryUpdate]:
-    """Create or extend a gallery: only photos that are new, or changed since, are detected and embedded.
-    Copies of one photo and a photo given for several actors are reported, not used."""
+    """Create or sync a gallery with its inputs: only photos that are new, or changed since, are detected
+    and embedded; photos no longer among the inputs (deleted, moved out, their CSV row gone) leave, and
+    so do actors left without inputs. Copies of one photo and a photo given for several actors are
+    reported, not used."""
     root = output_folder(root)
     with FolderLock(root, "toonfactory cast gallery"):
         return _update_gallery(root, inputs, attrs, embedder, detector, progress)
@@ -252,19 +255,29 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
             new_vectors.append(vector)
             update.added += 1
         _tick(progress)
+    wanted = {str(Path(i.image).resolve()) for i in inputs}
+    for n, entry in enumerate(gallery.entries):
+        if keep[n] and entry["image"] not in wanted:
+            keep[n] = False
+            update.removed.append({"image": entry["image"], "actor": entry["actor"]})
+    rejected = [r for r in rejected if r["image"] in wanted]
     gallery.entries = [e for e, k in zip(gallery.entries, keep) if k] + new_entries
     gallery.vectors = np.concatenate([gallery.vectors[keep], *(v[None] for v in new_vectors)]).astype(np.float32) \
         if new_vectors else gallery.vectors[keep]
     gallery.rejected = rejected
-    for actor in {i.actor for i in inputs}:
-        gallery.actors.setdefault(actor, {})
-    for actor, values in attrs.items():
-        gallery.actors.setdefault(actor, {}).update(values)
-    gallery.actors = dict(sorted(gallery.actors.items()))
-    with_faces = {e["actor"] for e in gallery.entries}
-    update.faceless = sorted({i.actor for i in inputs} - with_faces)
+    present = {i.actor for i in inputs}
+    gallery.actors = {a: dict(gallery.actors.get(a, {}), **attrs.get(a, {})) for a in sorted(present)}
+    update.faceless = sorted(present - {e["actor"] for e in gallery.entries})
     gallery.save()
+    _drop_unused_thumbnails(root, gallery.entries)
     return gallery, update
+
+
+def _drop_unused_thumbnails(root: Path, entries: list[dict]) -> None:
+    used = {e["face"] for e in entries}
+    for thumb in (root / "faces").glob("*.jpg"):
+        if f"faces/{thumb.name}" not in used:
+            thumb.unlink()
 
 
 def _tick(progress):

@@ -1,8 +1,12 @@
 """Ranking actors for a character: detect, (realify, unwarp), embed, score against the gallery, vote.
 
-Every actor is scored per image by the best cosine similarity over the actor's gallery photos.
-Across images, each image's top-k actors get one vote; actors are ranked by votes, ties broken by
-the mean similarity (the seeds' "most often in the top 5").
+Every actor is scored per face by the best cosine similarity over the actor's gallery photos. Raw
+similarities of drawn faces are high against everyone, so each score is also calibrated against
+the query's own impostors: an actor's z-score is its similarity minus the mean of the query's
+similarities to every *other* actor, over their standard deviation. Across faces, votes are
+rank-weighted (Borda: the first of ``top`` actors gets ``top`` points, the last 1); ties fall to the
+mean z-score. The winner's mean z-score is the character's confidence; below ``CLEAR_MATCH_Z`` the
+verdict is "no clear match".
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from casting.gallery import GALLERY_JSON, THUMB_SIZE, Gallery, identity, thumbnail
-from casting.realify import Realifier
+from casting.realify import InverseWebtoonWarp, Realifier
 from factory import faces as facelib
 from factory.errors import UserError
 from factory.faces import DetectorChain
@@ -24,45 +28,73 @@ from factory.models.embedding import Embedder, embed
 
 log = logging.getLogger(__name__)
 
-# dlib's own same-person rule (distance 0.6) as a cosine similarity of unit vectors
-DLIB_SAME_PERSON = 1 - 0.6**2 / 2
+# The best actor's z-score a clear match needs. Chosen on benchmarks/cast_accuracy.py's calibration
+# table (dlib embeddings, 18 actors): at 2.0 no real-photo query and 5% of CartoonGAN-toonified queries
+# abstain, 73% of the 30 webtoon characters with no actor do. The best z of more actors is higher by
+# chance alone (best of n random actors, median: 2.15 at 18, 2.37 at 46, 2.57 at 100), so a much
+# larger gallery wants its threshold chosen again (``--min-z``).
+CLEAR_MATCH_Z = 2.0
+MIN_ACTORS_TO_CALIBRATE = 3
 
 
 @dataclass
 class QueryFace:
-    """One face of one character image, ready to rank."""
+    """One face of one character image, ready to rank, with what was done to it."""
 
     box: list[float]
     crop: np.ndarray
     vector: np.ndarray
+    detected_by: str | None = None
     realified: np.ndarray | None = None
+    realified_by: str | None = None
     redetected: bool | None = None
+    unwarp_fitted: float | None = None
+    unwarp_undone: float | None = None
+
+    def steps(self) -> dict:
+        return {"detected_by": self.detected_by,
+                "unwarp": None if self.unwarp_undone is None else {
+                    "fitted_strength": None if self.unwarp_fitted is None else round(self.unwarp_fitted, 3),
+                    "undone": round(self.unwarp_undone, 3)},
+                "realified_by": self.realified_by, "transformed_face_redetected": self.redetected}
+
+    def transform_label(self) -> str | None:
+        """What the second picture of a report row shows ("realified by M, unwarped by s"), if any."""
+        parts = []
+        if self.realified_by:
+            parts.append(f"realified by {self.realified_by}")
+        if self.unwarp_undone:
+            parts.append(f"unwarped by {self.unwarp_undone:.2f}")
+        return ", ".join(parts) or None
 
 
 def query_faces(image: np.ndarray, detector: DetectorChain, embedder: Embedder, *,
                 realifier: Realifier | None = None, real_detector: DetectorChain | None = None,
-                inverse_warp: Callable[[np.ndarray, facelib.Face], np.ndarray] | None = None,
-                margin: float = 1.3, size: int = 256) -> list[QueryFace]:
+                inverse_warp: InverseWebtoonWarp | None = None, margin: float = 1.3, size: int = 256) -> list[QueryFace]:
     """Every face in ``image`` (largest first), realified and un-warped when asked, embedded.
 
-    With a realifier or an inverse warp, the face's aligned crop is transformed and the face is
-    found again in the result (falling back to the original landmarks moved into the crop).
+    With a realifier or an un-warp of non-zero strength, the face's aligned crop is transformed and
+    the face is found again in the result (falling back to the original landmarks moved into the crop).
     """
+    found_by, found = detector.detect_named(image)
     out = []
-    for face in detector.detect(image):
-        if realifier is None and inverse_warp is None:
+    for face in found:
+        fitted, undo = inverse_warp.strength_for(face) if inverse_warp is not None else (None, None)
+        done = dict(box=face.box.tolist(), detected_by=found_by, unwarp_fitted=fitted, unwarp_undone=undo)
+        if realifier is None and not undo:
             vectors, _ = embed(embedder, image, [face])
-            out.append(QueryFace(box=face.box.tolist(), crop=thumbnail(image, face, THUMB_SIZE, margin), vector=vectors[0]))
+            out.append(QueryFace(crop=thumbnail(image, face, THUMB_SIZE, margin), vector=vectors[0], **done))
             continue
         side = realifier.size if realifier is not None else size
         matrix = facelib.alignment_matrix(face.keypoints5(), side, margin)
         toon, moved = facelib.crop(image, matrix, side), _moved(face, matrix)
         real = realifier(toon) if realifier is not None else toon
-        if inverse_warp is not None:
-            real = inverse_warp(real, moved)
+        if undo:
+            real = inverse_warp(real, moved, undo)
         again = (real_detector or detector).detect(real)
         vectors, _ = embed(embedder, real, [again[0] if again else moved])
-        out.append(QueryFace(box=face.box.tolist(), crop=toon, vector=vectors[0], realified=real, redetected=bool(again)))
+        out.append(QueryFace(crop=toon, vector=vectors[0], realified=real, redetected=bool(again),
+                             realified_by=None if realifier is None else realifier.name, **done))
     return out
 
 
@@ -80,6 +112,32 @@ def actor_scores(gallery: Gallery, vectors: np.ndarray, actors: list[str]) -> np
     return np.stack([sims[:, owner == a].max(1) for a in actors], axis=1) if actors else np.zeros((len(vectors), 0))
 
 
+def calibrate(scores: np.ndarray) -> np.ndarray:
+    """(Q, A) z-scores: each actor's similarity against the same query's similarities to all other actors.
+
+    NaN with fewer than ``MIN_ACTORS_TO_CALIBRATE`` actors (no impostor spread to measure).
+    """
+    scores = np.atleast_2d(np.asarray(scores, np.float64))
+    n = scores.shape[1]
+    if n < MIN_ACTORS_TO_CALIBRATE:
+        return np.full(scores.shape, np.nan)
+    total, squares = scores.sum(1, keepdims=True), (scores**2).sum(1, keepdims=True)
+    others_mean = (total - scores) / (n - 1)
+    others_var = np.maximum((squares - scores**2) / (n - 1) - others_mean**2, 0.0)
+    return (scores - others_mean) / np.maximum(np.sqrt(others_var), 1e-6)
+
+
+def margin_of(row: np.ndarray) -> float:
+    """Similarity of the first actor minus the second's."""
+    top2 = np.sort(row)[::-1][:2]
+    return float(top2[0] - top2[1]) if len(top2) == 2 else float("nan")
+
+
+def effective_top(top: int, actors: int) -> int:
+    """Votes per face: never every actor (a vote for all says nothing), at least one."""
+    return max(1, min(top, actors - 1))
+
+
 def best_photo(gallery: Gallery, vector: np.ndarray, actor: str) -> dict:
     """The gallery entry of ``actor`` most similar to ``vector``."""
     rows = [i for i, e in enumerate(gallery.entries) if e["actor"] == actor]
@@ -87,14 +145,27 @@ def best_photo(gallery: Gallery, vector: np.ndarray, actor: str) -> dict:
 
 
 def aggregate(scores: np.ndarray, actors: list[str], top: int) -> list[dict]:
-    """Top-``top`` votes per image, summed; ties broken by mean similarity over all images, then name."""
-    votes = np.zeros(len(actors), int)
+    """Borda votes over faces: in each face's ranking the first of ``top`` actors gets ``top`` points,
+    the next ``top - 1``, ...; ties broken by mean z-score, then mean similarity, then name."""
+    top = effective_top(top, len(actors))
+    points, firsts = np.zeros(len(actors), int), np.zeros(len(actors), int)
     for row in scores:
-        votes[np.argsort(-row, kind="stable")[:top]] += 1
+        order = np.argsort(-row, kind="stable")[:top]
+        points[order] += np.arange(top, 0, -1)[:len(order)]
+        firsts[order[0]] += 1
+    z = calibrate(scores)
+    mean_z = np.nan_to_num(z.mean(0), nan=0.0)
     mean = scores.mean(0)
-    order = sorted(range(len(actors)), key=lambda a: (-votes[a], -mean[a], actors[a]))
-    return [{"actor": actors[a], "votes": int(votes[a]), "mean_score": round(float(mean[a]), 4),
-             "best_score": round(float(scores[:, a].max()), 4)} for a in order]
+    order = sorted(range(len(actors)), key=lambda a: (-points[a], -mean_z[a], -mean[a], actors[a]))
+    return [{"actor": actors[a], "points": int(points[a]), "firsts": int(firsts[a]),
+             "mean_z": None if np.isnan(z[:, a]).any() else round(float(z[:, a].mean()), 3),
+             "mean_score": round(float(mean[a]), 4), "best_score": round(float(scores[:, a].max()), 4)} for a in order]
+
+
+def verdict(confidence: float | None, threshold: float = CLEAR_MATCH_Z) -> str:
+    if confidence is None:
+        return "uncalibrated (fewer than 3 actors)"
+    return "match" if confidence >= threshold else "no clear match"
 
 
 def parse_where(items: Iterable[str]) -> dict[str, str]:
@@ -107,13 +178,49 @@ def parse_where(items: Iterable[str]) -> dict[str, str]:
     return where
 
 
+def parse_face_choice(choice: str | int) -> str | int:
+    """``largest``, ``all``, or N: the N-th face counted from the left of the picture (1 = leftmost)."""
+    text = str(choice).strip().lower()
+    if text in ("largest", "all"):
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise UserError(f"--face: {choice!r} is not largest, all, or a face number from the left (1, 2, ...)")
+
+
+def choose_faces(found: list[QueryFace], choice: str | int) -> list[tuple[str, QueryFace]]:
+    """The faces to rank with how each was chosen (found is largest first)."""
+    if choice == "largest":
+        return [(f"largest of {len(found)}", found[0])]
+    left_to_right = sorted(range(len(found)), key=lambda i: found[i].box[0])
+    if choice == "all":
+        return [(f"face {n + 1} from the left of {len(found)}", found[i]) for n, i in enumerate(left_to_right)]
+    if choice > len(found):
+        return []
+    return [(f"face {choice} from the left of {len(found)}", found[left_to_right[choice - 1]])]
+
+
 @dataclass
 class CastImage:
+    """One ranked face of one image (or an image that gave none, with its reason)."""
+
     path: str
     status: str
     faces_found: int = 0
+    chosen: str | None = None
     query: QueryFace | None = None
     ranking: list[dict] = field(default_factory=list)
+    confidence: float | None = None
+    margin: float | None = None
+    verdict: str | None = None
+
+    def to_json(self) -> dict:
+        return {"image": self.path, "status": self.status, "faces_found": self.faces_found, "face": self.chosen,
+                "box": None if self.query is None else [round(v, 1) for v in self.query.box],
+                **({} if self.query is None else self.query.steps()),
+                "confidence_z": None if self.confidence is None else round(self.confidence, 3),
+                "margin": None if self.margin is None else round(self.margin, 4),
+                "verdict": self.verdict, "ranking": self.ranking}
 
 
 @dataclass
@@ -123,22 +230,24 @@ class CastResult:
     actors: list[str]
     settings: dict
 
+    @property
+    def confidence(self) -> float | None:
+        return self.overall[0]["mean_z"] if self.overall else None
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.confidence, self.settings["calibration"]["clear_match_z"])
+
     def to_json(self) -> dict:
-        return {
-            "settings": self.settings,
-            "overall": self.overall,
-            "images": [{"image": i.path, "status": i.status, "faces_found": i.faces_found,
-                        "box": None if i.query is None else [round(v, 1) for v in i.query.box],
-                        "realified_face_redetected": None if i.query is None else i.query.redetected,
-                        "ranking": i.ranking} for i in self.images],
-        }
+        return {"settings": self.settings, "verdict": self.verdict, "confidence_z": self.confidence,
+                "overall": self.overall, "images": [i.to_json() for i in self.images]}
 
 
 def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: DetectorChain, *, top: int = 5,
          where: dict[str, str] | None = None, realifier: Realifier | None = None,
-         real_detector: DetectorChain | None = None, inverse_warp: Callable[[np.ndarray, facelib.Face], np.ndarray] | None = None,
-         progress: Callable[[], None] | None = None) -> CastResult:
-    """Rank the gallery's actors for one character shown in ``images`` (the largest face of each)."""
+         real_detector: DetectorChain | None = None, inverse_warp: InverseWebtoonWarp | None = None,
+         face: str | int = "largest", min_z: float = CLEAR_MATCH_Z, progress: Callable[[], None] | None = None) -> CastResult:
+    """Rank the gallery's actors for one character shown in ``images`` (the face(s) ``face`` picks of each)."""
     model = identity(embedder)
     if gallery.embedder != model:
         raise UserError(f"{gallery.root / GALLERY_JSON}: field 'embedder' is {gallery.embedder}, "
@@ -149,37 +258,45 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
     if not actors:
         raise UserError(f"{gallery.root / GALLERY_JSON}: no actor matches --where {where} "
                         f"(attributes: {sorted({k for a in gallery.actors.values() for k in a})})")
+    choice = parse_face_choice(face)
+    shown = effective_top(top, len(actors))
     results, rows = [], []
     for path in images:
-        item = CastImage(path=str(path), status="ok")
         try:
             image = read_image(path)
         except BadImage as exc:
-            item.status = exc.reason
+            log.warning("cast: %s: %s", path, exc.reason)
+            results.append(CastImage(path=str(path), status=exc.reason))
         else:
             found = query_faces(image, detector, embedder, realifier=realifier, real_detector=real_detector,
                                 inverse_warp=inverse_warp)
-            item.faces_found = len(found)
-            if not found:
-                item.status = "no_face"
-            else:
-                item.query = found[0]
-                row = actor_scores(gallery, found[0].vector[None], actors)[0]
+            chosen = choose_faces(found, choice) if found else []
+            if not chosen:
+                status = "no_face" if not found else f"no face {choice} (found {len(found)})"
+                log.warning("cast: %s: %s", path, status)
+                results.append(CastImage(path=str(path), status=status, faces_found=len(found)))
+            for how, query in chosen:
+                row = actor_scores(gallery, query.vector[None], actors)[0]
+                z = calibrate(row)[0]
                 rows.append(row)
-                order = np.argsort(-row, kind="stable")[:top]
-                item.ranking = [{"actor": actors[a], "score": round(float(row[a]), 4),
-                                 "photo": best_photo(gallery, found[0].vector, actors[a])["face"]} for a in order]
-        if item.status != "ok":
-            log.warning("cast: %s: %s", path, item.status)
-        results.append(item)
+                order = np.argsort(-row, kind="stable")[:shown]
+                ranking = [{"actor": actors[a], "score": round(float(row[a]), 4),
+                            "z": None if np.isnan(z[a]) else round(float(z[a]), 3),
+                            "photo": best_photo(gallery, query.vector, actors[a])["face"]} for a in order]
+                confidence = None if np.isnan(z[order[0]]) else float(z[order[0]])
+                results.append(CastImage(path=str(path), status="ok", faces_found=len(found), chosen=how, query=query,
+                                         ranking=ranking, confidence=confidence, verdict=verdict(confidence, min_z),
+                                         margin=margin_of(row) if len(actors) > 1 else None))
         if progress is not None:
             progress()
     if not rows:
         reasons = ", ".join(f"{Path(i.path).name}: {i.status}" for i in results)
         raise UserError(f"none of the {len(images)} character image(s) has a usable face ({reasons})")
     overall = aggregate(np.stack(rows), actors, top)
-    settings = {"gallery": str(gallery.root), "embedder": model, "detector": detector.spec, "top": top,
+    settings = {"gallery": str(gallery.root), "embedder": model, "detector": detector.spec,
+                "top": effective_top(top, len(actors)), "top_asked": top, "face": str(choice),
                 "where": where or {}, "realify": None if realifier is None else realifier.name,
-                "inverse_warp": inverse_warp is not None, "same_person_threshold": round(DLIB_SAME_PERSON, 4)
-                if model["name"].startswith("dlib") else None}
+                "unwarp": None if inverse_warp is None else inverse_warp.label,
+                "calibration": {"method": "z-score of the actor's similarity against the query's similarities "
+                                          "to all other actors", "clear_match_z": min_z}}
     return CastResult(images=results, overall=overall, actors=actors, settings=settings)

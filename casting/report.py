@@ -1,7 +1,8 @@
 """The casting report: ``ranking.json``, an HTML page and a PNG contact sheet in one folder.
 
-Each character image gets a row: its face, its realified face (when realify ran) and the top actors,
-each with the gallery photo that matched best and its score; the overall vote heads the page.
+Each ranked face gets a row: the face as detected, the face as transformed (labelled with what was
+done: realified by which model, unwarped by how much) and the top actors, each with the gallery photo
+that matched best, its similarity and z-score; the verdict and the overall vote head the page.
 """
 
 from __future__ import annotations
@@ -57,62 +58,84 @@ def _write_report(result: CastResult, gallery: Gallery, out: Path) -> dict[str, 
     return paths
 
 
+def _face_label(item) -> str:
+    """What the first tile shows: the face as found, by which detector, and its fitted webtoon geometry."""
+    query = item.query
+    label = f"by {query.detected_by}" if query.detected_by else "detected"
+    if query.unwarp_fitted is not None:
+        label += f", shape {query.unwarp_fitted:.2f}"
+    return label
+
+
 def _html(result: CastResult) -> str:
     esc = html.escape
     settings = result.settings
     overall = "".join(
-        f"<tr><td>{n + 1}</td><td>{esc(r['actor'])}</td><td>{r['votes']}</td><td>{r['mean_score']:.3f}</td>"
-        f"<td>{r['best_score']:.3f}</td></tr>" for n, r in enumerate(result.overall))
+        f"<tr><td>{n + 1}</td><td>{esc(r['actor'])}</td><td>{r['points']}</td><td>{r['firsts']}</td>"
+        f"<td>{_z(r['mean_z'])}</td><td>{r['mean_score']:.3f}</td><td>{r['best_score']:.3f}</td></tr>"
+        for n, r in enumerate(result.overall))
     rows = []
     for i, item in enumerate(result.images):
+        judged = "" if item.query is None else f"<br><small>z {_z(item.confidence)}: {esc(item.verdict)}</small>"
         cells = [f"<td class=name>{esc(Path(item.path).name)}<br><small>{esc(item.status)}"
-                 f"{'' if item.faces_found < 2 else f' ({item.faces_found} faces, largest used)'}</small></td>"]
+                 f"{'' if item.chosen is None else ' &middot; ' + esc(item.chosen)}</small>{judged}</td>"]
         if item.query is not None:
-            cells.append(f"<td><img src='faces/character_{i}.jpg'><br>character</td>")
+            cells.append(f"<td><img src='faces/character_{i}.jpg'><br>{esc(_face_label(item))}</td>")
             if item.query.realified is not None:
-                cells.append(f"<td><img src='faces/realified_{i}.jpg'><br>realified</td>")
-            cells += [f"<td><img src='actors/{esc(Path(r['photo']).name)}'><br>{esc(r['actor'])}<br>{r['score']:.3f}</td>"
-                      for r in item.ranking]
+                cells.append(f"<td><img src='faces/realified_{i}.jpg'><br>{esc(item.query.transform_label() or '')}</td>")
+            cells += [f"<td><img src='actors/{esc(Path(r['photo']).name)}'><br>{esc(r['actor'])}<br>{r['score']:.3f} "
+                      f"(z {_z(r['z'])})</td>" for r in item.ranking]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Virtual casting</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} td{{text-align:center;padding:4px;vertical-align:top}}
 td.name{{text-align:left;max-width:14em}} img{{width:{THUMB_SIZE}px;height:{THUMB_SIZE}px}}
 table.overall td{{text-align:left;padding:2px 12px}}</style></head><body>
-<h1>Virtual casting</h1>
+<h1>Virtual casting: {esc(result.verdict)} (confidence z {_z(result.confidence)}, threshold {settings['calibration']['clear_match_z']})</h1>
 <p>Gallery <code>{esc(str(settings['gallery']))}</code>, embedder {esc(settings['embedder']['name'])},
-realify: {esc(str(settings['realify']))}, top {settings['top']} votes per image,
+detector {esc(settings['detector'])}, face: {esc(settings['face'])}, realify: {esc(str(settings['realify']))},
+unwarp: {esc(str(settings['unwarp']))}, Borda votes over the top {settings['top']} per face,
 filter: {esc(json.dumps(settings['where']))}.</p>
 <h2>Overall</h2>
-<table class=overall><tr><th>#</th><th>actor</th><th>votes</th><th>mean similarity</th><th>best</th></tr>{overall}</table>
-<h2>Per image</h2>
+<table class=overall><tr><th>#</th><th>actor</th><th>points</th><th>first</th><th>mean z</th><th>mean similarity</th><th>best</th></tr>{overall}</table>
+<h2>Per face</h2>
 <table>{''.join(rows)}</table>
 </body></html>
 """
 
 
+def _z(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _sheet(result: CastResult, out: Path) -> np.ndarray:
-    """One row per usable image: character | realified | top actors; the overall winner on top."""
+    """One row per ranked face: character | transformed | top actors; the verdict and winners on top."""
     usable = [(i, item) for i, item in enumerate(result.images) if item.query is not None]
-    realified = any(item.query.realified is not None for _, item in usable)
+    transformed = any(item.query.realified is not None for _, item in usable)
     top = max(len(item.ranking) for _, item in usable)
-    tile, label = THUMB_SIZE, 34
-    cols = 1 + int(realified) + top
-    header = 40
-    sheet = Image.new("RGB", (cols * (tile + 8) + 8, header + len(usable) * (tile + label + 8) + 8), "white")
+    tile, label = THUMB_SIZE, 50
+    cols = 1 + int(transformed) + top
+    header = 58
+    sheet = Image.new("RGB", (max(cols * (tile + 8) + 8, 560), header + len(usable) * (tile + label + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=13)
-    winners = ", ".join(f"{r['actor']} ({r['votes']} votes, {r['mean_score']:.3f})" for r in result.overall[:3])
-    draw.text((8, 12), f"cast: {winners}", fill="black", font=font)
+    winners = ", ".join(f"{r['actor']} ({r['points']} pts, z {_z(r['mean_z'])})" for r in result.overall[:3])
+    draw.text((8, 8), f"{result.verdict} (z {_z(result.confidence)}; threshold {result.settings['calibration']['clear_match_z']})",
+              fill="black" if result.verdict == "match" else "#b00000", font=font)
+    draw.text((8, 28), f"cast: {winners}", fill="black", font=font)
     for row, (i, item) in enumerate(usable):
         y = header + row * (tile + label + 8)
-        tiles = [(_load(out / "faces" / f"character_{i}.jpg"), Path(item.path).name[:18], "")]
-        if realified:
-            tiles.append((_load(out / "faces" / f"realified_{i}.jpg"), "realified", ""))
-        tiles += [(_load(out / "actors" / Path(r["photo"]).name), r["actor"][:18], f"{r['score']:.3f}") for r in item.ranking]
-        for col, (image, name, score) in enumerate(tiles):
+        tiles = [(_load(out / "faces" / f"character_{i}.jpg"), Path(item.path).name[:18], _face_label(item)[:20])]
+        if transformed:
+            changed = item.query.realified is not None
+            tiles.append((_load(out / "faces" / f"realified_{i}.jpg") if changed else np.full((tile, tile, 3), 235, np.uint8),
+                          (item.query.transform_label() or "not transformed")[:20], ""))
+        tiles += [(_load(out / "actors" / Path(r["photo"]).name), r["actor"][:18], f"{r['score']:.3f} z {_z(r['z'])}")
+                  for r in item.ranking]
+        for col, (image, name, note) in enumerate(tiles):
             x = 8 + col * (tile + 8)
             sheet.paste(Image.fromarray(image), (x, y))
             draw.text((x, y + tile + 2), name, fill="black", font=font)
-            draw.text((x, y + tile + 17), score, fill="#555555", font=font)
+            draw.text((x, y + tile + 17), note, fill="#555555", font=font)
+        draw.text((8, y + tile + 32), f"z {_z(item.confidence)}: {item.verdict}", fill="#555555", font=font)
     return np.asarray(sheet)

@@ -102,16 +102,20 @@ class MediapipeMesh:
         faces = []
         for detection in detections:
             rel = detection.location_data.relative_bounding_box
-            side = 2.0 * max(rel.width * w, rel.height * h)
             centre = np.array([(rel.xmin + rel.width / 2) * w, (rel.ymin + rel.height / 2) * h])
-            scale = self._crop_side / side
-            matrix = np.array([[scale, 0, self._crop_side / 2 - scale * centre[0]],
-                               [0, scale, self._crop_side / 2 - scale * centre[1]]])
-            patch = cv2.warpAffine(image, matrix, (self._crop_side, self._crop_side),
-                                   flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            for pts in self._meshes(self._crop_mesh, patch):
-                faces.append(_mesh_face(transform_points(pts, invert_matrix(matrix)), float(detection.score[0])))
+            faces += [_mesh_face(pts, float(detection.score[0]))
+                      for pts in self.mesh_around(image, centre, 2.0 * max(rel.width * w, rel.height * h))]
         return faces
+
+    def mesh_around(self, image: np.ndarray, centre: np.ndarray, side: float) -> list[np.ndarray]:
+        """Mesh points (image pixels) of the face in the square of ``side`` around ``centre``,
+        resampled to the mesh's working size first (small drawn faces are upscaled)."""
+        scale = self._crop_side / side
+        matrix = np.array([[scale, 0, self._crop_side / 2 - scale * centre[0]],
+                           [0, scale, self._crop_side / 2 - scale * centre[1]]])
+        patch = cv2.warpAffine(np.ascontiguousarray(image), matrix, (self._crop_side, self._crop_side),
+                               flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return [transform_points(pts, invert_matrix(matrix)) for pts in self._meshes(self._crop_mesh, patch)]
 
 
 def _mesh_face(points: np.ndarray, score: float = 1.0) -> Face:
@@ -151,7 +155,7 @@ class Cascade:
     """An OpenCV cascade classifier (boxes only: keypoints are estimated from the box)."""
 
     def __init__(self, path: str | Path, scale_factor: float = 1.1, min_neighbors: int = 5, min_window: int = 24,
-                 min_score: float = 0.0):
+                 min_score: float = 0.0, pad: float = 0.0):
         path = Path(path)
         try:
             classifier = cv2.CascadeClassifier(str(path)) if path.is_file() else None
@@ -162,12 +166,34 @@ class Cascade:
         self._classifier = classifier
         self._options = dict(scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_window, min_window))
         self._min_score = min_score
+        self._pad = pad
 
     def detect(self, image: np.ndarray) -> list[Face]:
         gray = cv2.equalizeHist(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY))
+        border = int(round(self._pad * max(gray.shape)))  # a face that fills the picture needs room around it
+        if border:
+            gray = cv2.copyMakeBorder(gray, border, border, border, border, cv2.BORDER_REPLICATE)
         boxes, _, weights = self._classifier.detectMultiScale3(gray, outputRejectLevels=True, **self._options)
-        return [Face(box=np.array([x, y, x + w, y + h], dtype=np.float64), score=float(score))
+        return [Face(box=np.array([x, y, x + w, y + h], dtype=np.float64) - border, score=float(score))
                 for (x, y, w, h), score in zip(boxes, np.ravel(weights)) if score >= self._min_score]
+
+
+class LandmarkedBoxes:
+    """A box-only detector (the anime cascade) whose boxes get mediapipe's mesh: the square around each
+    box (twice its side) is upscaled to the mesh's working size and meshed; a box the mesh cannot read
+    stays box-only (keypoints estimated from the box)."""
+
+    def __init__(self, boxes, mesh: "MediapipeMesh"):
+        self._boxes = boxes
+        self._mesh = mesh
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        out = []
+        for face in self._boxes.detect(image):
+            centre = (face.box[:2] + face.box[2:]) / 2
+            meshes = self._mesh.mesh_around(image, centre, 2.0 * float(np.max(face.box[2:] - face.box[:2])))
+            out.append(Face(face.box, face.score, meshes[0], "mediapipe478") if meshes else face)
+        return out
 
 
 def haar_cascade(name: str = "haarcascade_frontalface_default.xml", min_score: float = 2.0, **options) -> Cascade:
@@ -179,9 +205,15 @@ def haar_cascade(name: str = "haarcascade_frontalface_default.xml", min_score: f
     return Cascade(Path(cv2.data.haarcascades) / name, min_score=min_score, **options)
 
 
-def anime_cascade(cascade: str | Path, **options) -> Cascade:
-    """An LBP anime-face cascade from a path the user gives (e.g. nagadomi's lbpcascade_animeface.xml)."""
-    return Cascade(cascade, **options)
+def anime_cascade(cascade: str | Path, landmarks: bool = True, pad: float = 0.25, **options) -> Cascade | LandmarkedBoxes:
+    """An LBP anime-face cascade from a path the user gives (e.g. nagadomi's lbpcascade_animeface.xml),
+    its boxes landmarked by the mesh unless ``landmarks`` is false.
+
+    ``pad`` (a fraction of the image side, replicated border) lets the 24 px window fit faces that fill
+    a tight crop: 10/30 shared webtoon characters found instead of 6/30.
+    """
+    boxes = Cascade(cascade, pad=pad, **options)
+    return LandmarkedBoxes(boxes, shared_detector("mediapipe").backend) if landmarks else boxes
 
 
 class Detector:
@@ -219,32 +251,70 @@ def build_detector(name: str = "mediapipe", *, min_size: int = 48, enlarge: floa
     return Detector(backend, min_size=min_size, enlarge=enlarge)
 
 
-class DetectorChain:
-    """Detectors tried in order; the first that finds any face answers (e.g. ``dlib,mediapipe``)."""
+def parse_detector_spec(spec: str, field: str = "--detector", cascade: str | Path | None = None) -> list[tuple[str, dict]]:
+    """``dlib,mediapipe,anime:PATH`` as ``[(name, options)]``; a bare ``anime`` takes ``cascade``."""
+    items = [item.strip() for item in str(spec).split(",")]
+    if not items or not all(items):
+        raise UserError(f"{field}: {spec!r} names no detector (e.g. dlib,mediapipe,anime:CASCADE.xml)")
+    parsed = []
+    for item in items:
+        name, sep, path = (part.strip() for part in item.partition(":"))
+        if name not in BACKENDS:
+            raise UserError(f"{field}: unknown detector {name!r} in {spec!r} (choose from {sorted(BACKENDS)}; "
+                            f"the anime cascade is given as anime:PATH)")
+        if sep and name != "anime":
+            raise UserError(f"{field}: {item!r}: only the anime detector takes a path (anime:PATH)")
+        if name == "anime":
+            path = path or cascade
+            if not path:
+                raise UserError(f"{field}: the anime detector needs its cascade XML: anime:PATH")
+            parsed.append((name, {"cascade": Path(path)}))
+        else:
+            parsed.append((name, {}))
+    return parsed
 
-    def __init__(self, names: str | Iterable[str] = "dlib,mediapipe", min_size: int = 40):
-        self.names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-        if not self.names or not all(self.names):
-            raise UserError(f"--detector: {names!r} names no detector")
+
+class DetectorChain:
+    """Detectors tried in order; the first that finds any face answers (e.g. ``dlib,mediapipe,anime:PATH``).
+
+    Members are the process's shared detectors, so a chain costs no second model load.
+    """
+
+    def __init__(self, spec: str = "dlib,mediapipe", min_size: int = 40, *, cascade: str | Path | None = None,
+                 field: str = "--detector"):
+        self.members = parse_detector_spec(spec, field, cascade)
         self.min_size = min_size
-        self._detectors = [build_detector(n, min_size=min_size) for n in self.names]
+        try:
+            self._detectors = [shared_detector(name, min_size=min_size, **options) for name, options in self.members]
+        except ModelLoadError as exc:
+            raise UserError(f"{field}: {exc}") from None
 
     @property
     def spec(self) -> str:
-        return ",".join(self.names)
+        return ",".join(name if not options else f"{name}:{options['cascade']}" for name, options in self.members)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        for detector in self._detectors:
+        return self.detect_named(image)[1]
+
+    def detect_named(self, image: np.ndarray) -> tuple[str | None, list[Face]]:
+        """The faces and the name of the detector that found them (None: no member found any)."""
+        for (name, _), detector in zip(self.members, self._detectors):
             found = detector.detect(image)
             if found:
-                return found
-        return []
+                return name, found
+        return None, []
 
 
 @lru_cache(maxsize=None)
 def shared_detector(name: str = "mediapipe", min_size: int = 48, **options) -> Detector:
     """One detector per process and setting (models load once); options must be hashable."""
     return build_detector(name, min_size=min_size, **options)
+
+
+@lru_cache(maxsize=None)
+def shared_chain(spec: str, min_size: int = 48, cascade: Path | None = None) -> DetectorChain:
+    """One chain per process and setting, for the factory's face stage and gates."""
+    return DetectorChain(spec, min_size, cascade=cascade, field="faces.detector")
 
 
 def alignment_matrix(keypoints5: np.ndarray, size: int, margin: float = 1.0) -> np.ndarray:

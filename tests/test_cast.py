@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from casting.gallery import GALLERY_FORMAT, Gallery, collect_inputs, update_gallery
-from casting.rank import actor_scores, aggregate, cast, parse_where, query_faces
+from casting.rank import actor_scores, aggregate, calibrate, cast, parse_where, query_faces
 from casting.report import write_report
 from factory.errors import UserError
 from factory.faces import Face
@@ -30,6 +30,9 @@ def face_image(colour, shift=0, faces=1) -> np.ndarray:
 
 class SquareDetector:
     spec = "squares"
+
+    def detect_named(self, image):
+        return "squares", self.detect(image)
 
     def detect(self, image):
         found = []
@@ -142,7 +145,7 @@ def test_csv_input_with_attributes(tmp_path):
         collect_inputs(tmp_path / "bad.csv")
 
 
-def test_vote_aggregation_counts_top_k_and_breaks_ties_by_mean():
+def test_borda_votes_weight_ranks_and_break_ties_by_calibrated_score():
     actors = ["a", "b", "c", "d"]
     scores = np.array([
         [0.9, 0.8, 0.1, 0.0],
@@ -150,12 +153,17 @@ def test_vote_aggregation_counts_top_k_and_breaks_ties_by_mean():
         [0.7, 0.4, 0.0, 0.95],
     ])
     rows = aggregate(scores, actors, top=2)
-    # a and b both have 2 votes: b wins on mean similarity (0.7 vs 0.6) though a has the best single score
-    assert [(r["actor"], r["votes"]) for r in rows] == [("b", 2), ("a", 2), ("d", 1), ("c", 1)]
-    assert rows[0]["mean_score"] == pytest.approx(0.7) and rows[1]["best_score"] == pytest.approx(0.9)
-    assert [(r["actor"], r["votes"]) for r in aggregate(scores, actors, top=1)] == [
-        ("b", 1), ("a", 1), ("d", 1), ("c", 0)]
-    assert sum(r["votes"] for r in aggregate(scores, actors, top=3)) == 9
+    # top 2: first place 2 points, second 1; a (2 + 1) and b (1 + 2) tie on points
+    assert {r["actor"]: r["points"] for r in rows} == {"a": 3, "b": 3, "d": 2, "c": 1}
+    assert {r["actor"]: r["firsts"] for r in rows} == {"a": 1, "b": 1, "d": 1, "c": 0}
+    z = calibrate(scores).mean(0)
+    assert [r["actor"] for r in rows[:2]] == (["a", "b"] if z[0] > z[1] else ["b", "a"])
+    assert rows[0]["mean_z"] == pytest.approx(max(z[0], z[1]), abs=1e-3)
+    # top 3 of 4 actors: 3 + 2 + 1 points per face
+    assert sum(r["points"] for r in aggregate(scores, actors, top=3)) == 3 * 6
+    # a top as large as the gallery would give every actor a vote: it is cut to actors - 1
+    assert sum(r["points"] for r in aggregate(scores, actors, top=10)) == 3 * 6
+    assert [r["points"] for r in aggregate(scores[:, :2], ["a", "b"], top=5)] == [2, 1]
 
 
 def test_actor_score_is_the_best_photo():
@@ -175,7 +183,7 @@ def test_rank_votes_filters_and_reports(actors_dir, tmp_path):
     queries.append(tmp_path / "q" / "missing.png")
     result = cast(gallery, queries, ColourEmbedder(), SquareDetector(), top=1)
     assert [i.status for i in result.images] == ["ok", "ok", "ok", "no_face", "unreadable_file"]
-    assert result.overall[0]["actor"] == "bob" and result.overall[0]["votes"] == 2
+    assert result.overall[0]["actor"] == "bob" and result.overall[0]["points"] == 2 and result.overall[0]["firsts"] == 2
     assert result.images[0].ranking[0]["actor"] == "bob"
     assert result.images[0].ranking[0]["score"] > 0.99
 

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from casting.gallery import collect_inputs, update_gallery
-from casting.rank import DLIB_SAME_PERSON, actor_scores, cast, query_faces
+from casting.rank import actor_scores, cast, query_faces
 from casting.realify import load_realifier
 from factory.faces import DetectorChain
 from factory.images import read_image
@@ -139,4 +139,4 @@ def test_casting_real_photos(tmp_path, dlib_embedder):
     by_position = {("biden" if f.box[0] < 1000 else "obama"): s for f, s in zip(faces, scores) if f.box[1] < 800}
     assert by_position["biden"].argmax() == 0 and by_position["obama"].argmax() == 1
     result = cast(gallery, [root / "test" / "obama1.jpg"], dlib_embedder, detector, top=1)
-    assert result.overall[0]["actor"] == "obama" and result.overall[0]["mean_score"] > DLIB_SAME_PERSON
+    assert result.overall[0]["actor"] == "obama" and result.overall[0]["mean_score"] > 0.82  # dlib's same-person distance 0.6

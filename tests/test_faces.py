@@ -45,11 +45,11 @@ def test_mediapipe_ignores_the_mesh_false_positive_on_a_single_portrait():
     assert len(found) == 1 and found[0].scheme == "mediapipe478" and found[0].landmarks.shape == (478, 2)
 
 
-def test_anime_cascade_finds_33_of_36_tiles():
+def test_anime_cascade_finds_34_of_36_tiles():
     grid = read_image(asset("anime/grid36.jpg"))
     detector = faces.build_detector("anime", cascade=asset("models/lbpcascade_animeface.xml"), enlarge=1.5, min_window=64)
     hits = sum(bool(detector.detect(grid[r:r + 512, c:c + 512])) for r in range(0, 3072, 512) for c in range(0, 3072, 512))
-    assert hits == 33
+    assert hits == 34  # 33 without the padding around the picture (tile 25's face sits at the top edge)
 
 
 def test_enlarged_box_keeps_the_keypoints_of_the_original_box():

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from factory.config import Strict
-from factory.faces import alignment_matrix, crop, out_of_frame, shared_detector, transform_points
+from factory.faces import BACKENDS, alignment_matrix, crop, out_of_frame, shared_chain, transform_points
 from factory.sample import Sample, sample_seed
 from factory.stage import Stage
 
@@ -19,7 +19,8 @@ from factory.stage import Stage
 class FacesConfig(Strict):
     """Face detection and alignment of each source image."""
 
-    detector: Literal["mediapipe", "dlib", "haar", "anime"] = "mediapipe"
+    detector: str = Field("mediapipe", description="mediapipe, dlib, haar or anime, or a chain tried in order "
+                                                    "(e.g. dlib,mediapipe,anime)")
     cascade: Path | None = Field(None, description="LBP cascade XML for the anime detector")
     select: Literal["largest", "all"] = "largest"
     min_size: int = Field(48, ge=8, description="smallest face box side, in pixels")
@@ -27,15 +28,19 @@ class FacesConfig(Strict):
     jitter: float = Field(0.0, ge=0.0, le=0.5, description="random shift/scale/rotation of the crop (pose jitter)")
 
     @model_validator(mode="after")
-    def _anime_needs_cascade(self):
-        if self.detector == "anime" and self.cascade is None:
+    def _known_detectors(self):
+        names = [name.strip() for name in self.detector.split(",")]
+        unknown = [name for name in names if name not in BACKENDS]
+        if unknown or not names:
+            raise ValueError(f"detector: unknown {unknown} in {self.detector!r} (choose from {sorted(BACKENDS)}, "
+                             "comma-separated to chain them; the anime cascade goes in `cascade`)")
+        if "anime" in names and self.cascade is None:
             raise ValueError("the anime detector needs `cascade`: a path to an LBP cascade XML")
         return self
 
     def shared_detector(self):
-        """The process-wide detector for these settings (the face stage and the toon-face gate share it)."""
-        options = {"cascade": self.cascade} if self.cascade else {}
-        return shared_detector(self.detector, min_size=self.min_size, **options)
+        """The process-wide detector (chain) for these settings (the face stage and the toon-face gate share it)."""
+        return shared_chain(self.detector, self.min_size, self.cascade)
 
 
 def jitter_matrix(rng: np.random.Generator, amount: float, size: int) -> np.ndarray:

@@ -14,18 +14,21 @@ from toonfactory.cli.common import console
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
 
 EmbedderOption = typer.Option("dlib", help="'dlib' (128-d ResNet, default) or the path of an ONNX face-recognition model")
+DETECTOR_HELP = ("face detectors tried in order, comma-separated: dlib, mediapipe, haar, anime:CASCADE.xml "
+                 "(e.g. dlib,mediapipe,anime:lbpcascade_animeface.xml for drawn faces)")
 
 
 @app.command()
 def gallery(
     actors: Path = typer.Argument(..., help="folder with one sub-folder per actor, or a CSV with columns image, actor[, gender, ...]"),
-    out: Path = typer.Option(..., "--out", help="gallery folder (created, or extended when it exists)"),
+    out: Path = typer.Option(..., "--out", help="gallery folder (created, or synced with ACTORS when it exists)"),
     attributes: Optional[Path] = typer.Option(None, help="CSV with an actor column and attribute columns (e.g. gender)"),
     embedder: str = EmbedderOption,
-    detector: str = typer.Option("dlib,mediapipe", help="face detectors tried in order"),
+    detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
     min_face: int = typer.Option(40, help="smallest face side in pixels"),
 ):
-    """Detect, align and embed every actor photo; photos with no face or several are reported, not used."""
+    """Detect, align and embed every actor photo; photos with no face or several are reported, not used;
+    photos and actors no longer in ACTORS leave the gallery."""
     from casting.gallery import collect_inputs, update_gallery
     from factory.faces import DetectorChain
     from factory.files import output_folder
@@ -47,7 +50,7 @@ def gallery(
         console.print(f"[yellow]no usable face[/yellow] for actor(s): {', '.join(update.faceless)}")
     console.print(f"[green]gallery[/green] {out}: {len(built.entries)} faces of {len(built.actor_names())} actors "
                   f"({update.added} added, {update.reused} unchanged, {update.replaced} replaced, "
-                  f"{len(update.rejected)} rejected)")
+                  f"{len(update.removed)} removed, {len(update.rejected)} rejected)")
 
 
 @app.command()
@@ -56,17 +59,22 @@ def rank(
     gallery_dir: Path = typer.Option(..., "--gallery", help="a folder made by `cast gallery`"),
     out: Path = typer.Option(..., "--out", help="report folder: ranking.json, report.html, report.png"),
     realify: Optional[Path] = typer.Option(None, help="toon2real model: .onnx, a student checkpoint, or a teacher .yaml"),
-    unwarp: Optional[str] = typer.Option(None, help="undo webtoon geometry first: 'default' or a warping profile .json"),
-    top: int = typer.Option(5, min=1, help="actors voted for per image, and shown"),
+    unwarp: Optional[str] = typer.Option(None, help="undo webtoon geometry first: 'auto' (strength fitted per face, "
+                                         "none for human proportions; 'auto:PROFILE.json'), 'default' or a profile .json (full strength)"),
+    top: int = typer.Option(5, min=1, help="actors ranked per face (Borda points top..1), and shown; at most actors - 1"),
+    face: str = typer.Option("largest", help="which face of a picture with several: largest, all, or N (N-th from the left)"),
+    min_z: float = typer.Option(2.0, help="confidence (z-score against the other actors) a clear match needs; "
+                                          "chosen on 18 actors, choose again for much larger galleries"),
     where: Optional[List[str]] = typer.Option(None, help="attribute filter key=value (repeatable), e.g. gender=female"),
     embedder: str = EmbedderOption,
-    detector: str = typer.Option("dlib,mediapipe", help="detectors for the character images, tried in order"),
+    detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
     min_face: int = typer.Option(40, help="smallest face side in pixels"),
 ):
-    """Rank the gallery's actors for a character across its images (top-k votes, ties by mean similarity)."""
+    """Rank the gallery's actors for a character across its images: Borda votes, a calibrated confidence
+    (z-score against the other actors) and a verdict ("no clear match" below the threshold)."""
     from casting.gallery import Gallery
-    from casting.rank import cast, parse_where
-    from casting.realify import InverseWebtoonWarp, load_realifier
+    from casting.rank import cast, parse_face_choice, parse_where
+    from casting.realify import load_realifier, parse_unwarp
     from casting.report import write_report
     from factory.faces import DetectorChain
     from factory.files import output_folder
@@ -74,22 +82,34 @@ def rank(
 
     output_folder(out)
     where_map = parse_where(where or [])
+    choice = parse_face_choice(face)
+    warp = parse_unwarp(unwarp)
     actors = Gallery.load(gallery_dir)
     model = build_embedder(embedder)
     chain = DetectorChain(detector, min_size=min_face)
     realifier = load_realifier(realify) if realify else None
-    warp = None if unwarp is None else InverseWebtoonWarp(None if unwarp == "default" else Path(unwarp))
     real_chain = DetectorChain("dlib,mediapipe", min_size=min_face) if realifier or warp else None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("casting", total=len(images))
         result = cast(actors, images, model, chain, top=top, where=where_map, realifier=realifier,
-                      real_detector=real_chain, inverse_warp=warp, progress=lambda: bar.advance(task))
+                      real_detector=real_chain, inverse_warp=warp, face=choice, min_z=min_z, progress=lambda: bar.advance(task))
     paths = write_report(result, actors, out)
-    table = Table("#", "actor", "votes", "mean similarity", title=f"cast for {len(images)} image(s)")
-    for n, row in enumerate(result.overall[:top], 1):
-        table.add_row(str(n), row["actor"], str(row["votes"]), f"{row['mean_score']:.3f}")
+    table = Table("#", "actor", "points", "first", "mean z", "mean similarity",
+                  title=f"cast for {len(images)} image(s), Borda over the top {result.settings['top']}")
+    for n, row in enumerate(result.overall[:result.settings["top"]], 1):
+        z = "n/a" if row["mean_z"] is None else f"{row['mean_z']:.2f}"
+        table.add_row(str(n), row["actor"], str(row["points"]), str(row["firsts"]), z, f"{row['mean_score']:.3f}")
     console.print(table)
     for item in result.images:
         if item.status != "ok":
             console.print(f"[yellow]skipped[/yellow] {item.path}: {item.status}")
+        else:
+            steps = item.query.steps()
+            unwarped = steps["unwarp"] and f", geometry {steps['unwarp']['fitted_strength']} undone by {steps['unwarp']['undone']}"
+            console.print(f"{Path(item.path).name} ({item.chosen}): detected by {steps['detected_by']}{unwarped or ''}"
+                          f"{', realified by ' + steps['realified_by'] if steps['realified_by'] else ''}; "
+                          f"first {item.ranking[0]['actor']}, z {item.confidence if item.confidence is None else round(item.confidence, 2)}")
+    style = "green" if result.verdict == "match" else "yellow"
+    console.print(f"[{style}]{result.verdict}[/{style}] (confidence z {result.confidence}, threshold "
+                  f"{result.settings['calibration']['clear_match_z']})")
     console.print(f"[green]report[/green] {paths['html']} {paths['png']} {paths['json']}")
