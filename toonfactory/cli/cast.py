@@ -35,9 +35,9 @@ def gallery(
     from factory.models.embedding import build_embedder
 
     output_folder(out)
-    inputs, attrs = collect_inputs(actors, attributes)
+    chain = DetectorChain(detector, min_size=min_face)  # options first: a bad spec is named before the photos
     model = build_embedder(embedder)
-    chain = DetectorChain(detector, min_size=min_face)
+    inputs, attrs = collect_inputs(actors, attributes)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("embedding", total=len(inputs))
         built, update = update_gallery(out, inputs, attrs, model, chain, progress=lambda: bar.advance(task))
