@@ -296,7 +296,9 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
 
 def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray, photo_light: np.ndarray,
                    skin_light: float, scale: float):
-    """(person float mask, hair, beard, clothes uint8 masks) of the drawing; moves the face's small spots and its beard between them and ``skin``.
+    """(person float mask, hair, beard, clothes uint8 masks) of the drawing.
+
+    Also updates ``skin``: the face's small non-skin spots join it, a beard leaves it.
 
     Hair is the person's non-skin above the chin within 1.3 inter-ocular distances of the face;
     a beard is the textured, darker-than-skin part of the face below the nose, and whatever
@@ -316,7 +318,8 @@ def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray,
     texture = cv2.blur(np.abs(photo_light - cv2.GaussianBlur(photo_light, (0, 0), 1.0)), (5, 5))  # not shading
     inside = cv2.erode(oval, disc(iod * 0.12)) > 0  # not the jaw's edge, which is textured by its shadow
     hairy = (lower_face & inside & (texture > BEARD_TEXTURE) & (mean < skin_light - 8)).astype(np.uint8)
-    hairy = cv2.morphologyEx(cv2.morphologyEx(hairy, cv2.MORPH_CLOSE, disc(iod * 0.1)), cv2.MORPH_OPEN, disc(iod * 0.1))
+    hairy = cv2.morphologyEx(hairy, cv2.MORPH_CLOSE, disc(iod * 0.1))
+    hairy = cv2.morphologyEx(hairy, cv2.MORPH_OPEN, disc(iod * 0.1))
     hairy = remove_specks(hairy, iod ** 2 * 0.15, 0)
     skin &= 1 - hairy
     other |= hairy > 0
@@ -367,7 +370,8 @@ def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: floa
     return to_rgb(centres[None].astype(np.float32))[0][labels]
 
 
-def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float,
+              sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Hair in ``tones`` flat tones of its own hue, shaped by its smoothed lightness: (RGB float image, base Lab).
 
     The tones follow the large light and shadow shapes of the hair (not its texture); their chroma
@@ -538,7 +542,7 @@ def draw_nose(canvas: np.ndarray, face: FaceFrame, ink, line: float, light_from_
 
 def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: np.ndarray, face: FaceFrame | None,
                  width: float, scale: float) -> np.ndarray:
-    """Clean outlines of one weight (float alpha): silhouette, skin border, jaw, and XDoG lines off the skin and hair."""
+    """Clean outlines of one width (float alpha): silhouette, skin border, jaw, XDoG lines off the skin and hair."""
     shape = gray.shape
     lines = np.zeros(shape, np.uint8)
     for region in (person > 0.5, skin > 0):
@@ -578,7 +582,8 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         skin, person_skin = skin_region(lab, face, person)
     else:
         skin, person_skin = np.zeros(shape[:2], np.uint8), PHOTO_SKIN_LAB
-    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]), scale)
+    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
+                                                  scale)
     iod = face.iod if face is not None else shape[0] / 4.0
 
     canvas = background_layer(image, lab, params, smooth)

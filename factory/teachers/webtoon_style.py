@@ -161,7 +161,7 @@ def measure_webtoon(crop: np.ndarray, points: np.ndarray) -> dict[str, float]:
     line_width = float(2 * np.median(widths[ridge]) / iod) if ridge.any() else 0.03
     ink_pixels = lab[lines > 0]
     ink_pixels = ink_pixels[ink_pixels[:, 0] <= np.percentile(ink_pixels[:, 0], 33)] if len(ink_pixels) else ink_pixels
-    ink = np.median(ink_pixels, 0) if len(ink_pixels) else np.array([15.0, 5.0, 5.0])  # the outlines, not coloured lines
+    ink = np.median(ink_pixels, 0) if len(ink_pixels) else np.array([15.0, 5.0, 5.0])  # outlines, not coloured lines
     iris = np.zeros(crop.shape[:2], np.uint8)
     for _, _, centre, ring in EYES:
         radius = float(np.linalg.norm(points[ring] - points[centre], axis=1).mean())
