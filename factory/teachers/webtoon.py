@@ -280,7 +280,8 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     along = offset @ direction
     across = offset @ np.array([-direction[1], direction[0]], np.float32)
     loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
-    beyond = ((loose < 4.0) & (person > 0.5) & ~oval).astype(np.uint8)  # neck, ears, a bald scalp
+    near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
+    beyond = ((loose < 4.0) & (person > 0.5) & ~oval & near_face).astype(np.uint8)  # neck, ears, a bald scalp
     beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
     kernel = disc(face.iod * 0.08)

@@ -102,7 +102,7 @@ def load_style(path: str | Path | None = None, field: str = "teacher.style") -> 
 
 # Ranges of the parameters a fit does not estimate (and the base of those it does).
 BASE_RANGES: dict[str, tuple[float, float]] = {
-    "skin_shift": (0.75, 1.0), "shadow_share": (0.15, 0.35), "shadow_depth": (8.0, 16.0), "shadow_tones": (1, 2),
+    "skin_shift": (0.5, 0.9), "shadow_share": (0.15, 0.35), "shadow_depth": (8.0, 16.0), "shadow_tones": (1, 2),
     "blush": (0.0, 0.35), "saturation": (1.0, 1.3), "hair_tones": (2, 4), "hair_highlight": (0.2, 0.6),
     "strands": (0.3, 0.8), "line_width": (0.025, 0.04), "line_darkness": (0.9, 1.0), "lash_width": (0.07, 0.11),
     "eye_scale": (1.25, 1.5), "iris_scale": (1.0, 1.15), "highlight_size": (0.2, 0.35), "crease": (0.0, 0.6),
