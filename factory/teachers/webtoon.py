@@ -76,7 +76,7 @@ class WebtoonConfig(TeacherConfig):
     shadow_depth: Range | None = _range("Lab lightness drop of the first shadow tone")
     shadow_tones: Range | None = _range("cel-shadow tones on the skin (1-2)")
     blush: Range | None = _range("cheek blush opacity")
-    saturation: Range | None = _range("chroma factor of hair, clothes and background")
+    saturation: Range | None = _range("chroma factor of clothes and background (of hair: kept within 0.8-1.3)")
     hair_tones: Range | None = _range("flat tones of hair and of clothes (2-5)")
     hair_highlight: Range | None = _range("opacity of the hair highlight band")
     strands: Range | None = _range("share of hair strand lines kept")

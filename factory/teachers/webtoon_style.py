@@ -32,7 +32,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "shadow_depth": (0.0, 40.0),  # Lab lightness drop of the first shadow tone
     "shadow_tones": (1, 2),  # cel-shadow tones on the skin
     "blush": (0.0, 1.0),  # cheek blush opacity
-    "saturation": (0.3, 2.5),  # chroma factor of hair, clothes and background
+    "saturation": (0.3, 2.5),  # chroma factor of clothes and background (of hair: kept within 0.8-1.3)
     "hair_tones": (2, 5),  # flat tones of hair and clothes
     "hair_highlight": (0.0, 1.0),  # opacity of the hair highlight band
     "strands": (0.0, 1.0),  # share of hair strand lines kept
