@@ -1,10 +1,19 @@
 """Measurements that tell drawn webtoon art from photographs, on an aligned face crop.
 
-Drawn art has large flat regions, no skin texture, crisp edges and dark lines, few colours and
-pale, clean skin with at most a few cel-shadow steps; photos have texture and noise everywhere, and
-a posterised photo keeps their banded shading and wrinkle lines inside the skin. ``style_features`` returns these as
-named floats (a classifier's input, a gate's score); ``LogisticModel`` is a small numpy classifier
-over them.
+Chosen so that a posterised photo (a photo's colours quantised, with DoG edges on top) still reads as
+a photo: flatness, colour count and noise are what posterisation fakes, so they are left out. What it
+keeps from the photo, and a drawing does not have:
+
+- skin: the photo's own skin colour (drawn skin is paler and less saturated) and its shading, which
+  posterisation turns into nested bands (drawn skin is one tone, sometimes one cel shadow):
+  ``skin_spread`` (lightness interquartile range), ``skin_lightness``, ``skin_chroma``;
+- lines: DoG edges of a photo are fragmented and speckled, a drawing's ink lines are long strokes:
+  ``edge_specks`` (tiny dark fragments per 100 line pixels), ``long_strokes`` (share of line pixels
+  in strokes at least an eighth of the crop long);
+- eyes: drawn eyes have paper-white whites, near-black lashes and a white highlight beside a dark
+  iris: ``eye_contrast`` (lightness range in the eye boxes), ``eye_highlight``.
+
+``style_features`` returns these as named floats; ``LogisticModel`` is a small numpy classifier over them.
 """
 
 from __future__ import annotations
@@ -12,8 +21,23 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-FEATURE_NAMES = ("flat_share", "skin_texture", "skin_steps", "skin_lines", "edge_crispness", "line_density",
-                 "colour_count", "saturation", "saturation_spread", "noise", "centre_lightness")
+FEATURE_NAMES = ("skin_spread", "skin_lightness", "skin_chroma", "edge_specks", "long_strokes", "eye_contrast",
+                 "eye_highlight")
+
+# Boxes of the 256 px aligned crop (as the face stage aligns it): cheeks under the eyes and the
+# space between the brows, and the two eyes.
+SKIN_BOXES = ((slice(140, 175), slice(72, 108)), (slice(140, 175), slice(148, 184)), (slice(88, 110), slice(112, 144)))
+EYE_BOXES = ((slice(108, 136), slice(78, 116)), (slice(108, 136), slice(140, 178)))
+
+
+def box_mask(boxes) -> np.ndarray:
+    mask = np.zeros((256, 256), bool)
+    for rows, cols in boxes:
+        mask[rows, cols] = True
+    return mask
+
+
+SKIN, EYES = box_mask(SKIN_BOXES), box_mask(EYE_BOXES)
 
 
 def style_features(image: np.ndarray) -> dict[str, float]:
@@ -21,35 +45,26 @@ def style_features(image: np.ndarray) -> dict[str, float]:
     image = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA) if image.shape[:2] != (256, 256) else image
     lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     light = lab[..., 0]
-    gx, gy = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3) / 8, cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3) / 8
-    gradient = np.hypot(gx, gy)
-    detail = light - cv2.GaussianBlur(light, (0, 0), 1.5)
-    cheeks = np.zeros(light.shape, bool)  # where the aligned crop has skin: under the eyes, between the brows
-    cheeks[140:175, 72:108] = cheeks[140:175, 148:184] = cheeks[88:110, 112:144] = True
-    quiet = cheeks & (np.abs(detail) < 6)  # texture, not drawn lines
-    skin_texture = float(np.mean(np.abs(detail[quiet]))) if quiet.any() else 0.0
-    fine_lines = (cv2.GaussianBlur(light, (0, 0), 1.0) - cv2.GaussianBlur(light, (0, 0), 2.0)) < -1.5
-    edges = gradient > 6
-    blurred = np.hypot(*np.gradient(cv2.GaussianBlur(light, (0, 0), 1.5)))
-    crispness = float(gradient[edges].mean() / max(blurred[edges].mean(), 1e-3)) if edges.any() else 1.0
-    blackhat = cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, np.ones((7, 7), np.uint8))
-    codes = (image[..., 0] >> 3).astype(np.int32) << 10 | (image[..., 1] >> 3).astype(np.int32) << 5 | image[..., 2] >> 3
-    counts = np.sort(np.bincount(codes.ravel(), minlength=1 << 15))[::-1]
-    needed = int(np.searchsorted(np.cumsum(counts), 0.9 * codes.size)) + 1
+    darker_than_surround = cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, np.ones((7, 7), np.uint8))
+    lines = (darker_than_surround > 15).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
+    area = stats[1:, cv2.CC_STAT_AREA]
+    extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    line_pixels = max(int(area.sum()), 1)
+    skin = SKIN & (darker_than_surround < 8)
+    skin_light = light[skin] if skin.sum() > 50 else light[SKIN]
+    quartiles = np.percentile(skin_light, [25, 50, 75])
     chroma = np.hypot(lab[..., 1], lab[..., 2])
-    centre = light[96:176, 80:176]
+    eyes = light[EYES]
+    near_dark = cv2.dilate((light < 35).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     return {
-        "flat_share": float(np.mean(gradient < 1.0)),
-        "skin_texture": skin_texture,
-        "skin_steps": float(np.mean((gradient[cheeks] > 1.0) & (gradient[cheeks] < 6.0))),  # banding, soft shading
-        "skin_lines": float(np.mean(fine_lines[cheeks])),  # wrinkles, folds, stubble kept from a photo
-        "edge_crispness": crispness,
-        "line_density": float(np.mean(blackhat > 15)),
-        "colour_count": float(np.log(needed)),
-        "saturation": float(np.mean(chroma)),
-        "saturation_spread": float(np.std(chroma)),
-        "noise": float(np.median(np.abs(cv2.Laplacian(light, cv2.CV_32F)))),
-        "centre_lightness": float(np.median(centre)),
+        "skin_spread": float(quartiles[2] - quartiles[0]),
+        "skin_lightness": float(quartiles[1]),
+        "skin_chroma": float(np.median(chroma[skin] if skin.sum() > 50 else chroma[SKIN])),
+        "edge_specks": float((area < 12).sum() / max(line_pixels / 100, 1.0)),
+        "long_strokes": float(area[extent >= 32].sum() / line_pixels),
+        "eye_contrast": float(np.percentile(eyes, 97) - np.percentile(eyes, 3)),
+        "eye_highlight": float(np.mean((light > 88)[EYES] & near_dark[EYES])),
     }
 
 
@@ -79,6 +94,10 @@ class LogisticModel:
             w -= np.linalg.solve(hessian, gradient)
         self.weights = w
         return self
+
+    def feature_weights(self) -> dict[str, float]:
+        """Each feature's weight per standard deviation (positive: more of it reads as webtoon)."""
+        return dict(zip(FEATURE_NAMES, self.weights[:-1].tolist()))
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         x = np.hstack([(features - self.mean) / self.scale, np.ones((len(features), 1))])

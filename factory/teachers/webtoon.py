@@ -44,6 +44,9 @@ LIPS_INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 NOSE_UNDER = [98, 97, 2, 326, 327]
 CHEEKS = [205, 425]
 CHIN = 152
+# Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
+# face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
+BEARD_TEXTURE = 2.0
 
 # Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
 # 30 shared deepface photos; a style moves the person's skin by (style skin - this), so each person
@@ -73,7 +76,7 @@ class WebtoonConfig(TeacherConfig):
     shadow_depth: Range | None = _range("Lab lightness drop of the first shadow tone")
     shadow_tones: Range | None = _range("cel-shadow tones on the skin (1-2)")
     blush: Range | None = _range("cheek blush opacity")
-    saturation: Range | None = _range("chroma factor of hair, clothes and background")
+    saturation: Range | None = _range("chroma factor of clothes and background (of hair: kept within 0.8-1.3)")
     hair_tones: Range | None = _range("flat tones of hair and of clothes (2-5)")
     hair_highlight: Range | None = _range("opacity of the hair highlight band")
     strands: Range | None = _range("share of hair strand lines kept")
@@ -119,9 +122,12 @@ def lab_colour(lab) -> np.ndarray:
 
 def paint(canvas: np.ndarray, alpha: np.ndarray, colour) -> None:
     """Blend ``colour`` (an RGB triple or an image) into the float canvas where ``alpha`` (0-1) says."""
-    a = alpha[..., None]
-    canvas *= 1.0 - a
-    canvas += a * np.asarray(colour, np.float32)
+    x, y, w, h = cv2.boundingRect((alpha > 0).astype(np.uint8))  # only the box that changes
+    if w == 0:
+        return
+    box = canvas[y:y + h, x:x + w]
+    colour = np.asarray(colour, np.float32)
+    box += alpha[y:y + h, x:x + w, None] * ((colour[y:y + h, x:x + w] if colour.ndim == 3 else colour) - box)
 
 
 def polygon_mask(shape, points: np.ndarray) -> np.ndarray:
@@ -178,6 +184,11 @@ def remove_specks(binary: np.ndarray, min_area: float, min_extent: float) -> np.
     return keep[labels].astype(np.uint8)
 
 
+def nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest of ``centres`` for every row of ``points`` (squared distance, by matrix product)."""
+    return ((centres ** 2).sum(1)[None] - 2 * points @ centres.T).argmin(1)
+
+
 def quantize_lab(lab: np.ndarray, region: np.ndarray, tones: int, iterations: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic k-means in Lab over ``region``: (centres ordered by lightness, labels of every pixel)."""
     pixels = lab[region > 0]
@@ -188,14 +199,14 @@ def quantize_lab(lab: np.ndarray, region: np.ndarray, tones: int, iterations: in
     order = np.argsort(sub[:, 0], kind="stable")
     centres = sub[order[((np.arange(tones) + 0.5) / tones * (len(order) - 1)).astype(int)]].copy()
     for _ in range(iterations):
-        nearest = ((sub[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        nearest = nearest_centre(sub, centres)
         for k in range(tones):
             members = sub[nearest == k]
             if len(members):
                 centres[k] = members.mean(0)
     centres = centres[np.argsort(centres[:, 0])]
     flat = lab.reshape(-1, 3) * weights
-    labels = ((flat[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1).reshape(lab.shape[:2])
+    labels = nearest_centre(flat, centres).reshape(lab.shape[:2])
     return centres / weights, labels.astype(np.uint8)
 
 
@@ -208,6 +219,11 @@ def xdog(gray: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
 
 def odd(value: float) -> int:
     return max(3, int(value) | 1)
+
+
+def disc(size: float) -> np.ndarray:
+    """An elliptic structuring element about ``size`` pixels across."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(size),) * 2)
 
 
 def smooth_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -250,16 +266,25 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
         cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
     cv2.fillPoly(features, [np.round(pts[LIPS_OUTER]).astype(np.int32)], 1)
     features = cv2.dilate(features, np.ones((odd(face.iod * 0.12),) * 2, np.uint8))
-    inner = oval & (features == 0)
+    inner = oval & (features == 0) & face.above(shape, 2)  # above the nose: no beard, no stubble
     samples = lab[inner] if inner.sum() > 50 else lab[oval]
     median = np.median(samples, 0)
     spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
     scaled = (lab - median) / (spread * np.array([2.5, 1.0, 1.0], np.float32))
     scaled[..., 0] *= np.where(scaled[..., 0] > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
     distance = (scaled ** 2).sum(-1)
-    skin_like = ((distance < 9.0) & oval) | ((distance < 4.0) & (person > 0.5))
-    skin = skin_like.astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(face.iod * 0.08),) * 2)
+    # Shading changes how saturated skin looks much more than its hue (blonde hair differs in hue): the
+    # chroma difference along the skin's own chroma direction counts half, across it in full.
+    direction = median[1:] / max(float(np.linalg.norm(median[1:])), 1e-3)
+    offset = (lab[..., 1:] - median[1:]) / spread[1:].mean()
+    along = offset @ direction
+    across = offset @ np.array([-direction[1], direction[0]], np.float32)
+    loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
+    near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
+    beyond = ((loose < 4.0) & (person > 0.5) & ~oval & near_face).astype(np.uint8)  # neck, ears, a bald scalp
+    beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
+    skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
+    kernel = disc(face.iod * 0.08)
     skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, kernel)
     skin = cv2.morphologyEx(skin, cv2.MORPH_CLOSE, kernel)
     core = polygon_mask(shape, np.vstack([pts[EYES[0][1]], pts[CHIN][None], pts[EYES[1][1]][::-1]])) > 0.5
@@ -268,6 +293,53 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     skin = np.isin(labels, touching[touching > 0]).astype(np.uint8)
     large_gaps = remove_specks((1 - skin).astype(np.uint8), face.iod ** 2 * 0.2, 0)  # small holes close
     return smooth_mask(1 - large_gaps, face.iod * 0.04), median
+
+
+def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray, photo_light: np.ndarray,
+                   skin_light: float, scale: float):
+    """(person float mask, hair, beard, clothes uint8 masks) of the drawing.
+
+    Also updates ``skin``: the face's small non-skin spots join it, a beard leaves it.
+
+    Hair is the person's non-skin above the chin within 1.3 inter-ocular distances of the face;
+    a beard is the textured, darker-than-skin part of the face below the nose, and whatever
+    non-skin is there; clothes are the non-skin below the chin that reaches the neck. Whatever
+    else the person mask holds (a chair, a shoulder of someone behind) is left to the background.
+    """
+    person = smooth_mask(person > 0.5, 2.0 * scale)
+    other = (person > 0) & (skin == 0)
+    if face is None:
+        empty = np.zeros(person.shape, np.uint8)
+        return person.astype(np.float32), other.astype(np.uint8), empty, empty
+    shape, pts, iod = person.shape, face.points, face.iod
+    oval = (polygon_mask(shape, pts[FACE_OVAL]) > 0.5).astype(np.uint8)
+    head = face.above(shape, CHIN)
+    lower_face = (cv2.dilate(oval, disc(iod * 0.3)) > 0) & ~face.above(shape, 2)
+    mean = cv2.blur(photo_light, (5, 5))
+    texture = cv2.blur(np.abs(photo_light - cv2.GaussianBlur(photo_light, (0, 0), 1.0)), (5, 5))  # not shading
+    inside = cv2.erode(oval, disc(iod * 0.12)) > 0  # not the jaw's edge, which is textured by its shadow
+    hairy = (lower_face & inside & (texture > BEARD_TEXTURE) & (mean < skin_light - 8)).astype(np.uint8)
+    hairy = cv2.morphologyEx(hairy, cv2.MORPH_CLOSE, disc(iod * 0.1))
+    hairy = cv2.morphologyEx(hairy, cv2.MORPH_OPEN, disc(iod * 0.1))
+    hairy = remove_specks(hairy, iod ** 2 * 0.15, 0)
+    skin &= 1 - hairy
+    other |= hairy > 0
+    lower_face &= head
+    lips = cv2.dilate((polygon_mask(shape, pts[LIPS_OUTER]) > 0.5).astype(np.uint8), disc(iod * 0.15)) > 0
+    beard = remove_specks((other & lower_face & ~lips).astype(np.uint8), iod ** 2 * 0.06, 0)
+    skin |= (other & lower_face & (beard == 0)).astype(np.uint8)  # stubble spots, the shadow under the lip
+    other &= skin == 0
+    near_face = cv2.distanceTransform(1 - oval, cv2.DIST_L2, 3) < iod * 1.3
+    hair = (other & head & near_face & (beard == 0)).astype(np.uint8)
+    below = (other & ~head).astype(np.uint8)
+    count, labels = cv2.connectedComponents(below)
+    neck = np.zeros(shape, bool)
+    top = int(np.clip(pts[CHIN][1], 0, shape[0] - 1))
+    neck[top:, int(max(pts[JAW[-1]][0], 0)):int(min(pts[JAW[0]][0], shape[1]))] = True
+    reaching = np.unique(labels[neck & (below > 0)])
+    clothes = np.isin(labels, reaching[reaching > 0]).astype(np.uint8)
+    drawn = (hair | beard | clothes | (skin & person)) > 0
+    return drawn.astype(np.float32), hair, beard, clothes
 
 
 def cel_shadows(lab_photo: np.ndarray, skin: np.ndarray, face: FaceFrame, share: float, tones: int) -> list[np.ndarray]:
@@ -280,7 +352,7 @@ def cel_shadows(lab_photo: np.ndarray, skin: np.ndarray, face: FaceFrame, share:
     levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
     if tones > 1:
         levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(face.iod * 0.06),) * 2)
+    kernel = disc(face.iod * 0.06)
     masks = []
     for level in levels:
         shade = ((light < level) & (skin > 0)).astype(np.uint8)
@@ -296,7 +368,48 @@ def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: floa
     labels = cv2.medianBlur(labels, smooth)
     centres = centres.copy()
     centres[:, 1:] *= saturation
-    return to_rgb(centres[labels].astype(np.float32))
+    return to_rgb(centres[None].astype(np.float32))[0][labels]
+
+
+def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float,
+              sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hair in ``tones`` flat tones of its own hue, shaped by its smoothed lightness: (RGB float image, base Lab).
+
+    The tones follow the large light and shadow shapes of the hair (not its texture); their chroma
+    is the hair's, scaled by the style's saturation kept within 0.8-1.3 and capped, so blonde stays blonde.
+    """
+    weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)
+    light = cv2.GaussianBlur(lab[..., 0] * region, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    inside = region > 0
+    base = np.median(lab[inside], 0)
+    chroma = np.hypot(base[1], base[2])
+    colour = base[1:] * min(float(np.clip(saturation, 0.8, 1.3)), 40.0 / max(chroma, 1e-3))
+    levels = np.quantile(light[inside], np.arange(1, tones) / tones)
+    index = np.digitize(light, levels).astype(np.uint8)
+    tone_light = np.array([np.median(light[inside & (index == k)]) if (inside & (index == k)).any() else base[0]
+                           for k in range(tones)], np.float32)
+    tone_light = base[0] + (tone_light - base[0]) * 1.2  # cel tones step further apart than the photo's shading
+    index = cv2.medianBlur(index, odd(sigma * 0.8))
+    tones_lab = np.column_stack([np.clip(tone_light, 4, 96), np.tile(colour, (tones, 1))]).astype(np.float32)
+    return to_rgb(tones_lab[None])[0][index], np.array([base[0], *colour], np.float32)
+
+
+def even_lines(binary: np.ndarray, width: float) -> np.ndarray:
+    """Lines of one ``width`` along the centre lines of ``binary`` (anti-aliased float alpha)."""
+    skeleton = cv2.ximgproc.thinning(binary.astype(np.uint8) * 255)
+    distance = cv2.distanceTransform((skeleton == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(width / 2 + 0.5 - distance, 0, 1)
+
+
+def hair_strands(gray: np.ndarray, hair: np.ndarray, iod: float, share: float, width: float) -> np.ndarray:
+    """Strand lines inside the hair (float alpha): long thin dark creases of the photo's hair, thinned."""
+    creases = xdog(gray, 1.2 * iod / 64, 0.01) & cv2.erode(hair, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(creases, connectivity=8)
+    extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    long_enough = np.flatnonzero(extent >= iod * 0.3) + 1
+    kept = np.zeros(count, bool)
+    kept[long_enough[np.argsort(-extent[long_enough - 1])][: int(np.ceil(len(long_enough) * share))]] = True
+    return even_lines(kept[labels], width)
 
 
 def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: float) -> np.ndarray:
@@ -429,35 +542,26 @@ def draw_nose(canvas: np.ndarray, face: FaceFrame, ink, line: float, light_from_
 
 
 def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: np.ndarray, face: FaceFrame | None,
-                 params: dict, width: float, scale: float) -> np.ndarray:
-    """Clean outlines of one weight (float alpha): silhouette, skin border, jaw, and XDoG lines off the skin."""
+                 width: float, scale: float) -> np.ndarray:
+    """Clean outlines of one width (float alpha): silhouette, skin border, jaw, XDoG lines off the skin and hair."""
     shape = gray.shape
     lines = np.zeros(shape, np.uint8)
-    thickness = max(1, int(round(width * 0.7)))
     for region in (person > 0.5, skin > 0):
         contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
         contours = [c for c in contours if cv2.arcLength(c, True) > 12 * scale]
-        cv2.drawContours(lines, contours, -1, 1, thickness, cv2.LINE_8)
-    inset = max(2, thickness + 1)
+        cv2.drawContours(lines, contours, -1, 1, 1, cv2.LINE_8)
+    inset = max(2, int(width) + 1)
     lines[:inset], lines[-inset:], lines[:, :inset], lines[:, -inset:] = 0, 0, 0, 0
     detail = xdog(gray, max(0.8, width * 0.55), 0.012)
     off_skin = cv2.erode((1 - skin).astype(np.uint8), np.ones((odd(width * 2),) * 2, np.uint8))
-    detail &= off_skin & (person > 0.5).astype(np.uint8)
+    detail &= off_skin & (person > 0.5).astype(np.uint8) & (1 - hair)
     iod = face.iod if face else shape[0] / 4.0
-    detail = remove_specks(detail, iod * 0.35, iod * 0.2)
-    strands = remove_specks(detail & hair, iod * 0.6, iod * 0.35)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(strands, connectivity=8)
-    longest_first = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])
-    kept = np.zeros(count, bool)
-    kept[longest_first[: int(np.ceil(len(longest_first) * params["strands"]))]] = True
-    lines |= detail & (1 - hair)
-    alpha = cv2.GaussianBlur(lines.astype(np.float32), (0, 0), 0.6)
-    strand_alpha = cv2.GaussianBlur(kept[labels].astype(np.float32), (0, 0), 0.6) * 0.7
-    alpha = np.maximum(alpha, cv2.erode(strand_alpha, np.ones((2, 2), np.uint8)) if width > 2.5 else strand_alpha)
+    lines |= remove_specks(detail, iod * 0.35, iod * 0.2)
+    alpha = even_lines(lines, width)
     if face is not None:
         near_skin = cv2.dilate(skin, np.ones((odd(width * 3),) * 2, np.uint8)).astype(np.float32)
-        alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(face.points[JAW], 48), width * 0.8) * near_skin)
-    return np.clip(alpha * 1.3, 0, 1)
+        alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(face.points[JAW], 48), width) * near_skin)
+    return alpha
 
 
 def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray, params: dict,
@@ -479,26 +583,29 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         skin, person_skin = skin_region(lab, face, person)
     else:
         skin, person_skin = np.zeros(shape[:2], np.uint8), PHOTO_SKIN_LAB
-    person = smooth_mask(person > 0.5, 2.0 * scale).astype(np.float32)
-    other = ((person > 0.5) & (skin == 0)).astype(np.uint8)
-    head = face.above(shape, CHIN) if face is not None else np.ones(shape[:2], bool)
-    hair = (other & head).astype(np.uint8)
-    clothes = (other & ~head).astype(np.uint8)
+    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
+                                                  scale)
+    iod = face.iod if face is not None else shape[0] / 4.0
 
     canvas = background_layer(image, lab, params, smooth)
-    person_alpha = cv2.GaussianBlur((person > 0.5).astype(np.float32), (0, 0), 0.7)
-    for region in (hair, clothes):
-        if region.sum() > 20:
-            fill = flat_tones(lab, region, int(params["hair_tones"]), params["saturation"], odd(smooth * 2))
-            paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
-    if face is not None and hair.sum() > 20:
-        highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
-        centres, _ = quantize_lab(lab, hair, 1)
-        light = centres[0] + [22.0, 0.0, 0.0]
-        paint(canvas, highlight * params["hair_highlight"], lab_colour(light))
+    person_alpha = cv2.GaussianBlur(person, (0, 0), 0.7)
+    if clothes.sum() > 20:
+        fill = flat_tones(lab, clothes, int(params["hair_tones"]), params["saturation"], odd(smooth * 2))
+        paint(canvas, cv2.GaussianBlur(clothes.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
+    gray_photo = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    strand_width = max(0.8, params["line_width"] * iod * 0.6)
+    for region, tones in ((hair, int(params["hair_tones"])), (beard, 2)):
+        if region.sum() <= 20:
+            continue
+        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12)
+        paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
+        if face is not None and region is hair:
+            highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
+            paint(canvas, highlight * params["hair_highlight"], lab_colour(base + [22.0, 0.0, 0.0]))
+        strands = hair_strands(gray_photo, region, iod, params["strands"], strand_width)
+        paint(canvas, strands * 0.8, lab_colour(base * [0.45, 1.0, 1.0]))
 
     ink = lab_colour(style.ink_lab)
-    iod = face.iod if face is not None else shape[0] / 4.0
     line = max(1.0, params["line_width"] * iod)
     if face is not None:
         skin_lab = person_skin + params["skin_shift"] * (np.asarray(style.skin_lab, np.float32) - PHOTO_SKIN_LAB)
@@ -517,10 +624,10 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
             blush = cv2.GaussianBlur(blush, (0, 0), iod * 0.08) * skin_alpha
             paint(canvas, blush * params["blush"], lab_colour(skin_lab + [-6.0, 24.0, 6.0]))
     gray = cv2.cvtColor(smoothed, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    outlines = outline_mask(gray, skin, person, hair, face, params, line, scale)
+    outlines = outline_mask(gray, skin, person, hair | beard, face, line, scale)
     paint(canvas, outlines * params["line_darkness"], ink)
     if face is not None:
-        brow_colour = lab_colour(np.minimum(quantize_lab(lab, hair, 1)[0][0] * [0.7, 1, 1], [35, 60, 60])
+        brow_colour = lab_colour(np.minimum(np.median(lab[hair > 0], 0) * [0.7, 1, 1], [35, 60, 60])
                                  if hair.sum() > 20 else style.ink_lab)
         for brow in BROWS:
             draw_brow(canvas, face, brow, brow_colour)
