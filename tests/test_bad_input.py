@@ -74,7 +74,7 @@ def test_a_run_over_awkward_files_records_every_outcome(awkward, tmp_path):
         "source": {"kind": "folder", "path": str(awkward), "max_pixels": 50_000_000},
         "teacher": {"kind": "cartoonize"},
         "faces": {"select": "all"},
-        "gates": {"dedupe": False},
+        "gates": {"dedupe": False, "max_out_of_frame": 1.0, "min_sharpness": 0},  # edge faces: another test
         "output": {"size": 64, "count": 12, "shard_size": 12, "max_attempts": 1},
         "tracking": {"mode": "none"},
     }))
