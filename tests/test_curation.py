@@ -41,7 +41,7 @@ def test_the_card_parses_and_datasets_loads_the_folder_as_it_is(tiny_dataset):
     assert info.splits["train"].num_examples == 8
     assert card.data.license == "unknown" and card.data.configs[0]["data_files"][0]["path"] == "shards/*.tar"
     manifest = json.loads((tiny_dataset / "manifest.json").read_text())
-    assert manifest["recipe_hash"] in card.text and "cartoonize" in card.text
+    assert manifest["recipe_hash"] in card.text and manifest["recipe"]["teacher"]["kind"] in card.text
     assert f"| blurry | {manifest['counts']['rejected']['blurry']} |" in card.text
 
     pairs = datasets.load_dataset(str(tiny_dataset), split="train")  # stats/*.json beside the shards are not data
@@ -164,17 +164,18 @@ def test_groups_and_the_map_of_faces(tiny_dataset, tmp_path):
     result = write_map(data, by="character")
     assert result["feature"] == "dlib" and result["method"] == "t-SNE"
     assert {p["key"] for p in result["points"]} == {e.key for e in index_samples(data)}
-    assert {p["group"] for p in result["points"]} == {"astronaut", "grace_hopper"}
+    assert {"astronaut", "grace_hopper"} <= {p["group"] for p in result["points"]}
     assert result["png"].stat().st_size > 10_000
-    # each face is nearer its own character's faces than the other's: the embedding sees identity
-    by_group: dict[str, list] = {}
-    for p in result["points"]:
-        by_group.setdefault(p["group"], []).append((p["x"], p["y"]))
+    # a face's nearest neighbour on the map is mostly the same person: the embedding sees identity
     import numpy as np
 
-    a, b = (np.array(v) for v in by_group.values())
-    spread = max(np.linalg.norm(a - a.mean(0), axis=1).max(), np.linalg.norm(b - b.mean(0), axis=1).max())
-    assert np.linalg.norm(a.mean(0) - b.mean(0)) > spread
+    points = np.array([(p["x"], p["y"]) for p in result["points"]])
+    groups = [p["group"] for p in result["points"]]
+    distance = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    shared = [i for i, g in enumerate(groups) if groups.count(g) > 1]
+    same = [groups[int(distance[i].argmin())] == groups[i] for i in shared]
+    assert same and np.mean(same) >= 0.75, list(zip(groups, same))
     entries = index_samples(data)[:3]
     for entry in entries:
         entry.meta = {"source": entry.meta["source"]}  # no face landmarks: the cheap image feature
