@@ -9,7 +9,7 @@ import sys
 import typer
 
 from factory.errors import UserError
-from toonfactory.cli import cast, dataset, student, warp
+from toonfactory.cli import adapt, cast, dataset, student, warp
 from toonfactory.cli.common import configure_logging, console, filter_native_logs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
@@ -17,6 +17,7 @@ app.add_typer(dataset.app)
 app.add_typer(student.app)
 app.add_typer(cast.app, name="cast")
 app.add_typer(warp.app, name="warp")
+app.add_typer(adapt.app, name="adapt")
 
 
 @app.callback()
