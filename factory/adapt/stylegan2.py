@@ -204,14 +204,14 @@ class StyleGAN2Adaptation(Adaptation):
             fakes = self.fakes(n)
         loss_d = F.softplus(-self.judge(reals)).mean() + F.softplus(self.judge(fakes)).mean()
         self.update(loss_d, self.opt_d)
-        losses = {"d": float(loss_d)}
+        losses = {"d": float(loss_d.detach())}
         if config.r1 > 0 and self.step % config.d_reg_every == 0:
             reals = reals.detach().requires_grad_(True)
             scores = self.judge(reals)
             (grad,) = torch.autograd.grad(scores.sum(), reals, create_graph=True)
             penalty = grad.pow(2).flatten(1).sum(1).mean()
             self.update(config.r1 / 2 * penalty * config.d_reg_every, self.opt_d)
-            losses["r1"] = float(penalty)
+            losses["r1"] = float(penalty.detach())
 
         plain_d = self.accelerator.unwrap_model(self.discriminator)
         plain_d.requires_grad_(False)
@@ -219,7 +219,7 @@ class StyleGAN2Adaptation(Adaptation):
         self.update(loss_g, self.opt_g)
         plain_d.requires_grad_(True)
         plain_d.convs[:config.freeze_discriminator].requires_grad_(False)
-        losses["g"] = float(loss_g)
+        losses["g"] = float(loss_g.detach())
 
         with torch.no_grad():
             trained = self.accelerator.unwrap_model(self.generator).state_dict()

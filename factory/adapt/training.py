@@ -213,9 +213,11 @@ class Adaptation:
     def __init__(self, config: AdaptSettings, field: FieldName, precision: str = "no", accumulation: int = 1):
         import torch
         from accelerate import Accelerator
+        from accelerate.utils import set_seed
 
         from factory.tracking import Tracker
 
+        set_seed(config.seed)  # new layers (LoRA, a fresh discriminator) start the same in every run
         self.config, self.field = config, field
         self.work = config.work_dir()
         self.accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=accumulation,
