@@ -10,6 +10,7 @@ complete (written as ``.tmp``, renamed last).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -171,9 +172,14 @@ class Checkpoints:
 
     @staticmethod
     def load(path: Path) -> tuple[dict, dict]:
+        """A checkpoint's tensors and record; anything unreadable is the user's to fix (never unpickled)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(Path(path) / STATE_TENSORS)), json.loads((Path(path) / STATE_RECORD).read_text())
+        try:
+            return load_file(str(Path(path) / STATE_TENSORS)), json.loads((Path(path) / STATE_RECORD).read_text())
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"--resume {path}: not a readable adaptation checkpoint ({exc})") from None
 
 
 def finished(config: AdaptSettings, field: FieldName) -> bool:
@@ -346,10 +352,26 @@ def adapt(config, *, resume: str | None = None, field: FieldName = recipe_field,
     check_inputs(config, field, config.optional_paths())
     start = Checkpoints(config.work_dir() / "checkpoints", config.keep_checkpoints).resolve(resume, field)
     trainer = config.trainer()(config, field)
-    if start_tracker is not None and trainer.accelerator.is_main_process:
-        trainer.tracker = start_tracker()
-    trainer.on_step = on_step
-    try:
-        return trainer.run(start), True
-    finally:
-        trainer.tracker.close()
+    with exclusive(config.work_dir(), field):
+        if start_tracker is not None and trainer.accelerator.is_main_process:
+            trainer.tracker = start_tracker()
+        trainer.on_step = on_step
+        try:
+            return trainer.run(start), True
+        finally:
+            trainer.tracker.close()
+
+
+@contextlib.contextmanager
+def exclusive(work: Path, field: FieldName):
+    """Hold ``work/.lock`` for the run: a second run into the same output stops at once (exit 2).
+    The operating system releases the lock when the process dies, however it dies."""
+    import fcntl
+
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{field('out')}: another process is adapting into {work}") from None
+        yield
