@@ -99,9 +99,10 @@ def load(path: str | Path, overrides: list[str] = (), model: type[Recipe] = Reci
     return Resolved(validate(data, str(path), model), str(path))
 
 
-def check_paths(resolved: "Resolved") -> None:
-    """Raise RecipeError naming every field whose file or folder does not exist."""
-    missing = missing_paths(resolved.recipe)
+def check_paths(resolved: "Resolved", produced: list[Path] = ()) -> None:
+    """Raise RecipeError naming every field whose file or folder does not exist (or is not
+    ``produced`` by an earlier step of the run, inside one of those paths)."""
+    missing = missing_paths(resolved.recipe, produced)
     if missing:
         raise RecipeError(resolved.origin, missing)
 

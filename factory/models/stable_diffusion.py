@@ -121,29 +121,8 @@ class Runtime:
         return pipe
 
     def _load_base(self):
-        from diffusers import StableDiffusionPipeline
-
-        path = Path(self.config.model)
-        options = dict(torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False,
-                       local_files_only=True)
-        if path.is_dir():
-            if not (path / "model_index.json").is_file():
-                raise ModelLoadError(path, f"{self.field}.model: no model_index.json in the folder; expected "
-                                           f"{PIPELINE_EXPECTED}")
-            loader, where = StableDiffusionPipeline.from_pretrained, path
-        elif path.is_file() and path.suffix in (".safetensors", ".ckpt"):
-            if self.config.config is not None:
-                options["config"] = str(self.config.config)
-            loader, where = StableDiffusionPipeline.from_single_file, path
-        else:
-            raise ModelLoadError(path, f"{self.field}.model: not found or not a folder/.safetensors/.ckpt; expected "
-                                       f"{PIPELINE_EXPECTED}")
-        try:
-            return loader(str(where), **options)
-        except Exception as exc:  # diffusers raises OSError, ValueError, KeyError, ... for bad checkpoints
-            hint = "" if path.is_dir() or self.config.config else (
-                f" (offline, a single file needs `{self.field}.config`: a local diffusers folder with its configs)")
-            raise ModelLoadError(path, f"{self.field}.model: {type(exc).__name__}: {str(exc)[:300]}{hint}") from None
+        return load_pipeline(self.config.model, self.config.config, self.dtype, f"{self.field}.model",
+                             f"{self.field}.config")
 
     def _load_controlnet(self, index: int, path: Path):
         from diffusers import ControlNetModel
@@ -211,6 +190,32 @@ class Runtime:
         if images is not None:
             outputs = [_match_size(out, ref.shape[:2]) for out, ref in zip(outputs, images)]
         return outputs
+
+
+def load_pipeline(model: Path, config: Path | None, dtype, field: str, config_field: str):
+    """A text-to-image pipeline from a local diffusers folder or single file; ``field`` and
+    ``config_field`` name the settings in error messages."""
+    from diffusers import StableDiffusionPipeline
+
+    path = Path(model)
+    options = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(path, f"{field}: no model_index.json in the folder; expected {PIPELINE_EXPECTED}")
+        loader = StableDiffusionPipeline.from_pretrained
+    elif path.is_file() and path.suffix in (".safetensors", ".ckpt"):
+        if config is not None:
+            options["config"] = str(config)
+        loader = StableDiffusionPipeline.from_single_file
+    else:
+        raise ModelLoadError(path, f"{field}: not found or not a folder/.safetensors/.ckpt; expected "
+                                   f"{PIPELINE_EXPECTED}")
+    try:
+        return loader(str(path), **options)
+    except Exception as exc:  # diffusers raises OSError, ValueError, KeyError, ... for bad checkpoints
+        hint = "" if path.is_dir() or config else (
+            f" (offline, a single file needs `{config_field}`: a local diffusers folder with its configs)")
+        raise ModelLoadError(path, f"{field}: {type(exc).__name__}: {str(exc)[:300]}{hint}") from None
 
 
 def _match_size(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -229,6 +229,86 @@ class Generator(nn.Module):
         return self.mapping(z).mean(0, keepdim=True)
 
 
+class EqualConv2d(nn.Module):
+    """Convolution with equalized learning rate."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale, self.stride, self.padding = 1 / math.sqrt(in_ch * kernel * kernel), stride, padding
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
+
+
+class ConvLayer(nn.Sequential):
+    """[blur] → conv (stride 2 when downsampling) → [fused leaky ReLU]: indices as in stylegan2-pytorch."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, downsample: bool = False, bias: bool = True,
+                 activate: bool = True):
+        layers = []
+        if downsample:
+            p = (len(BLUR_KERNEL) - 2) + (kernel - 1)
+            layers.append(Blur(((p + 1) // 2, p // 2)))
+        layers.append(EqualConv2d(in_ch, out_ch, kernel, stride=2 if downsample else 1,
+                                  padding=0 if downsample else kernel // 2, bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True)
+        self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, bias=False)
+
+    def forward(self, x):
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual discriminator with stylegan2-pytorch's keys (a checkpoint's ``d``).
+
+    ``convs[0]`` reads RGB at full resolution and each later block halves it: low indices are the
+    layers nearest the image.
+    """
+
+    def __init__(self, size: int, channels: dict[int, int] | None = None):
+        super().__init__()
+        channels = channels or rosinality_channels(size)
+        self.size, self.channels = size, channels
+        blocks = [ConvLayer(3, channels[size], 1)]
+        for log_res in range(int(math.log2(size)), 2, -1):
+            blocks.append(ResBlock(channels[2**log_res], channels[2 ** (log_res - 1)]))
+        self.convs = nn.Sequential(*blocks)
+        self.stddev_group = 4
+        self.final_conv = ConvLayer(channels[4] + 1, channels[4], 3)
+        self.final_linear = nn.Sequential(EqualLinear(channels[4] * 16, channels[4], activate=True),
+                                          EqualLinear(channels[4], 1))
+
+    def forward(self, x):
+        out = self.convs(x)
+        batch, channels, height, width = out.shape
+        group = math.gcd(batch, self.stddev_group)  # stylegan2-pytorch needs batch % 4 == 0 otherwise
+        stddev = out.view(group, -1, 1, channels, height, width)
+        stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
+        out = torch.cat([out, stddev.repeat(group, 1, height, width)], 1)
+        return self.final_linear(self.final_conv(out).view(batch, -1))
+
+
+def discriminator_architecture(state: dict[str, torch.Tensor]) -> dict:
+    """Discriminator arguments read from a state dict's tensor shapes."""
+    blocks = len({k.split(".")[1] for k in state if k.startswith("convs.")})
+    size = 2 ** (blocks + 1)
+    channels = {size: state["convs.0.0.weight"].shape[0]}
+    for i in range(1, blocks):
+        channels[size >> i] = state[f"convs.{i}.conv2.1.weight"].shape[0]
+    return {"size": size, "channels": channels}
+
+
 def layer_resolution(key: str) -> int | None:
     """The output resolution a synthesis tensor works at (None for the mapping network)."""
     parts = key.split(".")
@@ -254,30 +334,49 @@ def architecture(state: dict[str, torch.Tensor]) -> dict:
             "channels": channels}
 
 
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    """The g_ema state dict of a rosinality .pt/.pth or a .safetensors file; never executes code."""
+def read_checkpoint(path: Path) -> dict:
+    """The top-level mapping of a rosinality .pt/.pth or a .safetensors file; never executes code."""
     from factory.models.tensors import read_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(path, f"file not found; expected {EXPECTED}")
     if path.suffix == ".safetensors":
-        state = read_safetensors(path, EXPECTED)
-    else:
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for bad/unsafe pickles
-            raise ModelLoadError(path, f"not a loadable weights-only torch file ({type(exc).__name__}); expected "
-                                       f"{EXPECTED}") from None
-    if isinstance(state, dict) and isinstance(state.get("g_ema"), dict):
-        state = state["g_ema"]
-    if not isinstance(state, dict):
-        raise ModelLoadError(path, f"holds a {type(state).__name__}; expected {EXPECTED}")
-    state = {k.removeprefix("g_ema."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        return read_safetensors(path, EXPECTED)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad/unsafe pickles
+        raise ModelLoadError(path, f"not a loadable weights-only torch file ({type(exc).__name__}); expected "
+                                   f"{EXPECTED}") from None
+    if not isinstance(checkpoint, dict):
+        raise ModelLoadError(path, f"holds a {type(checkpoint).__name__}; expected {EXPECTED}")
+    return checkpoint
+
+
+def _part(checkpoint: dict, name: str) -> dict[str, torch.Tensor] | None:
+    """One network's tensors: ``checkpoint[name]``, or the keys prefixed ``name.`` (safetensors)."""
+    if isinstance(checkpoint.get(name), dict):
+        return {k: v for k, v in checkpoint[name].items() if isinstance(v, torch.Tensor)}
+    prefix = name + "."
+    found = {k.removeprefix(prefix): v for k, v in checkpoint.items() if k.startswith(prefix)}
+    return found or None
+
+
+def read_state(path: Path) -> dict[str, torch.Tensor]:
+    """The g_ema state dict of a rosinality .pt/.pth or a .safetensors file; never executes code."""
+    checkpoint = read_checkpoint(path)
+    state = _part(checkpoint, "g_ema")
+    if state is None:
+        state = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
     if "input.input" not in state or "style.1.weight" not in state:
         raise ModelLoadError(path, f"no `input.input`/`style.1.weight` tensors; expected {EXPECTED}")
     return state
+
+
+def read_discriminator_state(path: Path) -> dict[str, torch.Tensor] | None:
+    """The discriminator (``d``) a training checkpoint holds, or None (g_ema-only files)."""
+    return _part(read_checkpoint(path), "d")
 
 
 def load_generator(path: Path, state: dict[str, torch.Tensor] | None = None) -> Generator:

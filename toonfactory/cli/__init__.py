@@ -9,7 +9,7 @@ import sys
 import typer
 
 from factory.errors import UserError
-from toonfactory.cli import cast, curate, dataset, generate, pages, student, style, warp
+from toonfactory.cli import adapt, cast, curate, dataset, generate, pages, student, style, warp
 from toonfactory.cli.common import configure_logging, console, filter_native_logs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
@@ -20,6 +20,7 @@ app.add_typer(warp.app, name="warp")
 app.add_typer(curate.app, name="curate")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(style.app, name="style")
+app.add_typer(adapt.app, name="adapt")
 app.add_typer(pages.app)
 
 

@@ -12,6 +12,7 @@ from rich.progress import Progress, TimeElapsedColumn
 from factory.errors import UserError
 from toonfactory.cli.common import SetOption, console
 from toonfactory.recipe import load as load_recipe
+from toonfactory.recipe import produced
 
 app = typer.Typer()
 
@@ -27,7 +28,7 @@ def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
     from factory.recipe import check_paths
 
     resolved = load_recipe(recipe, set_ or [])
-    check_paths(resolved)
+    check_paths(resolved, produced(resolved))
     console.print(f"[green]ok[/green] {recipe} (hash {resolved.hash})")
 
 
@@ -95,12 +96,25 @@ def generate(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = Se
 @app.command()
 def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOption,
         workers: int = WorkersOption, executor: str = ExecutorOption, remote: Optional[str] = RemoteOption):
-    """Run every stage the recipe declares: generate the pairs, then train and export the student.
+    """Run every stage the recipe declares: adapt the teacher, generate the pairs, then train and export
+    the student.
 
-    Re-running resumes whichever stage was interrupted (shards, then training from its latest checkpoint).
+    Re-running resumes whichever stage was interrupted (adaptation and training from their latest
+    checkpoints, shards where they stopped).
     """
     from toonfactory.cli.student import export_formats, train_tracked
 
+    first = load_recipe(recipe, set_ or [])
+    if first.recipe.adapt is not None:
+        from factory.adapt.training import recipe_field
+        from factory.recipe import check_paths
+        from toonfactory.cli.adapt import adapt_tracked
+
+        if remote:
+            raise UserError(f"--remote: {recipe} has an `adapt:` section, which runs locally for now; run "
+                            "`toonfactory adapt` where the agent can read its output, or drop --remote")
+        check_paths(first, produced(first))
+        adapt_tracked(first.recipe.adapt, first.recipe.tracking, "latest", recipe_field)
     resolved, rank = _generate(recipe, out, set_ or [], workers, executor, remote)
     config = resolved.recipe
     if config.distill is None:
