@@ -47,9 +47,12 @@ def features(out: Path, manifest: dict):
 
     records = _json_records(out, [s["name"] for s in manifest["shards"]])
     tables = [pa.Table.from_pylist(cast_to_python_objects([{"json": r}], only_1d_for_numpy=True)) for r in records]
-    inferred = datasets.Features.from_arrow_schema(pa.concat_tables(tables, promote_options="default").schema)
+    if tables:
+        json_feature = datasets.Features.from_arrow_schema(pa.concat_tables(tables, promote_options="default").schema)["json"]
+    else:  # a run whose every candidate was rejected: no record to infer the json column from
+        json_feature = {"key": datasets.Value("string")}
     columns = {name: datasets.Image() for name in IMAGE_FIELDS if name in manifest["fields"]}
-    return datasets.Features({**columns, "json": inferred["json"], "__key__": datasets.Value("string"),
+    return datasets.Features({**columns, "json": json_feature, "__key__": datasets.Value("string"),
                               "__url__": datasets.Value("string")})
 
 
