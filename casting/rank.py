@@ -80,6 +80,21 @@ def actor_scores(gallery: Gallery, vectors: np.ndarray, actors: list[str]) -> np
     return np.stack([sims[:, owner == a].max(1) for a in actors], axis=1) if actors else np.zeros((len(vectors), 0))
 
 
+def recogniser(gallery: Gallery, min_similarity: float = DLIB_SAME_PERSON) -> Callable[[np.ndarray], str | None]:
+    """A function naming the gallery actor a face embedding belongs to (the most similar actor, by
+    their best photo), or None when no actor reaches ``min_similarity``."""
+    actors = gallery.actor_names()
+
+    def actor_of(vector: np.ndarray) -> str | None:
+        if not actors:
+            return None
+        scores = actor_scores(gallery, vector[None], actors)[0]
+        best = int(np.argmax(scores))
+        return actors[best] if scores[best] >= min_similarity else None
+
+    return actor_of
+
+
 def best_photo(gallery: Gallery, vector: np.ndarray, actor: str) -> dict:
     """The gallery entry of ``actor`` most similar to ``vector``."""
     rows = [i for i, e in enumerate(gallery.entries) if e["actor"] == actor]
