@@ -313,3 +313,33 @@ class FaceTracks:
                   **self.summary(), "tracks": tracks, "rows": self.rows}
         write_atomic(path, json.dumps(record).encode())
         return path
+
+
+def track_strip(video: Path, rows: list[dict], frames: list[int], width: int = 320, columns: int = 4) -> np.ndarray:
+    """A grid of ``frames`` of ``video`` with each tracked face's box and id drawn (rows as in tracks.json)."""
+    wanted, tiles = set(frames), {}
+    by_frame: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_frame[row["frame"]].append(row)
+    capture = cv2.VideoCapture(str(video))
+    index = 0
+    while len(tiles) < len(wanted):
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        if index in wanted:
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            for row in by_frame[index]:
+                x0, y0, x1, y1 = (int(v) for v in row["box"])
+                colour = tuple(int(c) for c in np.array(cv2.applyColorMap(np.uint8([[row["track"] * 47 % 256]]),
+                                                                          cv2.COLORMAP_HSV))[0, 0][::-1])
+                cv2.rectangle(image, (x0, y0), (x1, y1), colour, 2 if row["detected"] else 1)
+                cv2.putText(image, str(row["track"]), (x0, max(y0 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2)
+            cv2.putText(image, f"#{index}", (6, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2)
+            scale = width / image.shape[1]
+            tiles[index] = cv2.resize(image, (width, int(round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        index += 1
+    shown = [tiles[i] for i in frames if i in tiles]
+    blank = np.zeros_like(shown[0])
+    shown += [blank] * (-len(shown) % columns)
+    return np.vstack([np.hstack(shown[i:i + columns]) for i in range(0, len(shown), columns)])
