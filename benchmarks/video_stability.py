@@ -1,9 +1,9 @@
 """Temporal stability of face-mode video inference: flicker and identity switches, with and without
 tracks and smoothing.
 
-Rows: ``per-frame`` (today's behaviour before tracks: detect every frame, align on raw keypoints),
-``tracks`` (detect every k frames, follow, link; raw keypoints) and ``tracks + One-Euro`` (keypoints
-smoothed per track). Frames are composed in memory (no video codec between them), by the same
+Rows: ``per-frame`` (the behaviour before tracks: detect every frame, align on raw keypoints),
+``tracks`` (detect every k frames, follow, link; raw keypoints) and ``tracks + stabiliser`` (keypoints
+carried by optical flow, corrected toward the detector past a dead band). Frames are composed in memory (no video codec between them), by the same
 parts `infer` uses.
 
 - flicker: over pixels of the faces (boxes of this and the previous frame) where the input barely
@@ -84,7 +84,7 @@ def measure(path: Path, student: Student, detector, embedder, setting: str, k: i
             faces = [(None, f.box, f.keypoints5()) for f in detector.detect(image)[:4]]
         else:
             if tracks is None:
-                tracks = FaceTracks(detector, embedder, detect_every=k, smooth=setting.endswith("One-Euro"), fps=fps)
+                tracks = FaceTracks(detector, embedder, detect_every=k, smooth=setting.endswith("stabiliser"), fps=fps)
             faces = [(f.track, f.face.box, f.keypoints) for f in tracks(image)]
         output = convert(student, image, [kp for _, _, kp in faces])
         boxes = [box for _, box, _ in faces]
@@ -141,14 +141,14 @@ def main():
         if not path.is_file():
             print(f"| {name} | missing: {path} |")
             continue
-        for setting in ("per-frame", "tracks", "tracks + One-Euro"):
+        for setting in ("per-frame", "tracks", "tracks + stabiliser"):
             row = measure(path, student, detector, embedder, setting, args.detect_every, args.max_frames, labels)
             fmt = lambda key: "-" if row.get(key) is None else str(row[key])  # noqa: E731
             print(f"| {name} | {setting} | {row['flicker']:.2f} | {fmt('tracks')} | {fmt('switches')} | "
                   f"{fmt('shared')} | {fmt('jumps')} | {row['seconds']:.0f} |", flush=True)
             if row.get("ids"):
                 print(f"|  |  | ids per person: {row['ids']} |")
-            if args.strip and name == "hamilton" and setting == "tracks + One-Euro":
+            if args.strip and name == "hamilton" and setting == "tracks + stabiliser":
                 frames = [0, 10, 19, 25, 82, 120, 180, 210, 212, 230, 255, 270]
                 strip = track_strip(path, row["rows"], [f for f in frames if f < row["frames"]])
                 cv2.imwrite(str(args.strip), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))

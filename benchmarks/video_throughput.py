@@ -5,7 +5,7 @@ model; writer thread: paste, encode); the shares are of their sum. "hidden" is h
 the three threads overlap: 1 - wall / sum. "model waits" is the share of wall time the model
 thread waited for input. Face mode runs per-frame detection (tracks off, the behaviour before
 tracks) as the baseline, then tracks (detect every k frames, optical flow between, dlib
-re-identification, One-Euro smoothing). Random-weight students (speed does not depend on weights).
+re-identification, stabilised keypoints). Random-weight students (speed does not depend on weights).
 
     .venv/bin/python benchmarks/video_throughput.py [--video V] [--frames 150] [--ngf 16] [--sizes 256 512]
 """

@@ -218,7 +218,7 @@ class Inference:
 
     In face mode, videos are tracked (``distill.tracks``): faces are detected every
     ``detect_every`` frames, followed in between, keep one id per person across cuts (when an
-    ``embedder`` is given), are aligned on smoothed keypoints, and are converted by the model their
+    ``embedder`` is given), are aligned on stabilised keypoints, and are converted by the model their
     track or recognised actor is assigned (``students`` by name, ``assignment``).
     """
 

@@ -5,7 +5,8 @@ followed by sparse optical flow (Lucas-Kanade, forward-backward checked) as a si
 norfair links these observations into tracks (Kalman-predicted keypoints, distance in face sizes,
 gated by the face embedding), and re-identifies a face that comes back after a cut or an absence
 with the embedding: the same person keeps their id. Each track's five alignment keypoints are
-smoothed by a One-Euro filter (Casiez et al. 2012), so aligned crops do not jitter.
+carried by that motion and corrected toward the detector only past a dead band, so aligned crops do
+not jitter.
 """
 
 from __future__ import annotations
@@ -59,30 +60,14 @@ class SceneCuts:
         return previous is not None and 1 - cv2.compareHist(previous, hist, cv2.HISTCMP_CORREL) > self.threshold
 
 
-class KeypointSmoother:
-    """One-Euro filters over a track's keypoints, in units of the face's size (so the same settings
-    hold for small and large faces): ``min_cutoff`` Hz at rest, rising by ``beta`` Hz per face size
-    per second of motion."""
+def flow_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray, min_points: int = 6) -> np.ndarray | None:
+    """The 2×3 similarity motion of the content of ``box`` from grey frame ``previous`` to ``current``, or None.
 
-    def __init__(self, fps: float, size: float, min_cutoff: float = 1.0, beta: float = 2.0):
-        from OneEuroFilter import OneEuroFilter
-
-        self.size = max(size, 1.0)
-        self._filters = [OneEuroFilter(fps, mincutoff=min_cutoff, beta=beta) for _ in range(10)]
-
-    def __call__(self, keypoints: np.ndarray) -> np.ndarray:
-        flat = keypoints.reshape(-1) / self.size
-        return np.array([f(float(v)) for f, v in zip(self._filters, flat)]).reshape(keypoints.shape) * self.size
-
-
-def follow(previous: np.ndarray, current: np.ndarray, face: Face, min_points: int = 6) -> Face | None:
-    """``face`` moved from the grey frame ``previous`` to ``current`` by sparse optical flow, or None when lost.
-
-    Corners inside the box are tracked forward and back (kept when they return within 1 px); a
-    similarity transform fitted to them (RANSAC) moves the box, landmarks and keypoints.
+    Corners inside the box are tracked by sparse optical flow forward and back (kept when they return
+    within 1 px); a similarity transform is fitted to them (RANSAC).
     """
     height, width = previous.shape
-    x0, y0, x1, y1 = np.clip(face.box, 0, [width - 1, height - 1, width - 1, height - 1]).astype(int)
+    x0, y0, x1, y1 = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1]).astype(int)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
     corners = cv2.goodFeaturesToTrack(previous[y0:y1, x0:x1], maxCorners=40, qualityLevel=0.01, minDistance=3)
@@ -96,14 +81,41 @@ def follow(previous: np.ndarray, current: np.ndarray, face: Face, min_points: in
     if good.sum() < min_points:
         return None
     matrix, inliers = cv2.estimateAffinePartial2D(points[good], ahead[good], method=cv2.RANSAC, ransacReprojThreshold=2.0)
-    if matrix is None or inliers.sum() < min_points:
-        return None
-    corners4 = transform_points(np.array([[face.box[0], face.box[1]], [face.box[2], face.box[1]],
-                                          [face.box[0], face.box[3]], [face.box[2], face.box[3]]]), matrix)
-    box = np.concatenate([corners4.min(0), corners4.max(0)])
+    return None if matrix is None or inliers.sum() < min_points else matrix
+
+
+def moved(face: Face, matrix: np.ndarray) -> Face:
+    """``face`` carried by a 2×3 motion: box (the bounds of its moved corners), landmarks."""
+    x0, y0, x1, y1 = face.box
+    corners = transform_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]), matrix)
+    box = np.concatenate([corners.min(0), corners.max(0)])
     if face.landmarks is None:
         return Face(box, face.score)
     return Face(box, face.score, transform_points(face.landmarks, matrix), face.scheme)
+
+
+class KeypointStabiliser:
+    """A track's keypoints carried frame to frame by the face's own motion (optical flow), and pulled
+    toward the detector's keypoints only when off by more than ``deadband`` face sizes (by ``gain``
+    of the error); a motion under ``still`` face sizes counts as none. A still face stays still
+    instead of jumping with the detector's noise. (A One-Euro filter on the keypoints, tried first,
+    added flicker: it spreads each detector jump over many frames; see benchmarks/video_stability.py.)"""
+
+    def __init__(self, size: float, deadband: float = 0.05, gain: float = 0.5, still: float = 0.008):
+        self.size, self.deadband, self.gain, self.still = max(size, 1.0), deadband, gain, still
+        self.last: np.ndarray | None = None
+
+    def __call__(self, keypoints: np.ndarray, motion: np.ndarray | None, detected: bool) -> np.ndarray:
+        if self.last is None or motion is None:
+            self.last = keypoints
+            return keypoints
+        carried = transform_points(self.last, motion)
+        if np.linalg.norm(carried - self.last, axis=1).mean() < self.still * self.size:
+            carried = self.last
+        if detected and np.linalg.norm(keypoints - carried, axis=1).mean() / self.size > self.deadband:
+            carried = carried + self.gain * (keypoints - carried)
+        self.last = carried
+        return carried
 
 
 class FaceTracks:
@@ -136,7 +148,7 @@ class FaceTracks:
         self._cuts = SceneCuts()
         self._grey: np.ndarray | None = None
         self._observed: dict[object, tuple[Face, int]] = {}  # track -> (face, frame of its last detection)
-        self._smoothers: dict[object, KeypointSmoother] = {}
+        self._smoothers: dict[object, KeypointStabiliser] = {}
         self._embedded: dict[object, int] = {}  # track -> frame of its latest embedding
         self._vectors: dict[object, list[np.ndarray]] = {}  # track -> its latest embeddings
         self.keep_vectors = 8
@@ -190,10 +202,11 @@ class FaceTracks:
         if cut:
             self._observed.clear()
         self._spent = 0.0  # detection and embedding, counted apart
+        motions = self._motions(grey)
         if cut or self.index % self.detect_every == 0:
             detections = self._detect(image, cut)
         else:
-            detections = self._follow(grey)
+            detections = self._follow(motions)
         self._grey = grey
         for detection in detections:
             detection.data.update(frame=self.index, shot=self.cuts)
@@ -213,7 +226,7 @@ class FaceTracks:
                 self._embedded[track] = self.index
                 self._vectors[track] = [*self._vectors.get(track, []), data["embedding"]][-self.keep_vectors:]
             if not track.is_initializing:
-                faces.append(self._emit(track, data["face"], data["detected"]))
+                faces.append(self._emit(track, data["face"], data["detected"], motions.get(track)))
         self._observed = {t: v for t, v in self._observed.items() if t in live}
         self._smoothers = {t: s for t, s in self._smoothers.items() if t in live}
         self._forget_merged()
@@ -259,26 +272,32 @@ class FaceTracks:
         near = [t for t in self._observed if self._moved(points, t.estimate, face) < self.match_distance]
         return len(near) != 1 or self.index - self._embedded.get(near[0], -self.refresh_frames) >= self.refresh_frames
 
-    def _follow(self, grey: np.ndarray):
+    def _motions(self, grey: np.ndarray) -> dict[object, np.ndarray]:
+        """How each face seen in the previous frame moved since (optical flow; none across a cut)."""
+        if self._grey is None:
+            return {}
+        found = {track: flow_motion(self._grey, grey, face.box) for track, (face, _) in self._observed.items()}
+        return {track: matrix for track, matrix in found.items() if matrix is not None}
+
+    def _follow(self, motions: dict[object, np.ndarray]):
         """Faces seen in the previous frame, moved by optical flow; a face is followed for at most two
         detection intervals after its last detection (then it must be detected again)."""
         from norfair import Detection
 
         detections = []
-        for track, (face, detected_at) in self._observed.items():
-            if self._grey is None or self.index - detected_at > 2 * self.detect_every:
-                continue
-            moved = follow(self._grey, grey, face)
-            if moved is not None:
-                detections.append(Detection(moved.keypoints5(), data={"face": moved, "embedding": None, "detected": False}))
+        for track, matrix in motions.items():
+            face, detected_at = self._observed[track]
+            if self.index - detected_at <= 2 * self.detect_every:
+                carried = moved(face, matrix)
+                detections.append(Detection(carried.keypoints5(), data={"face": carried, "embedding": None, "detected": False}))
         return detections
 
-    def _emit(self, track, face: Face, detected: bool) -> TrackedFace:
+    def _emit(self, track, face: Face, detected: bool, motion: np.ndarray | None) -> TrackedFace:
         keypoints = face.keypoints5()
         if self.smooth:
             if track not in self._smoothers:
-                self._smoothers[track] = KeypointSmoother(self.fps, face.size)
-            keypoints = self._smoothers[track](keypoints)
+                self._smoothers[track] = KeypointStabiliser(face.size)
+            keypoints = self._smoothers[track](keypoints, motion, detected)
         if self.recognise is not None and detected:
             vector = self.appearance(track)
             if vector is not None:
@@ -297,7 +316,7 @@ class FaceTracks:
                 "cuts": self.cuts, "tracks": len(tracks)}
 
     def write(self, path: Path, source: Path, models: dict[int, str] | None = None) -> Path:
-        """``<video>.tracks.json``: one row per face per frame (frame, track, box, the five smoothed
+        """``<video>.tracks.json``: one row per face per frame (frame, track, box, the five stabilised
         keypoints it was aligned on, score, whether the detector found it), and per track its actor and model."""
         tracks = {}
         for row in self.rows:

@@ -71,14 +71,15 @@ def student_record(config: DistillConfig, step: int) -> dict:
     }
 
 
-def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0) -> Path:
+def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0,
+                        residual: bool = True) -> Path:
     """A student checkpoint folder with random weights, for speed benchmarks and tests; returns ``folder``."""
     import torch
     from safetensors.torch import save_file
 
     from distill.models import UNetGenerator
 
-    config = DistillConfig(size=size, student={"ngf": ngf, "depth": depth})
+    config = DistillConfig(size=size, student={"ngf": ngf, "depth": depth, "residual": residual})
     torch.manual_seed(seed)
     model = UNetGenerator(config.student)
     folder.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ def test_after_a_cut_the_same_person_keeps_their_id(embedder, reid):
 
 
 def test_smoothing_steadies_keypoints_of_a_still_face():
-    """Detector noise on a face that does not move is damped by the One-Euro filter."""
+    """Detector noise on a face that does not move is not followed by the stabilised keypoints."""
     rng = np.random.default_rng(0)
     image, corners = two_face_frames(1)[0]
     frames = [np.clip(image.astype(int) + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8) for _ in range(16)]
@@ -93,8 +93,9 @@ def test_scene_cuts_see_a_new_scene_not_motion():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("models")
-    return write_checkpoint(root / "a", ngf=8, depth=3, size=64), write_checkpoint(root / "b", ngf=8, depth=3, size=64, seed=1)
+    root = tmp_path_factory.mktemp("models")  # not residual: a random model's output is far from its input
+    return (write_checkpoint(root / "a", ngf=8, depth=3, size=64, residual=False),
+            write_checkpoint(root / "b", ngf=8, depth=3, size=64, seed=1, residual=False))
 
 
 def test_infer_writes_the_tracks_file_and_converts_each_track_with_its_model(models, tmp_path):

@@ -114,7 +114,7 @@ def infer_command(
         None, "--person-only", help="convert only people: keep (the background as it is) or stylize (inpainted, then converted)"),
     track: bool = typer.Option(True, help="face mode on videos: track faces (ids, smoothing, VIDEO.tracks.json)"),
     detect_every: int = typer.Option(5, min=1, help="run the face detector every K frames; follow faces in between"),
-    smooth: bool = typer.Option(True, help="smooth each track's alignment keypoints (One-Euro filter)"),
+    smooth: bool = typer.Option(True, help="stabilise each track's alignment keypoints (carried by optical flow, corrected past a dead band)"),
     embedder: str = typer.Option("dlib", help="face embedder re-identifying people across cuts: dlib, an .onnx, or none"),
     gallery: Optional[Path] = typer.Option(None, help="a `cast gallery` folder: tracks are named by the actor recognised"),
     assign: Optional[List[str]] = typer.Option(
