@@ -6,6 +6,7 @@ the three threads overlap: 1 - wall / sum. "model waits" is the share of wall ti
 thread waited for input. Face mode runs per-frame detection (tracks off, the behaviour before
 tracks) as the baseline, then tracks (detect every k frames, optical flow between, dlib
 re-identification, stabilised keypoints). Random-weight students (speed does not depend on weights).
+The machine is shared: every setting runs ``--repeat`` times, interleaved, and its fastest run is shown.
 
     .venv/bin/python benchmarks/video_throughput.py [--video V] [--frames 150] [--ngf 16] [--sizes 256 512]
 """
@@ -32,6 +33,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--detect-every", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp())
     runs = [("whole", args.sizes[0], {"mode": "whole"})]
@@ -42,13 +44,19 @@ def main():
           f"load average {os.getloadavg()[0]:.1f} at start")
     print("| mode | px | fps | vs per-frame | model waits | hidden | " + " | ".join(PARTS) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(PARTS))
+    best: dict[int, dict] = {}
+    for _ in range(args.repeat):
+        for number, (name, size, options) in enumerate(runs):
+            model = root / f"student{size}"
+            if not model.exists():
+                save_random_student(model, ngf=args.ngf, depth=5, size=size)
+            summary = infer(model, [args.video], root / "out", batch_size=args.batch_size, max_frames=args.frames,
+                            device="cpu", **options)
+            if number not in best or summary["seconds"] < best[number]["seconds"]:
+                best[number] = summary
     baseline = {}
-    for name, size, options in runs:
-        model = root / f"student{size}"
-        if not model.exists():
-            save_random_student(model, ngf=args.ngf, depth=5, size=size)
-        summary = infer(model, [args.video], root / "out", batch_size=args.batch_size, max_frames=args.frames,
-                        device="cpu", **options)
+    for number, (name, size, options) in enumerate(runs):
+        summary = best[number]
         fps = summary["frames"] / summary["seconds"]
         parts = summary["part_seconds"]
         total = sum(parts.get(p, 0.0) for p in PARTS)

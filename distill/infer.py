@@ -120,7 +120,6 @@ class Frame:
     matrices: list[np.ndarray] = field(default_factory=list)
     outputs: list[np.ndarray | None] = field(default_factory=list)
     mask: np.ndarray | None = None
-    models: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -265,6 +264,7 @@ class Inference:
             options = {"cascade": cascade} if cascade is not None else {}
             self.detector = build_detector(detector, min_size=24, **options)
         self.tracks = None
+        self.tracks_models: dict[int, str] = {}  # track id -> the model it was converted with
         self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0}
         self.seconds: dict[str, float] = defaultdict(float)  # per part of the pipeline, summed over threads
         self.errors: list[BaseException] = []
@@ -303,7 +303,6 @@ class Inference:
             student = self.students[model]
             matrix = alignment_matrix(keypoints, student.size, self.margin)
             frame.matrices.append(matrix)
-            frame.models.append(model)
             pieces.append((model, to_input(crop(frame.image, matrix, student.size), student.multiple)))
         frame.outputs = [None] * len(pieces)
         self.stats["faces"] += len(pieces)
@@ -345,6 +344,7 @@ class Inference:
             for target in targets:
                 self.stats["videos" if target.video else "images"] += 1
                 try:
+                    self.tracks = None  # until a video's first frame starts its tracks
                     decoded = read_frames(target, self.max_frames)
                     index = 0
                     while True:
