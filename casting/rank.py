@@ -138,6 +138,29 @@ def effective_top(top: int, actors: int) -> int:
     return max(1, min(top, actors - 1))
 
 
+# Naming a face in a video is open-set (most people are in no gallery): dlib distance 0.42, stricter
+# than the same-person rule. On the Hamilton clip a singer in no gallery comes at 0.43 of an actor.
+RECOGNISE_SIMILARITY = 1 - 0.42**2 / 2
+
+
+def recogniser(gallery: Gallery, min_similarity: float = RECOGNISE_SIMILARITY,
+               margin: float = 0.02) -> Callable[[np.ndarray], str | None]:
+    """A function naming the gallery actor a face embedding belongs to (the most similar actor, by
+    their best photo), or None when no actor reaches ``min_similarity`` or the runner-up is within ``margin``."""
+    actors = gallery.actor_names()
+
+    def actor_of(vector: np.ndarray) -> str | None:
+        if not actors:
+            return None
+        scores = actor_scores(gallery, vector[None], actors)[0]
+        order = np.argsort(-scores)
+        best = scores[order[0]]
+        clear = len(actors) == 1 or best - scores[order[1]] >= margin
+        return actors[order[0]] if best >= min_similarity and clear else None
+
+    return actor_of
+
+
 def best_photo(gallery: Gallery, vector: np.ndarray, actor: str) -> dict:
     """The gallery entry of ``actor`` most similar to ``vector``."""
     rows = [i for i, e in enumerate(gallery.entries) if e["actor"] == actor]

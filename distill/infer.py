@@ -15,7 +15,8 @@ import os
 import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
@@ -33,6 +34,8 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
 Mode = Literal["whole", "face"]
 PersonOnly = Literal["keep", "stylize"]
+DEFAULT_MODEL = ""  # the model given first converts every face no rule assigns
+KEEP = "keep"  # an assignment that leaves a face as it is
 
 
 class Student:
@@ -128,11 +131,46 @@ class Frame:
 
 @dataclass
 class Batch:
-    """New frames, in order, and the model inputs of (frame, slot) pieces stacked in ``array``."""
+    """New frames, in order, and the inputs of (frame, slot) pieces for one model stacked in ``array``."""
 
     frames: list[Frame]
     pieces: list[tuple[Frame, int]]
     array: np.ndarray | None
+    model: str = DEFAULT_MODEL
+
+
+@dataclass
+class Assignment:
+    """Which model converts which face: rules by track id (``"3"``) or recognised actor name, each
+    naming a model (or ``keep``); faces no rule names get the default model."""
+
+    rules: dict[str, str] = field(default_factory=dict)
+
+    def model_for(self, track: int | None, actor: str | None) -> str:
+        if track is not None and str(track) in self.rules:
+            return self.rules[str(track)]
+        return self.rules.get(actor, DEFAULT_MODEL) if actor else DEFAULT_MODEL
+
+    @property
+    def models(self) -> set[str]:
+        return {m for m in self.rules.values() if m != KEEP}
+
+    @property
+    def actors(self) -> set[str]:
+        return {key for key in self.rules if not key.isdigit()}
+
+
+def parse_assignments(items: list[str]) -> Assignment:
+    """``ID=MODEL`` or ``ACTOR=MODEL`` items (MODEL a checkpoint, .onnx, or ``keep``)."""
+    rules = {}
+    for item in items:
+        key, sep, model = item.partition("=")
+        if not sep or not key.strip() or not model.strip():
+            raise UserError(f"--assign {item!r}: expected TRACK_ID=MODEL or ACTOR=MODEL")
+        if key.strip() in rules:
+            raise UserError(f"--assign {item!r}: {key.strip()!r} is assigned twice")
+        rules[key.strip()] = model.strip()
+    return Assignment(rules)
 
 
 _END = object()
@@ -197,7 +235,13 @@ def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PI
 
 
 class Inference:
-    """One inference run over many inputs; see the module docstring for the threads."""
+    """One inference run over many inputs; see the module docstring for the threads.
+
+    In face mode, videos are tracked (``distill.tracks``): faces are detected every
+    ``detect_every`` frames, followed in between, keep one id per person across cuts (when an
+    ``embedder`` is given), are aligned on stabilised keypoints, and are converted by the model their
+    track or recognised actor is assigned (``students`` by name, ``assignment``).
+    """
 
     def __init__(
         self,
@@ -211,8 +255,19 @@ class Inference:
         max_faces: int = 4,
         person_only: PersonOnly | None = None,
         max_pixels: int = MAX_PIXELS,
+        *,
+        track: bool = True,
+        detect_every: int = 5,
+        smooth: bool = True,
+        embedder=None,
+        recognise: Callable[[np.ndarray], str | None] | None = None,
+        students: dict[str, Student] | None = None,
+        assignment: Assignment | None = None,
+        cascade: Path | None = None,
     ):
         self.student, self.mode, self.batch_size, self.max_pixels = student, mode, batch_size, max_pixels
+        self.students = {DEFAULT_MODEL: student, **(students or {})}
+        self.assignment = assignment or Assignment()
         self.person_only, self.masker, self.inpainter = person_only, None, None
         if person_only:
             from factory.stages.inpaint import OpenCVInpainter
@@ -221,19 +276,26 @@ class Inference:
             self.masker = build_mask("mediapipe")
             self.inpainter = OpenCVInpainter() if person_only == "stylize" else None
         self.max_frames, self.margin, self.max_faces = max_frames, margin, max_faces
+        self.track, self.detect_every, self.smooth = track, detect_every, smooth
+        self.embedder, self.recognise = embedder, recognise
         self.batches: queue.Queue = queue.Queue(maxsize=queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=queue_size * batch_size)
         self.detector = None
         if mode == "face":
             from factory.faces import build_detector
 
-            self.detector = build_detector(detector, min_size=24)
+            options = {"cascade": cascade} if cascade is not None else {}
+            self.detector = build_detector(detector, min_size=24, **options)
+        self.tracks = None
+        self.tracks_models: dict[int, str] = {}  # track id -> the model it was converted with
         self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0, "written": 0}
+        self.seconds: dict[str, float] = defaultdict(float)  # per part of the pipeline, summed over threads
         self.errors: list[BaseException] = []
 
     # reader thread --------------------------------------------------------------------------------
 
-    def _pieces(self, frame: Frame) -> list[np.ndarray]:
+    def _pieces(self, frame: Frame) -> list[tuple[str, np.ndarray]]:
+        """(model, input) pieces of a frame; a face's model is the one its track or actor is assigned."""
         if self.mode == "whole" and self.person_only:
             from factory.stages.person_only import person_only_inputs
 
@@ -241,44 +303,95 @@ class Inference:
             # is made here, beside the model; the writer composites
             frame.mask, images = person_only_inputs(frame.image, self.masker, self.person_only, self.inpainter)
             frame.outputs = [None] * len(images)
-            return [to_input(image, self.student.multiple) for image in images]
+            return [(DEFAULT_MODEL, to_input(image, self.student.multiple)) for image in images]
         if self.mode == "whole":
             frame.outputs = [None]
-            return [to_input(frame.image, self.student.multiple)]
+            return [(DEFAULT_MODEL, to_input(frame.image, self.student.multiple))]
         from factory.faces import alignment_matrix, crop
 
-        size = self.student.size
-        faces = self.detector.detect(frame.image)[: self.max_faces]
-        frame.matrices = [alignment_matrix(face.keypoints5(), size, self.margin) for face in faces]
-        frame.outputs = [None] * len(faces)
-        self.stats["faces"] += len(faces)
-        return [to_input(crop(frame.image, m, size), self.student.multiple) for m in frame.matrices]
+        if self.tracks is not None:
+            found = []
+            for face in self.tracks(frame.image):
+                found.append((face.keypoints, self.assignment.model_for(face.track, face.actor)))
+                self.tracks_models[face.track] = found[-1][1]
+        else:
+            t0 = time.perf_counter()
+            found = [(face.keypoints5(), DEFAULT_MODEL) for face in self.detector.detect(frame.image)[: self.max_faces]]
+            self.seconds["detect"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pieces = []
+        for keypoints, model in found:
+            if model == KEEP:
+                continue
+            student = self.students[model]
+            matrix = alignment_matrix(keypoints, student.size, self.margin)
+            frame.matrices.append(matrix)
+            pieces.append((model, to_input(crop(frame.image, matrix, student.size), student.multiple)))
+        frame.outputs = [None] * len(pieces)
+        self.stats["faces"] += len(pieces)
+        self.seconds["align"] += time.perf_counter() - t0
+        return pieces
+
+    def _start_tracks(self, target: Target) -> None:
+        from distill.tracks import FaceTracks
+
+        self.tracks, self.tracks_models = None, {}
+        if self.mode == "face" and target.video and self.track:
+            self.tracks = FaceTracks(self.detector, self.embedder, detect_every=self.detect_every, smooth=self.smooth,
+                                     fps=target.fps, max_faces=self.max_faces, recognise=self.recognise)
+
+    def _finish_tracks(self, target: Target) -> None:
+        if self.tracks is None:
+            return
+        for part, seconds in self.tracks.seconds.items():
+            self.seconds[part] += seconds
+        target.output.parent.mkdir(parents=True, exist_ok=True)
+        models = {track: model or "default" for track, model in self.tracks_models.items()}
+        self.tracks.write(target.output.with_name(f"{target.output.stem}.tracks.json"), target.source, models)
+        for key in ("tracks", "detections", "embeddings", "cuts"):
+            self.stats[key] = self.stats.get(key, 0) + self.tracks.summary()[key]
 
     def _read(self, targets: list[Target]) -> None:
         try:
             frames: list[Frame] = []
-            pieces: list[tuple[Frame, int]] = []
-            arrays: list[np.ndarray] = []
+            buffers: dict[str, tuple[list[tuple[Frame, int]], list[np.ndarray]]] = {}
 
             def flush():
-                if frames or pieces:
-                    self.batches.put(Batch(list(frames), list(pieces), np.stack(arrays) if arrays else None))
-                frames.clear(), pieces.clear(), arrays.clear()
+                for model, (pieces, arrays) in buffers.items():
+                    self.batches.put(Batch(list(frames), list(pieces), np.stack(arrays), model))
+                    frames.clear()
+                if frames:
+                    self.batches.put(Batch(list(frames), [], None))
+                frames.clear(), buffers.clear()
 
             for target in targets:
                 self.stats["videos" if target.video else "images"] += 1
                 try:
-                    for index, image in enumerate(read_frames(target, self.max_frames, self.max_pixels)):
+                    self.tracks = None  # until a video's first frame starts its tracks
+                    decoded = read_frames(target, self.max_frames, self.max_pixels)
+                    index = 0
+                    while True:
+                        t0 = time.perf_counter()
+                        image = next(decoded, None)
+                        self.seconds["decode"] += time.perf_counter() - t0
+                        if image is None:
+                            break
+                        if index == 0:
+                            self._start_tracks(target)
                         frame = Frame(target, index, image)
-                        for slot, array in enumerate(self._pieces(frame)):
+                        for slot, (model, array) in enumerate(self._pieces(frame)):
+                            pieces, arrays = buffers.setdefault(model, ([], []))
                             batch_pixels = array[0].size * (len(arrays) + 1)
                             if arrays and (array.shape != arrays[0].shape or len(arrays) >= self.batch_size
                                            or batch_pixels > self.max_pixels):
                                 flush()
+                                pieces, arrays = buffers.setdefault(model, ([], []))
                             pieces.append((frame, slot))
                             arrays.append(array)
                         frames.append(frame)
                         self.stats["frames"] += 1
+                        index += 1
+                    self._finish_tracks(target)
                 except BadImage as exc:
                     log.warning("%s: skipped (%s)", target.source, exc)
                     self.stats["skipped"] += 1
@@ -308,7 +421,10 @@ class Inference:
         writers: dict[Path, cv2.VideoWriter] = {}
         try:
             while (frame := self.results.get()) is not _END:
+                t0 = time.perf_counter()
                 image = self._compose(frame)
+                t1 = time.perf_counter()
+                self.seconds["paste"] += t1 - t0
                 target = frame.target
                 target.output.parent.mkdir(parents=True, exist_ok=True)
                 bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
@@ -318,14 +434,15 @@ class Inference:
                         raise ValueError(f"{target.source}: the output cannot be encoded as PNG")
                     target.output.write_bytes(data.tobytes())
                     self.stats["written"] += 1
-                    continue
-                if target.output not in writers:
+                elif target.output not in writers:
                     height, width = image.shape[:2]
                     writers[target.output] = cv2.VideoWriter(
                         str(target.output), cv2.VideoWriter_fourcc(*"mp4v"), target.fps, (width, height)
                     )
                     self.stats["written"] += 1
-                writers[target.output].write(bgr)
+                if target.video:
+                    writers[target.output].write(bgr)
+                self.seconds["encode"] += time.perf_counter() - t1
         except BaseException as exc:
             self.errors.append(exc)
             while self.results.get() is not _END:  # keep draining so the model thread never blocks
@@ -337,13 +454,14 @@ class Inference:
     # main thread: the model -----------------------------------------------------------------------
 
     def run(self, targets: list[Target]) -> dict:
-        """Process every target; returns counts, seconds and the time the model spent waiting for input."""
+        """Process every target; returns counts, seconds (wall, and per part) and the time the model
+        spent waiting for input."""
         start = time.perf_counter()
         reader = threading.Thread(target=self._read, args=(targets,), name="infer-reader", daemon=True)
         writer = threading.Thread(target=self._write, name="infer-writer", daemon=True)
         reader.start(), writer.start()
         pending: deque[Frame] = deque()
-        waited = model_seconds = 0.0
+        waited = 0.0
         try:
             while True:
                 t0 = time.perf_counter()
@@ -353,11 +471,12 @@ class Inference:
                     break
                 pending.extend(batch.frames)
                 if batch.array is not None:
+                    student = self.students[batch.model]
                     t0 = time.perf_counter()
-                    outputs = self.student(batch.array)
-                    model_seconds += time.perf_counter() - t0
+                    outputs = student(batch.array)
+                    self.seconds["model"] += time.perf_counter() - t0
                     for (frame, slot), output in zip(batch.pieces, outputs):
-                        height, width = (frame.image.shape[:2] if self.mode == "whole" else (self.student.size,) * 2)
+                        height, width = (frame.image.shape[:2] if self.mode == "whole" else (student.size,) * 2)
                         frame.outputs[slot] = to_uint8(output, height, width)
                 while pending and pending[0].done:
                     frame = pending.popleft()
@@ -371,8 +490,9 @@ class Inference:
         return {
             **self.stats,
             "seconds": round(time.perf_counter() - start, 3),
-            "model_seconds": round(model_seconds, 3),
+            "model_seconds": round(self.seconds["model"], 3),
             "model_waited_seconds": round(waited, 3),
+            "part_seconds": {part: round(seconds, 3) for part, seconds in self.seconds.items()},
             "backend": self.student.backend,
         }
 
@@ -389,6 +509,14 @@ def infer(
     detector: str = "mediapipe",
     person_only: PersonOnly | None = None,
     max_pixels: int = MAX_PIXELS,
+    *,
+    track: bool = True,
+    detect_every: int = 5,
+    smooth: bool = True,
+    embedder="dlib",
+    recognise: Callable[[np.ndarray], str | None] | None = None,
+    assign: list[str] | None = None,
+    cascade: Path | None = None,
 ) -> dict:
     """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos.
 
@@ -396,17 +524,34 @@ def infer(
     input); outputs keep the inputs' sub-paths and never replace an input; ``written`` counts files.
 
     ``person_only``: only people are converted (mediapipe selfie masks); the background is kept, or
-    inpainted and converted too (``stylize``).
+    inpainted and converted too (``stylize``). In face mode, videos are tracked; ``embedder`` (``dlib``,
+    an .onnx path, an embedder, or None for motion only) re-identifies people across cuts;
+    ``assign`` items ``TRACK_ID=MODEL`` or ``ACTOR=MODEL`` (actors named by ``recognise``) pick
+    another model, or ``keep``, for some faces; ``<video>.tracks.json`` is written beside each output.
     """
     if person_only and mode != "whole":
         raise UserError("--person-only works on whole frames (--mode whole); face mode already keeps the rest")
     output_folder(out_dir)
+    if detect_every < 1:
+        raise UserError(f"--detect-every {detect_every}: must be at least 1")
+    assignment = parse_assignments(assign or [])
+    if assignment.rules and mode != "face":
+        raise UserError("--assign maps faces to models: it needs --mode face")
+    if assignment.actors and recognise is None:
+        raise UserError(f"--assign {sorted(assignment.actors)[0]}=...: actor names need --gallery (track ids are numbers)")
     targets = collect_inputs(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
     student = Student(model, device=device, half=half)
+    students = {name: Student(Path(name), device=device, half=half) for name in sorted(assignment.models)}
+    if isinstance(embedder, (str, Path)):
+        from factory.models.embedding import build_embedder
+
+        embedder = build_embedder(embedder) if mode == "face" and track else None
     inference = Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector,
-                          person_only=person_only, max_pixels=max_pixels)
+                          person_only=person_only, max_pixels=max_pixels, track=track, detect_every=detect_every,
+                          smooth=smooth, embedder=embedder, recognise=recognise, students=students,
+                          assignment=assignment, cascade=cascade)
     with FolderLock(out_dir, f"toonfactory infer --out {out_dir}"):
         try:
             return inference.run(targets)

@@ -89,6 +89,23 @@ def student_record(config: DistillConfig, step: int) -> dict:
     }
 
 
+def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0,
+                        residual: bool = True) -> Path:
+    """A student checkpoint folder with random weights, for speed benchmarks and tests; returns ``folder``."""
+    import torch
+    from safetensors.torch import save_file
+
+    from distill.models import UNetGenerator
+
+    config = DistillConfig(size=size, student={"ngf": ngf, "depth": depth, "residual": residual})
+    torch.manual_seed(seed)
+    model = UNetGenerator(config.student)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / STUDENT_WEIGHTS))
+    (folder / STUDENT_CONFIG).write_text(json.dumps(student_record(config, step=0)))
+    return folder
+
+
 def image_grid(rows: list[list[np.ndarray]]) -> np.ndarray:
     """Rows of equally sized RGB images as one image."""
     return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)

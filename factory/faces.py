@@ -400,8 +400,18 @@ def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray
     ramp1d = ramp1d * ramp1d * (3 - 2 * ramp1d)
     picture = cv2.erode(in_frame(image.shape, matrix / scale, side), np.ones((3, 3), np.uint8))  # not next to padding
     mask = np.minimum(ramp1d[:, None], ramp1d[None, :]) * picture
-    back = cv2.warpAffine(processed_crop, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    alpha = cv2.warpAffine(mask, to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # only the crop's footprint is warped and blended: the rest of the image is copied as it is
+    corners = transform_points(np.array([[0, 0], [side, 0], [0, side], [side, side]], np.float64), to_image)
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, [width, height])
+    result = image.copy()
+    if x1 <= x0 or y1 <= y0:
+        return result
+    to_roi = to_image - np.array([[0, 0, x0], [0, 0, y0]])
+    size = (int(x1 - x0), int(y1 - y0))
+    back = cv2.warpAffine(processed_crop, to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    alpha = cv2.warpAffine(mask, to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha = alpha[..., None] if image.ndim == 3 else alpha
-    out = image.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
-    return np.clip(out + 0.5, 0, 255).astype(image.dtype)
+    roi = image[y0:y1, x0:x1].astype(np.float32)
+    result[y0:y1, x0:x1] = np.clip(roi * (1 - alpha) + back.astype(np.float32) * alpha + 0.5, 0, 255).astype(image.dtype)
+    return result

@@ -50,19 +50,9 @@ def write_dataset(folder: Path, shards: int = 3, per_shard: int = 8, size: int =
     return folder
 
 
-def write_checkpoint(folder: Path, ngf: int = 8, depth: int = 3, size: int = 64, seed: int = 0) -> Path:
+def write_checkpoint(folder: Path, ngf: int = 8, depth: int = 3, size: int = 64, seed: int = 0,
+                     residual: bool = True) -> Path:
     """A student checkpoint folder (student.safetensors + student.json) with random weights."""
-    import torch
-    from safetensors.torch import save_file
+    from distill.train import save_random_student
 
-    from distill.config import DistillConfig
-    from distill.models import UNetGenerator
-    from distill.train import STUDENT_CONFIG, STUDENT_WEIGHTS, student_record
-
-    config = DistillConfig(size=size, student={"ngf": ngf, "depth": depth})
-    torch.manual_seed(seed)
-    model = UNetGenerator(config.student)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / STUDENT_WEIGHTS))
-    (folder / STUDENT_CONFIG).write_text(json.dumps(student_record(config, step=0)))
-    return folder
+    return save_random_student(folder, ngf=ngf, depth=depth, size=size, seed=seed, residual=residual)

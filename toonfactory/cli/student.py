@@ -115,10 +115,18 @@ def infer_command(
     max_frames: Optional[int] = typer.Option(None, help="stop each video after this many frames"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (PyTorch models)"),
     half: bool = typer.Option(False, help="fp16 on CUDA (PyTorch models)"),
-    detector: str = typer.Option("mediapipe", help="face detector for --mode face"),
+    detector: str = typer.Option("mediapipe", help="face detector for --mode face (mediapipe, dlib, haar, anime)"),
+    cascade: Optional[Path] = typer.Option(None, help="the LBP cascade XML of --detector anime"),
     person_only: Optional[str] = typer.Option(
         None, "--person-only", help="convert only people: keep (the background as it is) or stylize (inpainted, then converted)"),
     max_pixels: int = typer.Option(4_000_000, "--max-pixels", min=65_536, help="larger images and frames are decoded reduced to this many pixels"),
+    track: bool = typer.Option(True, help="face mode on videos: track faces (ids, smoothing, VIDEO.tracks.json)"),
+    detect_every: int = typer.Option(5, min=1, help="run the face detector every K frames; follow faces in between"),
+    smooth: bool = typer.Option(True, help="stabilise each track's alignment keypoints (carried by optical flow, corrected past a dead band)"),
+    embedder: str = typer.Option("dlib", help="face embedder re-identifying people across cuts: dlib, an .onnx, or none"),
+    gallery: Optional[Path] = typer.Option(None, help="a `cast gallery` folder: tracks are named by the actor recognised"),
+    assign: Optional[List[str]] = typer.Option(
+        None, "--assign", help="TRACK_ID=MODEL or ACTOR=MODEL (with --gallery); MODEL may be `keep` (repeatable)"),
 ):
     """Run the student on images and videos; decoding runs in parallel with the model."""
     from distill.infer import infer
@@ -127,7 +135,34 @@ def infer_command(
         raise UserError(f"--mode {mode!r}: choose whole or face")
     if person_only not in (None, "keep", "stylize"):
         raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
+    model_embedder, recognise = face_identities(embedder, gallery, assign or [])
     summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
-                    device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels)
+                    device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels,
+                    track=track, detect_every=detect_every, smooth=smooth, embedder=model_embedder,
+                    recognise=recognise, assign=assign or [], cascade=cascade)
     typer.echo(json.dumps(summary))
 
+
+def face_identities(embedder: str, gallery: Path | None, assign: list[str]):
+    """The embedder for re-identification (None for `none`), and, with a gallery, the function naming
+    a track's actor; every actor an --assign names must be in the gallery."""
+    if embedder == "none":
+        if gallery is not None:
+            raise UserError("--gallery recognises actors by their face embeddings: it needs an --embedder, not none")
+        return None, None
+    if gallery is None:
+        return embedder, None
+    from casting.gallery import Gallery, identity
+    from casting.rank import recogniser
+    from distill.infer import parse_assignments
+    from factory.models.embedding import build_embedder
+
+    actors = Gallery.load(gallery)
+    model = build_embedder(embedder)
+    if identity(model) != actors.embedder:
+        raise UserError(f"{gallery}: the gallery was embedded by {actors.embedder}, --embedder gives {identity(model)}")
+    unknown = sorted(parse_assignments(assign).actors - set(actors.actor_names()))
+    if unknown:
+        raise UserError(f"--assign {unknown[0]}=...: no actor {unknown[0]!r} in {gallery} "
+                        f"(actors: {', '.join(actors.actor_names()) or 'none'})")
+    return model, recogniser(actors)

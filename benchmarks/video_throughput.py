@@ -1,0 +1,73 @@
+"""End-to-end frames per second of `infer` on a video: whole frames, and face mode with and without tracks.
+
+Every part is timed where it runs (reader thread: decode, detect, embed, track, align; main thread:
+model; writer thread: paste, encode); the shares are of their sum. "hidden" is how much of that sum
+the three threads overlap: 1 - wall / sum. "model waits" is the share of wall time the model
+thread waited for input. Face mode runs per-frame detection (tracks off, the behaviour before
+tracks) as the baseline, then tracks (detect every k frames, optical flow between, dlib
+re-identification, stabilised keypoints). Random-weight students (speed does not depend on weights).
+The machine is shared: every setting runs ``--repeat`` times, interleaved, and its fastest run is shown.
+
+    .venv/bin/python benchmarks/video_throughput.py [--video V] [--frames 150] [--ngf 16] [--sizes 256 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from distill.infer import infer
+from distill.train import save_random_student
+
+VIDEO = Path(__file__).resolve().parents[2] / "shared" / "assets" / "video" / "short_hamilton_clip.mp4"
+PARTS = ("decode", "detect", "embed", "track", "align", "model", "paste", "encode")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", type=Path, default=VIDEO)
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--detect-every", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp())
+    runs = [("whole", args.sizes[0], {"mode": "whole"})]
+    for size in args.sizes:
+        runs += [("face, per-frame detection", size, {"mode": "face", "track": False}),
+                 (f"face, tracks (k={args.detect_every})", size, {"mode": "face", "detect_every": args.detect_every})]
+    print(f"{args.video.name}, {args.frames} frames, ngf {args.ngf}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    print("| mode | px | fps | vs per-frame | model waits | hidden | " + " | ".join(PARTS) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(PARTS))
+    best: dict[int, dict] = {}
+    for _ in range(args.repeat):
+        for number, (name, size, options) in enumerate(runs):
+            model = root / f"student{size}"
+            if not model.exists():
+                save_random_student(model, ngf=args.ngf, depth=5, size=size)
+            summary = infer(model, [args.video], root / "out", batch_size=args.batch_size, max_frames=args.frames,
+                            device="cpu", **options)
+            if number not in best or summary["seconds"] < best[number]["seconds"]:
+                best[number] = summary
+    baseline = {}
+    for number, (name, size, options) in enumerate(runs):
+        summary = best[number]
+        fps = summary["frames"] / summary["seconds"]
+        parts = summary["part_seconds"]
+        total = sum(parts.get(p, 0.0) for p in PARTS)
+        if "per-frame" in name:
+            baseline[size] = fps
+        ratio = f"{fps / baseline[size]:.2f}x" if "tracks" in name and size in baseline else "-"
+        shares = " | ".join(f"{100 * parts.get(p, 0.0) / total:.0f}%" for p in PARTS)
+        print(f"| {name} | {size if options['mode'] == 'face' else 'frame'} | {fps:.1f} | {ratio} | "
+              f"{100 * summary['model_waited_seconds'] / summary['seconds']:.0f}% | "
+              f"{100 * (1 - summary['seconds'] / total):.0f}% | {shares} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
