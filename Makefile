@@ -12,6 +12,11 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(UV) pip install --python $(PY) -c constraints.txt -e ".[dev]"
+	# opencv-contrib-python (mediapipe's) and opencv-python-headless (albumentations') both install
+	# the cv2 package; whichever lands last wins. The project needs contrib's modules (img_hash,
+	# ximgproc), so contrib's files are laid down again, last.
+	$(UV) pip install --python $(PY) -c constraints.txt --reinstall --no-deps opencv-contrib-python
+	$(PY) -c "import cv2; cv2.img_hash.pHash; cv2.ximgproc.thinning"
 	touch $(STAMP)
 
 install: $(STAMP)
