@@ -78,9 +78,12 @@ def identity_similarity(embedder: DlibEmbedder, photo: np.ndarray, toon: np.ndar
 def draw_timing(faces, repeats: int = 3) -> dict[str, float]:
     """Median ms per 256 px pair on one core, wall clock and CPU time (the machine may be shared): drawing
     only (mask given), and the teacher with its own selfie mask."""
+    from threadpoolctl import threadpool_limits
+
     from factory.stages.segment import MediapipeMasker
 
     cv2.setNumThreads(1)
+    threadpool_limits(1)  # numpy's BLAS too: one core means one thread
     teacher = WebtoonConfig(kind="webtoon").build()
     masker = MediapipeMasker()
     times = {"draw wall": [], "draw cpu": [], "teacher wall": [], "teacher cpu": []}

@@ -75,6 +75,8 @@ class WebtoonConfig(TeacherConfig):
     shadow_share: Range | None = _range("share of the skin in cel shadow")
     shadow_depth: Range | None = _range("Lab lightness drop of the first shadow tone")
     shadow_tones: Range | None = _range("cel-shadow tones on the skin (1-2)")
+    shadow_detail: Range | None = _range("0: a few broad shadow shapes; 1: shadows follow the face's forms (keeps identity)")
+    highlight_share: Range | None = _range("share of the skin in a lit tone")
     blush: Range | None = _range("cheek blush opacity")
     saturation: Range | None = _range("chroma factor of clothes and background (of hair: kept within 0.8-1.3)")
     hair_tones: Range | None = _range("flat tones of hair and of clothes (2-5)")
@@ -342,24 +344,42 @@ def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray,
     return drawn.astype(np.float32), hair, beard, clothes
 
 
-def cel_shadows(lab_photo: np.ndarray, skin: np.ndarray, face: FaceFrame, share: float, tones: int) -> list[np.ndarray]:
-    """One or two nested shadow masks (float alpha) from the photo's own lighting inside the skin."""
+def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray, face: FaceFrame, params: dict,
+                scale: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """(one or two nested shadow masks, a highlight mask) as float alpha, from the photo's own light on the skin.
+
+    The light map mixes a broad one (blurred over a tenth of the inter-ocular distance: a few large
+    shadow shapes) with the edge-preserving one (``light_edges``: the forms of nose, brow ridge,
+    cheekbones and lips, which carry the person's identity) by ``shadow_detail``. Levels are
+    quantiles of the face's light, so ``shadow_share`` and ``highlight_share`` are shares of the skin.
+    """
     sigma = face.iod * 0.1
     weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
-    light = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
-    face_light = light[polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5]
+    broad = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    detail = params["shadow_detail"]
+    light = broad + detail * (light_edges - broad)
+    face_light = light[(polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5) & (skin > 0)]
+    if len(face_light) < 20:
+        return [], np.zeros(skin.shape, np.float32)
+    share = params["shadow_share"]
     median = float(np.median(face_light))
     levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
-    if tones > 1:
+    if int(params["shadow_tones"]) > 1:
         levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
-    kernel = disc(face.iod * 0.06)
-    masks = []
-    for level in levels:
-        shade = ((light < level) & (skin > 0)).astype(np.uint8)
-        shade = cv2.morphologyEx(shade, cv2.MORPH_OPEN, kernel)
-        shade = remove_specks(shade, face.iod ** 2 * 0.03, 0)
-        masks.append(cv2.GaussianBlur(shade.astype(np.float32), (0, 0), 0.7))
-    return masks
+    # broad shapes are opened over 6% of the inter-ocular distance, detailed ones only cleaned of specks
+    kernel = disc(face.iod * 0.06 * (1 - detail) + 1)
+    speck = face.iod ** 2 * (0.03 - 0.025 * detail)
+    clean = odd(3 * scale)
+
+    def region(mask: np.ndarray) -> np.ndarray:
+        mask = cv2.medianBlur((mask & (skin > 0)).astype(np.uint8), clean)
+        mask = remove_specks(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), speck, 0)
+        return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+
+    shadows = [region(light < level) for level in levels]
+    lit = params["highlight_share"]
+    top = max(float(np.quantile(face_light, 1 - lit)), median + 3.0) if lit > 0.01 else np.inf
+    return shadows, region(light > top)
 
 
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
@@ -501,13 +521,29 @@ def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, pa
         paint(canvas, stroke_mask(shape, crease, line * 0.5) * params["crease"], ink)
 
 
-def draw_brow(canvas: np.ndarray, face: FaceFrame, brow, colour) -> None:
+def draw_brow(canvas: np.ndarray, light: np.ndarray, skin_light: float, face: FaceFrame, brow, colour) -> None:
+    """The photo's own brow shape (its pixels darker than the skin near the mesh's brow), in one flat colour.
+
+    Falls back to a tapered stroke along the mesh's brow where the photo shows too little of it
+    (pale brows, hair over the forehead).
+    """
     upper, lower = face.points[brow[0]], face.points[brow[1]]
     centre = smooth_curve((upper + lower) / 2)
     thickness = np.interp(np.linspace(0, 1, len(centre)), np.linspace(0, 1, len(upper)),
                           np.linalg.norm(upper - lower, axis=1))
     taper = np.interp(np.linspace(0, 1, len(centre)), [0, 0.6, 1], [0.35, 0.8, 0.75])
-    paint(canvas, polygon_mask(canvas.shape, tapered_polygon(centre, thickness * taper)), colour)
+    stroke = polygon_mask(canvas.shape, tapered_polygon(centre, thickness * taper))
+    near = cv2.dilate((polygon_mask(canvas.shape, np.vstack([upper, lower[::-1]])) > 0.5).astype(np.uint8),
+                      disc(face.iod * 0.1))
+    for upper_lid, lower_lid, _, _ in EYES:  # not the eye socket's shadow or eye make-up below the brow
+        eye = polygon_mask(canvas.shape, np.vstack([face.points[upper_lid], face.points[lower_lid][::-1]])) > 0.5
+        near &= 1 - cv2.dilate(eye.astype(np.uint8), disc(face.iod * 0.2))
+    dark = ((light < skin_light - 15) & (near > 0)).astype(np.uint8)
+    dark = remove_specks(cv2.medianBlur(dark, 3), face.iod ** 2 * 0.01, 0)
+    if dark.sum() < (stroke > 0.5).sum() * 0.4:
+        paint(canvas, stroke, colour)
+        return
+    paint(canvas, cv2.GaussianBlur(smooth_mask(dark, 1.0).astype(np.float32), (0, 0), 0.7), colour)
 
 
 def draw_mouth(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, skin_lab, params: dict, ink,
@@ -613,7 +649,8 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         skin_alpha = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 0.7)
         paint(canvas, skin_alpha, lab_colour(skin_lab))
         depth = params["shadow_depth"]
-        shadows = cel_shadows(photo_lab, skin, face, params["shadow_share"], int(params["shadow_tones"]))
+        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params, scale)
+        paint(canvas, lit, lab_colour(skin_lab + np.array([depth * 0.45, -0.1 * depth, -0.1 * depth], np.float32)))
         for n, shade in enumerate(shadows, start=1):
             tone = skin_lab + np.array([-depth * n, 0.25 * depth * n, 0.1 * depth * n], np.float32)
             paint(canvas, shade, lab_colour(tone))
@@ -630,7 +667,7 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         brow_colour = lab_colour(np.minimum(np.median(lab[hair > 0], 0) * [0.7, 1, 1], [35, 60, 60])
                                  if hair.sum() > 20 else style.ink_lab)
         for brow in BROWS:
-            draw_brow(canvas, face, brow, brow_colour)
+            draw_brow(canvas, lab[..., 0], float(person_skin[0]), face, brow, brow_colour)
         light_from_left = float(photo_lab[..., 0][:, : shape[1] // 2].mean()) > float(photo_lab[..., 0][:, shape[1] // 2:].mean())
         draw_nose(canvas, face, ink, line, light_from_left)
         draw_mouth(canvas, photo_lab, face, skin_lab, params, ink, line)

@@ -43,9 +43,9 @@ def fit(
                   f"in {len(report['files'])} images")
     if report["skipped"]:
         console.print(f"no face found in: {', '.join(report['skipped'])}")
-    counts = {kind: report["backgrounds"].count(kind) for kind in dict.fromkeys(report["backgrounds"])}
+    counts = {kind or "not shown": report["backgrounds"].count(kind) for kind in dict.fromkeys(report["backgrounds"])}
     lines = ", ".join(f"{key} {low:g}-{high:g}" for key, (low, high) in style.ranges.items()
-                      if key in ("line_width", "line_darkness", "shadow_share", "saturation"))
+                      if key in ("line_width", "line_darkness", "shadow_depth", "saturation"))
     console.print(f"skin Lab {style.skin_lab}, ink Lab {style.ink_lab}; {lines}; backgrounds {counts}")
 
 
