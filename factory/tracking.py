@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -407,8 +409,10 @@ def _init_task(project: str, task_name: str, *, task_type: str, offline: bool):
     Task.set_offline(offline)
     if offline:
         _quiet_offline()
+    main_thread = threading.current_thread() is threading.main_thread()
+    ours = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     with _clearml_prints():
-        return Task.init(
+        task = Task.init(
             project_name=project,
             task_name=task_name,
             task_type=task_type,
@@ -418,6 +422,12 @@ def _init_task(project: str, task_name: str, *, task_type: str, offline: bool):
             auto_connect_streams=False,
             auto_resource_monitoring=False,
         )
+    # ClearML hooks SIGINT/SIGTERM to close the task inside the signal handler, which can hang a
+    # training run for good; the run stops through its own interrupt path and closes the task then.
+    for sig, handler in ours.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+    return task
 
 
 def _execute_remotely(task, queue: str) -> None:

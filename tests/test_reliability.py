@@ -511,3 +511,23 @@ def test_ctrl_c_in_training_says_which_checkpoint_is_kept(pairs, tmp_path):
             train(tiny(steps=5), pairs, tmp_path / "run", on_step=interrupt)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C came out of training as a bare KeyboardInterrupt (a traceback)")
+
+
+def test_sigterm_stops_training_cleanly_with_clearml_tracking(pairs, tmp_path):
+    """A scheduler's SIGTERM ends `train` as Ctrl-C does (ClearML's own hook used to hang the run for good)."""
+    import yaml
+
+    recipe = tmp_path / "distill.yaml"
+    settings = tiny(steps=100000, save_every=5).model_dump(mode="json")
+    recipe.write_text(yaml.safe_dump({"distill": settings, "tracking": {"mode": "offline"}}))
+    out = tmp_path / "run"
+    proc = cli("train", "--data", pairs, "--out", out, "--recipe", recipe)
+    wait_for(out / "checkpoints" / "step_0000005", proc)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"SIGTERM did not stop training within 60 s: {proc.communicate()[1][-3000:]}")
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "interrupted at step" in err and "--resume latest" in err

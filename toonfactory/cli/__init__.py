@@ -4,6 +4,7 @@ user's mistake exits 2 with a message naming the file and field."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -30,8 +31,17 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="show libr
     configure_logging(verbose)
 
 
+def _terminated(signum, frame):
+    """SIGTERM (a scheduler's stop, a spot instance's notice) ends a command as Ctrl-C does: cleanly.
+    A second SIGTERM ends the process at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main():
     filter_native_logs(sys.argv[1:])
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         app()  # click handles usage errors itself (exit 2)
     except UserError as exc:
