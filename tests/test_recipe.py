@@ -84,6 +84,14 @@ def test_every_shipped_recipe_validates():
         load_recipe(path)
 
 
+def test_realify_recipes_train_the_way_back():
+    """A realifier's student turns drawings into photos; pairs alone do not say so (distill defaults to real2toon)."""
+    paths = sorted((REPO / "recipes").glob("realify-*.yaml"))
+    assert len(paths) >= 2
+    for path in paths:
+        assert load_recipe(path).recipe.distill.direction == "toon2real", path.name
+
+
 def test_validate_command_exits_2_listing_problems(tmp_path):
     path = write(tmp_path, {**GOOD, "teacher": {"kind": "cartoonize", "colors": 100}})
     run = subprocess.run([sys.executable, "-m", "toonfactory", "validate", path], capture_output=True, text=True)
