@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 # larger gallery wants its threshold chosen again (``--min-z``).
 CLEAR_MATCH_Z = 2.0
 MIN_ACTORS_TO_CALIBRATE = 3
+# The spread of the other actors' similarities is the z-score's unit: from a handful of actors it is a
+# guess (a 5-actor gallery gave a drawn stranger z 12.2 for an actress), so fewer actors get no verdict;
+# their z-scores still order the ranking.
+MIN_ACTORS_FOR_VERDICT = 8
 
 
 @dataclass
@@ -185,9 +189,9 @@ def aggregate(scores: np.ndarray, actors: list[str], top: int) -> list[dict]:
              "mean_score": round(float(mean[a]), 4), "best_score": round(float(scores[:, a].max()), 4)} for a in order]
 
 
-def verdict(confidence: float | None, threshold: float = CLEAR_MATCH_Z) -> str:
-    if confidence is None:
-        return "uncalibrated (fewer than 3 actors)"
+def verdict(confidence: float | None, actors: int, threshold: float = CLEAR_MATCH_Z) -> str:
+    if confidence is None or actors < MIN_ACTORS_FOR_VERDICT:
+        return f"uncalibrated (fewer than {MIN_ACTORS_FOR_VERDICT} actors)"
     return "match" if confidence >= threshold else "no clear match"
 
 
@@ -259,7 +263,7 @@ class CastResult:
 
     @property
     def verdict(self) -> str:
-        return verdict(self.confidence, self.settings["calibration"]["clear_match_z"])
+        return verdict(self.confidence, len(self.actors), self.settings["calibration"]["clear_match_z"])
 
     def to_json(self) -> dict:
         return {"settings": self.settings, "verdict": self.verdict, "confidence_z": self.confidence,
@@ -308,7 +312,7 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
                             "photo": best_photo(gallery, query.vector, actors[a])["face"]} for a in order]
                 confidence = None if np.isnan(z[order[0]]) else float(z[order[0]])
                 results.append(CastImage(path=str(path), status="ok", faces_found=len(found), chosen=how, query=query,
-                                         ranking=ranking, confidence=confidence, verdict=verdict(confidence, min_z),
+                                         ranking=ranking, confidence=confidence, verdict=verdict(confidence, len(actors), min_z),
                                          margin=margin_of(row) if len(actors) > 1 else None))
         if progress is not None:
             progress()

@@ -143,14 +143,22 @@ def test_borda_rarely_ties_where_plain_votes_did():
     assert ties <= 15  # plain top-5 votes tie for first in most of these (4 images, 12 actors)
 
 
+MORE_ACTORS = {"eve": (40, 200, 200), "fay": (200, 40, 200), "gus": (200, 200, 200), "hal": (40, 40, 40)}  # the cube's corners
+
+
 def test_verdict_and_report_say_no_clear_match_for_a_character_nobody_plays(actors_dir, tmp_path):
     save(face_image(COLOURS["dee"]), actors_dir / "dee" / "0.png")
-    gallery, _ = build(actors_dir, tmp_path / "g")
-    olive = save(face_image((120, 120, 40)), tmp_path / "olive.png")  # as close to ann, bob and dee
-    result = cast(gallery, [olive], ColourEmbedder(), SquareDetector(), top=5)
-    assert result.settings["top"] == 3 and result.settings["top_asked"] == 5
-    assert result.verdict == "no clear match"
+    few, _ = build(actors_dir, tmp_path / "few")
     bob = save(face_image(COLOURS["bob"], shift=2), tmp_path / "bob.png")
+    result = cast(few, [bob], ColourEmbedder(), SquareDetector())
+    assert result.overall[0]["actor"] == "bob" and result.verdict == "uncalibrated (fewer than 8 actors)"
+    for name, colour in MORE_ACTORS.items():
+        save(face_image(colour), actors_dir / name / "0.png")
+    gallery, _ = build(actors_dir, tmp_path / "g")
+    olive = save(face_image((120, 120, 40)), tmp_path / "olive.png")  # as close to ann, bob, dee and hal
+    result = cast(gallery, [olive], ColourEmbedder(), SquareDetector(), top=5)
+    assert result.settings["top"] == 5 and result.settings["top_asked"] == 5
+    assert result.verdict == "no clear match"
     result = cast(gallery, [bob], ColourEmbedder(), SquareDetector(), top=5)
     assert result.verdict == "match" and result.overall[0]["actor"] == "bob"
     from casting.report import write_report
