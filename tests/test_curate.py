@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import identity_features
 from factory.curate.filters import Thresholds, duplicate_of, phash, reject_reason, same_drawing
-from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices
+from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
 from factory.curate.run import CropOptions, Summary, ingest_pages, select_characters
 from factory.curate.select import choose, cluster, purity, similarity_to
 from factory.curate.store import Workspace, locked
@@ -227,3 +227,27 @@ def test_cli_mistakes_exit_2_and_write_nothing(tmp_path):
     result = runner.invoke(app, ["curate", "comics", str(page), "--out", str(out), "--reference", "nobody"])
     assert isinstance(result.exception, UserError) and "NAME=IMAGE" in str(result.exception) and not out.exists()
     assert "overrides.json" in runner.invoke(app, ["curate", "--help"]).output
+
+
+def test_tiles_cover_the_image_with_half_overlap():
+    assert tiles(400, 500, 512) == []  # one window already is the whole image
+    corners = tiles(1300, 900, 512)
+    assert {x for _, x in corners} == {0, 256, 388} and {y for y, _ in corners} == {0, 256, 512, 768, 788}
+    covered = np.zeros((1300, 900), bool)
+    for y, x in corners:
+        covered[y:y + 512, x:x + 512] = True
+    assert covered.all()
+
+
+def test_mediapipe_finds_a_small_face_on_a_large_page_through_tiles():
+    """On a whole 1600 px page a 110 px face is too small for mediapipe's downscaled input; on a tile it is not."""
+    import skimage.data
+
+    face = cv2.resize(skimage.data.astronaut()[0:300, 100:400], (110, 110), interpolation=cv2.INTER_AREA)
+    page = np.full((1600, 1600, 3), 255, np.uint8)
+    page[1100:1210, 500:610] = face
+    assert ChainDetector(["mediapipe"], tile_sides=()).detect(page) == []
+    found = ChainDetector(["mediapipe"]).detect(page)
+    assert len(found) == 1 and found[0].detector == "mediapipe"
+    x0, y0, x1, y1 = found[0].box
+    assert 500 <= (x0 + x1) / 2 <= 610 and 1100 <= (y0 + y1) / 2 <= 1210
