@@ -251,3 +251,15 @@ def test_mediapipe_finds_a_small_face_on_a_large_page_through_tiles():
     assert len(found) == 1 and found[0].detector == "mediapipe"
     x0, y0, x1, y1 = found[0].box
     assert 500 <= (x0 + x1) / 2 <= 610 and 1100 <= (y0 + y1) / 2 <= 1210
+
+
+def test_boxes_of_every_detector_follow_the_anime_cascades_scale():
+    """One face found by mediapipe or dlib is cropped as if the anime cascade had found it (same centre)."""
+    from factory.curate.ingest import BOX_SCALE, Slice, _on_page
+
+    part = Slice(1, 300, 900)
+    for name in ("anime", "mediapipe", "dlib"):
+        det = _on_page(Face(box=np.array([100.0, 50.0, 200.0, 150.0]), score=1.0), name, part, x0=10)
+        assert det.box[:2] + det.box[2:] == pytest.approx([2 * 160.0, 2 * 400.0])  # moved to the page, centre kept
+        assert det.size == pytest.approx(100 * BOX_SCALE[name])
+    assert BOX_SCALE["anime"] == 1.0 and BOX_SCALE["mediapipe"] > 1.3 and BOX_SCALE["dlib"] > 1.3
