@@ -1,7 +1,8 @@
 """The ``webtoon`` teacher: draws the toon side of a pair from a photo, the way a webtoon artist would.
 
-Flat skin in the person's own tone with one or two cel-shadow tones taken from the photo's lighting,
-eyes (lash line, iris, highlight), brows, nose and mouth drawn from the 478-point face mesh, hair and
+Flat skin in the person's own tone with one or two cel-shadow tones and a lit tone that follow the
+photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, eyes (lash line,
+iris, highlight), nose and mouth drawn from the 478-point face mesh, hair and
 clothes in a few flat tones with strand lines and a highlight band, clean outlines of one weight,
 and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
 each sample draws its values from ``sample.rng("teacher")`` and records them in its provenance.
