@@ -3,7 +3,8 @@
 1. Detection: recall and precision of the chain (anime LBP cascade, mediapipe, dlib; merged) and of
    each detector on the comic pages and the tall strip, against ``benchmarks/comic_faces.json``.
    A detection matches a labelled face when its centre lies in the label and its size is within
-   0.4x-2.5x; detections on 'ignore' boxes count neither way.
+   0.4x-2.5x; detections on 'ignore' boxes count neither way. Also the chain after the
+   ``not_a_face`` filter, and how many sprite and anime-tile faces that filter would drop.
 2. Reference selection: the Ren'Py sprites' faces mixed with the 36 anime tiles' faces; for each
    character, every choice of 1 reference (averaged) and the first 3, keep faces >= threshold.
 3. Actor cleaning: each deepface person with >= 5 photos plus 3 photos of other people (deepface
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import feature_matrix
+from factory.curate.filters import Thresholds, unconfirmed
 from factory.curate.ingest import ChainDetector, crop_square
 from factory.curate.select import choose, cluster, purity, similarity_to
 from factory.faces import DetectorChain
@@ -71,12 +73,14 @@ def detection(assets: Path) -> None:
     labels = json.loads(LABELS.read_text())
     pages = {**labels["pages"], labels["strip"]["file"]: strip_labels(labels)}
     chain = ChainDetector(cascade=assets / "models/lbpcascade_animeface.xml", min_size=20)
-    rows = {name: np.zeros(3, int) for name in [*chain.names, "chain"]}
+    rows = {name: np.zeros(3, int) for name in [*chain.names, "chain", "chain, not_a_face filtered"]}
+    limits = Thresholds()
     table = Table("image", "faces", "chain found", "false", title="detection per image (chain, merged)")
     for name, truth in pages.items():
         found = chain.detect(read_image(assets / "comics" / name))
         counts = score_detections([d.box for d in found], truth)
         rows["chain"] += counts
+        rows["chain, not_a_face filtered"] += score_detections([d.box for d in found if not unconfirmed(d, limits)], truth)
         for det_name in chain.names:
             rows[det_name] += score_detections([d.box for d in found if det_name in (d.detector, *d.agreed)], truth)
         table.add_row(Path(name).name[:40], str(counts[2]), str(counts[0]), str(counts[1]))
@@ -90,16 +94,21 @@ def detection(assets: Path) -> None:
 def drawn_faces(assets: Path):
     """(crops, character names) of the sprites and (crops) of the anime tiles."""
     chain = ChainDetector(cascade=assets / "models/lbpcascade_animeface.xml", min_size=24)
-    crops, names = [], []
+    crops, names, dropped, limits = [], [], [0, 0], Thresholds()
     for path in sorted((assets / "characters/renpy").glob("*/*.png")):
         image = read_image(path)
         found = chain.detect(image)
         if found:
-            crops.append(crop_square(image, max(found, key=lambda d: d.size).box))
+            face = max(found, key=lambda d: d.size)
+            crops.append(crop_square(image, face.box))
             names.append(path.parent.name)
+            dropped[0] += unconfirmed(face, limits)
     grid = read_image(assets / "anime/grid36.jpg")
     tiles = [np.ascontiguousarray(grid[r:r + 512, c:c + 512]) for r in range(0, 3072, 512) for c in range(0, 3072, 512)]
-    distractors = [crop_square(tile, d.box) for tile in tiles for d in chain.detect(tile)]
+    found = [(tile, d) for tile in tiles for d in chain.detect(tile)]
+    distractors = [crop_square(tile, d.box) for tile, d in found]
+    dropped[1] = sum(unconfirmed(d, limits) for _, d in found)
+    console.print(f"not_a_face would drop {dropped[0]}/{len(crops)} sprite faces and {dropped[1]}/{len(found)} anime-tile faces")
     return crops, names, distractors
 
 

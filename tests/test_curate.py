@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import identity_features
-from factory.curate.filters import Thresholds, duplicate_of, phash, reject_reason, same_drawing
+from factory.curate.filters import LONE_MIN_SCORE, Thresholds, duplicate_of, phash, reject_reason, same_drawing
 from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
 from factory.curate.run import CropOptions, Summary, ingest_pages, select_characters
 from factory.curate.select import choose, cluster, purity, similarity_to
@@ -70,17 +70,31 @@ def _face_like(seed: int = 0) -> np.ndarray:
     return image
 
 
+def _found(side: float, detector: str = "mediapipe", score: float = 0.9, agreed: tuple[str, ...] = ()) -> Detection:
+    return Detection(box=np.array([0.0, 0.0, side, side]), score=score, detector=detector, slice=0, agreed=list(agreed))
+
+
 def test_filters_record_reasons():
     limits = Thresholds(min_face=40)
     sharp = _face_like()
-    assert reject_reason(100, sharp, limits)[0] is None
-    assert reject_reason(20, sharp, limits)[0] == "too_small"
-    assert reject_reason(100, cv2.GaussianBlur(sharp, (0, 0), 6), limits)[0] == "blurry"
+    assert reject_reason(_found(100), sharp, limits)[0] is None
+    assert reject_reason(_found(20), sharp, limits)[0] == "too_small"
+    assert reject_reason(_found(100), cv2.GaussianBlur(sharp, (0, 0), 6), limits)[0] == "blurry"
     bubble = np.full((192, 192, 3), 255, np.uint8)
     for row, words in enumerate(["WELL, YOU", "COULD SAY", "THAT IT'S", "BASED ON"]):
         cv2.putText(bubble, words, (40, 75 + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    reason, scores = reject_reason(100, bubble, limits)
+    reason, scores = reject_reason(_found(100), bubble, limits)
     assert reason == "text" and scores["text"] > limits.max_text
+
+
+def test_a_weak_detection_no_other_detector_saw_is_not_a_face():
+    limits, crop = Thresholds(), _face_like()
+    weak = LONE_MIN_SCORE["anime"] - 0.2
+    assert reject_reason(_found(100, "anime", weak), crop, limits)[0] == "not_a_face"
+    assert reject_reason(_found(100, "anime", weak, agreed=("dlib",)), crop, limits)[0] is None  # seen twice
+    assert reject_reason(_found(100, "anime", weak + 0.4), crop, limits)[0] is None
+    assert reject_reason(_found(100, "dlib", 0.01), crop, limits)[0] is None  # dlib's score does not tell
+    assert reject_reason(_found(100, "anime", weak), crop, Thresholds(lone_min_score={}))[0] is None
 
 
 def test_duplicates_across_scales_but_not_other_drawings():

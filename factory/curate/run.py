@@ -94,7 +94,7 @@ def ingest_pages(ws: Workspace, files: list[Path], detector: ChainDetector, opti
             for index, det in enumerate(detector.detect(image)):
                 face_id = f"{sha[:12]}-{index:03d}"
                 raw = crop_square(image, det.box, options.margin)
-                reason, scores = reject_reason(det.size, raw, options.limits, options.margin)
+                reason, scores = reject_reason(det, raw, options.limits, options.margin)
                 crop, upscaled = options.finish(raw)
                 vector, hash_ = identity_features(crop, options.margin), phash(crop)
                 if reason is None:
