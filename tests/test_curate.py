@@ -14,7 +14,7 @@ from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import identity_features
 from factory.curate.filters import LONE_MIN_SCORE, Thresholds, duplicate_of, phash, reject_reason, same_drawing
 from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
-from factory.curate.run import CropOptions, Summary, ingest_pages, select_characters
+from factory.curate.run import CropOptions, Summary, cluster_characters, ingest_pages, select_characters
 from factory.curate.select import choose, cluster, purity, similarity_to
 from factory.curate.store import Workspace, locked
 from factory.errors import ModelLoadError, UserError
@@ -201,6 +201,31 @@ def test_overrides_and_incremental_runs(tmp_path):
     (out / "overrides.json").write_text(json.dumps({"characters/hero": {ids[0]: "maybe"}}))
     with pytest.raises(UserError, match="overrides.json"):
         Workspace(out).overrides()
+
+
+def _add_face(ws: Workspace, face_id: str, vector: np.ndarray) -> None:
+    ws.manifest["faces"][face_id] = {"kind": "drawn", "reason": "", "crop": ws.write_crop(face_id, _face_like())}
+    ws.features[face_id] = vector / np.linalg.norm(vector)
+
+
+def test_clustering_counts_faces_left_alone_and_places_them_when_a_match_arrives(tmp_path):
+    ws = Workspace(tmp_path)
+    axes = np.eye(8)
+    for face_id, vector in [("a1", axes[0]), ("a2", axes[0] + 0.05 * axes[1]), ("b1", axes[2]), ("b2", axes[2] + 0.05 * axes[3]),
+                            ("odd", axes[4])]:
+        _add_face(ws, face_id, vector)
+    first = Summary()
+    cluster_characters(ws, max_distance=0.12, min_size=2, summary=first)
+    assert first.unclustered == 1
+    assert sorted(first.groups) == ["characters/cluster_00", "characters/cluster_01"]
+    assert all(kept == 2 for kept, _ in first.groups.values())
+
+    _add_face(ws, "odd_twin", axes[4] + 0.05 * axes[5])
+    again = Summary()
+    cluster_characters(ws, max_distance=0.12, min_size=2, summary=again)
+    assert again.unclustered == 0
+    decisions = ws.manifest["groups"]["characters/cluster_02"]["decisions"]
+    assert sorted(decisions) == ["odd", "odd_twin"] and all(d["keep"] for d in decisions.values())
 
 
 def test_two_runs_on_one_folder_are_refused(tmp_path):

@@ -50,6 +50,7 @@ class Summary:
     rejected: Counter = field(default_factory=Counter)
     groups: dict[str, tuple[int, int]] = field(default_factory=dict)
     sheets: list[str] = field(default_factory=list)
+    unclustered: int = 0
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
@@ -189,6 +190,7 @@ def cluster_characters(ws: Workspace, max_distance: float, min_size: int, summar
             leftovers.append(face_id)
     labels = cluster(np.stack([ws.features[f] for f in leftovers]), max_distance, min_size) if leftovers else []
     start = len(clusters)
+    summary.unclustered = int(np.sum(np.asarray(labels) < 0))
     for face_id, label in zip(leftovers, labels):
         if label >= 0:
             group = f"characters/cluster_{start + int(label):02d}"

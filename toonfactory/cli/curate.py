@@ -146,4 +146,7 @@ def _report(out: Path, summary) -> None:
     bad = ", ".join(f"{k} {v}" for k, v in summary.bad_sources.items())
     console.print(f"{summary.new_sources} new files ({summary.reused_sources} already curated"
                   f"{', unreadable: ' + bad if bad else ''}), {summary.new_faces} new faces; dropped: {reasons}")
+    if summary.unclustered:
+        console.print(f"{summary.unclustered} faces like no other face are in no cluster yet (kept in faces/; "
+                      "a later run clusters them with new faces that resemble them)")
     console.print(f"review: {', '.join(str(out / s) for s in summary.sheets)}")
