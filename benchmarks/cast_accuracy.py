@@ -5,13 +5,16 @@
 3. cross-teacher: the deepface queries toonified (a 256 px aligned crop around the face) by CartoonGAN
    and by the `webtoon` teacher (its default style, and a style fitted on 9 shared characters), cast
    against a gallery of 18 actors (deepface leave-one-out plus the 5 face_recognition people) as is,
-   with ``--unwarp auto``, and with a realifier trained on the *other* teacher's pairs; each row also
+   with ``--unwarp auto``, and with each realifier trained on *another* teacher's pairs; each row also
    gives the share of queries that abstain ("no clear match": z below ``CLEAR_MATCH_Z``).
 4. abstention: the 30 shared webtoon characters (nobody in the gallery plays them), and the
    calibration table the threshold was chosen from.
+5. embedder settings: the as-is rows again under the settings casting used before (rgb, no jitter,
+   best photo per actor) and each step to a new gallery's (gray, 10 jitters, mean over the photos).
 
     python benchmarks/cast_accuracy.py --assets ../shared/assets \
-        [--realify-webtoon MODEL] [--realify-cartoongan MODEL]   # students trained on those teachers' pairs
+        --realifier webtoon=RUN/student/export/student.onnx \
+        --realifier cartoongan=RUN2/... --realifier cartoonize=RUN3/...   # TEACHER=student trained on its pairs
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import csv
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +31,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from casting.gallery import collect_inputs, update_gallery
-from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, query_faces
+from casting.gallery import collect_inputs, embedder_for, update_gallery
+from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, per_actor, query_faces
 from casting.realify import load_realifier, parse_unwarp
 from factory.faces import DetectorChain
 from factory import faces as facelib
@@ -103,24 +107,16 @@ def deepface_photos(root: Path, embedder, detector):
     return photos, rejected
 
 
-def loo_ranks(queries: np.ndarray, photos, skip_self: bool = True) -> list[int | None]:
+def loo_ranks(queries: np.ndarray, photos) -> list[int | None]:
     """Rank of the true identity for each query, against all other photos (None: nobody else of theirs)."""
-    gallery = np.stack([p[4] for p in photos])
     owners = np.array([p[1] for p in photos])
     actors = sorted(set(owners))
-    ranks = []
-    for i, vector in enumerate(queries):
-        sims = gallery @ vector
-        if skip_self:
-            sims[i] = -np.inf
-        keep = np.ones(len(photos), bool)
-        keep[i] = False
-        if photos[i][1] not in set(owners[keep]):
-            ranks.append(None)
-            continue
-        scores = np.array([sims[keep & (owners == a)].max() if (keep & (owners == a)).any() else -np.inf for a in actors])
-        ranks.append(rank_of(scores, actors, photos[i][1]))
-    return ranks
+    sims = np.asarray(queries) @ np.stack([p[4] for p in photos]).T
+    np.fill_diagonal(sims, np.nan)
+    with warnings.catch_warnings():  # an actor with only the query's photo has no score
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scores = np.nan_to_num(per_actor(sims, owners, actors), nan=-np.inf)
+    return [rank_of(row, actors, who) if (owners == who).sum() > 1 else None for row, who in zip(scores, owners)]
 
 
 def summary(ranks: list[int | None]) -> tuple[int, int, int]:
@@ -168,12 +164,12 @@ class Gallery18:
     owners: np.ndarray
     actors: list[str]
 
-    def scores(self, queries: np.ndarray, skip_self: bool) -> np.ndarray:
-        """(Q, A) best similarity per actor; with ``skip_self`` query i never sees gallery row i."""
+    def scores(self, queries: np.ndarray, skip_self: bool, how: str = "mean") -> np.ndarray:
+        """(Q, A) per-actor similarity as casting scores it; with ``skip_self`` query i never sees gallery row i."""
         sims = np.asarray(queries) @ self.vectors.T
         if skip_self:
-            sims[np.arange(len(queries)), np.arange(len(queries))] = -np.inf
-        return np.stack([sims[:, self.owners == a].max(1) for a in self.actors], axis=1)
+            sims[np.arange(len(queries)), np.arange(len(queries))] = np.nan
+        return per_actor(sims, self.owners, self.actors, how)
 
 
 def gallery18(photos, root: Path, embedder, detector) -> Gallery18:
@@ -189,10 +185,10 @@ def gallery18(photos, root: Path, embedder, detector) -> Gallery18:
     return Gallery18(vectors, owners, sorted(set(owners)))
 
 
-def judge(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str] | None) -> dict:
+def judge(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str] | None, how: str = "mean") -> dict:
     """rank-1/5 (a query with no face is a miss), abstention at CLEAR_MATCH_Z, best z per query."""
     usable = [v if v is not None else np.zeros(gallery.vectors.shape[1], np.float32) for v in vectors]
-    scores = gallery.scores(np.stack(usable), skip_self=truth is not None)
+    scores = gallery.scores(np.stack(usable), skip_self=truth is not None, how=how)
     z = calibrate(scores)
     best = scores.argmax(1)
     top_z = np.where([v is not None for v in vectors], z[np.arange(len(best)), best], -np.inf)
@@ -217,16 +213,41 @@ def embed_queries(images, detector, embedder, **options) -> tuple[list[np.ndarra
     return vectors, faces
 
 
+def parse_realifier(item: str) -> tuple[str, Path]:
+    teacher, _, model = item.partition("=")
+    if teacher not in ("webtoon", "cartoongan", "cartoonize") or not model:
+        raise SystemExit(f"--realifier {item!r}: expected TEACHER=MODEL with TEACHER webtoon, cartoongan or cartoonize")
+    return teacher, Path(model)
+
+
+def settings_table(assets: Path, detector, queries: dict, characters: list[np.ndarray], drawn, casting: dict):
+    """As-is queries under the embedder settings casting used before (rgb, no jitter, best photo) and
+    each step to today's (``casting``: gray, 10 jitters, mean over the actor's photos)."""
+    steps = [("rgb, 0 jitters, best photo", DlibEmbedder(), "best"), ("rgb, 0 jitters, mean", DlibEmbedder(), "mean"),
+             ("gray, 0 jitters, mean", DlibEmbedder(colour="gray"), "mean")]
+    table = Table("settings", *queries, "30 characters: abstain", title="as-is queries: rank-1 / abstain by embedder settings")
+    for label, embedder, how in steps:
+        photos, _ = deepface_photos(assets / "faces" / "deepface", embedder, detector)
+        gallery, truth = gallery18(photos, assets / "faces" / "face_recognition", embedder, detector), [p[1] for p in photos]
+        cells = [judge(gallery, embed_queries(images, detector, embedder)[0], truth, how) for images in queries.values()]
+        nobody = judge(gallery, embed_queries(characters, drawn, embedder)[0], None, how)
+        table.add_row(label, *[f"{c['rank1']:.1%} / {c['abstain']:.0%}" for c in cells], f"{nobody['abstain']:.0%}")
+    table.add_row("gray, 10 jitters, mean (casting)", *[f"{casting[n]['rank1']:.1%} / {casting[n]['abstain']:.0%}" for n in queries],
+                  f"{casting['characters']['abstain']:.0%}")
+    console.print(table)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "assets")
-    parser.add_argument("--realify-webtoon", type=Path, help="realifier trained on webtoon-teacher pairs (used on CartoonGAN queries)")
-    parser.add_argument("--realify-cartoongan", type=Path, help="realifier trained on CartoonGAN pairs (used on webtoon queries)")
+    parser.add_argument("--realifier", action="append", default=[], metavar="TEACHER=MODEL",
+                        help="a toon2real student trained on TEACHER's pairs (webtoon, cartoongan, cartoonize); "
+                             "used only on the other teachers' queries (repeatable)")
     parser.add_argument("--sheet", type=Path, help="write the toonified queries here as a PNG contact sheet")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     faces_root = args.assets / "faces"
-    embedder = DlibEmbedder()
+    embedder = embedder_for("dlib")  # a new casting gallery's settings
     detector = DetectorChain("dlib,mediapipe", min_size=40)
 
     started = time.perf_counter()
@@ -251,8 +272,8 @@ def main():
                "webtoon, default style": webtoon_toons(crops)}
     style_file = fitted_style(characters, Path("/tmp") / f"cast_bench_style_{int(time.time())}.json")
     queries["webtoon, fitted style"] = webtoon_toons(crops, style_file)
-    realifiers = {"CartoonGAN (Hayao)": args.realify_webtoon, "webtoon, default style": args.realify_cartoongan,
-                  "webtoon, fitted style": args.realify_cartoongan}
+    teacher_of = {"CartoonGAN (Hayao)": "cartoongan", "webtoon, default style": "webtoon", "webtoon, fitted style": "webtoon"}
+    realifiers = [(teacher, load_realifier(model)) for teacher, model in map(parse_realifier, args.realifier)]
     auto = parse_unwarp("auto")
     table = Table("queries", "treatment", "faces", "rank-1", "rank-5", "abstain", "right when answering", "undone (mean)",
                   title=f"cross-teacher: deepface leave-one-out vs {len(gallery.actors)} actors, dlib; abstain = z < {CLEAR_MATCH_Z}")
@@ -266,21 +287,26 @@ def main():
         return result
 
     calibration["real photos"] = add("real photo (whole image)", "-", [p[4] for p in photos])["z"]
+    as_is = {"real photo (crop)": add("real photo (crop)", "as is", embed_queries(crops, detector, embedder)[0])}
     add("real photo (crop)", "auto unwarp", *embed_queries(crops, detector, embedder, inverse_warp=auto))
     for name, toons in queries.items():
-        calibration[name] = add(name, "as is", embed_queries(toons, detector, embedder)[0])["z"]
+        as_is[name] = add(name, "as is", embed_queries(toons, detector, embedder)[0])
+        calibration[name] = as_is[name]["z"]
         add(name, "auto unwarp", *embed_queries(toons, detector, embedder, inverse_warp=auto))
-        if realifiers[name]:
-            realifier = load_realifier(realifiers[name])
-            add(name, f"realify {realifier.name}", embed_queries(toons, detector, embedder, realifier=realifier)[0])
-            add(name, "realify + auto unwarp", *embed_queries(toons, detector, embedder, realifier=realifier, inverse_warp=auto))
+        for teacher, realifier in realifiers:
+            if teacher != teacher_of[name]:  # never the teacher that drew the queries
+                add(name, f"realify ({teacher} pairs)", embed_queries(toons, detector, embedder, realifier=realifier)[0])
+                add(name, f"realify ({teacher}) + auto unwarp",
+                    *embed_queries(toons, detector, embedder, realifier=realifier, inverse_warp=auto))
     console.print(table)
 
     drawn = DetectorChain(f"dlib,mediapipe,anime:{args.assets / 'models' / 'lbpcascade_animeface.xml'}", min_size=24)
     nobody = Table("treatment", "faces", "abstain (want >= 50%)", "median z", title="30 webtoon characters, nobody in the gallery")
+    drawings = [read_image(p) for p in characters]
     for treatment, options in (("as is", {}), ("auto unwarp", {"inverse_warp": auto})):
-        vectors, _ = embed_queries([read_image(p) for p in characters], drawn, embedder, **options)
+        vectors, _ = embed_queries(drawings, drawn, embedder, **options)
         result = judge(gallery, vectors, None)
+        as_is.setdefault("characters", result)
         calibration[f"webtoon characters ({treatment})"] = result["z"]
         nobody.add_row(treatment, f"{result['found']}/{result['n']}", f"{result['abstain']:.1%}", f"{np.median(result['z']):.2f}")
     console.print(nobody)
@@ -290,13 +316,14 @@ def main():
     for name, z in calibration.items():
         chooser.add_row(name, *[f"{(z < t).mean():.0%}" for t in thresholds])
     console.print(chooser)
+    settings_table(args.assets, detector, {"real photo (crop)": crops, **queries}, drawings, drawn, as_is)
     if args.sheet:
         from PIL import Image
 
         rows = [crops[:12]] + [toons[:12] for toons in queries.values()]
         Image.fromarray(np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)).save(args.sheet)
 
-    final = Table("benchmark", "result", title="virtual casting accuracy (dlib ResNet 128-d, cosine, best photo per actor)")
+    final = Table("benchmark", "result", title=f"virtual casting accuracy (dlib ResNet 128-d {embedder.settings}, cosine, mean over an actor's photos)")
     final.add_row("face_recognition test faces, rank-1", f"{fr_right}/{fr_total}")
     final.add_row("deepface leave-one-out rank-1", f"{r1}/{n} = {r1 / n:.1%}")
     final.add_row("deepface leave-one-out rank-5", f"{r5}/{n} = {r5 / n:.1%}")

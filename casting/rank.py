@@ -1,6 +1,6 @@
 """Ranking actors for a character: detect, (realify, unwarp), embed, score against the gallery, vote.
 
-Every actor is scored per face by the best cosine similarity over the actor's gallery photos. Raw
+Every actor is scored per face by the mean cosine similarity over the actor's gallery photos. Raw
 similarities of drawn faces are high against everyone, so each score is also calibrated against
 the query's own impostors: an actor's z-score is its similarity minus the mean of the query's
 similarities to every *other* actor, over their standard deviation. Across faces, votes are
@@ -109,11 +109,19 @@ def _moved(face: facelib.Face, matrix: np.ndarray) -> facelib.Face:
     return facelib.Face(box=corners, score=face.score, landmarks=marks, scheme=face.scheme)
 
 
-def actor_scores(gallery: Gallery, vectors: np.ndarray, actors: list[str]) -> np.ndarray:
-    """(Q, A) cosine similarity of each query to each actor: the best over that actor's photos."""
+def per_actor(sims: np.ndarray, owners: np.ndarray, actors: list[str], how: str = "mean") -> np.ndarray:
+    """(Q, A) from (Q, P) similarities to photos owned by ``owners``: each actor's ``mean`` (casting:
+    one odd photo weighs little) or ``best`` (naming a face) over its photos; NaN photos are skipped."""
+    if not actors:
+        return np.zeros((len(sims), 0))
+    pool = np.nanmean if how == "mean" else np.nanmax
+    return np.stack([pool(sims[:, owners == a], axis=1) for a in actors], axis=1)
+
+
+def actor_scores(gallery: Gallery, vectors: np.ndarray, actors: list[str], how: str = "mean") -> np.ndarray:
+    """(Q, A) cosine similarity of each query to each actor over the actor's photos (``per_actor``)."""
     sims = np.asarray(vectors, np.float32) @ gallery.vectors.T
-    owner = np.array([e["actor"] for e in gallery.entries])
-    return np.stack([sims[:, owner == a].max(1) for a in actors], axis=1) if actors else np.zeros((len(vectors), 0))
+    return per_actor(sims, np.array([e["actor"] for e in gallery.entries]), actors, how)
 
 
 def calibrate(scores: np.ndarray) -> np.ndarray:
@@ -156,7 +164,7 @@ def recogniser(gallery: Gallery, min_similarity: float = RECOGNISE_SIMILARITY,
     def actor_of(vector: np.ndarray) -> str | None:
         if not actors:
             return None
-        scores = actor_scores(gallery, vector[None], actors)[0]
+        scores = actor_scores(gallery, vector[None], actors, how="best")[0]
         order = np.argsort(-scores)
         best = scores[order[0]]
         clear = len(actors) == 1 or best - scores[order[1]] >= margin

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from casting.gallery import GALLERY_FORMAT, Gallery, collect_inputs, update_gallery
-from casting.rank import actor_scores, aggregate, calibrate, cast, parse_where, query_faces
+from casting.rank import actor_scores, aggregate, calibrate, cast, parse_where, per_actor, query_faces
 from casting.report import write_report
 from factory.errors import UserError
 from factory.faces import Face
@@ -44,7 +44,7 @@ class SquareDetector:
 
 
 class ColourEmbedder:
-    name, version, dim = "colour", "1", 3
+    name, version, dim, settings = "colour", "1", 3, {}
 
     def __init__(self):
         self.embedded = 0
@@ -84,7 +84,7 @@ def test_gallery_format_roundtrips(actors_dir, tmp_path):
     assert (update.added, update.reused, update.rejected) == (6, 0, [])
     meta = json.loads((tmp_path / "g" / "gallery.json").read_text())
     assert meta["format"] == GALLERY_FORMAT
-    assert meta["embedder"] == {"name": "colour", "version": "1", "dim": 3}
+    assert meta["embedder"] == {"name": "colour", "version": "1", "dim": 3, "settings": {}}
     assert sorted(meta["actors"]) == ["ann", "bob", "cid"]
     for entry in meta["entries"]:
         assert Path(entry["image"]).is_file() and len(entry["sha256"]) == 12
@@ -166,12 +166,15 @@ def test_borda_votes_weight_ranks_and_break_ties_by_calibrated_score():
     assert [r["points"] for r in aggregate(scores[:, :2], ["a", "b"], top=5)] == [2, 1]
 
 
-def test_actor_score_is_the_best_photo():
+def test_casting_scores_an_actor_by_the_mean_photo_and_naming_by_the_best():
     gallery = Gallery(root=Path("."), embedder={}, detector="", actors={"a": {}, "b": {}},
                               entries=[{"actor": "a"}, {"actor": "a"}, {"actor": "b"}],
                               vectors=np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32))
-    scores = actor_scores(gallery, np.array([[0, 1.0]]), ["a", "b"])
-    np.testing.assert_allclose(scores, [[1.0, 0.8]])
+    query = np.array([[0, 1.0]])
+    np.testing.assert_allclose(actor_scores(gallery, query, ["a", "b"]), [[0.5, 0.8]])
+    np.testing.assert_allclose(actor_scores(gallery, query, ["a", "b"], how="best"), [[1.0, 0.8]])
+    # a photo left out (NaN: the query's own photo in a leave-one-out) does not count
+    np.testing.assert_allclose(per_actor(np.array([[np.nan, 0.4, 0.8]]), np.array(["a", "a", "b"]), ["a", "b"]), [[0.4, 0.8]])
 
 
 def test_rank_votes_filters_and_reports(actors_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -140,3 +141,53 @@ def test_casting_real_photos(tmp_path, dlib_embedder):
     assert by_position["biden"].argmax() == 0 and by_position["obama"].argmax() == 1
     result = cast(gallery, [root / "test" / "obama1.jpg"], dlib_embedder, detector, top=1)
     assert result.overall[0]["actor"] == "obama" and result.overall[0]["mean_score"] > 0.82  # dlib's same-person distance 0.6
+
+
+def test_gray_embedding_ignores_a_drawing_colours_and_settings_are_recorded(portrait, dlib_embedder, tmp_path):
+    face = build_detector("dlib", min_size=40).detect(portrait)[0]
+    # the same light with every colour gone, as a drawing in other colours keeps a person's forms
+    recoloured = np.repeat(cv2.cvtColor(portrait, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    gray = DlibEmbedder(colour="gray")
+    rgb_pair = embed(dlib_embedder, portrait, [face])[0] @ embed(dlib_embedder, recoloured, [face])[0].T
+    gray_pair = embed(gray, portrait, [face])[0] @ embed(gray, recoloured, [face])[0].T
+    assert gray_pair[0, 0] > 0.9999 > rgb_pair[0, 0]
+    assert dlib_embedder.settings == {} and gray.settings == {"colour": "gray"}
+    assert DlibEmbedder(jitters=2, colour="gray").settings == {"jitters": 2, "colour": "gray"}
+    with pytest.raises(UserError, match="--colour: 'sepia'"):
+        DlibEmbedder(colour="sepia")
+    with pytest.raises(UserError, match="--jitters"):
+        DlibEmbedder(jitters=-1)
+    with pytest.raises(UserError, match="--jitters: arc.onnx"):
+        build_embedder(tiny_embedder_onnx(tmp_path / "arc.onnx"), jitters=3)
+
+
+def test_cli_gallery_keeps_its_embedder_settings_and_rank_reads_them(tmp_path):
+    """A new gallery is embedded for casting (gray, jittered); a sync and `cast rank` reuse its
+    settings without being told; asking for other settings on it is refused."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    root = ASSETS / "faces" / "face_recognition"
+    if not root.is_dir():
+        pytest.skip(f"real face photos not found at {root}")
+    for actor in ("obama", "biden"):
+        (tmp_path / "actors" / actor).mkdir(parents=True)
+        (tmp_path / "actors" / actor / f"{actor}.jpg").write_bytes((root / "train" / actor / f"{actor}.jpg").read_bytes())
+    runner = CliRunner()
+    gallery = ["cast", "gallery", str(tmp_path / "actors"), "--out", str(tmp_path / "g"), "--jitters", "1"]
+    assert runner.invoke(app, gallery).exit_code == 0
+    meta = json.loads((tmp_path / "g" / "gallery.json").read_text())
+    assert meta["embedder"]["settings"] == {"jitters": 1, "colour": "gray"}
+    result = runner.invoke(app, gallery[:-2])  # a sync without the options keeps the gallery's
+    assert result.exit_code == 0 and "2 unchanged" in result.output, result.output
+    result = runner.invoke(app, ["cast", "rank", str(root / "test" / "obama1.jpg"), "--gallery", str(tmp_path / "g"),
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    ranking = json.loads((tmp_path / "r" / "ranking.json").read_text())
+    assert ranking["settings"]["embedder"]["settings"] == {"jitters": 1, "colour": "gray"}
+    assert ranking["overall"][0]["actor"] == "obama"
+    result = runner.invoke(app, gallery[:-2] + ["--colour", "rgb"])
+    assert isinstance(result.exception, UserError) and "embedder" in str(result.exception)

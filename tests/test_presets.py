@@ -16,7 +16,7 @@ from tests.conftest import REPO
 TINY = ["output.count=3", "output.shard_size=3", "output.size=64", "tracking.mode=none"]
 
 
-@pytest.mark.parametrize("name", ["quickstart", "person-only"])
+@pytest.mark.parametrize("name", ["quickstart", "person-only", "realify-cartoonize"])
 def test_preset_makes_pairs(name, tmp_path):
     result = generate(load_recipe(REPO / "recipes" / f"{name}.yaml", TINY), tmp_path)
     assert not result.failed

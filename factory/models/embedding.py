@@ -41,6 +41,7 @@ class Embedder(Protocol):
     name: str
     version: str
     dim: int
+    settings: dict  # what changes its vectors besides the weights (non-default options only)
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The aligned RGB uint8 crop this model expects for ``face`` in ``image``."""
@@ -63,14 +64,37 @@ def embed(embedder: Embedder, image: np.ndarray, faces: list[Face]) -> tuple[np.
     return embedder.embed_aligned(crops), crops
 
 
+COLOURS = ("rgb", "gray")
+
+
+def recolour(crops: list[np.ndarray], colour: str) -> list[np.ndarray]:
+    """``gray``: each crop's luminance in all three channels (drawn skin and hair colours then
+    count for nothing; casting drawn faces wants that), ``rgb``: the crops as they are."""
+    if colour == "rgb":
+        return crops
+    return [np.repeat(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2) for c in crops]
+
+
+def _check_colour(colour: str) -> str:
+    if colour not in COLOURS:
+        raise UserError(f"--colour: {colour!r} must be one of {', '.join(COLOURS)}")
+    return colour
+
+
 class DlibEmbedder:
-    """dlib's ResNet face descriptor (99.38% on LFW), aligned with ``dlib.get_face_chip``."""
+    """dlib's ResNet face descriptor (99.38% on LFW), aligned with ``dlib.get_face_chip``.
+
+    ``jitters`` averages the descriptor over that many random crops, flips and rotations of the chip
+    (dlib's ``num_jitters``: steadier, ``jitters + 1`` times slower)."""
 
     dim = 128
     chip_size = 150
 
-    def __init__(self, model: Path | None = None, jitters: int = 0, padding: float = 0.25):
+    def __init__(self, model: Path | None = None, jitters: int = 0, colour: str = "rgb", padding: float = 0.25):
         import dlib
+
+        if not 0 <= int(jitters) <= 100:
+            raise UserError(f"--jitters: {jitters} must be between 0 and 100")
 
         self._dlib = dlib
         path = Path(model) if model else dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
@@ -78,8 +102,10 @@ class DlibEmbedder:
             raise ModelLoadError(path, "dlib face recognition model file (.dat)")
         self._model = dlib.face_recognition_model_v1(str(path))
         self._predictor5 = None
-        self.jitters = jitters
+        self.jitters = int(jitters)
+        self.colour = _check_colour(colour)
         self.padding = padding
+        self.settings = {k: v for k, v in (("jitters", self.jitters), ("colour", self.colour)) if v not in (0, "rgb")}
         self.name = "dlib_resnet_v1"
         self.version = f"{path.name}@{sha256_file(path, 12)}"
 
@@ -102,7 +128,7 @@ class DlibEmbedder:
         return self._dlib.get_face_chip(np.ascontiguousarray(image), shape, size=self.chip_size, padding=self.padding)
 
     def embed_aligned(self, crops: list[np.ndarray]) -> np.ndarray:
-        chips = [np.ascontiguousarray(c) for c in crops]
+        chips = [np.ascontiguousarray(c) for c in recolour(crops, self.colour)]
         vectors = self._model.compute_face_descriptor(chips, num_jitters=self.jitters)
         return normalise(np.array([np.array(v) for v in vectors]))
 
@@ -114,8 +140,13 @@ class OnnxEmbedder:
     ``(x - mean) / std`` in the given channel order.
     """
 
-    def __init__(self, path: Path, *, channels: str = "rgb", mean: float = 127.5, std: float = 127.5):
+    def __init__(self, path: Path, *, channels: str = "rgb", mean: float = 127.5, std: float = 127.5,
+                 colour: str = "rgb", jitters: int = 0):
         path = Path(path)
+        if jitters:
+            raise UserError(f"--jitters: {path.name} is an ONNX embedder; only dlib jitters")
+        self.colour = _check_colour(colour)
+        self.settings = {"colour": colour} if colour != "rgb" else {}
         if channels not in ("rgb", "bgr"):
             raise UserError(f"embedder.channels: {channels!r} must be 'rgb' or 'bgr'")
         self._session = open_session(path, "an ONNX face-recognition model")
@@ -143,7 +174,7 @@ class OnnxEmbedder:
         return cv2.warpAffine(image, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
 
     def embed_aligned(self, crops: list[np.ndarray]) -> np.ndarray:
-        batch = np.stack(crops).astype(np.float32)
+        batch = np.stack(recolour(crops, self.colour)).astype(np.float32)
         if self.channels == "bgr":
             batch = batch[..., ::-1]
         batch = ((batch - self.mean) / self.std).transpose(0, 3, 1, 2)
@@ -152,7 +183,8 @@ class OnnxEmbedder:
 
 
 def build_embedder(spec: str | Path = "dlib", **options) -> Embedder:
-    """``dlib`` (default), or the path of an ``.onnx`` face-recognition model."""
+    """``dlib`` (default), or the path of an ``.onnx`` face-recognition model; ``options`` such as
+    ``jitters`` and ``colour`` (a gallery's recorded ``settings``) go to its constructor."""
     if str(spec) == "dlib":
         return DlibEmbedder(**options)
     path = Path(spec)

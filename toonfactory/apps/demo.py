@@ -86,15 +86,14 @@ class StudentDemo:
 
 
 class CastingDemo:
-    """A gallery, dlib's embedder and a detector chain, loaded once; reports written under a temp folder."""
+    """A gallery, dlib's embedder set up as the gallery was, and a detector chain, loaded once; reports written under a temp folder."""
 
     def __init__(self, gallery_dir: Path, work: Path):
-        from casting.gallery import Gallery
+        from casting.gallery import Gallery, embedder_for
         from factory.faces import DetectorChain
-        from factory.models.embedding import build_embedder
 
         self.gallery = Gallery.load(gallery_dir)
-        self.embedder = build_embedder("dlib")
+        self.embedder = embedder_for("dlib", self.gallery)
         self.detector = DetectorChain("dlib,mediapipe", min_size=40)
         self.work = work
         self.runs = 0

@@ -26,17 +26,21 @@ def gallery(
     embedder: str = EmbedderOption,
     detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
     min_face: int = typer.Option(40, help="smallest face side in pixels"),
+    jitters: Optional[int] = typer.Option(None, help="dlib: average each descriptor over N jittered views "
+                                          "(default 10 for a new gallery; N+1 times slower)"),
+    colour: Optional[str] = typer.Option(None, help="'gray' (default for a new gallery: a drawing's colours are "
+                                         "its style's, not the person's) or 'rgb'"),
 ):
     """Detect, align and embed every actor photo; photos with no face or several are reported, not used;
-    photos and actors no longer in ACTORS leave the gallery."""
-    from casting.gallery import collect_inputs, update_gallery
+    photos and actors no longer in ACTORS leave the gallery. An existing gallery keeps its embedder settings."""
+    from casting.gallery import GALLERY_JSON, Gallery, collect_inputs, embedder_for, update_gallery
     from factory.faces import DetectorChain
     from factory.files import output_folder
-    from factory.models.embedding import build_embedder
 
     output_folder(out)
     chain = DetectorChain(detector, min_size=min_face)  # options first: a bad spec is named before the photos
-    model = build_embedder(embedder)
+    existing = Gallery.load(out) if (out / GALLERY_JSON).exists() else None
+    model = embedder_for(embedder, existing, jitters=jitters, colour=colour)
     inputs, attrs = collect_inputs(actors, attributes)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("embedding", total=len(inputs))
@@ -66,26 +70,26 @@ def rank(
     min_z: float = typer.Option(2.0, help="confidence (z-score against the other actors) a clear match needs; "
                                           "chosen on 18 actors, choose again for much larger galleries"),
     where: Optional[List[str]] = typer.Option(None, help="attribute filter key=value (repeatable), e.g. gender=female"),
-    embedder: str = EmbedderOption,
+    embedder: str = typer.Option("dlib", help="the gallery's embedder: 'dlib' or its ONNX model (its settings, "
+                                 "such as jitters and colour, come from the gallery)"),
     detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
     min_face: int = typer.Option(40, help="smallest face side in pixels"),
 ):
     """Rank the gallery's actors for a character across its images: Borda votes, a calibrated confidence
     (z-score against the other actors) and a verdict ("no clear match" below the threshold)."""
-    from casting.gallery import Gallery
+    from casting.gallery import Gallery, embedder_for
     from casting.rank import cast, parse_face_choice, parse_where
     from casting.realify import load_realifier, parse_unwarp
     from casting.report import write_report
     from factory.faces import DetectorChain
     from factory.files import output_folder
-    from factory.models.embedding import build_embedder
 
     output_folder(out)
     where_map = parse_where(where or [])
     choice = parse_face_choice(face)
     warp = parse_unwarp(unwarp)
     actors = Gallery.load(gallery_dir)
-    model = build_embedder(embedder)
+    model = embedder_for(embedder, actors)
     chain = DetectorChain(detector, min_size=min_face)
     realifier = load_realifier(realify) if realify else None
     real_chain = DetectorChain("dlib,mediapipe", min_size=min_face) if realifier or warp else None

@@ -160,7 +160,9 @@ def face_identities(embedder: str, gallery: Path | None, assign: list[str]):
     actors = Gallery.load(gallery)
     model = build_embedder(embedder)
     if identity(model) != actors.embedder:
-        raise UserError(f"{gallery}: the gallery was embedded by {actors.embedder}, --embedder gives {identity(model)}")
+        hint = (" (naming faces in a video needs a gallery built with `cast gallery --colour rgb --jitters 0`: "
+                "its threshold was measured so)" if actors.embedder["settings"] else "")
+        raise UserError(f"{gallery}: the gallery was embedded by {actors.embedder}, --embedder gives {identity(model)}{hint}")
     unknown = sorted(parse_assignments(assign).actors - set(actors.actor_names()))
     if unknown:
         raise UserError(f"--assign {unknown[0]}=...: no actor {unknown[0]!r} in {gallery} "
