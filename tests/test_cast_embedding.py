@@ -152,7 +152,11 @@ def test_gray_embedding_ignores_a_drawing_colours_and_settings_are_recorded(port
     gray_pair = embed(gray, portrait, [face])[0] @ embed(gray, recoloured, [face])[0].T
     assert gray_pair[0, 0] > 0.9999 > rgb_pair[0, 0]
     assert dlib_embedder.settings == {} and gray.settings == {"colour": "gray"}
-    assert DlibEmbedder(jitters=2, colour="gray").settings == {"jitters": 2, "colour": "gray"}
+    jittered = DlibEmbedder(jitters=2, colour="gray")
+    assert jittered.settings == {"jitters": 2, "colour": "gray"}
+    first = embed(jittered, portrait, [face])[0]
+    embed(jittered, recoloured[::-1], [face])  # whatever came before, the same face gets the same vector
+    np.testing.assert_array_equal(embed(jittered, portrait, [face])[0], first)
     with pytest.raises(UserError, match="--colour: 'sepia'"):
         DlibEmbedder(colour="sepia")
     with pytest.raises(UserError, match="--jitters"):

@@ -100,6 +100,7 @@ class DlibEmbedder:
         path = Path(model) if model else dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
         if not path.is_file():
             raise ModelLoadError(path, "dlib face recognition model file (.dat)")
+        self._path = path
         self._model = dlib.face_recognition_model_v1(str(path))
         self._predictor5 = None
         self.jitters = int(jitters)
@@ -129,7 +130,12 @@ class DlibEmbedder:
 
     def embed_aligned(self, crops: list[np.ndarray]) -> np.ndarray:
         chips = [np.ascontiguousarray(c) for c in recolour(crops, self.colour)]
-        vectors = self._model.compute_face_descriptor(chips, num_jitters=self.jitters)
+        if not self.jitters:
+            vectors = self._model.compute_face_descriptor(chips, num_jitters=0)
+        else:  # dlib's jitter generator lives in the model and advances: a fresh one (50 ms) per chip
+            # gives every chip the same views, so a face's vector never depends on what came before
+            vectors = [self._dlib.face_recognition_model_v1(str(self._path)).compute_face_descriptor(chip, num_jitters=self.jitters)
+                       for chip in chips]
         return normalise(np.array([np.array(v) for v in vectors]))
 
 
