@@ -35,8 +35,8 @@ THUMB_SIZE = 128
 
 # Casting compares drawn faces with photos. A drawing's colours are its style's, not the person's, so a
 # new gallery embeds luminance only, and ten jittered views steady each descriptor: on 18 actors
-# (benchmarks/cast_accuracy.py) the fitted-style webtoon queries' rank-1 rose from 81.7% to 91.7%
-# with real photos still at 100%.
+# (benchmarks/cast_accuracy.py, with mean-per-actor scores) the fitted-style webtoon queries' rank-1
+# rose from 81.7% to 91.7% with real photos still at 100%.
 CASTING_SETTINGS = {"jitters": 10, "colour": "gray"}
 
 

@@ -29,10 +29,10 @@ from factory.models.embedding import Embedder, embed
 log = logging.getLogger(__name__)
 
 # The best actor's z-score a clear match needs. Chosen on benchmarks/cast_accuracy.py's calibration
-# table (dlib embeddings, 18 actors): at 2.0 no real-photo query and 5% of CartoonGAN-toonified queries
-# abstain, 73% of the 30 webtoon characters with no actor do. The best z of more actors is higher by
-# chance alone (best of n random actors, median: 2.15 at 18, 2.37 at 46, 2.57 at 100), so a much
-# larger gallery wants its threshold chosen again (``--min-z``).
+# table (dlib, gray, 10 jitters, mean per actor; 18 actors): at 2.0 no real-photo query, 3% of CartoonGAN
+# and 3-8% of webtoon-teacher queries abstain, 60% of the 30 webtoon characters with no actor do. The best
+# z of more actors is higher by chance alone (best of n random actors, median: 2.15 at 18, 2.37 at 46,
+# 2.57 at 100), so a much larger gallery wants its threshold chosen again (``--min-z``).
 CLEAR_MATCH_Z = 2.0
 MIN_ACTORS_TO_CALIBRATE = 3
 # The spread of the other actors' similarities is the z-score's unit: from a handful of actors it is a
