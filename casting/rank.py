@@ -71,6 +71,11 @@ class QueryFace:
             parts.append(f"unwarped by {self.unwarp_undone:.2f}")
         return ", ".join(parts) or None
 
+    def transform_lines(self) -> tuple[str, str]:
+        """The same, in two short lines for a report tile ("realified, unwarp 0.86" / "by MODEL")."""
+        done = ["realified"] * bool(self.realified_by) + [f"unwarp {self.unwarp_undone:.2f}"] * bool(self.unwarp_undone)
+        return ", ".join(done) or "not transformed", f"by {self.realified_by}" if self.realified_by else ""
+
 
 def query_faces(image: np.ndarray, detector: DetectorChain, embedder: Embedder, *,
                 realifier: Realifier | None = None, real_detector: DetectorChain | None = None,

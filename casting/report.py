@@ -128,11 +128,9 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
         tiles = [(_load(out / "faces" / f"character_{i}.jpg"), Path(item.path).name[:18], _face_label(item)[:20])]
         if transformed:
             changed = item.query.realified is not None
-            query = item.query
-            undone = f"unwarp {query.unwarp_undone:.2f}" if query.unwarp_undone else ""
-            done = ", ".join(filter(None, ["realified" if query.realified_by else "", undone])) or "not transformed"
+            done, by = item.query.transform_lines()
             tiles.append((_load(out / "faces" / f"realified_{i}.jpg") if changed else np.full((tile, tile, 3), 235, np.uint8),
-                          done, f"by {query.realified_by}"[:19] if query.realified_by else ""))
+                          done, by[:19]))
         tiles += [(_load(out / "actors" / Path(r["photo"]).name), r["actor"][:18], f"{r['score']:.3f} z {_z(r['z'])}")
                   for r in item.ranking]
         for col, (image, name, note) in enumerate(tiles):

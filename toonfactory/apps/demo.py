@@ -86,7 +86,8 @@ class StudentDemo:
 
 
 class CastingDemo:
-    """A gallery, dlib's embedder set up as the gallery was, and a detector chain, loaded once; reports written under a temp folder."""
+    """A gallery, dlib's embedder set up as the gallery was and a detector chain, loaded once;
+    reports written under a temp folder."""
 
     def __init__(self, gallery_dir: Path, work: Path):
         from casting.gallery import Gallery, embedder_for
