@@ -102,7 +102,7 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
     Re-running resumes whichever stage was interrupted (adaptation and training from their latest
     checkpoints, shards where they stopped).
     """
-    from toonfactory.cli.student import export_formats, train_tracked
+    from toonfactory.cli.student import export_formats, settings_source, train_tracked
 
     first = load_recipe(recipe, set_ or [])
     if first.recipe.adapt is not None:
@@ -119,7 +119,8 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
     config = resolved.recipe
     if config.distill is None:
         return
-    checkpoint = train_tracked(config.distill, out, out / "student", "latest", config.tracking, rank)
+    checkpoint = train_tracked(config.distill, out, out / "student", "latest", config.tracking, rank,
+                               source=settings_source(f"distill from {recipe}", set_ or []))
     console.print(f"[green]student[/green] {checkpoint}")
     if config.export is not None and rank == 0:
         export_formats(checkpoint, config.export.formats, out / "student" / "export", config.export.opset,
