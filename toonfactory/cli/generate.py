@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 
 from factory.errors import UserError
-from toonfactory.cli.common import SetOption, console
+from toonfactory.cli.common import ProgressLines, SetOption, console
 from toonfactory.recipe import load as load_recipe
 from toonfactory.recipe import produced
 
@@ -47,10 +47,21 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
     # --remote hands the whole run to a ClearML agent now; a local run is tracked once its shards
     # exist, so a mistake found while building the stages leaves nothing behind.
     tracker = start_tracking() if remote and runner.rank == 0 else None
+    lines, made = ProgressLines(f"generate {config.name} shards", unit="pairs"), {"shards": 0, "pairs": 0}
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
         bar = progress.add_task(f"{config.name}: shards", total=None)
-        result = make(resolved, out, runner, on_plan=lambda n: progress.update(bar, total=n),
-                      on_shard=lambda _: progress.advance(bar))
+
+        def on_plan(shards: int) -> None:
+            progress.update(bar, total=shards)
+            lines.total = shards
+
+        def on_shard(stats: dict) -> None:
+            progress.advance(bar)
+            made["shards"] += 1
+            made["pairs"] += stats.get("accepted", 0)
+            lines.update(made["shards"], f"pairs {made['pairs']}", count=made["pairs"])
+
+        result = make(resolved, out, runner, on_plan=on_plan, on_shard=on_shard)
     if result.failed:
         if tracker:
             tracker.close()

@@ -169,10 +169,13 @@ def infer_command(
     if person_only not in (None, "keep", "stylize"):
         raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
     model_embedder, recognise = face_identities(embedder, gallery, assign or [])
+    lines = ProgressLines("infer frames", unit="frames")
     summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
                     device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels,
                     track=track, detect_every=detect_every, smooth=smooth, embedder=model_embedder,
-                    recognise=recognise, assign=assign or [], cascade=cascade)
+                    recognise=recognise, assign=assign or [], cascade=cascade,
+                    on_frame=lambda frames, files, total: lines.update(frames, f"file {files}/{total}"))
+    lines.finish()
     typer.echo(json.dumps(summary))
 
 
