@@ -417,8 +417,9 @@ class Inference:
             image = paste_back(image, styled, matrix)
         return image
 
-    def _write(self) -> None:
+    def _write(self, inputs: int, on_frame: Callable[[int, int, int], None] | None) -> None:
         writers: dict[Path, cv2.VideoWriter] = {}
+        frames = 0
         try:
             while (frame := self.results.get()) is not _END:
                 t0 = time.perf_counter()
@@ -443,6 +444,9 @@ class Inference:
                 if target.video:
                     writers[target.output].write(bgr)
                 self.seconds["encode"] += time.perf_counter() - t1
+                frames += 1
+                if on_frame is not None:
+                    on_frame(frames, self.stats["written"], inputs)
         except BaseException as exc:
             self.errors.append(exc)
             while self.results.get() is not _END:  # keep draining so the model thread never blocks
@@ -453,12 +457,13 @@ class Inference:
 
     # main thread: the model -----------------------------------------------------------------------
 
-    def run(self, targets: list[Target]) -> dict:
+    def run(self, targets: list[Target], on_frame: Callable[[int, int, int], None] | None = None) -> dict:
         """Process every target; returns counts, seconds (wall, and per part) and the time the model
-        spent waiting for input."""
+        spent waiting for input. ``on_frame(frames, files, inputs)`` hears of each frame written: frames
+        written, output files begun, and the inputs in all (called from the writer thread)."""
         start = time.perf_counter()
         reader = threading.Thread(target=self._read, args=(targets,), name="infer-reader", daemon=True)
-        writer = threading.Thread(target=self._write, name="infer-writer", daemon=True)
+        writer = threading.Thread(target=self._write, args=(len(targets), on_frame), name="infer-writer", daemon=True)
         reader.start(), writer.start()
         pending: deque[Frame] = deque()
         waited = 0.0
@@ -517,6 +522,7 @@ def infer(
     recognise: Callable[[np.ndarray], str | None] | None = None,
     assign: list[str] | None = None,
     cascade: Path | None = None,
+    on_frame: Callable[[int, int, int], None] | None = None,
 ) -> dict:
     """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos.
 
@@ -528,6 +534,7 @@ def infer(
     an .onnx path, an embedder, or None for motion only) re-identifies people across cuts;
     ``assign`` items ``TRACK_ID=MODEL`` or ``ACTOR=MODEL`` (actors named by ``recognise``) pick
     another model, or ``keep``, for some faces; ``<video>.tracks.json`` is written beside each output.
+    ``on_frame(frames, files, inputs)`` hears of each frame written (progress; see :meth:`Inference.run`).
     """
     if person_only and mode != "whole":
         raise UserError("--person-only works on whole frames (--mode whole); face mode already keeps the rest")
@@ -554,7 +561,7 @@ def infer(
                           assignment=assignment, cascade=cascade)
     with FolderLock(out_dir, f"toonfactory infer --out {out_dir}"):
         try:
-            return inference.run(targets)
+            return inference.run(targets, on_frame)
         except OSError as exc:
             full = disk_full(exc, f"{inference.stats['written']} outputs written to {out_dir}")
             if full is None:

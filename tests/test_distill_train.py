@@ -99,16 +99,66 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
     assert [p.name for p in checkpoints(tmp_path)] == ["step_0000002"]
 
 
-def test_recipe_section_errors_name_the_field(tmp_path):
+def with_recipe_json(folder: Path, distill: dict | None, tracking: dict | None = None) -> Path:
+    """A dataset folder's recipe.json as `generate` writes it (only the sections training reads)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = {"distill": distill, "tracking": tracking or {"mode": "none"}}
+    (folder / "recipe.json").write_text(json.dumps({"hash": "test", "origin": "r.yaml", "recipe": recipe}))
+    return folder
+
+
+def test_training_settings_come_from_defaults_the_dataset_recipe_then_set(tmp_path):
     from toonfactory.cli.student import load_training_sections
+
+    sections, source = load_training_sections(tmp_path / "bare", None, [])
+    assert sections.distill == DistillConfig() and source == "defaults"
+    sections, source = load_training_sections(with_recipe_json(tmp_path / "null", None), None, [])
+    assert sections.distill == DistillConfig() and source == "defaults" and sections.tracking.mode == "none"
+
+    data = with_recipe_json(tmp_path / "data", {"size": 96, "steps": 7, "student": {"ngf": 16, "depth": 3}})
+    sections, source = load_training_sections(data, None, [])
+    assert (sections.distill.size, sections.distill.steps, sections.distill.student.ngf) == (96, 7, 16)
+    assert source == f"distill from {data / 'recipe.json'}"
+    sections, source = load_training_sections(data, None, ["distill.steps=3000", "tracking.mode=offline"])
+    assert (sections.distill.size, sections.distill.steps, sections.tracking.mode) == (96, 3000, "offline")
+    assert source == f"distill from {data / 'recipe.json'}, --set distill.steps=3000"
+
+
+def test_a_given_recipe_replaces_the_dataset_section_and_set_overrides_both(tmp_path):
+    from toonfactory.cli.student import load_training_sections
+
+    data = with_recipe_json(tmp_path / "data", {"size": 96, "steps": 7, "student": {"ngf": 16, "depth": 3}})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("distill:\n  steps: 3\n")
+    sections, source = load_training_sections(data, recipe, [])
+    assert (sections.distill.size, sections.distill.steps) == (256, 3)  # the whole section, not a merge
+    assert sections.tracking.mode == "none" and source == f"--recipe {recipe}"  # r.yaml has no tracking:
+    sections, source = load_training_sections(data, recipe, ["distill.size=64"])
+    assert (sections.distill.size, sections.distill.steps) == (64, 3)
+    assert source == f"--recipe {recipe}, --set distill.size=64"
+
+
+def test_bad_training_settings_name_their_file_and_field(tmp_path):
+    from toonfactory.cli.student import load_training_sections
+
+    data = with_recipe_json(tmp_path / "data", {"size": 100, "student": {"ngf": 16, "depth": 3}})
+    with pytest.raises(RecipeError, match="size 100 must be a multiple") as info:
+        load_training_sections(data, None, [])
+    assert info.value.path == str(data / "recipe.json")
+    with_recipe_json(data, {"student": {"widht": 3}})
+    with pytest.raises(RecipeError, match=r"distill\.student\.widht") as info:
+        load_training_sections(data, None, [])
+    assert info.value.path == str(data / "recipe.json")
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("distill:\n  size: 100\n  student: {ngf: 16, depth: 3}\n")
-    with pytest.raises(RecipeError, match="size 100 must be a multiple"):
-        load_training_sections(recipe, [])
-    with pytest.raises(RecipeError, match=r"distill\.student\.widht"):
-        load_training_sections(None, ["distill.student.widht=3"])
-    assert load_training_sections(recipe, ["distill.size=96"]).distill.size == 96
+    with pytest.raises(RecipeError, match="size 100 must be a multiple") as info:
+        load_training_sections(tmp_path / "bare", recipe, [])
+    assert info.value.path == str(recipe)
+    with pytest.raises(RecipeError, match=r"--set distill\.student\.widht=3: distill\.student\.widht") as info:
+        load_training_sections(tmp_path / "bare", None, ["distill.student.widht=3"])
+    assert info.value.path == "--set"
+    assert load_training_sections(tmp_path / "bare", recipe, ["distill.size=96"])[0].distill.size == 96
 
 
 def test_missing_shards_is_a_user_error(tmp_path):

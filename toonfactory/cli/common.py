@@ -1,4 +1,5 @@
-"""What every command shares: the console (only the CLI prints), options, and quiet native logs."""
+"""What every command shares: the console (only the CLI prints), options, quiet native logs, and plain
+progress lines where the console is not a terminal."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import sys
 import threading
+import time
 
 import typer
 from rich.console import Console
@@ -69,3 +71,52 @@ def configure_logging(verbose: bool) -> None:
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
 
+
+
+class ProgressLines:
+    """Plain progress lines where the console is not a terminal (a log file, a pipe), which a rich bar
+    leaves empty: ``LABEL DONE/TOTAL DETAILS RATE UNIT/s ETA ..`` every twentieth of the total or every
+    ``SECONDS`` of wall time, whichever comes first, and at the total (``total`` may be set once known)."""
+
+    SECONDS = 20.0
+
+    def __init__(self, label: str, total: int | None = None, unit: str = "items", start: int = 0):
+        self.label, self.total, self.unit = label, total, unit
+        self.enabled = not console.is_terminal
+        self.began = self.shown_at = time.monotonic()
+        self.start = self.shown = start  # items done when counting began (a resumed run's steps)
+        self.latest: tuple | None = None
+
+    def update(self, done: int, details: str = "", count: int | None = None) -> None:
+        """``done`` items so far; ``count`` is what the rate counts when not the items (pairs of shards)."""
+        if not self.enabled:
+            return
+        self.latest = (done, details, done if count is None else count)
+        now = time.monotonic()
+        if (done == self.total or (self.total and done - self.shown >= max(1, self.total // 20))
+                or now - self.shown_at >= self.SECONDS):
+            self._show(now)
+
+    def finish(self) -> None:
+        """The last count, when no line showed it yet (a total not known in advance)."""
+        if self.enabled and self.latest is not None and self.latest[0] != self.shown:
+            self._show(time.monotonic())
+
+    def _show(self, now: float) -> None:
+        done, details, count = self.latest
+        elapsed = max(now - self.began, 1e-9)
+        parts = [self.label, f"{done}/{self.total}" if self.total else str(done), details]
+        if done > self.start:
+            parts.append(f"{(count - self.start) / elapsed:.2f} {self.unit}/s")
+            if self.total:
+                parts.append(f"ETA {duration(elapsed * (self.total - done) / (done - self.start))}")
+        console.print(" ".join(p for p in parts if p), markup=False, highlight=False, soft_wrap=True)
+        self.shown, self.shown_at = done, now
+
+
+def duration(seconds: float) -> str:
+    """``2m44s``, ``1h05m``, ``9s``."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

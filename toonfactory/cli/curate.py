@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import count
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from toonfactory.cli.common import console
+from toonfactory.cli.common import ProgressLines, console
 
 app = typer.Typer(no_args_is_help=True, help="""Curate raw material into the folders recipes and `cast gallery` read.
 
@@ -83,8 +84,9 @@ def comics(
     with locked(out):
         ws = Workspace(out)
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("pages", total=len(files))
-            ingest_pages(ws, files, chain, options, summary, progress=lambda: bar.advance(task))
+            lines = ProgressLines("curate pages", len(files), "pages")
+            ingest_pages(ws, files, chain, options, summary,
+                         progress=_advance(bar, bar.add_task("pages", total=len(files)), lines))
         if refs:
             select_characters(ws, refs, top, threshold, summary)
         else:
@@ -119,11 +121,23 @@ def actors(
     summary = Summary()
     with locked(out):
         ws = Workspace(out)
+        lines = ProgressLines("curate photos", unit="photos")
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("photos", total=None)
-            curate_actors(ws, folder, chain, model, options, summary, radius=radius, progress=lambda: bar.advance(task))
+            curate_actors(ws, folder, chain, model, options, summary, radius=radius,
+                          progress=_advance(bar, bar.add_task("photos", total=None), lines))
+        lines.finish()
         _register(ws, tracking, {"command": "curate actors", "detector": detector, "embedder": embedder, "radius": radius})
     _report(out, summary)
+
+
+def _advance(bar: Progress, task, lines: ProgressLines):
+    """The callback that moves the bar one file on, and the plain progress lines off a terminal."""
+    done = count(1)
+
+    def advance() -> None:
+        bar.advance(task)
+        lines.update(next(done))
+    return advance
 
 
 def _register(ws, mode: str, settings: dict) -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 
 from factory.errors import UserError
-from toonfactory.cli.common import SetOption, console
+from toonfactory.cli.common import ProgressLines, SetOption, console
 from toonfactory.recipe import load as load_recipe
 from toonfactory.recipe import produced
 
@@ -47,10 +47,21 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
     # --remote hands the whole run to a ClearML agent now; a local run is tracked once its shards
     # exist, so a mistake found while building the stages leaves nothing behind.
     tracker = start_tracking() if remote and runner.rank == 0 else None
+    lines, made = ProgressLines(f"generate {config.name} shards", unit="pairs"), {"shards": 0, "pairs": 0}
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
         bar = progress.add_task(f"{config.name}: shards", total=None)
-        result = make(resolved, out, runner, on_plan=lambda n: progress.update(bar, total=n),
-                      on_shard=lambda _: progress.advance(bar))
+
+        def on_plan(shards: int) -> None:
+            progress.update(bar, total=shards)
+            lines.total = shards
+
+        def on_shard(stats: dict) -> None:
+            progress.advance(bar)
+            made["shards"] += 1
+            made["pairs"] += stats.get("accepted", 0)
+            lines.update(made["shards"], f"pairs {made['pairs']}", count=made["pairs"])
+
+        result = make(resolved, out, runner, on_plan=on_plan, on_shard=on_shard)
     if result.failed:
         if tracker:
             tracker.close()
@@ -102,7 +113,7 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
     Re-running resumes whichever stage was interrupted (adaptation and training from their latest
     checkpoints, shards where they stopped).
     """
-    from toonfactory.cli.student import export_formats, train_tracked
+    from toonfactory.cli.student import export_formats, settings_source, train_tracked
 
     first = load_recipe(recipe, set_ or [])
     if first.recipe.adapt is not None:
@@ -119,7 +130,8 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
     config = resolved.recipe
     if config.distill is None:
         return
-    checkpoint = train_tracked(config.distill, out, out / "student", "latest", config.tracking, rank)
+    checkpoint = train_tracked(config.distill, out, out / "student", "latest", config.tracking, rank,
+                               source=settings_source(f"distill from {recipe}", set_ or []))
     console.print(f"[green]student[/green] {checkpoint}")
     if config.export is not None and rank == 0:
         export_formats(checkpoint, config.export.formats, out / "student" / "export", config.export.opset,

@@ -9,15 +9,21 @@ from typing import List, Optional
 import typer
 
 from factory.errors import UserError
-from toonfactory.cli.common import console
+from toonfactory.cli.common import ProgressLines, console
 
 app = typer.Typer()
 
 
-def load_training_sections(recipe: Path | None, overrides: list[str], tracking_mode: str | None = None):
-    """The `distill:` and `tracking:` sections of a recipe (defaults without one), with overrides."""
+TRAINING_SECTIONS = ("distill", "tracking")
+
+
+def load_training_sections(data: Path, recipe: Path | None, overrides: list[str], tracking_mode: str | None = None):
+    """The `distill:` and `tracking:` sections training runs with, and where the student's settings came
+    from: defaults, replaced section by section by the dataset's own recipe (DATA/recipe.json, written by
+    `generate`), then by ``recipe``'s, then ``--set`` overrides."""
     from distill.config import DistillConfig
     from factory.config import Strict, apply_overrides, blame_overrides, read_yaml, validate_section
+    from factory.dataset.layout import RECIPE, read_recipe
     from factory.errors import RecipeError
     from factory.tracking import TrackingConfig
 
@@ -25,44 +31,67 @@ def load_training_sections(recipe: Path | None, overrides: list[str], tracking_m
         distill: DistillConfig = DistillConfig()
         tracking: TrackingConfig = TrackingConfig()
 
-    origin = str(recipe) if recipe else "--set"
-    raw = read_yaml(recipe) if recipe is not None else {}
-    data = apply_overrides({name: raw.get(name) or {} for name in ("distill", "tracking")}, overrides, origin)
+    own = Path(data) / RECIPE
+    files = {str(own): (read_recipe(Path(data)) or {}).get("recipe") or {}}
+    if recipe is not None:
+        files[str(recipe)] = read_yaml(recipe)
+    given, origins = {}, {}
+    for path, raw in files.items():
+        found = {name: raw[name] for name in TRAINING_SECTIONS if raw.get(name) is not None}
+        given.update(found)
+        origins.update(dict.fromkeys(found, path))
+    merged = apply_overrides({name: given.get(name, {}) for name in TRAINING_SECTIONS}, overrides, "the training settings")
     if tracking_mode is not None:
-        data["tracking"]["mode"] = tracking_mode
+        merged["tracking"]["mode"] = tracking_mode
+    origin = origins.get("distill")
+    source = "defaults" if origin is None else f"distill from {own}" if origin == str(own) else f"--recipe {recipe}"
     try:
-        return validate_section(TrainingSections, data, origin)
-    except RecipeError as exc:
-        raise blame_overrides(exc, overrides) from None
+        return validate_section(TrainingSections, merged, "--set"), settings_source(source, overrides)
+    except RecipeError as exc:  # named after the file the first problem's section came from
+        section = exc.problems[0].split(":", 1)[0].split(".", 1)[0]
+        raise blame_overrides(RecipeError(origins.get(section, "--set"), exc.problems), overrides) from None
+
+
+def settings_source(origin: str, overrides: list[str]) -> str:
+    """Where the student's settings came from: a file or defaults, then the `--set distill.*` overrides."""
+    return ", ".join([origin, *(f"--set {item}" for item in overrides if item.startswith("distill."))])
 
 
 @app.command("train")
 def train_command(
     data: Path = typer.Option(..., help="dataset folder (shards/*.tar) made by `toonfactory generate`"),
     out: Path = typer.Option(..., help="training folder: checkpoints/, validation/, metrics.jsonl"),
-    recipe: Optional[Path] = typer.Option(None, help="take the `distill:` and `tracking:` sections from this recipe"),
+    recipe: Optional[Path] = typer.Option(None, help="take the `distill:` and `tracking:` sections from this recipe "
+                                                     "instead of the dataset's own (DATA/recipe.json)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field: distill.steps=500 (repeatable)"),
     resume: Optional[str] = typer.Option(None, help="`latest` or a checkpoints/step_* folder"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run already in --out (its checkpoints, grids, metrics)"),
     tracking: Optional[str] = typer.Option(None, help="ClearML mode: auto, offline, server or none"),
 ):
-    """Train the pix2pix student on a dataset's pairs (works under `accelerate launch`)."""
+    """Train the pix2pix student on a dataset's pairs, with the dataset recipe's `distill:` settings
+    (works under `accelerate launch`)."""
     from factory.executors import distributed_rank
 
-    sections = load_training_sections(recipe, set_ or [], tracking)
-    checkpoint = train_tracked(sections.distill, data, out, resume, sections.tracking, distributed_rank()[0], overwrite)
+    sections, source = load_training_sections(data, recipe, set_ or [], tracking)
+    checkpoint = train_tracked(sections.distill, data, out, resume, sections.tracking, distributed_rank()[0], overwrite,
+                               source)
     console.print(f"[green]checkpoint[/green] {checkpoint}")
 
 
-def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, rank: int, overwrite: bool = False) -> Path:
-    """Train with a progress bar showing the latest losses, tracked from rank 0; returns the last checkpoint.
-    The data, ``--resume`` and ``--out`` are checked before tracking starts or anything is written."""
+def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, rank: int, overwrite: bool = False,
+                  source: str = "defaults") -> Path:
+    """Train with a progress bar showing the latest losses (plain lines off a terminal), tracked from rank 0;
+    returns the last checkpoint. The first line says where the settings came from (``source``) and the main
+    ones. The data, ``--resume`` and ``--out`` are checked before tracking starts or anything is written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from distill.train import prepare_training, train
     from factory.dataset.reader import recipe_hash
     from factory.tracking import Tracker, start_tracking
 
+    if rank == 0:
+        console.print(f"settings: {source}; size {config.size}, steps {config.steps}, batch {config.batch_size}, "
+                      f"student ngf {config.student.ngf}", markup=False, highlight=False, soft_wrap=True)
     prepare_training(data, out, resume, overwrite)
     tracker = Tracker()
     if rank == 0:
@@ -75,10 +104,14 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
         console=console,
     ) as progress:
         task = progress.add_task("train", total=config.steps, losses="")
+        lines = None
 
         def on_step(step: int, total: int, record: dict) -> None:
+            nonlocal lines
             shown = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "step")
             progress.update(task, completed=step, losses=shown)
+            lines = lines or ProgressLines("train step", total, "steps", start=step)  # the rate from the first step on
+            lines.update(step, shown)
 
         try:
             return train(config, data, out, resume=resume, tracker=tracker, on_step=on_step, overwrite=overwrite)
@@ -136,10 +169,13 @@ def infer_command(
     if person_only not in (None, "keep", "stylize"):
         raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
     model_embedder, recognise = face_identities(embedder, gallery, assign or [])
+    lines = ProgressLines("infer frames", unit="frames")
     summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
                     device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels,
                     track=track, detect_every=detect_every, smooth=smooth, embedder=model_embedder,
-                    recognise=recognise, assign=assign or [], cascade=cascade)
+                    recognise=recognise, assign=assign or [], cascade=cascade,
+                    on_frame=lambda frames, files, total: lines.update(frames, f"file {files}/{total}"))
+    lines.finish()
     typer.echo(json.dumps(summary))
 
 
