@@ -46,7 +46,9 @@ class DistillConfig(Strict):
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of the generator used for validation and export")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     workers: int = Field(2, ge=0, description="data loader processes")
-    shuffle_buffer: int = Field(256, ge=1)
+    cache_mb: int = Field(2048, ge=0, description="decode the training pairs once into memory when they fit in this "
+                          "many MB (0: always stream them from the shards)")
+    shuffle_buffer: int = Field(256, ge=1, description="samples shuffled together when streaming")
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of keys held out, chosen by key hash")
     val_every: int = Field(500, ge=1)
     val_images: int = Field(8, ge=1, description="pairs shown in the validation grid")

@@ -1,8 +1,10 @@
-"""Streaming the factory's pairs (webdataset shards) into training batches.
+"""The factory's pairs (webdataset shards) as training batches.
 
-The training stream shuffles shards and samples with fixed seeds, splits shards by node and by
-worker when there are enough of them (and resamples shards per node/worker when there are not),
-keeps the keys of the held-out split out, and applies one random augmentation to both sides.
+A dataset whose decoded pairs fit in ``distill.cache_mb`` is decoded once into memory and batches
+are drawn from there, augmented in torch (a 200-pair demo would otherwise spend most of its time
+decoding PNGs). A larger one is streamed: shards and samples shuffled with fixed seeds, shards
+split by node and by worker when there are enough of them (resampled per node/worker when there
+are not). Both keep the held-out keys out and give both sides one identical random augmentation.
 """
 
 from __future__ import annotations
@@ -88,12 +90,107 @@ class PairDecoder:
 
 def train_loader(config: DistillConfig, data_dir: Path, seed_offset: int = 0):
     """An endless, shuffled, augmented stream of (source, target) batches for this process."""
-    import webdataset as wds
-
     from accelerate.state import PartialState
 
+    state = PartialState()
+    cached = PairCache.load(config, data_dir)
+    if cached is not None:
+        return cached.batches(config.seed + seed_offset + 7919 * state.process_index)
+    return _stream(config, data_dir, seed_offset, state.num_processes)
+
+
+def _declared_pairs(data_dir: Path) -> int | None:
+    from factory.dataset.layout import read_manifest
+
+    try:
+        counts = (read_manifest(Path(data_dir)) or {}).get("counts", {})
+    except (OSError, ValueError):
+        return None
+    value = counts.get("accepted", counts.get("pairs"))
+    return value if isinstance(value, int) else None
+
+
+class PairCache:
+    """Every training pair decoded once at the training size (uint8, both sides in one tensor)."""
+
+    def __init__(self, pairs, config: DistillConfig):
+        self.pairs, self.config = pairs, config
+
+    @classmethod
+    def load(cls, config: DistillConfig, data_dir: Path) -> "PairCache | None":
+        """The training pairs in memory, or None when they would take more than ``config.cache_mb``."""
+        import torch
+        import webdataset as wds
+
+        per_pair = 2 * 3 * config.size**2
+        limit = config.cache_mb * 2**20 // per_pair
+        declared = _declared_pairs(data_dir)
+        if limit < 1 or (declared is not None and declared > limit):
+            return None
+        decoder = PairDecoder(config, augment=False)
+        pipeline = wds.DataPipeline(
+            wds.SimpleShardList(shard_paths(data_dir)),
+            wds.tarfile_to_samples(),
+            wds.select(lambda sample: not is_validation(sample["__key__"], config.val_fraction)),
+        )
+        pairs = []
+        for sample in pipeline:
+            if len(pairs) >= limit:
+                log.info("%s: more than %d pairs (distill.cache_mb %d): streamed from the shards", data_dir, limit, config.cache_mb)
+                return None
+            source, target = decoder.images(sample)
+            pairs.append(torch.from_numpy(np.concatenate([source, target], axis=2)).permute(2, 0, 1))
+        if not pairs:
+            raise ValueError(f"{data_dir}: no training pairs (every key is held out by val_fraction {config.val_fraction})")
+        log.info("%s: %d training pairs decoded into memory (%.0f MB)", data_dir, len(pairs), len(pairs) * per_pair / 2**20)
+        return cls(torch.stack(pairs), config)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def batches(self, seed: int):
+        """Endless batches: each epoch a fresh permutation; flips and scale/shift jitter applied in torch."""
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        size = self.config.batch_size
+        while True:
+            order = torch.randperm(len(self.pairs), generator=generator)
+            if len(order) < size:
+                order = order[torch.randint(len(order), (size,), generator=generator)]
+            for start in range(0, len(order) - size + 1, size):
+                pair = self.pairs[order[start : start + size]].float().div_(127.5).sub_(1.0)
+                pair = augment_pairs(pair, self.config, generator)
+                yield pair[:, :3].contiguous(), pair[:, 3:].contiguous()
+
+
+def augment_pairs(pair, config: DistillConfig, generator):
+    """The streamed path's augmentation on a batch of channel-stacked (source, target) pairs: a
+    horizontal flip (p 0.5) and, with p 0.8, a scale and shift within ``scale_jitter``, reflected at the borders."""
+    import torch
+    import torch.nn.functional as F
+
+    count = pair.shape[0]
+    if config.flip:
+        flip = torch.rand(count, generator=generator) < 0.5
+        pair[flip] = pair[flip].flip(-1)
+    jitter = config.scale_jitter
+    if jitter > 0:
+        apply = (torch.rand(count, generator=generator) < 0.8).float()
+        scale = 1.0 + (torch.rand(count, generator=generator) * 2 - 1) * jitter * apply
+        shift = (torch.rand(count, 2, generator=generator) * 2 - 1) * jitter * apply[:, None]  # ±jitter/2 of the side
+        theta = torch.zeros(count, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / scale
+        theta[:, :, 2] = -shift / scale[:, None]
+        grid = F.affine_grid(theta, list(pair.shape), align_corners=False)
+        pair = F.grid_sample(pair, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return pair
+
+
+def _stream(config: DistillConfig, data_dir: Path, seed_offset: int, world: int):
+    import webdataset as wds
+
     shards = shard_paths(data_dir)
-    world = PartialState().num_processes
     seed = config.seed + seed_offset
     if len(shards) >= world * max(1, config.workers):
         shard_stages = [

@@ -187,3 +187,32 @@ def test_ema_warms_up_instead_of_clinging_to_the_initialisation():
     ema.update_parameters(model)  # n = 2: decay 3/12
     assert torch.allclose(ema.module.weight, torch.full((2,), 2.5))
     assert int(ema.module.num_batches_tracked) == 3
+
+
+def test_cached_batches_augment_both_sides_identically_and_repeat_from_their_seed():
+    from distill.data import PairCache
+
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    cache = PairCache(torch.cat([images, images], dim=1), tiny(size=32, batch_size=4, scale_jitter=0.2))
+    batches = cache.batches(seed=3)
+    seen = []
+    for _ in range(6):
+        source, target = next(batches)
+        assert source.shape == (4, 3, 32, 32) and torch.equal(source, target)
+        seen.append(source)
+    plain = images.float() / 127.5 - 1
+    changed = sum(not any(torch.allclose(s, p, atol=1e-4) for p in plain) for batch in seen for s in batch)
+    assert changed > 0  # jittered or flipped
+    again = PairCache(torch.cat([images, images], dim=1), tiny(size=32, batch_size=4, scale_jitter=0.2)).batches(seed=3)
+    assert torch.equal(next(again)[0], seen[0][0:4])
+
+
+def test_pairs_are_streamed_when_they_do_not_fit_the_cache(dataset, tmp_path):
+    from distill.data import PairCache
+
+    assert PairCache.load(tiny(cache_mb=0), dataset) is None
+    cached = PairCache.load(tiny(), dataset)
+    assert cached is not None and 0 < len(cached) < 24  # the held-out keys stay out
+    losses = []
+    train(tiny(steps=4, cache_mb=0, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: losses.append(r["l1"]))
+    assert len(losses) == 4
