@@ -82,8 +82,10 @@ def webtoon_outputs(config: WebtoonConfig, faces) -> list[np.ndarray]:
     return [teacher.draw(crop, face_sample(name, crop, points, i))[0] for i, (name, crop, points) in enumerate(faces)]
 
 
-def identity_similarity(embedder: DlibEmbedder, photo: np.ndarray, toon: np.ndarray, points: np.ndarray) -> float:
-    face = Face(box=np.array([*points.min(0), *points.max(0)]), score=1.0, landmarks=points, scheme="mediapipe478")
+def identity_similarity(embedder: DlibEmbedder, photo: np.ndarray, toon: np.ndarray, points: np.ndarray,
+                        scheme: str = "mediapipe478") -> float:
+    """dlib cosine similarity of photo and toon side, both embedded at the photo's landmarks."""
+    face = Face(box=np.array([*points.min(0), *points.max(0)]), score=1.0, landmarks=points, scheme=scheme)
     vectors = embedder.embed_aligned([embedder.align(photo, face), embedder.align(toon, face)])
     return float(vectors[0] @ vectors[1])
 
