@@ -15,6 +15,11 @@
     python benchmarks/cast_accuracy.py --assets ../shared/assets \
         --realifier webtoon=RUN/student/export/student.onnx \
         --realifier cartoongan=RUN2/... --realifier cartoonize=RUN3/...   # TEACHER=student trained on its pairs
+
+A realifier comes from ``toonfactory run recipes/realify-webtoon.yaml`` (or ``realify-cartoongan``,
+``realify-cartoonize``), or from ``benchmarks/distill_quality.py --recipe recipes/realify-webtoon.yaml
+--sources samples,face_recognition --export DIR``, which also scores it on held-out people (never on
+deepface photos: those are the queries here).
 """
 
 from __future__ import annotations

@@ -1,121 +1,150 @@
-"""Does the student reproduce its teacher on held-out pairs? PSNR/SSIM vs the teacher, and the identity baseline.
+"""Does the student reproduce its teacher on people it never saw? Any recipe's pairs, split by person.
 
-Makes pairs from the face photos in ``../shared/assets/faces`` (detect, align, crop; teacher:
-the classical cartoonizer or the CartoonGAN "Hayao" generator; or other photos, video frames and
-built-in portraits), writes them as a dataset folder in
-the factory's format, trains the student on the training keys and scores its EMA generator on the
-held-out keys (split by key hash, as in training). Prints a table; writes the validation grid.
+The photos are the shipped portraits and ``../shared/assets/faces`` (deepface, face_recognition), one
+person each (``people.py``). People, not pairs, are split into training and held-out ones (seeded),
+so no person is on both sides. Each side gets a folder of its people's photos, and the recipe
+(``--recipe``, the quickstart's `webtoon` teacher by default; ``--set`` overrides as in the CLI)
+makes pairs from it through the real factory: its faces, warp, teacher, augment and gates sections,
+``output.size``, with ``output.count`` = photos x ``--per-photo``. Its ``distill:`` section (the
+quickstart's when the recipe has none) trains the student on the training pairs.
 
-    .venv/bin/python benchmarks/distill_quality.py --out /tmp/distill_quality [--teacher cartoongan]
-    # a toon2real student for casting, on photos of people not in faces/deepface:
-    .venv/bin/python benchmarks/distill_quality.py --out /tmp/realify --teacher cartoongan --direction toon2real \
-        --photos ../shared/assets/faces/face_recognition ../shared/assets/webtoon/characters/jisoo.jpg \
-        ../shared/assets/webtoon/characters/yooa.jpg --builtin-portraits \
-        --video ../shared/assets/video/short_hamilton_clip.mp4 --margin 1.3 --teacher-size 256 --export /tmp/realify/onnx
+Every held-out pair is scored at ``distill.size``, as training sees it. One Markdown table: the
+student (EMA), the input as output (identity baseline) and the target (the teacher's drawing, or
+the photo for a toon2real student). Columns: PSNR and SSIM vs the target; the share called webtoon
+by the judge of ``toon_likeness.py`` (trained on the shared webtoon characters vs the *training*
+people's photos: it never saw a held-out person); dlib identity cosine vs the photo, with the share
+above dlib's same-person threshold (0.82); the student's median ms per image (batch 1, CPU, torch
+threads as set; the best one beside it, as other work on a shared machine slows some); training
+steps and minutes. Writes ``--out/heldout_grid.png``: one column per held-out
+person (8 at most), rows input / target / student.
+
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq                      # webtoon teacher
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq --set distill.steps=2000
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-cartoongan --recipe recipes/cartoongan.yaml
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-cartoonize --set teacher.kind=cartoonize
+    # a toon2real student for casting (cast rank --realify, cast_accuracy.py --realifier), never on deepface people:
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/realify --recipe recipes/realify-webtoon.yaml \\
+        --sources samples,face_recognition --export /tmp/realify/onnx
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
+from people import SOURCES, by_person, person_of, shared_photos, split_people
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO.parent / "shared" / "assets"
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+GRID_PEOPLE = 8
+SAME_PERSON = 0.82  # dlib's rule: distance < 0.6
 
 
-def source_images(photos: list[Path], video: Path | None, video_every: int) -> list[tuple[str, np.ndarray, bool]]:
-    """(key, RGB image, take every face) for each photo under ``photos`` (folders or files) and every
-    ``video_every``-th frame of ``video``; photos give their largest face, video frames all their faces."""
-    from factory.images import IMAGE_SUFFIXES, BadImage, read_image
+def load_recipe(path: Path, overrides: list[str]):
+    """The whole-run recipe with ``--set`` overrides; one without ``distill:`` trains as the quickstart does."""
+    from factory.config import read_yaml
+    from toonfactory.recipe import load
 
-    images = []
-    for source in photos:
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else [source]
-        for path in files:
-            try:
-                image = read_image(path)
-            except BadImage:
-                continue
-            name = path.relative_to(source.parent).with_suffix("") if source.is_dir() else Path(path.stem)
-            images.append(("_".join(name.parts).replace(".", "_").replace("-", "_"), image, False))
-    if video is not None:
-        import cv2
-
-        capture = cv2.VideoCapture(str(video))
-        index = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % video_every == 0:
-                images.append((f"{video.stem}_{index:05d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), True))
-            index += 1
-    return images
+    if "distill" not in read_yaml(path):
+        overrides = [f"distill={json.dumps(read_yaml(QUICKSTART)['distill'])}", *overrides]
+    return load(path, overrides)
 
 
-def builtin_portraits() -> list[tuple[str, np.ndarray, bool]]:
-    """Real portraits that ship with skimage and matplotlib (astronaut, Grace Hopper)."""
-    import matplotlib.cbook
-    from skimage import data
-
-    from factory.images import read_image
-
-    hopper = read_image(Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    return [("skimage_astronaut", data.astronaut(), False), ("matplotlib_grace_hopper", hopper, False)]
-
-
-def face_crops(images, size: int, margin: float, min_face: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(key, aligned face crop, 5 keypoints in the crop) for the faces of ``images``."""
-    from factory.faces import alignment_matrix, build_detector, crop, transform_points
-
-    detector = build_detector("mediapipe", min_size=min_face)
-    crops = []
-    for key, image, every_face in images:
-        faces = detector.detect(image)
-        for index, face in enumerate(faces if every_face else faces[:1]):
-            matrix = alignment_matrix(face.keypoints5(), size, margin=margin)
-            name = f"{key}_f{index}" if every_face else key
-            crops.append((name, crop(image, matrix, size), transform_points(face.keypoints5(), matrix)))
-    return crops
-
-
-def recrop(image: np.ndarray, keypoints: np.ndarray, size: int, margin: float) -> np.ndarray:
-    from factory.faces import alignment_matrix, crop
-
-    return crop(image, alignment_matrix(keypoints, size, margin=margin), size)
-
-
-def make_teacher(name: str, weights: Path):
-    if name == "cartoonize":
-        from factory.teachers.cartoonize import CartoonizeConfig, cartoonize
-
-        config = CartoonizeConfig(kind="cartoonize")
-        return lambda images: [cartoonize(image, config) for image in images]
-    from factory.teachers.cartoongan import CartoonGANConfig
-
-    teacher = CartoonGANConfig(kind="cartoongan", weights=weights).build()
-    return teacher.stylize
-
-
-def write_pairs(folder: Path, pairs: list[tuple[str, np.ndarray, np.ndarray]], shard_size: int = 16) -> None:
-    import webdataset as wds
-
+def photo_folder(root: Path, split: str, groups: dict[str, list[str]]) -> Path:
+    """One split's photos, a sub-folder per person (links to the files, packaged portraits written as
+    PNG), named by what it holds: a changed split never meets the pairs of another."""
     from factory.images import encode_png
+    from factory.sources.folders import packaged_portraits
 
-    (folder / "shards").mkdir(parents=True, exist_ok=True)
-    for shard, start in enumerate(range(0, len(pairs), shard_size)):
-        with wds.TarWriter(str(folder / "shards" / f"{shard:06d}.tar")) as sink:
-            for key, real, toon in pairs[start : start + shard_size]:
-                sink.write({"__key__": key, "real.png": encode_png(real), "toon.png": encode_png(toon),
-                            "json": json.dumps({"key": key}).encode()})
-    (folder / "manifest.json").write_text(json.dumps({"name": "distill_quality", "counts": {"pairs": len(pairs)}}))
+    digest = hashlib.sha1(json.dumps(groups, sort_keys=True).encode()).hexdigest()[:8]
+    folder = root / f"{split}-{digest}"
+    if folder.is_dir():
+        return folder
+    partial = root / f"{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    packaged = {}
+    for person, items in groups.items():
+        (partial / person).mkdir(parents=True)
+        for n, item in enumerate(items):
+            if ":" in item:
+                packaged = packaged or packaged_portraits()
+                (partial / person / f"{n:02d}_{item.split(':')[1].split('.')[0]}.png").write_bytes(encode_png(packaged[item]))
+            else:
+                (partial / person / f"{n:02d}_{Path(item).name}").symlink_to(Path(item).resolve())
+    partial.rename(folder)
+    return folder
 
 
-def scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float, float]:
+def split_recipe(resolved, photos: Path, count: int, split: str):
+    """The recipe with its source replaced by one split's photo folder, ``count`` pairs, no tracking."""
+    from factory.recipe import Resolved, validate
+    from toonfactory.recipe import RunRecipe
+
+    data = resolved.to_dict()
+    data["source"] = {"kind": "folder", "path": str(photos)}
+    data["output"]["count"] = count
+    data["tracking"]["mode"] = "none"
+    return Resolved(validate(data, f"{resolved.origin} ({split} people)", RunRecipe), resolved.origin)
+
+
+def make_pairs(resolved, out: Path, workers: int) -> Path:
+    """The split recipe's pairs in ``out/<split>-<recipe hash>`` (a re-run with the same recipe reuses them)."""
+    from factory import executors
+    from factory.generate import generate
+
+    data = out.parent / f"{out.name}-{resolved.hash}"
+    result = generate(resolved, data, executors.choose("local", workers))
+    if result.failed:
+        raise SystemExit(f"{data}: {len(result.failed)} shard(s) failed; re-run to retry them")
+    return data
+
+
+def heldout_pairs(config, data: Path, output_size: int) -> list[dict]:
+    """Every pair of ``data`` at the training size and direction: person, source, target, the photo and its
+    landmarks (scaled to the training size)."""
+    from distill.data import PairDecoder
+    from factory.dataset.reader import index_samples, read_field
+
+    decoder = PairDecoder(config, augment=False)
+    pairs = []
+    for entry in index_samples(data):
+        sample = {"__key__": entry.key, "real.png": read_field(data, entry, "real"), "toon.png": read_field(data, entry, "toon")}
+        source, target = decoder.images(sample)
+        faces = entry.meta["faces"]
+        pairs.append({"person": person_of(entry.meta["source"]["item"]), "source": source, "target": target,
+                      "photo": source if config.direction == "real2toon" else target, "scheme": faces["scheme"],
+                      "points": np.asarray(faces["landmarks"]) * config.size / output_size})
+    return pairs
+
+
+def student_outputs(checkpoint: Path, sources: list[np.ndarray]) -> tuple[list[np.ndarray], list[float], int]:
+    """The EMA student's outputs one image at a time, ms per image, parameters."""
+    import torch
+
+    from distill.data import to_image, to_tensor
+    from distill.export import load_student
+
+    model, _ = load_student(checkpoint)
+    outputs, times = [], []
+    with torch.no_grad():
+        model(to_tensor(sources[0])[None])  # warm-up
+        for source in sources:
+            started = time.perf_counter()
+            outputs.append(to_image(model(to_tensor(source)[None])))
+            times.append((time.perf_counter() - started) * 1000)
+    return outputs, times, sum(p.numel() for p in model.parameters())
+
+
+def psnr_ssim(outputs: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float, float]:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     psnr = np.mean([peak_signal_noise_ratio(t, o, data_range=255) for o, t in zip(outputs, targets)])
@@ -123,89 +152,146 @@ def scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float,
     return float(psnr), float(ssim)
 
 
-def main():
+def text_cell(text: str, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    cell = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(cell, text, (4, height // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1, cv2.LINE_AA)
+    return cell
+
+
+def write_grid(path: Path, rows: dict[str, list[np.ndarray]], people: list[str]) -> Path:
+    """One column per person under its name, one row per entry of ``rows`` after its label."""
+    import cv2
+
+    size = next(iter(rows.values()))[0].shape[0]
+    labels = np.vstack([text_cell("", 20, 120)] + [text_cell(name, size, 120) for name in rows])
+    columns = [np.vstack([text_cell(person, 20, size)] + [images[i] for images in rows.values()])
+               for i, person in enumerate(people)]
+    cv2.imwrite(str(path), cv2.cvtColor(np.hstack([labels, *columns]), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def webtoon_judge(assets: Path, photos: Path):
+    """The judge of ``toon_likeness.py`` trained on the webtoon characters vs the photos under ``photos``,
+    and a line saying what it saw."""
+    from toon_likeness import aligned_folder, fit_judge, webtoon_characters
+
+    art = aligned_folder(webtoon_characters(assets))
+    seen = aligned_folder(sorted(p for p in photos.rglob("*") if p.is_file()))
+    judge, accuracy = fit_judge([c for _, c, _ in art], [c for _, c, _ in seen])
+    return judge, (f"judge: {len(art)} webtoon characters vs {len(seen)} photos of the training people "
+                   f"(none of a held-out person), 5-fold CV accuracy {accuracy:.1%}")
+
+
+def quality(images, targets, photos, pairs, judge, embedder) -> list[str]:
+    """PSNR and SSIM vs ``targets``, share called webtoon, dlib cosine vs ``photos`` (and the share of the
+    same person); '–' where ``images`` would be compared with themselves."""
+    from factory.teachers.style_features import feature_matrix
+    from toon_likeness import identity_similarity
+
+    cells = ["–", "–"] if images is targets else [f"{v:.{d}f}" for v, d in zip(psnr_ssim(images, targets), (2, 3))]
+    cells.append(f"{np.mean(judge.probability(feature_matrix(images)) > 0.5):.0%}")
+    if images is photos:
+        return cells + ["–"]
+    cos = np.array([identity_similarity(embedder, photo, image, p["points"], p["scheme"])
+                    for photo, image, p in zip(photos, images, pairs)])
+    return cells + [f"{cos.mean():.3f} ({np.mean(cos > SAME_PERSON):.0%})"]
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--recipe", type=Path, default=QUICKSTART, help="its factory sections make the pairs, its distill: trains")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="recipe override, e.g. distill.steps=2000 or teacher.kind=cartoonize")
+    parser.add_argument("--direction", choices=["real2toon", "toon2real"], help="shorthand for --set distill.direction=...")
     parser.add_argument("--assets", type=Path, default=ASSETS)
-    parser.add_argument("--teacher", choices=["cartoonize", "cartoongan"], default="cartoonize")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--ngf", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--adversarial", type=float, default=0.0, help="adversarial loss weight (0: L1 only)")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--direction", choices=["real2toon", "toon2real"], default="real2toon")
-    parser.add_argument("--photos", type=Path, nargs="+", help="photo folders or files (default: the shared face photos)")
-    parser.add_argument("--builtin-portraits", action="store_true", help="add skimage's astronaut and matplotlib's Grace Hopper")
-    parser.add_argument("--video", type=Path, help="add the faces of every --video-every-th frame of this video")
-    parser.add_argument("--video-every", type=int, default=10)
-    parser.add_argument("--margin", type=float, default=1.2, help="face crop margin of the training pairs")
-    parser.add_argument("--teacher-size", type=int, help="stylize a larger crop (at --teacher-margin) and cut the pair "
-                        "from it, as casting does with its 256 px, margin 1.6 toon queries")
-    parser.add_argument("--teacher-margin", type=float, default=1.6)
+    parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma list of {', '.join(SOURCES)}")
+    parser.add_argument("--per-photo", type=int, default=3, help="pairs per photo (different jitter, warp, drawing)")
+    parser.add_argument("--heldout-fraction", type=float, default=0.4, help="share of people held out (0.4 of 21: 8)")
+    parser.add_argument("--heldout", help="comma list of held-out people instead (e.g. obama,person03)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the person split")
+    parser.add_argument("--workers", type=int, default=2, help="processes making the pairs")
     parser.add_argument("--export", type=Path, help="also export the trained student to ONNX in this folder")
     args = parser.parse_args()
+    sources = tuple(args.sources.split(","))
+    if not set(sources) <= set(SOURCES):
+        parser.error(f"--sources: choose among {', '.join(SOURCES)}")
+    groups = by_person(shared_photos(args.assets, sources))
+    try:
+        split = dict(zip(("train", "heldout"), split_people(list(groups), args.seed, args.heldout_fraction,
+                                                             args.heldout.split(",") if args.heldout else None)))
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    from toonfactory.cli.common import filter_native_logs
+
+    filter_native_logs(sys.argv)  # mediapipe's and TFLite's lines off the terminal
     logging.basicConfig(level=logging.WARNING)
-
-    from distill.config import DistillConfig
-    from distill.data import is_validation, to_image, to_tensor
-    from distill.export import export, load_student
-    from distill.train import train
-
-    started = time.perf_counter()
-    photos = args.photos or [args.assets / "faces" / "deepface", args.assets / "faces" / "face_recognition" / "train",
-                             args.assets / "faces" / "face_recognition" / "test"]
-    images = source_images([p for p in photos if p.exists()], args.video, args.video_every)
-    if args.builtin_portraits:
-        images += builtin_portraits()
-    stylize_size, stylize_margin = (args.teacher_size, args.teacher_margin) if args.teacher_size else (args.size, args.margin)
-    crops = face_crops(images, stylize_size, stylize_margin, min_face=32)
-    teacher = make_teacher(args.teacher, args.assets / "models" / "cartoongan_hayao")
-    toons = []
-    for start in range(0, len(crops), 8):
-        toons += teacher([c for _, c, _ in crops[start : start + 8]])
-    pairs = [(key, real, toon) for (key, real, _), toon in zip(crops, toons)]
-    if args.teacher_size:
-        pairs = [(key, recrop(real, points, args.size, args.margin), recrop(toon, points, args.size, args.margin))
-                 for (key, real, toon), (_, _, points) in zip(pairs, crops)]
-    data = args.out / "data"
-    write_pairs(data, pairs)
-    held_out = [p for p in pairs if is_validation(p[0], args.val_fraction)]
-    print(f"{len(pairs)} pairs from {args.teacher} ({len(held_out)} held out, {len(images)} images) "
-          f"in {time.perf_counter() - started:.0f} s")
-
-    config = DistillConfig(
-        direction=args.direction, size=args.size, steps=args.steps, batch_size=args.batch_size, workers=1, lr=1e-3,
-        ema_decay=0.99, val_fraction=args.val_fraction, val_every=max(args.steps // 4, 1), save_every=args.steps,
-        log_every=10, scale_jitter=0.05, student={"ngf": args.ngf, "depth": 5},
-        discriminator={"adversarial_weight": args.adversarial},
-    )
-    started = time.perf_counter()
-    checkpoint = train(config, data, args.out / "train", resume="latest")
-    train_seconds = time.perf_counter() - started
-    if args.export:
-        print(f"exported: {export(checkpoint, 'onnx', args.export)}")
-
     import torch
 
-    model, _ = load_student(checkpoint)
-    sources = [(real, toon) if args.direction == "real2toon" else (toon, real) for _, real, toon in held_out]
-    with torch.no_grad():
-        outputs = [to_image(model(to_tensor(source)[None])) for source, _ in sources]
-    targets = [target for _, target in sources]
-    student_psnr, student_ssim = scores(outputs, targets)
-    identity_psnr, identity_ssim = scores([source for source, _ in sources], targets)
-    params = sum(p.numel() for p in model.parameters())
-    target_name = f"the {args.teacher} teacher" if args.direction == "real2toon" else f"the real photos ({args.teacher} toons in)"
+    from distill.train import train
+    from factory.dataset.layout import read_manifest
+    from factory.errors import UserError
+    from factory.models.embedding import DlibEmbedder
 
-    print(f"\n{args.direction} student ngf {args.ngf} ({params / 1e6:.2f} M parameters), {args.size} px, {args.steps} steps "
-          f"(batch {args.batch_size}) in {train_seconds:.0f} s; {len(held_out)} held-out pairs vs {target_name}")
-    print(f"{'output':<28}{'PSNR dB':>10}{'SSIM':>8}")
-    print(f"{'student (EMA)':<28}{student_psnr:>10.2f}{student_ssim:>8.3f}")
-    print(f"{'identity (input as output)':<28}{identity_psnr:>10.2f}{identity_ssim:>8.3f}")
-    grids = sorted((args.out / "train" / "validation").glob("*.png"))
-    if grids:
-        print(f"validation grid (input / teacher / student): {grids[-1]}")
+    try:
+        direction = [f"distill.direction={args.direction}"] if args.direction else []
+        resolved = load_recipe(args.recipe, args.overrides + direction)
+        started = time.perf_counter()
+        data, photos = {}, {}
+        for side, people in split.items():
+            photos[side] = photo_folder(args.out / "photos", side, {p: groups[p] for p in people})
+            count = sum(len(groups[p]) for p in people) * args.per_photo
+            data[side] = make_pairs(split_recipe(resolved, photos[side], count, side), args.out / "pairs" / side, args.workers)
+        recipe, config = resolved.recipe, resolved.recipe.distill
+        print(f"pairs ready (made or reused) in {time.perf_counter() - started:.0f} s: {args.recipe} "
+              f"({recipe.teacher.kind} teacher), {args.per_photo} per photo")
+        started = time.perf_counter()
+        checkpoint = train(config, data["train"], args.out / "student", overwrite=True)
+        train_minutes = (time.perf_counter() - started) / 60
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.export:
+        from distill.export import export
+
+        print(f"exported: {export(checkpoint, 'onnx', args.export)}")
+
+    pairs = heldout_pairs(config, data["heldout"], recipe.output.size)
+    inputs, targets = [p["source"] for p in pairs], [p["target"] for p in pairs]
+    outputs, ms, params = student_outputs(checkpoint, inputs)
+    judge, judged = webtoon_judge(args.assets, photos["train"])
+    embedder = DlibEmbedder()
+    teacher = recipe.teacher.kind
+    real2toon = config.direction == "real2toon"
+    input_name, target_name = ("photo", f"{teacher} teacher") if real2toon else (f"{teacher} drawing", "photo")
+    rows = {"student (EMA)": outputs, f"input: {input_name} (identity baseline)": inputs, f"target: {target_name}": targets}
+    student = [f"{np.median(ms):.1f} ({min(ms):.1f})", f"{config.steps} steps, {train_minutes:.1f} min"]
+    table = [[label, *quality(images, targets, inputs if real2toon else targets, pairs, judge, embedder),
+              *(student if images is outputs else ["–", "–"])] for label, images in rows.items()]
+
+    counts = {person: sum(p["person"] == person for p in pairs) for person in split["heldout"]}
+    print(f"training people ({len(split['train'])}): {', '.join(split['train'])}")
+    print(f"held-out people ({len(split['heldout'])}), pairs each: {', '.join(f'{p} {n}' for p, n in counts.items())}")
+    print(f"\n{config.direction} student ngf {config.student.ngf} ({params / 1e6:.2f} M parameters), {config.size} px, "
+          f"batch {config.batch_size}, on {read_manifest(data['train'])['counts']['accepted']} training pairs; "
+          f"scored on {len(pairs)} held-out pairs; torch threads {torch.get_num_threads()}")
+    print(judged + "\n")
+    print(markdown(["output", "PSNR dB", "SSIM", "called webtoon", "identity cos vs photo (same person)",
+                    "ms / image (best)", "training"], table))
+
+    shown = [person for person, n in counts.items() if n][:GRID_PEOPLE]
+    first = [next(i for i, p in enumerate(pairs) if p["person"] == person) for person in shown]
+    grid_rows = {input_name: inputs, target_name: targets, "student": outputs}
+    grid = write_grid(args.out / "heldout_grid.png", {name: [images[i] for i in first] for name, images in grid_rows.items()},
+                      shown)
+    print(f"\nheld-out grid ({' / '.join(grid_rows)}, one held-out person a column): {grid}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,19 @@ def aligned_folder(files: list[Path]) -> list[tuple[str, np.ndarray, np.ndarray]
     return out
 
 
+def webtoon_characters(assets: Path) -> list[Path]:
+    """The shared webtoon characters that are webtoon art (without the two photos and the painting)."""
+    return sorted(p for p in (assets / "webtoon" / "characters").iterdir() if p.name not in NOT_ART)
+
+
+def fit_judge(art: list[np.ndarray], photos: list[np.ndarray]) -> tuple[LogisticModel, float]:
+    """The webtoon judge: a logistic model on ``style_features`` of webtoon art (1) vs photos (0), and its
+    5-fold CV accuracy."""
+    features = np.vstack([feature_matrix(art), feature_matrix(photos)])
+    labels = np.array([1] * len(art) + [0] * len(photos), np.float64)
+    return LogisticModel().fit(features, labels), cross_validated_accuracy(features, labels)
+
+
 def face_sample(name: str, crop: np.ndarray, points: np.ndarray, index: int) -> Sample:
     sample = Sample(key=name.replace(".", "_"), index=index, seed=1000 + index, real=crop)
     sample.meta["faces"] = {"side": "real", "scheme": "mediapipe478", "landmarks": points.tolist()}
@@ -69,8 +82,10 @@ def webtoon_outputs(config: WebtoonConfig, faces) -> list[np.ndarray]:
     return [teacher.draw(crop, face_sample(name, crop, points, i))[0] for i, (name, crop, points) in enumerate(faces)]
 
 
-def identity_similarity(embedder: DlibEmbedder, photo: np.ndarray, toon: np.ndarray, points: np.ndarray) -> float:
-    face = Face(box=np.array([*points.min(0), *points.max(0)]), score=1.0, landmarks=points, scheme="mediapipe478")
+def identity_similarity(embedder: DlibEmbedder, photo: np.ndarray, toon: np.ndarray, points: np.ndarray,
+                        scheme: str = "mediapipe478") -> float:
+    """dlib cosine similarity of photo and toon side, both embedded at the photo's landmarks."""
+    face = Face(box=np.array([*points.min(0), *points.max(0)]), score=1.0, landmarks=points, scheme=scheme)
     vectors = embedder.embed_aligned([embedder.align(photo, face), embedder.align(toon, face)])
     return float(vectors[0] @ vectors[1])
 
@@ -127,7 +142,7 @@ def main() -> None:
     parser.add_argument("--assets", type=Path, default=ASSETS)
     parser.add_argument("--sheets", type=Path, default=None, help="write photo | default | fitted contact sheets here")
     args = parser.parse_args()
-    characters = sorted(p for p in (args.assets / "webtoon" / "characters").iterdir() if p.name not in NOT_ART)
+    characters = webtoon_characters(args.assets)
     fit_files = [p for p in characters if p.name.startswith(FIT_SERIES)]
     judge_art = aligned_folder([p for p in characters if p not in fit_files])
     held_out_art = aligned_folder(fit_files)
@@ -138,10 +153,7 @@ def main() -> None:
     photos = aligned_folder(photo_files)
     judge_photos, test_photos = photos[0::2], photos[1::2]
 
-    features = np.vstack([feature_matrix([c for _, c, _ in judge_art]), feature_matrix([c for _, c, _ in judge_photos])])
-    labels = np.array([1] * len(judge_art) + [0] * len(judge_photos), np.float64)
-    accuracy = cross_validated_accuracy(features, labels)
-    judge = LogisticModel().fit(features, labels)
+    judge, accuracy = fit_judge([c for _, c, _ in judge_art], [c for _, c, _ in judge_photos])
 
     fitted, _ = fit_style([read_image(p) for p in fit_files], name="fitted")
     style_path = Path(tempfile.mkdtemp()) / "fitted.json"
