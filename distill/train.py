@@ -116,6 +116,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+def pair_scores(outputs: list[np.ndarray], pairs, prefix: str) -> dict[str, float]:
+    """Mean PSNR and L1 (in [-1, 1] units) of ``outputs`` against the pairs' targets; with ``outputs``
+    the pairs' own sources, the identity baseline a student must beat."""
+    targets = [target for _, _, target in pairs]
+    return {prefix + "psnr": float(np.mean([psnr(out, target) for out, target in zip(outputs, targets)])),
+            prefix + "l1": float(np.mean([np.abs(out.astype(np.float32) - target).mean() / 127.5
+                                          for out, target in zip(outputs, targets)]))}
+
+
 def ema_with_warmup(max_decay: float):
     """EMA whose decay grows as (1 + n) / (10 + n) up to ``max_decay``: short runs are not dragged
     toward the random initialisation (a fixed 0.999 needs thousands of steps to forget it)."""
@@ -401,7 +410,8 @@ class Trainer:
     # -- validation ------------------------------------------------------------------------------
 
     def validate(self, pairs) -> dict[str, float]:
-        """Run the EMA generator on the held-out pairs; write and report the input/teacher/student grid."""
+        """Run the EMA generator on the held-out pairs; write and report the input/teacher/student grid.
+        Scores beside the identity baseline (the input as output): `identity_psnr`, `identity_l1`."""
         import torch
 
         from distill.data import to_image, to_tensor
@@ -414,10 +424,7 @@ class Trainer:
                 chunk = pairs[start : start + self.config.batch_size]
                 batch = torch.stack([to_tensor(source) for _, source, _ in chunk]).to(self.accelerator.device)
                 outputs.extend(to_image(image) for image in model(batch))
-        metrics = {
-            "psnr": float(np.mean([psnr(out, target) for out, (_, _, target) in zip(outputs, pairs)])),
-            "l1": float(np.mean([np.abs(out.astype(np.float32) - target).mean() / 127.5 for out, (_, _, target) in zip(outputs, pairs)])),
-        }
+        metrics = {**pair_scores(outputs, pairs, ""), **pair_scores([source for _, source, _ in pairs], pairs, "identity_")}
         shown = pairs[: self.config.val_images]
         grid = image_grid([[s for _, s, _ in shown], [t for _, _, t in shown], outputs[: len(shown)]])
         folder = self.out_dir / "validation"

@@ -216,3 +216,12 @@ def test_pairs_are_streamed_when_they_do_not_fit_the_cache(dataset, tmp_path):
     losses = []
     train(tiny(steps=4, cache_mb=0, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: losses.append(r["l1"]))
     assert len(losses) == 4
+
+
+def test_the_student_beats_the_identity_baseline_on_held_out_pairs(dataset, tmp_path):
+    records = []
+    train(tiny(steps=40, val_every=40, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: records.append(r))
+    last = records[-1]
+    assert {"val_l1", "val_psnr", "val_identity_l1", "val_identity_psnr"} <= set(last)
+    assert last["val_l1"] < 0.8 * last["val_identity_l1"]
+    assert last["val_psnr"] > last["val_identity_psnr"] + 1.0
