@@ -61,7 +61,7 @@ def test_run_then_train_from_the_dataset_recipe_print_settings_and_progress_line
     assert "generate quickstart shards 1/2 pairs 1" in "\n".join(lines)
     assert any(line.startswith("generate quickstart shards 2/2 pairs 2 ") and "pairs/s" in line for line in lines)
     assert f"settings: distill from {QUICKSTART}, --set distill.size=64, --set distill.steps=1" in "\n".join(lines)
-    assert any(line.startswith("train step 1/1 l1=") for line in lines)
+    assert any(line.startswith("train step 1/1 ") and " l1=" in line for line in lines)
 
     lines = invoke("train", "--data", out, "--out", tmp_path / "again", "--set", "distill.steps=3")
     assert lines[0] == (f"settings: distill from {out / 'recipe.json'}, --set distill.steps=3; "
