@@ -10,6 +10,7 @@ are not). Both keep the held-out keys out and give both sides one identical rand
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from distill.config import DistillConfig
 from factory.dataset.reader import shard_files
+from factory.errors import UserError
 from factory.images import from_unit, to_unit
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def train_loader(config: DistillConfig, data_dir: Path, seed_offset: int = 0):
     state = PartialState()
     cached = PairCache.load(config, data_dir)
     if cached is not None:
-        return cached.batches(config.seed + seed_offset + 7919 * state.process_index)
+        return cached.batches(config.seed + seed_offset + 7919 * state.process_index)  # a stream of its own per process
     return _stream(config, data_dir, seed_offset, state.num_processes)
 
 
@@ -106,7 +108,7 @@ def _declared_pairs(data_dir: Path) -> int | None:
         counts = (read_manifest(Path(data_dir)) or {}).get("counts", {})
     except (OSError, ValueError):
         return None
-    value = counts.get("accepted", counts.get("pairs"))
+    value = counts.get("accepted")
     return value if isinstance(value, int) else None
 
 
@@ -120,28 +122,20 @@ class PairCache:
     def load(cls, config: DistillConfig, data_dir: Path) -> "PairCache | None":
         """The training pairs in memory, or None when they would take more than ``config.cache_mb``."""
         import torch
-        import webdataset as wds
 
         per_pair = 2 * 3 * config.size**2
         limit = config.cache_mb * 2**20 // per_pair
         declared = _declared_pairs(data_dir)
         if limit < 1 or (declared is not None and declared > limit):
             return None
-        decoder = PairDecoder(config, augment=False)
-        pipeline = wds.DataPipeline(
-            wds.SimpleShardList(shard_paths(data_dir)),
-            wds.tarfile_to_samples(),
-            wds.select(lambda sample: not is_validation(sample["__key__"], config.val_fraction)),
-        )
         pairs = []
-        for sample in pipeline:
+        for _, source, target in split_pairs(config, data_dir, held_out=False):
             if len(pairs) >= limit:
                 log.info("%s: more than %d pairs (distill.cache_mb %d): streamed from the shards", data_dir, limit, config.cache_mb)
                 return None
-            source, target = decoder.images(sample)
             pairs.append(torch.from_numpy(np.concatenate([source, target], axis=2)).permute(2, 0, 1))
         if not pairs:
-            raise ValueError(f"{data_dir}: no training pairs (every key is held out by val_fraction {config.val_fraction})")
+            raise UserError(f"{data_dir}: no training pairs (distill.val_fraction {config.val_fraction} holds out every key)")
         log.info("%s: %d training pairs decoded into memory (%.0f MB)", data_dir, len(pairs), len(pairs) * per_pair / 2**20)
         return cls(torch.stack(pairs), config)
 
@@ -223,21 +217,22 @@ def _stream(config: DistillConfig, data_dir: Path, seed_offset: int, world: int)
     )
 
 
-def validation_pairs(config: DistillConfig, data_dir: Path, limit: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Up to ``limit`` held-out pairs as (key, source, target) images at the training size, in shard order."""
+def split_pairs(config: DistillConfig, data_dir: Path, held_out: bool):
+    """(key, source, target) images at the training size of the held-out or the training keys, in shard order."""
     import webdataset as wds
 
-    if config.val_fraction <= 0:
-        return []
     decoder = PairDecoder(config, augment=False)
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(shard_paths(data_dir)),
         wds.tarfile_to_samples(),
-        wds.select(lambda sample: is_validation(sample["__key__"], config.val_fraction)),
+        wds.select(lambda sample: is_validation(sample["__key__"], config.val_fraction) == held_out),
     )
-    pairs = []
     for sample in pipeline:
-        pairs.append((sample["__key__"], *decoder.images(sample)))
-        if len(pairs) >= limit:
-            break
-    return pairs
+        yield (sample["__key__"], *decoder.images(sample))
+
+
+def validation_pairs(config: DistillConfig, data_dir: Path, limit: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Up to ``limit`` held-out pairs as (key, source, target) images at the training size, in shard order."""
+    if config.val_fraction <= 0:
+        return []
+    return list(itertools.islice(split_pairs(config, data_dir, held_out=True), limit))

@@ -241,6 +241,7 @@ class Trainer:
             self.generator, self.opt_g = self.accelerator.prepare(generator, opt_g)
             self.discriminator = self.opt_d = None
         self.step_count = 0
+        self.identity_scores: dict[str, float] | None = None
         self.tracker = tracker if self.accelerator.is_main_process else None
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -424,7 +425,9 @@ class Trainer:
                 chunk = pairs[start : start + self.config.batch_size]
                 batch = torch.stack([to_tensor(source) for _, source, _ in chunk]).to(self.accelerator.device)
                 outputs.extend(to_image(image) for image in model(batch))
-        metrics = {**pair_scores(outputs, pairs, ""), **pair_scores([source for _, source, _ in pairs], pairs, "identity_")}
+        if self.identity_scores is None:  # the same pairs every time: scored once
+            self.identity_scores = pair_scores([source for _, source, _ in pairs], pairs, "identity_")
+        metrics = {**pair_scores(outputs, pairs, ""), **self.identity_scores}
         shown = pairs[: self.config.val_images]
         grid = image_grid([[s for _, s, _ in shown], [t for _, _, t in shown], outputs[: len(shown)]])
         folder = self.out_dir / "validation"

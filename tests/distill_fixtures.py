@@ -45,7 +45,7 @@ def write_dataset(folder: Path, shards: int = 3, per_shard: int = 8, size: int =
                         "json": json.dumps({"key": key, "teacher": {"kind": "test"}}).encode(),
                     }
                 )
-    manifest = {"hash": "test", "counts": {"pairs": shards * per_shard}}
+    manifest = {"hash": "test", "counts": {"accepted": shards * per_shard}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 

@@ -72,7 +72,6 @@ def configure_logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-
 class ProgressLines:
     """Plain progress lines where the console is not a terminal (a log file, a pipe), which a rich bar
     leaves empty: ``LABEL DONE/TOTAL DETAILS RATE UNIT/s ETA ..`` every twentieth of the total or every

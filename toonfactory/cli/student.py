@@ -99,9 +99,10 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
                                  recipe={"distill": config.model_dump(mode="json"), "data": str(data)},
                                  recipe_hash=recipe_hash(data), out_dir=Path(out), task_type="training")
 
+    # Off a terminal the plain progress lines say it all; the bar would only add its last render, cut to 80 columns.
     with Progress(
         TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-        console=console,
+        console=console, disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task("train", total=config.steps, losses="")
         lines = None
