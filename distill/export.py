@@ -58,7 +58,8 @@ def load_student(path: Path):
 
     weights, config_path = student_files(path)
     record = read_record(config_path)
-    model = UNetGenerator(StudentConfig(**record["student"]))
+    # Students saved before `upsample` existed were all built with transposed convolutions.
+    model = UNetGenerator(StudentConfig(**{"upsample": "transpose", **record["student"]}))
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as exc:

@@ -22,7 +22,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class UNetGenerator(nn.Module):
-    """pix2pix U-Net: 4×4 stride-2 convolutions down, transposed convolutions up, skips between."""
+    """pix2pix U-Net: 4×4 stride-2 convolutions down, transposed (or resize) convolutions up, skips between."""
 
     def __init__(self, config: StudentConfig, in_channels: int = 3, out_channels: int = 3):
         super().__init__()
@@ -39,13 +39,19 @@ class UNetGenerator(nn.Module):
                 layers.append(_norm(config.norm, width))
             self.down.append(nn.Sequential(*layers))
         self.up = nn.ModuleList()
+
+        def upsample(width_in: int, width_out: int, bias: bool = True) -> list[nn.Module]:
+            if config.upsample == "resize":
+                return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width_in, width_out, 3, 1, 1, bias=bias)]
+            return [nn.ConvTranspose2d(width_in, width_out, 4, 2, 1, bias=bias)]
+
         for level in reversed(range(config.depth)):
             innermost = level == config.depth - 1
             width_in = widths[level] * (1 if innermost else 2)
             if level == 0:
-                layers = [nn.ReLU(), nn.ConvTranspose2d(width_in, out_channels, 4, 2, 1), nn.Tanh()]
+                layers = [nn.ReLU(), *upsample(width_in, out_channels), nn.Tanh()]
             else:
-                layers = [nn.ReLU(), nn.ConvTranspose2d(width_in, widths[level - 1], 4, 2, 1, bias=bias)]
+                layers = [nn.ReLU(), *upsample(width_in, widths[level - 1], bias)]
                 layers.append(_norm(config.norm, widths[level - 1]))
                 if config.dropout and level >= config.depth - 3:
                     layers.append(nn.Dropout(config.dropout))

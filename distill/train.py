@@ -90,14 +90,14 @@ def student_record(config: DistillConfig, step: int) -> dict:
 
 
 def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0,
-                        residual: bool = True) -> Path:
+                        residual: bool = True, upsample: str = "resize") -> Path:
     """A student checkpoint folder with random weights, for speed benchmarks and tests; returns ``folder``."""
     import torch
     from safetensors.torch import save_file
 
     from distill.models import UNetGenerator
 
-    config = DistillConfig(size=size, student={"ngf": ngf, "depth": depth, "residual": residual})
+    config = DistillConfig(size=size, student={"ngf": ngf, "depth": depth, "residual": residual, "upsample": upsample})
     torch.manual_seed(seed)
     model = UNetGenerator(config.student)
     folder.mkdir(parents=True, exist_ok=True)

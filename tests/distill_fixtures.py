@@ -51,8 +51,8 @@ def write_dataset(folder: Path, shards: int = 3, per_shard: int = 8, size: int =
 
 
 def write_checkpoint(folder: Path, ngf: int = 8, depth: int = 3, size: int = 64, seed: int = 0,
-                     residual: bool = True) -> Path:
+                     residual: bool = True, upsample: str = "resize") -> Path:
     """A student checkpoint folder (student.safetensors + student.json) with random weights."""
     from distill.train import save_random_student
 
-    return save_random_student(folder, ngf=ngf, depth=depth, size=size, seed=seed, residual=residual)
+    return save_random_student(folder, ngf=ngf, depth=depth, size=size, seed=seed, residual=residual, upsample=upsample)

@@ -68,3 +68,12 @@ def test_a_missing_or_mismatched_checkpoint_is_a_model_load_error(checkpoint, tm
     (other / "student.json").write_text((checkpoint / "student.json").read_text())
     with pytest.raises(ModelLoadError, match="do not match the `student` section"):
         load_student(other)
+
+
+def test_a_student_saved_before_upsample_existed_loads_with_transposed_convolutions(tmp_path):
+    folder = write_checkpoint(tmp_path / "old", upsample="transpose")
+    record = json.loads((folder / "student.json").read_text())
+    del record["student"]["upsample"]  # as every student.json written before the option
+    (folder / "student.json").write_text(json.dumps(record))
+    model, _ = load_student(folder)
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
