@@ -35,9 +35,10 @@ def gallery(
     photos and actors no longer in ACTORS leave the gallery. An existing gallery keeps its embedder settings."""
     from casting.gallery import GALLERY_JSON, Gallery, collect_inputs, embedder_for, update_gallery
     from factory.faces import DetectorChain
-    from factory.files import output_folder
+    from factory.files import output_folder, refuse_out_in_inputs
 
     output_folder(out)
+    refuse_out_in_inputs(out, [actors])
     chain = DetectorChain(detector, min_size=min_face)  # options first: a bad spec is named before the photos
     existing = Gallery.load(out) if (out / GALLERY_JSON).exists() else None
     model = embedder_for(embedder, existing, jitters=jitters, colour=colour)
