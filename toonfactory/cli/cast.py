@@ -38,8 +38,8 @@ def gallery(
     from factory.files import output_folder, refuse_out_in_inputs
 
     output_folder(out)
-    refuse_out_in_inputs(out, [actors])
     chain = DetectorChain(detector, min_size=min_face)  # options first: a bad spec is named before the photos
+    refuse_out_in_inputs(out, [actors])
     existing = Gallery.load(out) if (out / GALLERY_JSON).exists() else None
     model = embedder_for(embedder, existing, jitters=jitters, colour=colour)
     inputs, attrs = collect_inputs(actors, attributes)
