@@ -30,6 +30,16 @@ def refuse_link(path: Path) -> Path:
     return Path(path)
 
 
+def open_new(path: Path):
+    """A binary file created at ``path``, which must not exist yet (O_EXCL; a link there is never followed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:
+        refuse_link(path)
+        raise
+    return os.fdopen(fd, "wb")
+
+
 @contextmanager
 def staged(path: Path) -> Iterator[Path]:
     """A fresh temporary file beside ``path`` (unique name, created with O_EXCL and O_NOFOLLOW, same
@@ -38,8 +48,7 @@ def staged(path: Path) -> Iterator[Path]:
     path = Path(path)
     refuse_link(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    os.close(fd)
+    open_new(tmp).close()
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)

@@ -83,3 +83,67 @@ def test_a_gallery_inside_its_actors_folder_is_refused(actors, tmp_path):
         assert isinstance(result.exception, UserError), result.output
         assert "input" in str(result.exception)
     assert not (actors / "g").exists() and not (actors / "faces").exists()
+
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+SMALL = ["output.count=4", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory) -> Path:
+    from factory import executors
+    from factory.generate import generate
+    from toonfactory.recipe import load
+
+    out = tmp_path_factory.mktemp("small") / "data"
+    assert not generate(load(QUICKSTART, SMALL), out, executors.choose("local", 1)).failed
+    return out
+
+
+def _generate(data: Path):
+    return runner.invoke(app(), ["generate", str(QUICKSTART), "--out", str(data), *[a for s in SMALL for a in ("--set", s)]])
+
+
+def _mark_bad(data: Path):
+    from factory.dataset.reader import index_samples
+    from factory.dataset.review import mark
+
+    return mark(data, index_samples(data)[0].key, "blurry")
+
+
+COMMANDS = {
+    "inspect": lambda data: runner.invoke(app(), ["inspect", str(data)]),
+    "dataset card": lambda data: runner.invoke(app(), ["dataset", "card", str(data)]),
+    "generate": _generate,
+    "dataset map": lambda data: runner.invoke(app(), ["dataset", "map", str(data)]),
+    "mark bad": _mark_bad,
+}
+PLANTED = [("inspect", "contact_sheet.png"), ("dataset card", "README.md"), ("dataset card", "README.md.tmp"),
+           ("generate", ".toonfactory.lock"), ("generate", "recipe.json"), ("generate", "recipe.json.tmp"),
+           ("dataset map", "embedding_map.png"), ("mark bad", "review.json"), ("mark bad", "review.json.tmp")]
+
+
+@pytest.mark.parametrize("command, name", PLANTED, ids=[f"{c}:{n}" for c, n in PLANTED])
+def test_a_link_planted_at_a_name_a_command_writes_changes_nothing_outside_the_folder(small_dataset, tmp_path,
+                                                                                      command, name):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    outside = tmp_path / "victim"
+    outside.mkdir()
+    victim = outside / "precious.json"  # valid JSON of the kind expected, so a reader would take it
+    source = data / name.removesuffix(".tmp")
+    victim.write_bytes(source.read_bytes() if source.is_file() else b'{"format": "toonfactory-review/1", "marks": {}}')
+    (data / name).unlink(missing_ok=True)
+    (data / name).symlink_to(victim)
+    before = snapshot(outside)
+    try:
+        result = COMMANDS[command](data)
+        error = getattr(result, "exception", None)
+    except UserError as exc:
+        error = exc
+    assert snapshot(outside) == before
+    assert (data / name).is_symlink()
+    if error is not None:
+        assert isinstance(error, UserError) and name in str(error), error

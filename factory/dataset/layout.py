@@ -58,8 +58,8 @@ def read_json(path: Path) -> dict | None:
         return None
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON record ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(f"{path}: not a readable JSON record ({type(exc).__name__}: {exc})") from None
 
 
 def read_recipe(out: Path) -> dict | None:

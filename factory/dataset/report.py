@@ -49,13 +49,13 @@ def stats_tables(stats: dict) -> list:
 
 def write_contact_sheet(out: Path, count: int = 24) -> Path:
     """``out/contact_sheet.png``: the first ``count`` pairs, real | toon."""
-    from PIL import Image
-
     from factory.dataset.reader import iter_pairs
     from factory.dataset.sheets import pair_sheet
+    from factory.files import write_atomic
+    from factory.images import encode_png
 
     pairs = list(iter_pairs(out, limit=count))
     path = out / "contact_sheet.png"
     if pairs:
-        Image.fromarray(pair_sheet(pairs)).save(path)
+        write_atomic(path, encode_png(pair_sheet(pairs)))
     return path

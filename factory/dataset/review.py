@@ -37,6 +37,7 @@ def read_review(path: Path) -> dict:
     if not isinstance(marks, dict) or not all(isinstance(m, dict) and isinstance(m.get("note", ""), str)
                                               for m in marks.values()):
         raise UserError(f"{path}: field 'marks' must map sample keys to {{'note': text}}")
+    record.setdefault("recipe_hash", None)
     return record
 
 
