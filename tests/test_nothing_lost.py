@@ -147,3 +147,19 @@ def test_a_link_planted_at_a_name_a_command_writes_changes_nothing_outside_the_f
     assert (data / name).is_symlink()
     if error is not None:
         assert isinstance(error, UserError) and name in str(error), error
+
+
+@pytest.mark.parametrize("command", ["warp", "style"])
+def test_a_preview_never_writes_over_its_input_photo(tmp_path, command):
+    import skimage.data
+
+    from factory.teachers.webtoon_style import DEFAULT_STYLE
+
+    photo = tmp_path / "a.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)  # a face, so the preview would be drawn
+    before = photo.read_bytes()
+    args = ["warp", "preview", str(photo), "--out", str(photo)] if command == "warp" else \
+        ["style", "preview", str(photo), "--style", str(DEFAULT_STYLE), "--out", str(photo)]
+    result = runner.invoke(app(), args)
+    assert isinstance(result.exception, UserError) and "--out" in str(result.exception), result.output
+    assert photo.read_bytes() == before
