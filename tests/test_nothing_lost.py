@@ -163,3 +163,70 @@ def test_a_preview_never_writes_over_its_input_photo(tmp_path, command):
     result = runner.invoke(app(), args)
     assert isinstance(result.exception, UserError) and "--out" in str(result.exception), result.output
     assert photo.read_bytes() == before
+
+
+def tiny_video(path: Path, frames: int = 4) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 32))
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(real_image(rng, 32))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt", ngf=4, depth=2, size=32)
+
+
+def test_infer_never_replaces_a_users_files_beside_its_inputs(student, tmp_path):
+    from distill.infer import infer
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(real_image(np.random.default_rng(1), 32)).save(imgs / "a.jpg")
+    (imgs / "a.png").write_bytes(b"the user's own a.png")
+    tiny_video(imgs / "clip.avi")
+    (imgs / "clip.mp4").write_bytes(b"the user's own clip")
+    (imgs / "clip.tracks.json").write_text('{"hand": "made"}')
+    before = snapshot(imgs)
+    for inputs in ([imgs / "a.jpg"], [imgs / "clip.avi"]):
+        with pytest.raises(UserError, match=r"not made by `toonfactory infer`"):
+            infer(student, inputs, imgs)
+    with pytest.raises(UserError, match=r"inside the input"):
+        infer(student, [imgs], imgs / "out")
+    assert snapshot(imgs) == before
+    infer(student, [imgs / "a.jpg"], tmp_path / "out")  # a folder it made takes later runs
+    infer(student, [imgs / "clip.avi"], tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == ["a.png", "clip.mp4"]
+
+
+def test_a_video_cut_short_by_a_full_disk_is_not_kept_nor_counted(student, tmp_path, monkeypatch):
+    import cv2
+
+    from distill.infer import infer
+
+    real = cv2.VideoWriter
+
+    class DiskFillsAfterOneFrame:  # what ENOSPC does to OpenCV's writer: later frames are silently lost
+        def __init__(self, *args):
+            self.inner, self.frames = real(*args), 0
+
+        def isOpened(self):
+            return self.inner.isOpened()
+
+        def write(self, frame):
+            self.frames += 1
+            if self.frames == 1:
+                self.inner.write(frame)
+
+        def release(self):
+            self.inner.release()
+
+    video = tiny_video(tmp_path / "clip.avi")
+    monkeypatch.setattr(cv2, "VideoWriter", DiskFillsAfterOneFrame)
+    with pytest.raises(UserError, match=r"clip.mp4: only 1 of 4 frames could be written"):
+        infer(student, [video], tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.mp4")) and not list((tmp_path / "out").glob(".*tmp*"))
