@@ -230,3 +230,47 @@ def test_a_video_cut_short_by_a_full_disk_is_not_kept_nor_counted(student, tmp_p
     with pytest.raises(UserError, match=r"clip.mp4: only 1 of 4 frames could be written"):
         infer(student, [video], tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.mp4")) and not list((tmp_path / "out").glob(".*tmp*"))
+
+
+def add_members(tar_path: Path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(tar_path, "a") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_dataset_filter_refuses_shard_members_that_leave_the_folder_and_copies_none(small_dataset, tmp_path):
+    import shutil
+
+    from factory.dataset.reader import index_samples
+    from factory.dataset.review import mark
+    from factory.dataset.versions import filter_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    mark(data, index_samples(data)[0].key, "bad")
+    add_members(data / "shards" / "00001.tar", {"../../evil.json": b"{}", "/abs/path.json": b"{}"})
+    with pytest.raises(UserError, match=r"00001.tar: member '\.\./\.\./evil.json' is not a sample file"):
+        filter_dataset(data, data / "review.json", tmp_path / "clean")
+    assert not (tmp_path / "clean").exists() and not list(tmp_path.glob(".clean.*"))
+    assert not list(tmp_path.rglob("evil.json"))
+
+
+def test_a_shard_member_declaring_gigabytes_is_refused_before_it_is_read(small_dataset, tmp_path):
+    import shutil
+    import tarfile
+
+    from factory.dataset.reader import index_samples, iter_pairs
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    info = tarfile.TarInfo("k.json")
+    info.size = 3 << 30  # a sparse shard: the header declares 3 GB, the file holds 64 KB
+    (data / "shards" / "00000.tar").write_bytes(info.tobuf() + b"{" * 65536)
+    for read in (lambda: index_samples(data), lambda: list(iter_pairs(data))):
+        with pytest.raises(UserError, match=r"00000.tar: member 'k.json' declares 3221225472 bytes"):
+            read()

@@ -9,9 +9,9 @@ counts, the recipe hash, the teacher, rejects by reason, sources and licence fie
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
+from factory.dataset.reader import read_member, read_record, shard_members
 from factory.files import write_atomic
 
 CARD = "README.md"
@@ -30,12 +30,12 @@ def _json_records(out: Path, shard_names: list[str]) -> list[dict]:
     per_shard = max(5, RECORDS_FOR_FEATURES // max(len(shard_names), 1))
     records = []
     for name in shard_names:
-        with tarfile.open(out / "shards" / name) as tar:
-            for member in tar:
-                if member.name.endswith(".json"):
-                    records.append(json.loads(tar.extractfile(member).read()))
-                    if len(records) % per_shard == 0:
-                        break
+        tar_path = out / "shards" / name
+        for tar, member, _, ext in shard_members(tar_path):
+            if ext == "json":
+                records.append(read_record(tar_path, member, read_member(tar_path, tar, member)))
+                if len(records) % per_shard == 0:
+                    break
     return records
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 
 from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_paths
 from factory.dataset.manifest import seal
+from factory.dataset.reader import read_member, shard_members
 from factory.dataset.review import read_review
 from factory.dataset.writer import ShardWriter
 from factory.errors import UserError
@@ -49,33 +49,30 @@ def _check(src: Path, review_file: Path, out: Path) -> tuple[dict, dict]:
 
 
 def _samples(tar_path: Path):
-    """(key, {field: bytes}) for each sample of a shard, in order."""
-    with tarfile.open(tar_path) as tar:
-        key, files = None, {}
-        for member in tar:
-            name, ext = member.name.split(".", 1)
-            if key is not None and name != key:
-                yield key, files
-                files = {}
-            key = name
-            files[ext] = tar.extractfile(member).read()
-        if key is not None:
+    """(key, {field: bytes}) for each sample of a shard, in order (members checked by ``shard_members``)."""
+    key, files = None, {}
+    for tar, member, name, ext in shard_members(tar_path):
+        if key is not None and name != key:
             yield key, files
+            files = {}
+        key = name
+        files[ext] = read_member(tar_path, tar, member)
+    if key is not None:
+        yield key, files
 
 
 def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[str]:
     """Copy one shard without the marked pairs (bytes as they are); its stats gain the review rejects."""
     name = shard["name"].removesuffix(".tar")
     tar_path = src / "shards" / shard["name"]
-    with tarfile.open(tar_path) as tar:
-        keys = dict.fromkeys(member.split(".", 1)[0] for member in tar.getnames())
+    keys = dict.fromkeys(key for _, _, key, _ in shard_members(tar_path))
     removed = [key for key in keys if key in marks]
     parent_stats = json.loads(shard_paths(src, name)["stats"].read_text())
     writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats["planned"], 1.0))
     items = {}
     for key, files in _samples(tar_path):
         if key in marks:
-            items[key] = (json.loads(files["json"]).get("source") or {}).get("item")
+            items[key] = (json.loads(files.get("json") or "{}").get("source") or {}).get("item")
         else:
             writer.write_record({"__key__": key, **files})
     rejected = dict(parent_stats["rejected"])
