@@ -274,3 +274,18 @@ def test_a_shard_member_declaring_gigabytes_is_refused_before_it_is_read(small_d
     for read in (lambda: index_samples(data), lambda: list(iter_pairs(data))):
         with pytest.raises(UserError, match=r"00000.tar: member 'k.json' declares 3221225472 bytes"):
             read()
+
+
+def test_an_export_that_fails_its_parity_check_leaves_no_model_to_load(student, tmp_path):
+    from distill.export import ExportMismatch, export
+
+    for format in ("onnx", "torchscript"):
+        with pytest.raises(ExportMismatch, match=r"differs from PyTorch"):
+            export(student, format, tmp_path / "out", tolerance=-1.0)
+    assert not list(tmp_path.rglob("*.onnx")) and not list(tmp_path.rglob("*.pt"))
+    for opset in (1, 99):
+        with pytest.raises(UserError, match=rf"--opset {opset}: choose an ONNX opset from 7 to 20"):
+            export(student, "onnx", tmp_path / "out2", opset=opset)
+    with pytest.raises(UserError, match=r"is the checkpoint's own folder"):
+        export(student, "safetensors", student)
+    assert export(student, "onnx", tmp_path / "out3").name == "student.onnx"
