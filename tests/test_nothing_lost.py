@@ -289,3 +289,21 @@ def test_an_export_that_fails_its_parity_check_leaves_no_model_to_load(student, 
     with pytest.raises(UserError, match=r"is the checkpoint's own folder"):
         export(student, "safetensors", student)
     assert export(student, "onnx", tmp_path / "out3").name == "student.onnx"
+
+
+def test_curate_refuses_an_out_inside_its_pages_and_a_folder_it_did_not_make(tmp_path):
+    pages = tmp_path / "pg"
+    pages.mkdir()
+    Image.fromarray(real_image(np.random.default_rng(2), 64)).save(pages / "page1.png")
+    before = snapshot(pages)
+    for out in (pages, pages / "curated"):
+        result = runner.invoke(app(), ["curate", "comics", str(pages), "--out", str(out), "--detector", "mediapipe",
+                                       "--tracking", "none"])
+        assert isinstance(result.exception, UserError) and "input" in str(result.exception), result.output
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    result = runner.invoke(app(), ["curate", "comics", str(pages), "--out", str(other), "--detector", "mediapipe",
+                                   "--tracking", "none"])
+    assert isinstance(result.exception, UserError) and "not made by `toonfactory curate`" in str(result.exception)
+    assert snapshot(pages) == before and snapshot(other) == {"notes.txt": b"mine"}
