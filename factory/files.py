@@ -71,6 +71,18 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` to a log file (created when absent; a link there is refused, never followed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_link(path)
+        raise
+    with os.fdopen(fd, "a") as handle:
+        handle.write(text)
+
+
 def subfolder(root: Path, name: str) -> Path:
     """``root/name`` made as a real folder (a link there is refused), for a command's own files."""
     folder = refuse_link(Path(root) / name)
