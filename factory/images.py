@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_MAX_PIXELS = 64_000_000
 DECODE_PIXELS = 16_000_000  # larger photos are decoded reduced to about this size (faces need no more)
+MAX_IMAGE_BYTES = 256 << 20  # an image file is sized before it is read: a 64 MP PNG is under 200 MB
 
 
 class BadImage(Exception):
@@ -45,6 +46,9 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
+            size = path.stat().st_size
+            if size > MAX_IMAGE_BYTES:
+                raise BadImage("file_too_large", f"{size} bytes > {MAX_IMAGE_BYTES}")
             data = path.read_bytes()
         except OSError as exc:
             raise BadImage("unreadable_file", str(exc)) from None

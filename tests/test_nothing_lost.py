@@ -307,3 +307,58 @@ def test_curate_refuses_an_out_inside_its_pages_and_a_folder_it_did_not_make(tmp
                                    "--tracking", "none"])
     assert isinstance(result.exception, UserError) and "not made by `toonfactory curate`" in str(result.exception)
     assert snapshot(pages) == before and snapshot(other) == {"notes.txt": b"mine"}
+
+
+def test_a_page_is_never_shared_and_only_its_own_address_may_drive_it(small_dataset, tmp_path, monkeypatch):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from toonfactory.apps import launch
+    from toonfactory.apps.viewer import build
+
+    monkeypatch.setenv("GRADIO_SHARE", "true")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    page = build(small_dataset)
+    launch(page, port, block=False)
+    try:
+        assert page.share is False and page.max_file_size is not None
+
+        def status(**headers) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/config", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status() == 200
+        assert status(Host="evil.example") == 403  # a DNS-rebinding page
+        assert status(Origin="http://evil.example") == 403  # another site's script
+        assert status(Origin=f"http://127.0.0.1:{port}") == 200
+    finally:
+        page.close()
+
+
+def test_files_are_sized_before_they_are_read(small_dataset, tmp_path):
+    import shutil
+
+    from factory.dataset.reader import index_samples
+    from factory.dataset.review import mark, read_review
+    from factory.images import BadImage, read_image
+
+    junk = tmp_path / "junk.png"
+    with open(junk, "wb") as handle:  # sparse: 2.6 GB declared, nothing on disk
+        handle.truncate(2_600_000_000)
+    with pytest.raises(BadImage, match=r"file_too_large"):
+        read_image(junk)
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    with pytest.raises(UserError, match=r"at most 2000"):
+        mark(data, index_samples(data)[0].key, "x" * 50_000_000)
+    with open(data / "review.json", "wb") as handle:
+        handle.truncate(100 << 20)
+    with pytest.raises(UserError, match=r"review.json: .* over the 64 MB"):
+        read_review(data / "review.json")

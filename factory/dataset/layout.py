@@ -10,6 +10,7 @@ from factory.files import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 RECIPE = "recipe.json"
+MAX_RECORD_BYTES = 64 << 20  # a dataset's json records (manifest, recipe, review) are sized before reading
 
 
 def shard_paths(out: Path, name: str) -> dict[str, Path]:
@@ -56,6 +57,8 @@ def read_json(path: Path) -> dict | None:
     """A JSON record of the folder, None when absent; a damaged one is the user's to see."""
     if not path.is_file():
         return None
+    if path.stat().st_size > MAX_RECORD_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes, over the {MAX_RECORD_BYTES >> 20} MB a JSON record may have")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as exc:
