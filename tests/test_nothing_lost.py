@@ -362,3 +362,21 @@ def test_files_are_sized_before_they_are_read(small_dataset, tmp_path):
         handle.truncate(100 << 20)
     with pytest.raises(UserError, match=r"review.json: .* over the 64 MB"):
         read_review(data / "review.json")
+
+
+def test_a_manifest_whose_shard_leaves_the_folder_is_refused(small_dataset, tmp_path):
+    import shutil
+
+    from factory.dataset.card import write_card
+    from factory.dataset.versions import filter_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["shards"][0]["name"] = "../../../../../../../../etc/passwd"
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    (data / "review.json").write_text(json.dumps({"format": "toonfactory-review/1", "recipe_hash": None, "marks": {}}))
+    for call in (lambda: filter_dataset(data, data / "review.json", tmp_path / "clean"), lambda: write_card(data, manifest)):
+        with pytest.raises(UserError, match=r"manifest.json: field 'shards': path .* leaves its folder"):
+            call()
+    assert not (tmp_path / "clean").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from factory.dataset.reader import read_member, read_record, shard_members
+from factory.dataset.reader import manifest_shards, read_member, read_record, shard_members
 from factory.files import write_atomic
 
 CARD = "README.md"
@@ -26,11 +26,10 @@ def size_category(n: int) -> str:
     return next((name for bound, name in bounds if n < bound), "10M<n<100M")
 
 
-def _json_records(out: Path, shard_names: list[str]) -> list[dict]:
-    per_shard = max(5, RECORDS_FOR_FEATURES // max(len(shard_names), 1))
+def _json_records(shard_paths: list[Path]) -> list[dict]:
+    per_shard = max(5, RECORDS_FOR_FEATURES // max(len(shard_paths), 1))
     records = []
-    for name in shard_names:
-        tar_path = out / "shards" / name
+    for tar_path in shard_paths:
         for tar, member, _, ext in shard_members(tar_path):
             if ext == "json":
                 records.append(read_record(tar_path, member, read_member(tar_path, tar, member)))
@@ -45,7 +44,7 @@ def features(out: Path, manifest: dict):
     import pyarrow as pa
     from datasets.features.features import cast_to_python_objects
 
-    records = _json_records(out, [s["name"] for s in manifest["shards"]])
+    records = _json_records(manifest_shards(out, manifest))
     tables = [pa.Table.from_pylist(cast_to_python_objects([{"json": r}], only_1d_for_numpy=True)) for r in records]
     if tables:
         json_feature = datasets.Features.from_arrow_schema(pa.concat_tables(tables, promote_options="default").schema)["json"]

@@ -10,6 +10,7 @@ from typing import Iterator
 
 from factory.dataset.layout import read_manifest
 from factory.errors import UserError
+from factory.files import inside
 from factory.images import decode_png
 
 MAX_MEMBER_BYTES = 64 << 20  # one sample file (an image, its json); a 4096² RGBA PNG is at most 64 MB
@@ -72,6 +73,17 @@ def check_shards(data_dir: Path, option: str = "--data") -> list[Path]:
         for _ in shard_members(path, option):
             pass
     return shards
+
+
+def manifest_shards(data_dir: Path, manifest: dict) -> list[Path]:
+    """The shard files the manifest lists, each resolved inside ``DIR/shards``: a name that leaves it
+    (absolute, ``..``, a link out) or a damaged list is refused, naming the manifest."""
+    where = f"{Path(data_dir) / 'manifest.json'}: field 'shards'"
+    try:
+        names = [shard["name"] for shard in manifest["shards"]]
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{where}: not a list of {{'name': ...}} ({type(exc).__name__}: {exc})") from None
+    return [inside(Path(data_dir) / "shards", str(name), where) for name in names]
 
 
 def recipe_hash(data_dir: Path) -> str | None:

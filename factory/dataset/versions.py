@@ -17,7 +17,7 @@ from pathlib import Path
 
 from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_paths
 from factory.dataset.manifest import seal
-from factory.dataset.reader import read_member, shard_members
+from factory.dataset.reader import manifest_shards, read_member, shard_members
 from factory.dataset.review import read_review
 from factory.dataset.writer import ShardWriter
 from factory.errors import UserError
@@ -32,6 +32,7 @@ def _check(src: Path, review_file: Path, out: Path) -> tuple[dict, dict]:
     if manifest is None:
         raise UserError(f"{src / MANIFEST}: not found; only a finished dataset (made by `toonfactory generate`) "
                         "can be filtered")
+    manifest_shards(src, manifest)
     if not review_file.is_file():
         raise UserError(f"--review {review_file}: not found (mark pairs in `toonfactory view {src}` first)")
     review = read_review(review_file)
