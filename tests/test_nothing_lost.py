@@ -380,3 +380,19 @@ def test_a_manifest_whose_shard_leaves_the_folder_is_refused(small_dataset, tmp_
         with pytest.raises(UserError, match=r"manifest.json: field 'shards': path .* leaves its folder"):
             call()
     assert not (tmp_path / "clean").exists()
+
+
+def test_a_device_that_is_not_here_and_a_nan_threshold_are_one_line(student, tmp_path):
+    import torch
+
+    from distill.infer import infer
+
+    photo = tmp_path / "a.png"
+    Image.fromarray(real_image(np.random.default_rng(3), 32)).save(photo)
+    devices = ["bogus"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in devices:
+        with pytest.raises(UserError, match=rf"--device {device}:"):
+            infer(student, [photo], tmp_path / "out", device=device)
+    result = runner.invoke(app(), ["cast", "rank", str(photo), "--gallery", str(tmp_path), "--out", str(tmp_path / "r"),
+                                   "--min-z", "nan"])
+    assert isinstance(result.exception, UserError) and "--min-z nan" in str(result.exception), result.output

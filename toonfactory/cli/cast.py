@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,6 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from factory.errors import UserError
 from toonfactory.cli.common import console
 
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
@@ -86,6 +88,8 @@ def rank(
     from factory.files import output_folder
 
     output_folder(out)
+    if not math.isfinite(min_z):
+        raise UserError(f"--min-z {min_z}: must be a finite number (default 2.0)")
     where_map = parse_where(where or [])
     choice = parse_face_choice(face)
     warp = parse_unwarp(unwarp)
