@@ -5,6 +5,7 @@ on its own."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -396,3 +397,26 @@ def test_a_device_that_is_not_here_and_a_nan_threshold_are_one_line(student, tmp
     result = runner.invoke(app(), ["cast", "rank", str(photo), "--gallery", str(tmp_path), "--out", str(tmp_path / "r"),
                                    "--min-z", "nan"])
     assert isinstance(result.exception, UserError) and "--min-z nan" in str(result.exception), result.output
+
+
+def test_a_full_disk_or_read_only_folder_under_any_command_is_one_line(small_dataset, tmp_path, monkeypatch, capsys):
+    import errno
+    import shutil
+
+    import factory.files
+    from toonfactory.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    for code in (errno.ENOSPC, errno.EROFS):
+        def refuse(path, data, code=code):
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(factory.files, "write_atomic", refuse)
+        monkeypatch.setattr("factory.dataset.card.write_atomic", refuse)
+        monkeypatch.setattr(sys, "argv", ["toonfactory", "dataset", "card", str(data)])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 2
+        message = capsys.readouterr().err.strip()
+        assert "Traceback" not in message and str(data / "README.md") in message and os.strerror(code) in message
