@@ -420,3 +420,17 @@ def test_a_full_disk_or_read_only_folder_under_any_command_is_one_line(small_dat
         assert exit_.value.code == 2
         message = capsys.readouterr().err.strip()
         assert "Traceback" not in message and str(data / "README.md") in message and os.strerror(code) in message
+
+
+def test_a_damaged_stats_file_is_named_and_the_next_generate_remakes_its_shard(small_dataset, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    (data / "stats" / "00000.json").write_text("{damaged")
+    result = runner.invoke(app(), ["inspect", str(data)])
+    assert isinstance(result.exception, UserError) and "00000.json" in str(result.exception), result.output
+    result = _generate(data)
+    assert result.exception is None, result.output
+    assert json.loads((data / "stats" / "00000.json").read_text())["accepted"] >= 0
+    assert runner.invoke(app(), ["inspect", str(data)]).exception is None

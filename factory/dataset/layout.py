@@ -22,6 +22,12 @@ def shard_paths(out: Path, name: str) -> dict[str, Path]:
     }
 
 
+def valid_stats(record) -> bool:
+    """Whether a shard's stats record has the counts, rejects and seconds a report sums."""
+    return (isinstance(record, dict) and all(isinstance(record.get(k), int) for k in ("planned", "attempted", "accepted"))
+            and isinstance(record.get("rejected"), dict) and isinstance(record.get("seconds"), dict))
+
+
 def read_marker(out: Path, name: str) -> dict | None:
     """A shard's completion marker (planned size, samples, tar bytes and sha256), None when absent or damaged."""
     try:
@@ -32,11 +38,17 @@ def read_marker(out: Path, name: str) -> dict | None:
 
 
 def is_done(out: Path, task, verify: bool = False) -> bool:
-    """True when the shard was completed for the same planned size and its tar is the one the marker
-    recorded: same size always, same sha256 too when ``verify`` (a resume reads every tar once)."""
-    tar = shard_paths(out, task.name)["tar"]
-    marker = read_marker(out, task.name)
+    """True when the shard was completed for the same planned size, its stats are readable and its tar is
+    the one the marker recorded: same size always, same sha256 too when ``verify`` (a resume reads every
+    tar once)."""
+    paths = shard_paths(out, task.name)
+    tar, marker = paths["tar"], read_marker(out, task.name)
     if marker is None or marker.get("size") != task.size or not tar.is_file():
+        return False
+    try:
+        if not valid_stats(json.loads(paths["stats"].read_text())):
+            return False
+    except (OSError, ValueError, RecursionError):
         return False
     if tar.stat().st_size != marker.get("bytes") or "sha256" not in marker:
         return False
