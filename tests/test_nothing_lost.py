@@ -434,3 +434,14 @@ def test_a_damaged_stats_file_is_named_and_the_next_generate_remakes_its_shard(s
     assert result.exception is None, result.output
     assert json.loads((data / "stats" / "00000.json").read_text())["accepted"] >= 0
     assert runner.invoke(app(), ["inspect", str(data)]).exception is None
+
+
+def test_an_unreadable_video_is_skipped_like_a_bad_image(student, tmp_path):
+    from distill.infer import infer
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.mp4").write_bytes(b"not a video" * 100)
+    Image.fromarray(real_image(np.random.default_rng(4), 32)).save(tmp_path / "in" / "a.png")
+    summary = infer(student, [tmp_path / "in" / "broken.mp4", tmp_path / "in" / "a.png"], tmp_path / "out")
+    assert (summary["skipped"], summary["written"]) == (1, 1)
+    assert not (tmp_path / "out" / "broken.mp4").exists()
