@@ -445,3 +445,12 @@ def test_an_unreadable_video_is_skipped_like_a_bad_image(student, tmp_path):
     summary = infer(student, [tmp_path / "in" / "broken.mp4", tmp_path / "in" / "a.png"], tmp_path / "out")
     assert (summary["skipped"], summary["written"]) == (1, 1)
     assert not (tmp_path / "out" / "broken.mp4").exists()
+
+
+@pytest.mark.parametrize("text", ["name: 2024-01-01\n", "name: !!set {a: null}\n", "name: !!binary aGk=\n",
+                                  "name: " + "[" * 5000 + "]" * 5000 + "\n"], ids=["date", "set", "binary", "deep"])
+def test_recipe_yaml_of_other_types_or_too_deep_is_named(tmp_path, text):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    result = runner.invoke(app(), ["validate", str(recipe)])
+    assert isinstance(result.exception, UserError) and str(recipe) in str(result.exception), result.output
