@@ -259,13 +259,23 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         """Restore every state from safetensors and JSON; refuses a checkpoint of another student."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         record_path = Path(path) / TRAINING_RECORD
         record = read_json_record(record_path)
         if record.get("format") != TRAINING_FORMAT:
             raise UserError(f"{record_path}: field `format` is {record.get('format')!r}, expected {TRAINING_FORMAT!r}")
+        try:
+            self._restore(path, record)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise UserError(f"{record_path}: damaged checkpoint record or states ({type(exc).__name__}: {exc}); "
+                            "resume from another checkpoints/step_* folder") from None
+        log.info("resumed from %s at step %d", path, self.step_count)
+
+    def _restore(self, path: Path, record: dict) -> None:
+        """Every module, optimizer, scaler and random state from the checkpoint at ``path``."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        record_path = Path(path) / TRAINING_RECORD
         for section in ("student", "discriminator"):
             mine = getattr(self.config, section).model_dump(mode="json")
             theirs = record.get("distill", {}).get(section, {})
@@ -290,7 +300,6 @@ class Trainer:
             self.accelerator.scaler.load_state_dict(record["scaler"])
         set_random_states(rng, read_json_record(Path(path) / f"rng_{self.accelerator.process_index}.json"))
         self.step_count = int(record["step"])
-        log.info("resumed from %s at step %d", path, self.step_count)
 
     def save(self) -> Path:
         """Write a complete checkpoint for the current step; prune the oldest beyond the limit."""

@@ -454,3 +454,18 @@ def test_recipe_yaml_of_other_types_or_too_deep_is_named(tmp_path, text):
     recipe.write_text(text)
     result = runner.invoke(app(), ["validate", str(recipe)])
     assert isinstance(result.exception, UserError) and str(recipe) in str(result.exception), result.output
+
+
+def test_a_damaged_training_record_on_resume_is_named(tmp_path):
+    from distill.train import TRAINING_RECORD, checkpoints, train
+    from distill_fixtures import write_dataset
+    from tests.test_reliability import tiny
+
+    pairs = write_dataset(tmp_path / "pairs", shards=1, per_shard=4, size=32)
+    train(tiny(), pairs, tmp_path / "run")
+    record_path = checkpoints(tmp_path / "run")[-1] / TRAINING_RECORD
+    record = json.loads(record_path.read_text())
+    record["distill"], record["opt_g"] = "damaged", None
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=rf"{TRAINING_RECORD}: damaged checkpoint record"):
+        train(tiny(steps=2), pairs, tmp_path / "run", resume="latest")
