@@ -469,3 +469,23 @@ def test_a_damaged_training_record_on_resume_is_named(tmp_path):
     record_path.write_text(json.dumps(record))
     with pytest.raises(UserError, match=rf"{TRAINING_RECORD}: damaged checkpoint record"):
         train(tiny(steps=2), pairs, tmp_path / "run", resume="latest")
+
+
+def test_dataset_filter_cleans_a_killed_runs_partial_folder_and_refuses_a_concurrent_one(small_dataset, tmp_path):
+    import fcntl
+    import shutil
+
+    from factory.dataset.reader import index_samples
+    from factory.dataset.review import mark
+    from factory.dataset.versions import filter_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    mark(data, index_samples(data)[0].key, "bad")
+    (tmp_path / ".clean.x1y2.partial" / "shards").mkdir(parents=True)  # what a SIGKILLed filter left
+    with open(tmp_path / ".clean.filter.lock", "w") as other:  # a filter into the same --out, running
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match=r"--out .*clean: another `toonfactory dataset filter` is writing it"):
+            filter_dataset(data, data / "review.json", tmp_path / "clean")
+    filter_dataset(data, data / "review.json", tmp_path / "clean")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "data"]

@@ -9,6 +9,8 @@ parent (path, recipe hash, manifest checksum, removed keys with their notes).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -21,7 +23,7 @@ from factory.dataset.reader import manifest_shards, read_member, shard_members
 from factory.dataset.review import read_review
 from factory.dataset.writer import ShardWriter
 from factory.errors import UserError
-from factory.files import sha256_file, write_atomic
+from factory.files import refuse_link, sha256_file, write_atomic
 from factory.plan import ShardTask
 
 REVIEW_REASON = "review"
@@ -91,11 +93,7 @@ def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
     manifest, review = _check(src, review_file, out)
     marks = review["marks"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the version is an ordinary folder
-    try:
+    with _building(out) as staging:
         removed = [key for shard in manifest["shards"] for key in _filter_shard(src, staging, shard, marks)]
         unknown = sorted(set(marks) - set(removed))
         if unknown:
@@ -107,10 +105,43 @@ def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
                   "removed": [{"key": key, "note": marks[key].get("note", "")} for key in sorted(removed)]}
         child = seal(staging, name=manifest["name"], recipe_hash=manifest["recipe_hash"], recipe=manifest["recipe"],
                      shard_names=[s["name"].removesuffix(".tar") for s in manifest["shards"]], parent=parent)
-        if out.exists():
-            out.rmdir()  # checked empty above; a folder filled meanwhile makes rmdir fail, and nothing is lost
-        os.rename(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        try:
+            if out.exists():
+                out.rmdir()  # checked empty above; a folder filled meanwhile makes rmdir fail, and nothing is lost
+            os.rename(staging, out)
+        except OSError as exc:
+            raise UserError(f"--out {out}: filled by something else meanwhile ({exc.strerror}); this version "
+                            "was not kept") from None
     return child
+
+
+@contextlib.contextmanager
+def _building(out: Path):
+    """The hidden folder a version of ``out`` is built in, beside it, while this run holds
+    ``.OUT.filter.lock`` (a second filter into ``out`` is refused); partial folders a killed run left
+    are removed first, and this run's is removed unless it was renamed into place."""
+    lock_path = refuse_link(out.parent / f".{out.name}.filter.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd).st_ino == os.stat(lock_path).st_ino  # not a file its last holder removed
+        except (BlockingIOError, FileNotFoundError):
+            held = False
+        if not held:
+            raise UserError(f"--out {out}: another `toonfactory dataset filter` is writing it; wait for it to finish")
+        for stale in out.parent.glob(f".{out.name}.*.partial"):  # only a lock holder makes them: a killed run's
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the version is an ordinary folder
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when renamed into place
+    finally:
+        if held:
+            lock_path.unlink(missing_ok=True)
+        os.close(fd)
