@@ -109,8 +109,20 @@ def from_unit(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.astype(np.uint8))
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
+def decode_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A dataset image (PNG bytes) as an array in its own mode; raises BadImage when damaged or too large."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.size[0] * img.size[1] > max_pixels:
+                raise BadImage("decompression_bomb", f"{img.size[0]}x{img.size[1]} pixels > {max_pixels}")
+            return np.asarray(img)
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
+            SyntaxError, ValueError) as exc:
+        raise BadImage("corrupt_image", str(exc)) from None
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:

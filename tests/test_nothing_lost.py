@@ -489,3 +489,29 @@ def test_dataset_filter_cleans_a_killed_runs_partial_folder_and_refuses_a_concur
             filter_dataset(data, data / "review.json", tmp_path / "clean")
     filter_dataset(data, data / "review.json", tmp_path / "clean")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "data"]
+
+
+def test_an_undecodable_image_in_a_shard_is_named_and_the_viewer_page_stays(small_dataset, tmp_path):
+    import io
+    import shutil
+    import tarfile
+
+    from factory.dataset.reader import iter_pairs
+    from toonfactory.apps.viewer import Viewer
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    tar_path = data / "shards" / "00000.tar"
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    first = members[0][0].name.split(".", 1)[0]
+    with tarfile.open(tar_path, "w") as tar:
+        for member, payload in members:
+            payload = b"\x89PNG garbage" if member.name == f"{first}.real.png" else payload
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+    with pytest.raises(UserError, match=rf"00000.tar: member '{first}.real.png' is not a readable image"):
+        list(iter_pairs(data))
+    viewer = Viewer(data)
+    tiles = viewer.page(viewer.table, 1, None)
+    assert len(tiles) == len(viewer.table) and tiles[0][1].endswith(first)

@@ -11,7 +11,7 @@ from typing import Iterator
 from factory.dataset.layout import read_manifest
 from factory.errors import UserError
 from factory.files import inside
-from factory.images import decode_png
+from factory.images import BadImage, decode_png
 
 MAX_MEMBER_BYTES = 64 << 20  # one sample file (an image, its json); a 4096² RGBA PNG is at most 64 MB
 
@@ -107,7 +107,7 @@ def iter_pairs(out: Path, limit: int | None = None) -> Iterator[dict]:
             current["key"] = key
             data = read_member(tar_path, tar, member)
             current[ext.split(".")[0] if ext != "json" else "meta"] = (
-                read_record(tar_path, member, data) if ext == "json" else decode_png(data))
+                read_record(tar_path, member, data) if ext == "json" else _image(tar_path, member.name, data))
         if current:
             yield current
             n += 1
@@ -152,4 +152,11 @@ def read_field(out: Path, entry: Entry, field: str) -> bytes | None:
 def read_image_field(out: Path, entry: Entry, field: str):
     """One image of a sample as RGB (or grey, for masks) uint8, None when absent."""
     data = read_field(out, entry, field)
-    return None if data is None else decode_png(data)
+    return None if data is None else _image(Path(out) / "shards" / entry.shard, f"{entry.key}.{field}.png", data)
+
+
+def _image(tar_path: Path, name: str, data: bytes):
+    try:
+        return decode_png(data)
+    except BadImage as exc:
+        raise UserError(f"{tar_path}: member {name!r} is not a readable image ({exc})") from None
