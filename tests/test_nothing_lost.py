@@ -515,3 +515,30 @@ def test_an_undecodable_image_in_a_shard_is_named_and_the_viewer_page_stays(smal
     viewer = Viewer(data)
     tiles = viewer.page(viewer.table, 1, None)
     assert len(tiles) == len(viewer.table) and tiles[0][1].endswith(first)
+
+
+def rewrite_member(tar_path: Path, name: str, change) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(tar_path, "w") as tar:
+        for member, payload in members:
+            payload = change(payload) if member.name == name else payload
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+
+
+def test_json_records_that_disagree_on_a_type_are_named_by_the_card(small_dataset, tmp_path):
+    import shutil
+    import tarfile
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    tar_path = data / "shards" / "00001.tar"
+    with tarfile.open(tar_path) as tar:
+        name = next(m.name for m in tar.getmembers() if m.name.endswith(".json"))
+    rewrite_member(tar_path, name, lambda payload: json.dumps({**json.loads(payload), "key": [1, 2]}).encode())
+    result = runner.invoke(app(), ["dataset", "card", str(data)])
+    assert isinstance(result.exception, UserError) and "disagree" in str(result.exception), result.output

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from factory.dataset.reader import manifest_shards, read_member, read_record, shard_members
+from factory.errors import UserError
 from factory.files import write_atomic
 
 CARD = "README.md"
@@ -47,7 +48,11 @@ def features(out: Path, manifest: dict):
     records = _json_records(manifest_shards(out, manifest))
     tables = [pa.Table.from_pylist(cast_to_python_objects([{"json": r}], only_1d_for_numpy=True)) for r in records]
     if tables:
-        json_feature = datasets.Features.from_arrow_schema(pa.concat_tables(tables, promote_options="default").schema)["json"]
+        try:
+            schema = pa.concat_tables(tables, promote_options="default").schema
+        except pa.ArrowException as exc:  # records whose fields change type between samples (a damaged shard)
+            raise UserError(f"{out / 'shards'}: the samples' json records disagree on a field's type ({exc})") from None
+        json_feature = datasets.Features.from_arrow_schema(schema)["json"]
     else:  # a run whose every candidate was rejected: no record to infer the json column from
         json_feature = {"key": datasets.Value("string")}
     columns = {name: datasets.Image() for name in IMAGE_FIELDS if name in manifest["fields"]}
