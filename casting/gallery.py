@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 from factory import faces as facelib
 from factory.errors import UserError
 from factory.faces import DetectorChain
-from factory.files import FolderLock, output_folder, sha256_file
+from factory.files import FolderLock, inside, output_folder, sha256_file, staged, subfolder, write_atomic
 from factory.images import DECODE_PIXELS, IMAGE_SUFFIXES, BadImage, list_images, read_image
 from factory.models.embedding import Embedder, build_embedder, embed
 
@@ -31,6 +31,7 @@ GALLERY_FORMAT = "toonfactory.cast.gallery/1"
 GALLERY_JSON = "gallery.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
 THUMB_SIZE = 128
+THUMB_NAME = re.compile(r"[0-9a-f]{12}\.jpg")  # faces/<sha256[:12]>.jpg: the only files a gallery removes
 
 
 # Casting compares drawn faces with photos. A drawing's colours are its style's, not the person's, so a
@@ -84,10 +85,17 @@ class Gallery:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
-        if meta.get("format") != GALLERY_FORMAT:
-            raise UserError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {GALLERY_FORMAT!r}")
-        entries = meta["entries"]
-        dim = int(meta["embedder"]["dim"])
+        if not isinstance(meta, dict) or meta.get("format") != GALLERY_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise UserError(f"{meta_path}: field 'format' is {found!r}, expected {GALLERY_FORMAT!r}")
+        try:
+            entries, dim, actors = meta["entries"], int(meta["embedder"]["dim"]), dict(meta["actors"])
+            for entry in entries:
+                inside(root, entry["face"], f"{meta_path}: entry {entry['image']!r} field 'face'")
+                str(entry["actor"]), str(entry["sha256"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{meta_path}: malformed gallery ({type(exc).__name__}: {exc}); rebuild it with "
+                            "`toonfactory cast gallery`") from None
         vectors = np.zeros((0, dim), np.float32)
         if entries:
             try:
@@ -98,7 +106,7 @@ class Gallery:
                 raise UserError(f"{root / EMBEDDINGS_FILE}: shape {vectors.shape} does not match "
                                 f"{len(entries)} entries of {dim} dims in {meta_path}")
         meta["embedder"].setdefault("settings", {})  # galleries from before settings were recorded
-        return cls(root=root, embedder=meta["embedder"], detector=meta.get("detector", ""), actors=meta["actors"],
+        return cls(root=root, embedder=meta["embedder"], detector=meta.get("detector", ""), actors=actors,
                    entries=entries, vectors=vectors, rejected=meta.get("rejected", []))
 
     def save(self) -> None:
@@ -106,14 +114,11 @@ class Gallery:
         from safetensors.numpy import save_file
 
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / (EMBEDDINGS_FILE + ".tmp")
-        save_file({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)}, str(tmp))
-        os.replace(tmp, self.root / EMBEDDINGS_FILE)
+        with staged(self.root / EMBEDDINGS_FILE) as tmp:
+            save_file({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)}, str(tmp))
         meta = {"format": GALLERY_FORMAT, "embedder": self.embedder, "detector": self.detector,
                 "actors": self.actors, "entries": self.entries, "rejected": self.rejected}
-        tmp = self.root / (GALLERY_JSON + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False))
-        os.replace(tmp, self.root / GALLERY_JSON)
+        write_atomic(self.root / GALLERY_JSON, json.dumps(meta, indent=1, ensure_ascii=False).encode())
 
     def actor_names(self, where: dict[str, str] | None = None) -> list[str]:
         """Actors with at least one embedded photo whose attributes match every ``key=value`` of ``where``."""
@@ -219,7 +224,7 @@ def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict
     so do actors left without inputs. Copies of one photo and a photo given for several actors are
     reported, not used."""
     root = output_folder(root)
-    with FolderLock(root, "toonfactory cast gallery"):
+    with FolderLock(root, "toonfactory cast gallery", kind="cast gallery", earlier=GALLERY_JSON):
         return _update_gallery(root, inputs, attrs, embedder, detector, progress)
 
 
@@ -234,7 +239,7 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
     else:
         gallery = Gallery(root=root, embedder=model, detector=detector.spec,
                           vectors=np.zeros((0, embedder.dim), np.float32))
-    (root / "faces").mkdir(parents=True, exist_ok=True)
+    subfolder(root, "faces")
     known = {e["image"]: i for i, e in enumerate(gallery.entries)}
     known_rejects = {r["image"]: r for r in gallery.rejected}
     keep = np.ones(len(gallery.entries), bool)
@@ -291,9 +296,10 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
 
 
 def _drop_unused_thumbnails(root: Path, entries: list[dict]) -> None:
+    """Remove the gallery's own thumbnails no entry uses; any other file in faces/ is left alone."""
     used = {e["face"] for e in entries}
     for thumb in (root / "faces").glob("*.jpg"):
-        if f"faces/{thumb.name}" not in used:
+        if THUMB_NAME.fullmatch(thumb.name) and f"faces/{thumb.name}" not in used:
             thumb.unlink()
 
 
@@ -315,7 +321,7 @@ def _embed_photo(path: Path, actor: str, digest: str | None, embedder: Embedder,
         return None, None, f"several_faces ({len(found)})"
     vectors, _ = embed(embedder, image, found)
     thumb_name = f"faces/{digest}.jpg"
-    cv2.imwrite(str(root / thumb_name), cv2.cvtColor(thumbnail(image, found[0]), cv2.COLOR_RGB2BGR))
+    write_atomic(root / thumb_name, cv2.imencode(".jpg", cv2.cvtColor(thumbnail(image, found[0]), cv2.COLOR_RGB2BGR))[1].tobytes())
     entry = {"actor": actor, "image": str(path.resolve()), "sha256": digest,
              "box": [round(float(v), 1) for v in found[0].box], "face": thumb_name}
     return entry, vectors[0], None

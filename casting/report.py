@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -18,12 +17,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from casting.gallery import THUMB_SIZE, Gallery
 from casting.rank import CastResult
-from factory.files import FolderLock, output_folder
+from factory.images import encode_png
+from factory.files import FolderLock, inside, output_folder, subfolder, write_atomic
 
 
-def _save(image: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+def _save(image: np.ndarray, out: Path, name: str) -> None:
+    """A face tile as ``out/faces/name`` (JPEG)."""
+    tile = cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+    write_atomic(subfolder(out, "faces") / name, cv2.imencode(".jpg", cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))[1].tobytes())
 
 
 def _load(path: Path) -> np.ndarray:
@@ -36,25 +37,25 @@ def _load(path: Path) -> np.ndarray:
 def write_report(result: CastResult, gallery: Gallery, out: Path) -> dict[str, Path]:
     """Write ranking.json, report.html and report.png into ``out`` (locked meanwhile); returns their paths."""
     out = output_folder(out)
-    with FolderLock(out, "toonfactory cast rank"):
+    with FolderLock(out, "toonfactory cast rank", kind="cast rank", earlier="ranking.json"):
         return _write_report(result, gallery, out)
 
 
 def _write_report(result: CastResult, gallery: Gallery, out: Path) -> dict[str, Path]:
     paths = {"json": out / "ranking.json", "html": out / "report.html", "png": out / "report.png"}
-    paths["json"].write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    write_atomic(paths["json"], json.dumps(result.to_json(), indent=1, ensure_ascii=False).encode())
     for i, item in enumerate(result.images):
         if item.query is not None:
-            _save(cv2.resize(item.query.crop, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA), out / "faces" / f"character_{i}.jpg")
+            _save(item.query.crop, out, f"character_{i}.jpg")
             if item.query.realified is not None:
-                _save(cv2.resize(item.query.realified, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA), out / "faces" / f"realified_{i}.jpg")
+                _save(item.query.realified, out, f"realified_{i}.jpg")
         for row in item.ranking:
-            target = out / "actors" / Path(row["photo"]).name
-            if not target.exists() and (gallery.root / row["photo"]).exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(gallery.root / row["photo"], target)
-    paths["html"].write_text(_html(result))
-    Image.fromarray(_sheet(result, out)).save(paths["png"])
+            source = inside(gallery.root, row["photo"], f"{gallery.root / 'gallery.json'}: field 'face'")
+            target = out / "actors" / source.name
+            if not target.exists() and source.is_file():
+                write_atomic(subfolder(out, "actors") / source.name, source.read_bytes())
+    write_atomic(paths["html"], _html(result).encode())
+    write_atomic(paths["png"], encode_png(_sheet(result, out)))
     return paths
 
 

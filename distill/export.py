@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from factory.errors import ModelLoadError, UserError
-from factory.files import FolderLock, output_folder
+from factory.files import FolderLock, output_folder, staged, write_atomic
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("safetensors", "onnx", "torchscript", "tensorrt")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt", "tensorrt": ".engine"}
+OPSETS = range(7, 21)  # what torch's TorchScript-based ONNX exporter writes
 
 
 class ExportMismatch(UserError):
@@ -75,29 +76,37 @@ def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance:
     """Write the student of ``checkpoint`` to folder ``out`` in ``format``; returns the model file.
 
     Every format gets ``student.json`` beside it (architecture, direction, size); ONNX also carries
-    it in its metadata. ONNX and TorchScript exports are checked against PyTorch on random inputs.
+    it in its metadata. ONNX and TorchScript exports are checked against PyTorch on random inputs;
+    every model file is written under a temporary name and takes its own only once checked.
     """
     if format not in FORMATS:
         raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    if format in ("onnx", "tensorrt") and opset not in OPSETS:
+        raise UserError(f"--opset {opset}: choose an ONNX opset from {OPSETS.start} to {OPSETS.stop - 1}")
     if format == "tensorrt":
         require_tensorrt()
     out = output_folder(out)
+    weights = student_files(checkpoint)[0]
+    if Path(out).resolve() == weights.parent.resolve():
+        raise UserError(f"--out {out}: is the checkpoint's own folder; the export goes beside it (default "
+                        "CHECKPOINT/export)")
     model, record = load_student(checkpoint)
-    with FolderLock(out, f"toonfactory export --format {format}"):
+    with FolderLock(out, f"toonfactory export --format {format}", kind="export"):
         return _export(checkpoint, model, record, format, out, opset, tolerance)
 
 
 def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset: int, tolerance: float) -> Path:
     target = out / f"student{SUFFIXES[format]}"
     if format == "safetensors":
-        shutil.copyfile(student_files(checkpoint)[0], target)
+        with staged(target) as tmp:
+            shutil.copyfile(student_files(checkpoint)[0], tmp)
     elif format == "onnx":
         export_onnx(model, record, target, opset, tolerance)
     elif format == "torchscript":
         export_torchscript(model, record, target, tolerance)
     else:
         export_tensorrt(model, record, target, opset)
-    (out / "student.json").write_text(json.dumps(record, indent=2))
+    write_atomic(out / "student.json", json.dumps(record, indent=2).encode())
     log.info("exported %s to %s", format, target)
     return target
 
@@ -135,16 +144,17 @@ def export_onnx(model, record: dict, path: Path, opset: int = 17, tolerance: flo
     size = min(record["size"], 256)
     dummy = torch.zeros(1, 3, size, size)
     axes = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(
-        fuse_batchnorm(model), (dummy,), str(path), dynamo=False, opset_version=opset,
-        input_names=["input"], output_names=["output"], dynamic_axes={"input": axes, "output": axes},
-    )
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "student", json.dumps(record)
-    onnx.save(proto, str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return _check("ONNX Runtime", path, lambda x: session.run(None, {"input": x})[0], model, size, tolerance)
+    with staged(path) as tmp:
+        torch.onnx.export(
+            fuse_batchnorm(model), (dummy,), str(tmp), dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["output"], dynamic_axes={"input": axes, "output": axes},
+        )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "student", json.dumps(record)
+        onnx.save(proto, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        return _check("ONNX Runtime", path, lambda x: session.run(None, {"input": x})[0], model, size, tolerance)
 
 
 def export_torchscript(model, record: dict, path: Path, tolerance: float = 1e-3) -> float:
@@ -156,9 +166,10 @@ def export_torchscript(model, record: dict, path: Path, tolerance: float = 1e-3)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still widely deployed
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
-        traced.save(str(path))
-        loaded = torch.jit.load(str(path))
-    return _check("TorchScript", path, lambda x: loaded(torch.from_numpy(x)).numpy(), model, size, tolerance)
+        with staged(path) as tmp:
+            traced.save(str(tmp))
+            loaded = torch.jit.load(str(tmp))
+            return _check("TorchScript", path, lambda x: loaded(torch.from_numpy(x)).numpy(), model, size, tolerance)
 
 
 def require_tensorrt() -> None:
@@ -198,4 +209,4 @@ def export_tensorrt(model, record: dict, path: Path, opset: int = 17) -> None:
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise ModelLoadError(onnx_path, "TensorRT failed to build an engine (see its log above)")
-    path.write_bytes(bytes(engine))
+    write_atomic(path, bytes(engine))

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from factory.errors import UserError
-from factory.files import FolderLock, disk_full, output_folder
+from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, write_atomic
 from factory.images import IMAGE_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,43 @@ def parse_assignments(items: list[str]) -> Assignment:
 _END = object()
 
 
+class VideoFile:
+    """One output video, written under a temporary name and renamed over its own name only once it is
+    closed and reads back with every frame written; otherwise removed, and a UserError names it."""
+
+    def __init__(self, target: Target, width: int, height: int):
+        self.target, self.frames = target, 0
+        self._stage = staged(target.output)
+        self.tmp = self._stage.__enter__()
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), target.fps, (width, height))
+        if not self.writer.isOpened():
+            self._fail(f"{target.output}: OpenCV cannot write an mp4v video here")
+
+    def write(self, bgr: np.ndarray) -> None:
+        self.writer.write(bgr)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.writer.release()
+        capture = cv2.VideoCapture(str(self.tmp))
+        readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        if readable < self.frames:
+            free = shutil.disk_usage(self.tmp.parent).free
+            self._fail(f"{self.target.output}: only {readable} of {self.frames} frames could be written "
+                       f"({free / 1e6:.0f} MB free on its disk); not kept")
+        self._stage.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        self.writer.release()
+        self._stage.__exit__(type(exc), exc, exc.__traceback__)
+
+    def _fail(self, message: str):
+        error = UserError(message)
+        self.abort(error)
+        raise error
+
+
 def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Target]:
     """Image files, folders of images (recursively) and video files, each with its output path.
 
@@ -216,7 +254,7 @@ def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PI
         return
     capture = cv2.VideoCapture(str(target.source))
     if not capture.isOpened():
-        raise UserError(f"{target.source}: OpenCV cannot open this video")
+        raise BadImage("unreadable_video", "OpenCV cannot open this video")
     target.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     count = 0
     try:
@@ -418,8 +456,8 @@ class Inference:
         return image
 
     def _write(self, inputs: int, on_frame: Callable[[int, int, int], None] | None) -> None:
-        writers: dict[Path, cv2.VideoWriter] = {}
-        frames = 0
+        video: VideoFile | None = None  # inputs come one after another: one video is open at a time
+        frames, ended = 0, False
         try:
             while (frame := self.results.get()) is not _END:
                 t0 = time.perf_counter()
@@ -427,40 +465,47 @@ class Inference:
                 t1 = time.perf_counter()
                 self.seconds["paste"] += t1 - t0
                 target = frame.target
+                if video is not None and video.target is not target:
+                    video, finished = None, video
+                    self._close(finished)
                 target.output.parent.mkdir(parents=True, exist_ok=True)
                 bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
                 if not target.video:
                     ok, data = cv2.imencode(".png", bgr)
                     if not ok:
                         raise ValueError(f"{target.source}: the output cannot be encoded as PNG")
-                    target.output.write_bytes(data.tobytes())
+                    write_atomic(target.output, data.tobytes())
                     self.stats["written"] += 1
-                elif target.output not in writers:
-                    height, width = image.shape[:2]
-                    writers[target.output] = cv2.VideoWriter(
-                        str(target.output), cv2.VideoWriter_fourcc(*"mp4v"), target.fps, (width, height)
-                    )
-                    self.stats["written"] += 1
-                if target.video:
-                    writers[target.output].write(bgr)
+                else:
+                    if video is None:
+                        video = VideoFile(target, *image.shape[1::-1])
+                    video.write(bgr)
                 self.seconds["encode"] += time.perf_counter() - t1
                 frames += 1
                 if on_frame is not None:
-                    on_frame(frames, self.stats["written"], inputs)
+                    on_frame(frames, self.stats["written"] + (video is not None), inputs)
+            ended = True
+            if video is not None:
+                video, finished = None, video
+                self._close(finished)
         except BaseException as exc:
+            if video is not None:
+                video.abort(exc)
             self.errors.append(exc)
-            while self.results.get() is not _END:  # keep draining so the model thread never blocks
+            while not ended and self.results.get() is not _END:  # keep draining: the model thread never blocks
                 pass
-        finally:
-            for writer in writers.values():
-                writer.release()
+
+    def _close(self, video: VideoFile) -> None:
+        video.close()
+        self.stats["written"] += 1
 
     # main thread: the model -----------------------------------------------------------------------
 
     def run(self, targets: list[Target], on_frame: Callable[[int, int, int], None] | None = None) -> dict:
         """Process every target; returns counts, seconds (wall, and per part) and the time the model
         spent waiting for input. ``on_frame(frames, files, inputs)`` hears of each frame written: frames
-        written, output files begun, and the inputs in all (called from the writer thread)."""
+        written, output files begun, and the inputs in all (called from the writer thread). ``written``
+        counts finished files: a video counts once it is closed and reads back whole."""
         start = time.perf_counter()
         reader = threading.Thread(target=self._read, args=(targets,), name="infer-reader", daemon=True)
         writer = threading.Thread(target=self._write, args=(len(targets), on_frame), name="infer-writer", daemon=True)
@@ -546,6 +591,7 @@ def infer(
         raise UserError("--assign maps faces to models: it needs --mode face")
     if assignment.actors and recognise is None:
         raise UserError(f"--assign {sorted(assignment.actors)[0]}=...: actor names need --gallery (track ids are numbers)")
+    refuse_out_in_inputs(out_dir, inputs)  # after the options: a mistaken option is named first
     targets = collect_inputs(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
@@ -559,7 +605,7 @@ def infer(
                           person_only=person_only, max_pixels=max_pixels, track=track, detect_every=detect_every,
                           smooth=smooth, embedder=embedder, recognise=recognise, students=students,
                           assignment=assignment, cascade=cascade)
-    with FolderLock(out_dir, f"toonfactory infer --out {out_dir}"):
+    with FolderLock(out_dir, f"toonfactory infer --out {out_dir}", kind="infer"):
         try:
             return inference.run(targets, on_frame)
         except OSError as exc:

@@ -26,7 +26,8 @@ import numpy as np
 
 from distill.config import DistillConfig
 from factory.errors import Interrupted, UserError
-from factory.files import FolderLock, folder_entries, output_folder
+from factory.files import (FolderLock, append_text, folder_entries, output_folder, refuse_link, staged, subfolder,
+                           write_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,9 @@ def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int =
     torch.manual_seed(seed)
     model = UNetGenerator(config.student)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / STUDENT_WEIGHTS))
-    (folder / STUDENT_CONFIG).write_text(json.dumps(student_record(config, step=0)))
+    with staged(folder / STUDENT_WEIGHTS) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_atomic(folder / STUDENT_CONFIG, json.dumps(student_record(config, step=0)).encode())
     return folder
 
 
@@ -257,13 +259,23 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         """Restore every state from safetensors and JSON; refuses a checkpoint of another student."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         record_path = Path(path) / TRAINING_RECORD
         record = read_json_record(record_path)
         if record.get("format") != TRAINING_FORMAT:
             raise UserError(f"{record_path}: field `format` is {record.get('format')!r}, expected {TRAINING_FORMAT!r}")
+        try:
+            self._restore(path, record)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise UserError(f"{record_path}: damaged checkpoint record or states ({type(exc).__name__}: {exc}); "
+                            "resume from another checkpoints/step_* folder") from None
+        log.info("resumed from %s at step %d", path, self.step_count)
+
+    def _restore(self, path: Path, record: dict) -> None:
+        """Every module, optimizer, scaler and random state from the checkpoint at ``path``."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        record_path = Path(path) / TRAINING_RECORD
         for section in ("student", "discriminator"):
             mine = getattr(self.config, section).model_dump(mode="json")
             theirs = record.get("distill", {}).get(section, {})
@@ -288,7 +300,6 @@ class Trainer:
             self.accelerator.scaler.load_state_dict(record["scaler"])
         set_random_states(rng, read_json_record(Path(path) / f"rng_{self.accelerator.process_index}.json"))
         self.step_count = int(record["step"])
-        log.info("resumed from %s at step %d", path, self.step_count)
 
     def save(self) -> Path:
         """Write a complete checkpoint for the current step; prune the oldest beyond the limit."""
@@ -298,9 +309,10 @@ class Trainer:
         staging = final.with_name(final.name + ".tmp")
         main = self.accelerator.is_main_process
         if main:
-            if staging.exists():
+            subfolder(self.out_dir, "checkpoints")
+            if refuse_link(staging).exists():
                 shutil.rmtree(staging)
-            staging.mkdir(parents=True)
+            staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
         self.accelerator.wait_for_everyone()
         tensors, record = random_states()
         save_file(tensors, str(staging / f"rng_{self.accelerator.process_index}.safetensors"))
@@ -323,7 +335,7 @@ class Trainer:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
             save_file(weights, str(staging / STUDENT_WEIGHTS))
             (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.step_count), indent=2))
-            if final.exists():
+            if refuse_link(final).exists():
                 shutil.rmtree(final)
             staging.rename(final)
             for old in checkpoints(self.out_dir)[: -self.config.keep_checkpoints]:
@@ -430,9 +442,7 @@ class Trainer:
         metrics = {**pair_scores(outputs, pairs, ""), **self.identity_scores}
         shown = pairs[: self.config.val_images]
         grid = image_grid([[s for _, s, _ in shown], [t for _, _, t in shown], outputs[: len(shown)]])
-        folder = self.out_dir / "validation"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"step_{self.step_count:07d}.png").write_bytes(encode_png(grid))
+        write_atomic(subfolder(self.out_dir, "validation") / f"step_{self.step_count:07d}.png", encode_png(grid))
         if self.tracker is not None:
             for name, value in metrics.items():
                 self.tracker.report_scalar("validation", name, value, self.step_count)
@@ -459,8 +469,7 @@ class Trainer:
             if main and pairs and (step % config.val_every == 0 or step == config.steps):
                 record.update({f"val_{k}": v for k, v in self.validate(pairs).items()})
             if main and (step % config.log_every == 0 or step == config.steps or "val_psnr" in record):
-                with log_path.open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                append_text(log_path, json.dumps(record) + "\n")
                 if self.tracker is not None:
                     for name, value in record.items():
                         if name != "step":
@@ -492,11 +501,12 @@ def train(
     out_dir = Path(out_dir)
     prepare_training(data_dir, out_dir, resume, overwrite)
     trainer = Trainer(config, data_dir, out_dir, tracker)
-    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}") if trainer.accelerator.is_main_process else nullcontext()
+    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}", kind="train", earlier="metrics.jsonl") \
+        if trainer.accelerator.is_main_process else nullcontext()
     with lock:
         if overwrite and not resume and trainer.accelerator.is_main_process:
             for name in OWN_OUTPUTS:
-                target = out_dir / name
+                target = refuse_link(out_dir / name)
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         trainer.accelerator.wait_for_everyone()
         if resume:

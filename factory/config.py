@@ -57,10 +57,17 @@ def read_yaml(path: str | Path) -> dict:
         data = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(str(path), [f"(yaml): {exc}"]) from None
+    except RecursionError:
+        raise RecipeError(str(path), ["(yaml): nested too deeply"]) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
         raise RecipeError(str(path), ["(recipe): must be a mapping of sections"])
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:  # a date, a set, bytes: YAML types a recipe has no use for
+        raise RecipeError(str(path), [f"(yaml): {exc}; write values as text, numbers, booleans, lists or "
+                                      "mappings (quote a date: \"2024-01-01\")"]) from None
     return data
 
 

@@ -1,4 +1,6 @@
-"""Files the product writes and checks: atomic writes, content hashes, output-folder locks, disk full."""
+"""Files the product writes and checks: the one way to write (fresh temporary file, synced, renamed;
+never through a link), paths that must stay inside their folder, content hashes, output-folder locks
+and ownership markers, disk full."""
 
 from __future__ import annotations
 
@@ -7,23 +9,106 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import socket
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from factory.errors import UserError
 
 LOCK_NAME = ".toonfactory.lock"
+MARKER_NAME = ".toonfactory.made-by"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def refuse_link(path: Path) -> Path:
+    """``path`` itself, refused (one line naming it) when it is a symbolic link."""
+    if os.path.islink(path):
+        raise UserError(f"{path}: is a symbolic link; toonfactory never writes through one (remove it or "
+                        "choose another folder)")
+    return Path(path)
+
+
+def open_new(path: Path):
+    """A binary file created at ``path``, which must not exist yet (O_EXCL; a link there is never followed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:
+        refuse_link(path)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A fresh temporary file beside ``path`` (unique name, created with O_EXCL and O_NOFOLLOW, same
+    suffix) for a writer that needs a file name; once the body returns it is synced and renamed over
+    ``path``; on any error it is removed and ``path`` stays as it was. A link at ``path`` is refused."""
+    path = Path(path)
+    refuse_link(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    open_new(tmp).close()
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        refuse_link(path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, flush to disk, rename: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` the one safe way (see :func:`staged`): readers never see half a file."""
+    with staged(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` to a log file (created when absent; a link there is refused, never followed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_link(path)
+        raise
+    with os.fdopen(fd, "a") as handle:
+        handle.write(text)
+
+
+def subfolder(root: Path, name: str) -> Path:
+    """``root/name`` made as a real folder (a link there is refused), for a command's own files."""
+    folder = refuse_link(Path(root) / name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def inside(root: Path, relative: str | Path, what: str) -> Path:
+    """``root/relative`` resolved, refused when it leaves ``root`` (an absolute path, ``..``, a link out):
+    ``what`` names the file that gave the path."""
+    root = Path(root).resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise UserError(f"{what}: path {str(relative)!r} leaves its folder {root}; refused")
+    return target
+
+
+def refuse_out_in_inputs(out: Path, inputs, option: str = "--out") -> None:
+    """Refuse an output that is an input, or inside an input folder: its own files would become inputs
+    or replace them."""
+    where = Path(out).resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if where == source or (Path(item).is_dir() and source in where.parents):
+            raise UserError(f"{option} {out}: is {'inside ' if where != source else ''}the input {item}; "
+                            "choose a folder outside the inputs")
 
 
 def sha256_file(path: Path, length: int | None = None) -> str:
@@ -61,10 +146,10 @@ def output_folder(out: Path, option: str = "--out") -> Path:
 
 
 def folder_entries(out: Path) -> list[Path]:
-    """What a folder holds besides its lock file (nothing when it does not exist)."""
+    """What a folder holds besides its lock file and ownership marker (nothing when it does not exist)."""
     if not Path(out).is_dir():
         return []
-    return sorted(p for p in Path(out).iterdir() if p.name != LOCK_NAME)
+    return sorted(p for p in Path(out).iterdir() if p.name not in (LOCK_NAME, MARKER_NAME))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -83,13 +168,19 @@ class FolderLock:
     The lock is an ``flock`` on that file, so it dies with its holder; a lock file left by a dead
     process is taken over. A live holder is refused with a UserError naming it. Creating the
     folder for the lock is undone on release when nothing else was written into it.
+
+    With a ``kind`` (``infer``, ``cast gallery``...) the command owns only folders it made: the folder
+    must be empty, or hold ``.toonfactory.made-by`` naming that kind, or (made before markers) the file
+    ``earlier``; anything else is refused before a byte is written.
     """
 
-    def __init__(self, out: Path, command: str, option: str = "--out"):
+    def __init__(self, out: Path, command: str, option: str = "--out", kind: str | None = None,
+                 earlier: str | None = None):
         self.out, self.command, self.option = Path(out), command, option
+        self.kind, self.earlier = kind, earlier
         self.path = self.out / LOCK_NAME
         self.handle = None
-        self.created = False
+        self.created = self.marked = False
 
     def __enter__(self) -> "FolderLock":
         output_folder(self.out, self.option)
@@ -97,7 +188,7 @@ class FolderLock:
             self.out.mkdir(parents=True)
             self.created = True
         while True:
-            handle = open(self.path, "a+")
+            handle = self._open()
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -118,7 +209,42 @@ class FolderLock:
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command}))
         handle.flush()
         self.handle = handle
+        if self.kind is not None:
+            try:
+                self._claim()
+            except BaseException:
+                self.__exit__()
+                raise
         return self
+
+    def _open(self):
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                refuse_link(self.path)
+            raise
+        return os.fdopen(fd, "r+")
+
+    def _claim(self) -> None:
+        """Refuse a folder this kind of command did not make; mark an empty one as made by it."""
+        marker = refuse_link(self.out / MARKER_NAME)
+        made_by = None
+        if marker.is_file():
+            with open(marker, "rb") as handle:
+                made_by = handle.read(200).decode(errors="replace").strip()
+        if made_by is not None and made_by != self.kind:
+            raise UserError(f"{self.option} {self.out}: made by `toonfactory {made_by}`, not `toonfactory "
+                            f"{self.kind}`; choose another folder")
+        entries = [p.name for p in folder_entries(self.out)]
+        if made_by is None and entries and not (self.earlier and (self.out / self.earlier).is_file()):
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UserError(f"{self.option} {self.out}: not empty ({shown}) and not made by `toonfactory "
+                            f"{self.kind}`; toonfactory never replaces files it did not make: choose a new or "
+                            "empty folder")
+        if made_by is None:
+            write_atomic(marker, self.kind.encode())
+            self.marked = True
 
     @staticmethod
     def _holder(handle) -> str:
@@ -132,7 +258,11 @@ class FolderLock:
         return f"`{record.get('command', 'toonfactory')}` (pid {pid} on {host}{alive})"
 
     def _undo_mkdir(self) -> None:
-        if self.created and not folder_entries(self.out):
+        if folder_entries(self.out):
+            return
+        if self.marked:
+            (self.out / MARKER_NAME).unlink(missing_ok=True)
+        if self.created:
             self.path.unlink(missing_ok=True)
             try:
                 self.out.rmdir()

@@ -37,7 +37,7 @@ class RunResult:
     manifest: dict | None = None
 
 
-OWN_ENTRIES = {"shards", "stats", "recipe.json", "recipe.json.tmp"}
+OWN_ENTRIES = {"shards", "stats", "recipe.json"}
 
 
 def prepare_output(resolved: Resolved, out: Path, tasks: list[plan.ShardTask], rank: int = 0) -> None:
@@ -50,7 +50,7 @@ def prepare_output(resolved: Resolved, out: Path, tasks: list[plan.ShardTask], r
             raise UserError(f"--out {out}: is inside {dotted(loc)} ({path}), which the run reads; its own files "
                             "would become inputs. Choose a folder outside it")
     previous = read_recipe(out)
-    entries = {p.name for p in folder_entries(out)}
+    entries = {p.name for p in folder_entries(out) if not p.name.startswith(".recipe.json.")}  # rank 0 writing it
     if previous is None and entries and not (rank > 0 and entries <= OWN_ENTRIES):
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
         raise UserError(f"--out {out}: not empty ({shown}) and not a toonfactory dataset (no recipe.json); "

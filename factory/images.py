@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_MAX_PIXELS = 64_000_000
 DECODE_PIXELS = 16_000_000  # larger photos are decoded reduced to about this size (faces need no more)
+MAX_IMAGE_BYTES = 256 << 20  # an image file is sized before it is read: a 64 MP PNG is under 200 MB
 
 
 class BadImage(Exception):
@@ -45,6 +46,9 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
+            size = path.stat().st_size
+            if size > MAX_IMAGE_BYTES:
+                raise BadImage("file_too_large", f"{size} bytes > {MAX_IMAGE_BYTES}")
             data = path.read_bytes()
         except OSError as exc:
             raise BadImage("unreadable_file", str(exc)) from None
@@ -105,8 +109,20 @@ def from_unit(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.astype(np.uint8))
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
+def decode_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A dataset image (PNG bytes) as an array in its own mode; raises BadImage when damaged or too large."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.size[0] * img.size[1] > max_pixels:
+                raise BadImage("decompression_bomb", f"{img.size[0]}x{img.size[1]} pixels > {max_pixels}")
+            return np.asarray(img)
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
+            SyntaxError, ValueError) as exc:
+        raise BadImage("corrupt_image", str(exc)) from None
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
+from factory.files import refuse_link, subfolder, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +289,7 @@ class ClearMLTracker(Tracker):
         zip_path = folder.with_name(folder.name + ".zip")
         if not zip_path.is_file():
             shutil.make_archive(str(folder), "zip", root_dir=folder)
-        target = self.out_dir / "clearml" / zip_name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = refuse_link(subfolder(self.out_dir, "clearml") / zip_name)
         shutil.move(str(zip_path), target)
         shutil.rmtree(folder, ignore_errors=True)
         self.sessions.append(target)
@@ -330,9 +330,7 @@ DATASET_ID = "dataset.json"
 
 def write_dataset_id(out_dir: Path, dataset_id: str) -> None:
     """Keep the id of a folder's ClearML Dataset version beside it (``clearml/dataset.json``)."""
-    folder = Path(out_dir) / "clearml"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / DATASET_ID).write_text(json.dumps({"id": dataset_id}))
+    write_atomic(subfolder(out_dir, "clearml") / DATASET_ID, json.dumps({"id": dataset_id}).encode())
 
 
 def dataset_ids(out_dir: Path) -> list[str]:

@@ -230,7 +230,7 @@ def test_clustering_counts_faces_left_alone_and_places_them_when_a_match_arrives
 
 def test_two_runs_on_one_folder_are_refused(tmp_path):
     with locked(tmp_path):
-        with pytest.raises(UserError, match="another curation run"):
+        with pytest.raises(UserError, match="in use by `toonfactory curate`"):
             with locked(tmp_path):
                 pass
     with locked(tmp_path):  # released

@@ -142,10 +142,10 @@ class Profile:
             "info": self.info,
         }
 
-    def save(self, path: str | Path) -> None:
+    def to_text(self) -> str:
+        """The profile as the JSON file's text (written by the caller, the factory's one safe way)."""
         text = json.dumps(self.to_json(), indent=1)
-        text = re.sub(r"\[\s+(-?[\d.e-]+),\s+(-?[\d.e-]+)\s+\]", r"[\1, \2]", text)  # one point per line
-        Path(path).write_text(text + "\n")
+        return re.sub(r"\[\s+(-?[\d.e-]+),\s+(-?[\d.e-]+)\s+\]", r"[\1, \2]", text) + "\n"  # one point per line
 
 
 def load_profile(path: str | Path | None = None) -> Profile:

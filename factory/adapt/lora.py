@@ -191,7 +191,7 @@ class LoraAdaptation(Adaptation):
         key = hashlib.sha256(json.dumps([prior.class_prompt, size, prior.sampling_steps]).encode()).hexdigest()[:12]
         folder = self.work / "class_images" / key
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "prompt.txt").write_text(prior.class_prompt)
+        write_atomic(folder / "prompt.txt", prior.class_prompt.encode())
         missing = [i for i in range(prior.images) if not (folder / f"{i:05d}.png").is_file()]
         batch = 4
         for start in range(0, len(missing), batch):
@@ -311,10 +311,12 @@ class LoraAdaptation(Adaptation):
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
+        from factory.files import refuse_link
+
         layers = {f"{name}_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
                   for name, module in self.modules().items()}
         out = Path(self.config.out)
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as staging:
             StableDiffusionPipeline.save_lora_weights(staging, safe_serialization=True, **layers)
-            os.replace(Path(staging) / WEIGHTS, out / WEIGHTS)
+            os.replace(Path(staging) / WEIGHTS, refuse_link(out / WEIGHTS))

@@ -255,20 +255,19 @@ class StyleGAN2Adaptation(Adaptation):
 
     def export(self) -> None:
         """``g_ema`` and ``d`` as tensors only, replacing the output in one rename."""
-        import os
-
         import torch
         from safetensors.torch import save_file
+
+        from factory.files import staged
 
         out = Path(self.config.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         parts = {"g_ema": self.g_ema.state_dict(),
                  "d": self.accelerator.unwrap_model(self.discriminator).state_dict()}
-        staging = out.with_name(f".{out.name}.tmp")
-        if out.suffix == ".safetensors":
-            save_file({f"{name}.{k}": v.detach().cpu().contiguous() for name, state in parts.items()
-                       for k, v in state.items()}, str(staging))
-        else:  # a plain dict of tensors: torch.load(weights_only=True) reads it, stylegan2-pytorch too
-            torch.save({name: {k: v.detach().cpu() for k, v in state.items()} for name, state in parts.items()},
-                       staging)
-        os.replace(staging, out)
+        with staged(out) as staging:
+            if out.suffix == ".safetensors":
+                save_file({f"{name}.{k}": v.detach().cpu().contiguous() for name, state in parts.items()
+                           for k, v in state.items()}, str(staging))
+            else:  # a plain dict of tensors: torch.load(weights_only=True) reads it, stylegan2-pytorch too
+                torch.save({name: {k: v.detach().cpu() for k, v in state.items()} for name, state in parts.items()},
+                           staging)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.files import write_atomic
+from factory.files import refuse_link, write_atomic
 from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,14 @@ class Checkpoints:
 
         final = self.root / f"step_{step:07d}"
         staging = final.with_name(final.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if refuse_link(staging).exists():
+            shutil.rmtree(staging)
+        staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
         save_file(tensors, str(staging / STATE_TENSORS))
         (staging / STATE_RECORD).write_text(json.dumps(record, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
+        if refuse_link(final).exists():
+            shutil.rmtree(final)
         staging.rename(final)
         for old in self.all()[:-self.keep]:
             shutil.rmtree(old)
@@ -369,7 +373,9 @@ def exclusive(work: Path, field: FieldName):
     import fcntl
 
     work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as handle:
+    refuse_link(work / ".lock")
+    fd = os.open(work / ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -15,15 +15,12 @@ unless an override changes them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from factory.errors import UserError
-from factory.files import write_atomic
+from factory.files import FolderLock, inside, staged, subfolder, write_atomic
 from factory.images import encode_png
 
 MANIFEST_VERSION = 1
@@ -76,8 +73,7 @@ class Workspace:
         return data
 
     def write_crop(self, face_id: str, crop: np.ndarray) -> str:
-        path = self.root / "faces" / f"{face_id}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = subfolder(self.root, "faces") / f"{face_id}.png"
         write_atomic(path, encode_png(crop))
         return path.relative_to(self.root).as_posix()
 
@@ -86,19 +82,18 @@ class Workspace:
 
     def publish(self, group: str, face_id: str, keep: bool) -> None:
         """Put a kept face's crop in its group's folder, or take a dropped one out (the pool keeps it)."""
-        target = self.root / group / f"{face_id}.png"
+        target = inside(self.root, f"{group}/{face_id}.png", f"{self.manifest_path}: group {group!r}")
         if keep and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.root / "faces" / f"{face_id}.png", target)
+            write_atomic(target, (self.root / "faces" / f"{face_id}.png").read_bytes())
         elif not keep and target.exists():
             target.unlink()
 
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.features:
-            tmp = self.features_path.with_name("features.tmp.npz")
-            np.savez(tmp, **self.features)
-            os.replace(tmp, self.features_path)
+            with staged(self.features_path) as tmp:
+                np.savez(tmp, **self.features)
         write_atomic(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode())
 
     def published_files(self) -> list[Path]:
@@ -106,21 +101,10 @@ class Workspace:
         return files + [self.manifest_path]
 
 
-@contextmanager
-def locked(root: Path):
-    """One curation run per folder at a time: a second one is refused, not interleaved."""
-    root.mkdir(parents=True, exist_ok=True)
-    lock = root / ".curate.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise UserError(f"{root}: another curation run is using this folder (remove {lock} if none is)") from None
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
+def locked(root: Path) -> FolderLock:
+    """One curation run per folder at a time (a second is refused; a dead run's lock is taken over), in a
+    folder curate made: empty, marked, or holding its manifest."""
+    return FolderLock(Path(root), "toonfactory curate", kind="curate", earlier="manifest.json")
 
 
 def apply_decision(ws: Workspace, group: str, face_id: str, auto: dict, overrides: dict[str, dict[str, str]]) -> dict:

@@ -9,9 +9,10 @@ counts, the recipe hash, the teacher, rejects by reason, sources and licence fie
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
+from factory.dataset.reader import manifest_shards, read_member, read_record, shard_members
+from factory.errors import UserError
 from factory.files import write_atomic
 
 CARD = "README.md"
@@ -26,16 +27,15 @@ def size_category(n: int) -> str:
     return next((name for bound, name in bounds if n < bound), "10M<n<100M")
 
 
-def _json_records(out: Path, shard_names: list[str]) -> list[dict]:
-    per_shard = max(5, RECORDS_FOR_FEATURES // max(len(shard_names), 1))
+def _json_records(shard_paths: list[Path]) -> list[dict]:
+    per_shard = max(5, RECORDS_FOR_FEATURES // max(len(shard_paths), 1))
     records = []
-    for name in shard_names:
-        with tarfile.open(out / "shards" / name) as tar:
-            for member in tar:
-                if member.name.endswith(".json"):
-                    records.append(json.loads(tar.extractfile(member).read()))
-                    if len(records) % per_shard == 0:
-                        break
+    for tar_path in shard_paths:
+        for tar, member, _, ext in shard_members(tar_path):
+            if ext == "json":
+                records.append(read_record(tar_path, member, read_member(tar_path, tar, member)))
+                if len(records) % per_shard == 0:
+                    break
     return records
 
 
@@ -45,10 +45,14 @@ def features(out: Path, manifest: dict):
     import pyarrow as pa
     from datasets.features.features import cast_to_python_objects
 
-    records = _json_records(out, [s["name"] for s in manifest["shards"]])
+    records = _json_records(manifest_shards(out, manifest))
     tables = [pa.Table.from_pylist(cast_to_python_objects([{"json": r}], only_1d_for_numpy=True)) for r in records]
     if tables:
-        json_feature = datasets.Features.from_arrow_schema(pa.concat_tables(tables, promote_options="default").schema)["json"]
+        try:
+            schema = pa.concat_tables(tables, promote_options="default").schema
+        except pa.ArrowException as exc:  # records whose fields change type between samples (a damaged shard)
+            raise UserError(f"{out / 'shards'}: the samples' json records disagree on a field's type ({exc})") from None
+        json_feature = datasets.Features.from_arrow_schema(schema)["json"]
     else:  # a run whose every candidate was rejected: no record to infer the json column from
         json_feature = {"key": datasets.Value("string")}
     columns = {name: datasets.Image() for name in IMAGE_FIELDS if name in manifest["fields"]}

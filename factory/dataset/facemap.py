@@ -18,6 +18,7 @@ import numpy as np
 
 from factory.dataset.reader import Entry, index_samples, read_image_field
 from factory.files import write_atomic
+from factory.images import encode_png
 
 GroupBy = Literal["source", "character", "teacher"]
 MAP_PNG = "embedding_map.png"
@@ -124,8 +125,6 @@ def draw_map(coords: np.ndarray, thumbs: list[np.ndarray], groups: list[str], ti
 def write_map(out: Path, by: GroupBy = "character", limit: int | None = 500, seed: int = 0,
               progress: Callable[[float], None] | None = None) -> dict:
     """Embed, lay out and draw the dataset's faces (the first ``limit``); writes the PNG and the JSON."""
-    from PIL import Image
-
     out = Path(out)
     entries = index_samples(out)[:limit]
     vectors, feature = embed_faces(out, entries, progress)
@@ -135,7 +134,7 @@ def write_map(out: Path, by: GroupBy = "character", limit: int | None = 500, see
     method = "t-SNE" if len(entries) >= 5 else "PCA"
     title = f"{out.name}: {len(entries)} faces, {feature} features, {method}, coloured by {by}"
     png = out / MAP_PNG
-    Image.fromarray(draw_map(coords, thumbs, groups, title)).save(png)
+    write_atomic(png, encode_png(draw_map(coords, thumbs, groups, title)))
     record = {"feature": feature, "method": method, "by": by, "seed": seed,
               "points": [{"key": e.key, "x": round(float(x), 4), "y": round(float(y), 4), "group": g}
                          for e, (x, y), g in zip(entries, coords, groups)]}

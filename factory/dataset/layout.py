@@ -10,6 +10,7 @@ from factory.files import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 RECIPE = "recipe.json"
+MAX_RECORD_BYTES = 64 << 20  # a dataset's json records (manifest, recipe, review) are sized before reading
 
 
 def shard_paths(out: Path, name: str) -> dict[str, Path]:
@@ -19,6 +20,12 @@ def shard_paths(out: Path, name: str) -> dict[str, Path]:
         "stats": out / "stats" / f"{name}.json",
         "marker": out / "stats" / f"{name}.done",
     }
+
+
+def valid_stats(record) -> bool:
+    """Whether a shard's stats record has the counts, rejects and seconds a report sums."""
+    return (isinstance(record, dict) and all(isinstance(record.get(k), int) for k in ("planned", "attempted", "accepted"))
+            and isinstance(record.get("rejected"), dict) and isinstance(record.get("seconds"), dict))
 
 
 def read_marker(out: Path, name: str) -> dict | None:
@@ -31,11 +38,17 @@ def read_marker(out: Path, name: str) -> dict | None:
 
 
 def is_done(out: Path, task, verify: bool = False) -> bool:
-    """True when the shard was completed for the same planned size and its tar is the one the marker
-    recorded: same size always, same sha256 too when ``verify`` (a resume reads every tar once)."""
-    tar = shard_paths(out, task.name)["tar"]
-    marker = read_marker(out, task.name)
+    """True when the shard was completed for the same planned size, its stats are readable and its tar is
+    the one the marker recorded: same size always, same sha256 too when ``verify`` (a resume reads every
+    tar once)."""
+    paths = shard_paths(out, task.name)
+    tar, marker = paths["tar"], read_marker(out, task.name)
     if marker is None or marker.get("size") != task.size or not tar.is_file():
+        return False
+    try:
+        if not valid_stats(json.loads(paths["stats"].read_text())):
+            return False
+    except (OSError, ValueError, RecursionError):
         return False
     if tar.stat().st_size != marker.get("bytes") or "sha256" not in marker:
         return False
@@ -56,10 +69,12 @@ def read_json(path: Path) -> dict | None:
     """A JSON record of the folder, None when absent; a damaged one is the user's to see."""
     if not path.is_file():
         return None
+    if path.stat().st_size > MAX_RECORD_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes, over the {MAX_RECORD_BYTES >> 20} MB a JSON record may have")
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON record ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(f"{path}: not a readable JSON record ({type(exc).__name__}: {exc})") from None
 
 
 def read_recipe(out: Path) -> dict | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import platform
-import tarfile
 from importlib import metadata
 from pathlib import Path
 
 from factory.dataset.card import write_card
 from factory.dataset.layout import MANIFEST, shard_paths
+from factory.dataset.reader import shard_members
 from factory.dataset.report import merge_stats, shard_stats
 from factory.files import sha256_file, write_atomic
 
@@ -63,6 +63,5 @@ def seal(out: Path, *, name: str, recipe_hash: str, recipe: dict, shard_names: l
 
 def _has_masks(out: Path, shards: list[dict]) -> bool:
     for shard in shards:
-        with tarfile.open(out / "shards" / shard["name"]) as tar:
-            return any(name.endswith(".mask.png") for name in tar.getnames())
+        return any(ext == "mask.png" for _, _, _, ext in shard_members(out / "shards" / shard["name"]))
     return False

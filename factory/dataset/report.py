@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from factory.dataset.layout import read_json, valid_stats
+from factory.errors import UserError
 
 STAT_COUNTS = ("shards", "planned", "attempted", "accepted")
 
 
 def shard_stats(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((out / "stats").glob("*.json"))]
+    """Every shard's stats record; a damaged one is named (``generate`` remakes its shard)."""
+    records = []
+    for path in sorted((out / "stats").glob("*.json")):
+        record = read_json(path)
+        if not valid_stats(record):
+            raise UserError(f"{path}: not a shard's stats record (counts, rejected, seconds); re-run "
+                            "`toonfactory generate` on this folder to remake its shard")
+        records.append(record)
+    return records
 
 
 def merge_stats(stats: list[dict]) -> dict:
@@ -49,13 +59,13 @@ def stats_tables(stats: dict) -> list:
 
 def write_contact_sheet(out: Path, count: int = 24) -> Path:
     """``out/contact_sheet.png``: the first ``count`` pairs, real | toon."""
-    from PIL import Image
-
     from factory.dataset.reader import iter_pairs
     from factory.dataset.sheets import pair_sheet
+    from factory.files import write_atomic
+    from factory.images import encode_png
 
     pairs = list(iter_pairs(out, limit=count))
     path = out / "contact_sheet.png"
     if pairs:
-        Image.fromarray(pair_sheet(pairs)).save(path)
+        write_atomic(path, encode_png(pair_sheet(pairs)))
     return path

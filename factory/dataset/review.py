@@ -20,6 +20,7 @@ from factory.files import write_atomic
 
 REVIEW = "review.json"
 FORMAT = "toonfactory-review/1"
+MAX_NOTE = 2000  # characters in one note
 
 
 def review_path(out: Path) -> Path:
@@ -37,6 +38,9 @@ def read_review(path: Path) -> dict:
     if not isinstance(marks, dict) or not all(isinstance(m, dict) and isinstance(m.get("note", ""), str)
                                               for m in marks.values()):
         raise UserError(f"{path}: field 'marks' must map sample keys to {{'note': text}}")
+    if any(len(m.get("note", "")) > MAX_NOTE for m in marks.values()):
+        raise UserError(f"{path}: field 'marks': a note is longer than {MAX_NOTE} characters")
+    record.setdefault("recipe_hash", None)
     return record
 
 
@@ -62,6 +66,8 @@ def _update(out: Path, change) -> dict:
 
 def mark(out: Path, key: str, note: str = "") -> dict:
     """Mark the pair ``key`` bad (a second mark replaces the note); returns the review record."""
+    if len(note) > MAX_NOTE:
+        raise UserError(f"note for {key}: {len(note)} characters, at most {MAX_NOTE}")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return _update(out, lambda marks: marks.__setitem__(key, {"note": note.strip(), "marked_at": stamp}))
 

@@ -9,19 +9,21 @@ parent (path, recipe hash, manifest checksum, removed keys with their notes).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 
 from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_paths
 from factory.dataset.manifest import seal
+from factory.dataset.reader import manifest_shards, read_member, shard_members
 from factory.dataset.review import read_review
 from factory.dataset.writer import ShardWriter
 from factory.errors import UserError
-from factory.files import sha256_file, write_atomic
+from factory.files import refuse_link, sha256_file, write_atomic
 from factory.plan import ShardTask
 
 REVIEW_REASON = "review"
@@ -32,6 +34,7 @@ def _check(src: Path, review_file: Path, out: Path) -> tuple[dict, dict]:
     if manifest is None:
         raise UserError(f"{src / MANIFEST}: not found; only a finished dataset (made by `toonfactory generate`) "
                         "can be filtered")
+    manifest_shards(src, manifest)
     if not review_file.is_file():
         raise UserError(f"--review {review_file}: not found (mark pairs in `toonfactory view {src}` first)")
     review = read_review(review_file)
@@ -49,33 +52,30 @@ def _check(src: Path, review_file: Path, out: Path) -> tuple[dict, dict]:
 
 
 def _samples(tar_path: Path):
-    """(key, {field: bytes}) for each sample of a shard, in order."""
-    with tarfile.open(tar_path) as tar:
-        key, files = None, {}
-        for member in tar:
-            name, ext = member.name.split(".", 1)
-            if key is not None and name != key:
-                yield key, files
-                files = {}
-            key = name
-            files[ext] = tar.extractfile(member).read()
-        if key is not None:
+    """(key, {field: bytes}) for each sample of a shard, in order (members checked by ``shard_members``)."""
+    key, files = None, {}
+    for tar, member, name, ext in shard_members(tar_path):
+        if key is not None and name != key:
             yield key, files
+            files = {}
+        key = name
+        files[ext] = read_member(tar_path, tar, member)
+    if key is not None:
+        yield key, files
 
 
 def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[str]:
     """Copy one shard without the marked pairs (bytes as they are); its stats gain the review rejects."""
     name = shard["name"].removesuffix(".tar")
     tar_path = src / "shards" / shard["name"]
-    with tarfile.open(tar_path) as tar:
-        keys = dict.fromkeys(member.split(".", 1)[0] for member in tar.getnames())
+    keys = dict.fromkeys(key for _, _, key, _ in shard_members(tar_path))
     removed = [key for key in keys if key in marks]
     parent_stats = json.loads(shard_paths(src, name)["stats"].read_text())
     writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats["planned"], 1.0))
     items = {}
     for key, files in _samples(tar_path):
         if key in marks:
-            items[key] = (json.loads(files["json"]).get("source") or {}).get("item")
+            items[key] = (json.loads(files.get("json") or "{}").get("source") or {}).get("item")
         else:
             writer.write_record({"__key__": key, **files})
     rejected = dict(parent_stats["rejected"])
@@ -93,11 +93,7 @@ def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
     manifest, review = _check(src, review_file, out)
     marks = review["marks"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the version is an ordinary folder
-    try:
+    with _building(out) as staging:
         removed = [key for shard in manifest["shards"] for key in _filter_shard(src, staging, shard, marks)]
         unknown = sorted(set(marks) - set(removed))
         if unknown:
@@ -109,10 +105,43 @@ def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
                   "removed": [{"key": key, "note": marks[key].get("note", "")} for key in sorted(removed)]}
         child = seal(staging, name=manifest["name"], recipe_hash=manifest["recipe_hash"], recipe=manifest["recipe"],
                      shard_names=[s["name"].removesuffix(".tar") for s in manifest["shards"]], parent=parent)
-        if out.exists():
-            out.rmdir()  # checked empty above; a folder filled meanwhile makes rmdir fail, and nothing is lost
-        os.rename(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        try:
+            if out.exists():
+                out.rmdir()  # checked empty above; a folder filled meanwhile makes rmdir fail, and nothing is lost
+            os.rename(staging, out)
+        except OSError as exc:
+            raise UserError(f"--out {out}: filled by something else meanwhile ({exc.strerror}); this version "
+                            "was not kept") from None
     return child
+
+
+@contextlib.contextmanager
+def _building(out: Path):
+    """The hidden folder a version of ``out`` is built in, beside it, while this run holds
+    ``.OUT.filter.lock`` (a second filter into ``out`` is refused); partial folders a killed run left
+    are removed first, and this run's is removed unless it was renamed into place."""
+    lock_path = refuse_link(out.parent / f".{out.name}.filter.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd).st_ino == os.stat(lock_path).st_ino  # not a file its last holder removed
+        except (BlockingIOError, FileNotFoundError):
+            held = False
+        if not held:
+            raise UserError(f"--out {out}: another `toonfactory dataset filter` is writing it; wait for it to finish")
+        for stale in out.parent.glob(f".{out.name}.*.partial"):  # only a lock holder makes them: a killed run's
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the version is an ordinary folder
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when renamed into place
+    finally:
+        if held:
+            lock_path.unlink(missing_ok=True)
+        os.close(fd)

@@ -14,7 +14,7 @@ from pathlib import Path
 import webdataset as wds
 
 from factory.dataset.layout import shard_paths
-from factory.files import sha256_file, write_atomic
+from factory.files import open_new, refuse_link, sha256_file, subfolder, write_atomic
 from factory.images import encode_png
 from factory.plan import ShardTask
 from factory.sample import Sample
@@ -30,11 +30,11 @@ class ShardWriter:
     def __init__(self, out: Path, task: ShardTask):
         self.task = task
         self.paths = shard_paths(out, task.name)
+        for folder in ("shards", "stats"):
+            subfolder(out, folder)
         for key in ("tar", "tmp", "stats", "marker"):
             self.paths[key].unlink(missing_ok=True)
-        self.paths["tar"].parent.mkdir(parents=True, exist_ok=True)
-        self.paths["stats"].parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.paths["tmp"], "wb")
+        self._file = open_new(self.paths["tmp"])
         self._tar = wds.TarWriter(self._file, user="toonfactory", group="toonfactory", mtime=0.0, encoder=False)
         self.count = 0
 
@@ -58,7 +58,7 @@ class ShardWriter:
         self._file.close()
         record = {"size": self.task.size, "samples": self.count, "bytes": self.paths["tmp"].stat().st_size,
                   "sha256": sha256_file(self.paths["tmp"])}
-        os.replace(self.paths["tmp"], self.paths["tar"])
+        os.replace(self.paths["tmp"], refuse_link(self.paths["tar"]))
         write_atomic(self.paths["stats"], json.dumps(stats, indent=1).encode())  # stages in pipeline order
         write_atomic(self.paths["marker"], dumps(record))
 

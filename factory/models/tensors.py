@@ -14,10 +14,21 @@ from factory.errors import ModelLoadError
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU; ``cuda``/``cpu``/``cuda:1`` as given."""
+    """``auto`` is CUDA when available, else the CPU; ``cuda``/``cpu``/``cuda:1`` as given. A device that
+    does not exist here is one line naming ``--device``."""
+    from factory.errors import UserError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name}: not a device ({exc}); use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {name}: no such CUDA device here ({torch.cuda.device_count()} found); use auto or cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: use auto, cpu, cuda or cuda:N")
+    return device
 
 
 def images_to_tensor(images: list[np.ndarray], device: torch.device, dtype=torch.float32) -> torch.Tensor:

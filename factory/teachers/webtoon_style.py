@@ -95,8 +95,10 @@ class Style(BaseModel):
             raise ValueError("backgrounds: at least one treatment needs a weight > 0")
 
     def save(self, path: str | Path) -> Path:
+        from factory.files import write_atomic
+
         path = Path(path)
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=1) + "\n")
+        write_atomic(path, (json.dumps(self.model_dump(mode="json"), indent=1) + "\n").encode())
         return path
 
 

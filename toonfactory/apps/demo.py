@@ -82,7 +82,10 @@ class StudentDemo:
         with open(handle, "wb") as file:
             file.write(encode_png(image))
         source = Path(name)
-        return self.run(source, progress)
+        try:
+            return self.run(source, progress)
+        finally:
+            source.unlink(missing_ok=True)  # the upload is not kept once its outputs exist
 
 
 class CastingDemo:

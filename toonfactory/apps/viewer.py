@@ -5,7 +5,7 @@ Only the json records are read up front (:func:`factory.dataset.reader.index_sam
 read from the shards by byte range when a page shows them.
 """
 
-
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,9 @@ from factory.dataset.facemap import MAP_PNG, group_of, write_map
 from factory.dataset.layout import read_manifest
 from factory.dataset.reader import Entry, index_samples, read_image_field
 from factory.dataset.report import shard_stats
+from factory.errors import UserError
+
+log = logging.getLogger(__name__)
 
 PAGE = 24
 ALL = "(all)"
@@ -118,8 +121,12 @@ class Viewer:
         self.table["note"] = [marks.get(k, {}).get("note", "") for k in self.table["key"]]
 
     def tile(self, key: str) -> np.ndarray:
-        entry = self.entries[key]
-        return side_by_side([read_image_field(self.out, entry, f) for f in ("real", "toon", "mask")])
+        """A pair's real | toon | mask; a damaged sample is a grey tile (its error is logged) so the page stays."""
+        try:
+            return side_by_side([read_image_field(self.out, self.entries[key], f) for f in ("real", "toon", "mask")])
+        except UserError as exc:
+            log.warning("%s", exc)
+            return np.full((64, 64, 3), 128, np.uint8)
 
     def page(self, rows: pd.DataFrame, number: int, score: str | None) -> list[tuple[np.ndarray, str]]:
         start = max(int(number or 1) - 1, 0) * PAGE

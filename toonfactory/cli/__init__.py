@@ -4,6 +4,7 @@ user's mistake exits 2 with a message naming the file and field."""
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 
@@ -12,6 +13,8 @@ import typer
 from factory.errors import UserError
 from toonfactory.cli import adapt, cast, curate, dataset, generate, pages, student, style, warp
 from toonfactory.cli.common import configure_logging, console, filter_native_logs
+
+FILE_TROUBLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
 app.add_typer(generate.app)
@@ -50,3 +53,11 @@ def main():
     except KeyboardInterrupt:  # before a command knew what it had made: finished work is on disk as it was
         console.print("interrupted before anything was finished; re-run the same command to start again")
         sys.exit(130)
+    except OSError as exc:  # a full disk or a read-only folder under any command: one line naming the file
+        if exc.errno not in FILE_TROUBLE:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[red]error:[/red] {where}{exc.strerror or exc}; every file written whole before this is kept, "
+                      "nothing half-written replaced a file; fix this and re-run the same command",
+                      highlight=False, soft_wrap=True)
+        sys.exit(2)

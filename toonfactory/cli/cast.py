@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,6 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from factory.errors import UserError
 from toonfactory.cli.common import console
 
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
@@ -35,10 +37,11 @@ def gallery(
     photos and actors no longer in ACTORS leave the gallery. An existing gallery keeps its embedder settings."""
     from casting.gallery import GALLERY_JSON, Gallery, collect_inputs, embedder_for, update_gallery
     from factory.faces import DetectorChain
-    from factory.files import output_folder
+    from factory.files import output_folder, refuse_out_in_inputs
 
     output_folder(out)
     chain = DetectorChain(detector, min_size=min_face)  # options first: a bad spec is named before the photos
+    refuse_out_in_inputs(out, [actors])
     existing = Gallery.load(out) if (out / GALLERY_JSON).exists() else None
     model = embedder_for(embedder, existing, jitters=jitters, colour=colour)
     inputs, attrs = collect_inputs(actors, attributes)
@@ -85,6 +88,8 @@ def rank(
     from factory.files import output_folder
 
     output_folder(out)
+    if not math.isfinite(min_z):
+        raise UserError(f"--min-z {min_z}: must be a finite number (default 2.0)")
     where_map = parse_where(where or [])
     choice = parse_face_choice(face)
     warp = parse_unwarp(unwarp)

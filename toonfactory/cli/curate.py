@@ -73,6 +73,7 @@ def comics(
     from factory.curate.ingest import ChainDetector
     from factory.curate.run import Summary, cluster_characters, image_files, ingest_pages, reference_features, select_characters
     from factory.curate.store import Workspace, locked
+    from factory.files import refuse_out_in_inputs
 
     named = _references(reference or [])
     files = image_files(inputs)
@@ -80,6 +81,7 @@ def comics(
                           slice_height=slice_height, overlap=overlap)
     options = _crop_options(margin, size, min_face, superres)
     refs = {name: reference_features(paths, chain, options) for name, paths in named.items()}
+    refuse_out_in_inputs(out, inputs)
     summary = Summary()
     with locked(out):
         ws = Workspace(out)
@@ -113,11 +115,13 @@ def actors(
     from factory.curate.run import Summary, curate_actors
     from factory.curate.store import Workspace, locked
     from factory.faces import DetectorChain
+    from factory.files import refuse_out_in_inputs
     from factory.models.embedding import build_embedder
 
     chain = DetectorChain(detector, min_size=max(min_face // 2, 8))
     model = build_embedder(embedder)
     options = _crop_options(margin, size, min_face, superres)
+    refuse_out_in_inputs(out, [folder])
     summary = Summary()
     with locked(out):
         ws = Workspace(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,12 +13,16 @@ from toonfactory.cli.common import console
 app = typer.Typer(no_args_is_help=True, help="Webtoon drawing styles for the `webtoon` teacher.")
 
 
-def _check_out(out: Path, suffix: str) -> None:
-    """``--out`` must be a file path with ``suffix`` whose folder can be made (checked before any work)."""
+def _check_out(out: Path, suffix: str, inputs: list[Path]) -> None:
+    """``--out`` must be a file path with ``suffix`` whose folder can be made, and no input (checked before any work)."""
+    from factory.files import refuse_link, refuse_out_in_inputs
+
     if out.suffix.lower() != suffix:
         raise UserError(f"{out}: --out: expected a {suffix} file")
     if out.is_dir():
         raise UserError(f"{out}: --out: is a folder")
+    refuse_out_in_inputs(out, inputs)
+    refuse_link(out)
 
 
 @app.command()
@@ -30,15 +33,14 @@ def fit(
     name: Optional[str] = typer.Option(None, "--name", help="the style's name (default: the folder's)"),
 ):
     """Estimate a webtoon style (skin and ink colours, shadows, lines, eyes, backgrounds) from images."""
-    from factory.files import write_atomic
     from factory.teachers.webtoon_style import fit_style_from_folder
 
-    _check_out(out, ".json")
+    _check_out(out, ".json", [toon])
     if not toon.is_dir():
         raise UserError(f"{toon}: --toon: not a folder of webtoon images")
     style, report = fit_style_from_folder(toon, exclude=exclude or [], name=name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, (json.dumps(style.model_dump(mode="json"), indent=1) + "\n").encode())
+    style.save(out)
     console.print(f"[green]wrote[/green] {out}: style '{style.name}' from {style.fitted_on['faces']} faces "
                   f"in {len(report['files'])} images")
     if report["skipped"]:
@@ -61,7 +63,7 @@ def preview(
     from factory.images import BadImage, encode_png, read_image
     from factory.teachers.webtoon_style import load_style, preview as draw_preview
 
-    _check_out(out, ".png")
+    _check_out(out, ".png", [photo, *style])
     styles = {"default": load_style()}
     for path in style:
         fitted = load_style(path, field="--style")

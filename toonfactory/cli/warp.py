@@ -41,10 +41,12 @@ def fit_profile(
 ):
     """Estimate a geometry profile (mean webtoon vs human landmark displacement) from two image sets."""
     from factory.faces import build_detector
+    from factory.files import refuse_out_in_inputs, write_atomic
     from warping.profile import ProfileError, fit_profile as fit
 
     if detector not in ("mediapipe", "dlib"):
         raise UserError(f"--detector: choose mediapipe or dlib, got {detector!r}")
+    refuse_out_in_inputs(out, [real, toon])
     found = build_detector(detector)
     real_shapes, real_missed = _shapes(real, "--real", found, exclude or [])
     toon_shapes, toon_missed = _shapes(toon, "--toon", found, exclude or [])
@@ -54,7 +56,7 @@ def fit_profile(
     except ProfileError as exc:
         raise UserError(f"--real/--toon: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    profile.save(out)
+    write_atomic(out, profile.to_text().encode())
     console.print(f"[green]wrote[/green] {out}: {len(real_shapes)} real and {len(toon_shapes)} toon faces "
                   f"({len(real_missed)} + {len(toon_missed)} without a face)")
     disp = profile.displacement
@@ -76,6 +78,7 @@ def preview(
     import cv2
 
     from factory.faces import build_detector
+    from factory.files import refuse_out_in_inputs, write_atomic
     from factory.images import BadImage, encode_png, read_image
     from factory.stages.warp import face68, load_profile
     from warping.warp import build_warp
@@ -84,6 +87,7 @@ def preview(
         raise UserError(f"--method: choose tps or pa, got {method!r}")
     if detector not in ("mediapipe", "dlib"):
         raise UserError(f"--detector: choose mediapipe or dlib, got {detector!r}")
+    refuse_out_in_inputs(out, [image, *([profile] if profile else [])])
     geometry = load_profile(profile, field="--profile")
     try:
         picture = read_image(image)
@@ -98,7 +102,7 @@ def preview(
     warp = build_warp(points, target, picture.shape[:2], method)
     panels = render_preview(picture, warp)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(encode_png(panels))
+    write_atomic(out, encode_png(panels))
     console.print(f"[green]wrote[/green] {out} (motion applied: {warp.scale:.2f} of requested, "
                   f"max landmark shift {float(abs(warp.dst - warp.src).max()):.1f} px)")
 
