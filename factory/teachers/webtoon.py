@@ -50,8 +50,7 @@ CHIN = 152
 BEARD_TEXTURE = 2.0
 
 # Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
-# 30 shared deepface photos; a style moves the person's skin by (style skin - this), so each person
-# keeps their own tone.
+# 30 shared deepface photos; stands in for the person's skin where no face mesh is found.
 PHOTO_SKIN_LAB = np.array([69.3, 15.3, 17.4], np.float32)
 EYE_WHITE = (248.0, 246.0, 242.0)
 HIGHLIGHT = (255.0, 255.0, 255.0)
@@ -72,9 +71,9 @@ class WebtoonConfig(TeacherConfig):
     style: Path | None = Field(None, description="style JSON from `fit_style` (the packaged default when unset)")
     background: list[Background] | None = Field(
         None, min_length=1, description="background treatments to choose from, evenly (default: the style's frequencies)")
-    skin_shift: Range | None = _range("how far the skin moves toward the style's skin tone (0-1)")
     shadow_share: Range | None = _range("share of the skin in cel shadow")
-    shadow_depth: Range | None = _range("Lab lightness drop of the first shadow tone")
+    shadow_depth: Range | None = _range(
+        "least Lab lightness drop of the first shadow tone on the art's skin (scaled to the person's)")
     shadow_tones: Range | None = _range("cel-shadow tones on the skin (1-2)")
     shadow_detail: Range | None = _range("0: a few broad shadow shapes; 1: shadows follow the face's forms (keeps identity)")
     highlight_share: Range | None = _range("share of the skin in a lit tone")
@@ -383,6 +382,29 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     return shadows, region(light > top)
 
 
+def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit: np.ndarray, fallback: np.ndarray,
+               step: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(base, lit, shadow tones) of the skin in Lab: the person's own colours, never a style's.
+
+    Each tone is the photo's median colour where it falls (the base where neither shadow nor light
+    does), so the drawn skin keeps the person's ITA°. Shadow tone n is at least ``step`` darker per
+    tone, as a share of the base's lightness (the style's cel contrast, on any skin).
+    """
+    def median(region: np.ndarray, default: np.ndarray) -> np.ndarray:
+        return np.median(lab[region], 0).astype(np.float32) if region.sum() > 20 else default.astype(np.float32)
+
+    inside = skin > 0
+    shaded = [shade > 0.5 for shade in shadows] + [np.zeros_like(inside)]
+    base = median(inside & (lit < 0.5) & ~shaded[0], median(inside, fallback))
+    tones, previous = [], base
+    for n in range(1, len(shaded)):
+        tone = median(shaded[n - 1] & ~shaded[n], previous)
+        tone[0] = min(tone[0], base[0] * (1 - step) ** n)
+        tones.append(tone)
+        previous = tone
+    return base, median(lit > 0.5, base), tones
+
+
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
     """The region's pixels in ``tones`` flat Lab colours with simplified shapes (RGB float image)."""
     centres, labels = quantize_lab(lab, region, tones)
@@ -645,15 +667,13 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     ink = lab_colour(style.ink_lab)
     line = max(1.0, params["line_width"] * iod)
     if face is not None:
-        skin_lab = person_skin + params["skin_shift"] * (np.asarray(style.skin_lab, np.float32) - PHOTO_SKIN_LAB)
-        skin_lab[0] = np.clip(skin_lab[0], 25, 92)
+        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params, scale)
+        step = min(params["shadow_depth"] / max(style.skin_lab[0], 1.0), 0.9)
+        skin_lab, lit_lab, shadow_labs = skin_tones(lab, skin, shadows, lit, person_skin, step)
         skin_alpha = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 0.7)
         paint(canvas, skin_alpha, lab_colour(skin_lab))
-        depth = params["shadow_depth"]
-        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params, scale)
-        paint(canvas, lit, lab_colour(skin_lab + np.array([depth * 0.45, -0.1 * depth, -0.1 * depth], np.float32)))
-        for n, shade in enumerate(shadows, start=1):
-            tone = skin_lab + np.array([-depth * n, 0.25 * depth * n, 0.1 * depth * n], np.float32)
+        paint(canvas, lit, lab_colour(lit_lab))
+        for shade, tone in zip(shadows, shadow_labs):
             paint(canvas, shade, lab_colour(tone))
         if params["blush"] > 0.02:
             blush = np.zeros(shape[:2], np.float32)
