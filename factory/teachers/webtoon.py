@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -623,6 +623,38 @@ def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: n
     return alpha
 
 
+class Regions(NamedTuple):
+    """An aligned photo as the drawing reads it: its Lab, as is and smoothed, and its region masks."""
+
+    face: FaceFrame | None
+    photo_lab: np.ndarray
+    smoothed: np.ndarray  # RGB uint8, edge-preserving
+    lab: np.ndarray  # of ``smoothed``
+    skin: np.ndarray
+    person_skin: np.ndarray  # median Lab of the face's skin
+    person: np.ndarray
+    hair: np.ndarray
+    beard: np.ndarray
+    clothes: np.ndarray
+
+
+def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray) -> Regions:
+    """Skin, hair, beard and clothes of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
+    scale = image.shape[0] / 256.0
+    face = FaceFrame(landmarks) if landmarks is not None else None
+    photo_lab = to_lab(image)
+    smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
+                                   5 * scale)
+    lab = to_lab(smoothed)
+    if face is not None:
+        skin, person_skin = skin_region(lab, face, person)
+    else:
+        skin, person_skin = np.zeros(image.shape[:2], np.uint8), PHOTO_SKIN_LAB
+    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
+                                                  scale)
+    return Regions(face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes)
+
+
 def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray, params: dict,
                  style: Style) -> np.ndarray:
     """Draw a webtoon version of an aligned face photo (RGB uint8); ``person`` is a 0-1 mask.
@@ -633,17 +665,8 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     shape = image.shape
     scale = shape[0] / 256.0
     smooth = odd(5 * scale)
-    face = FaceFrame(landmarks) if landmarks is not None else None
-    photo_lab = to_lab(image)
-    smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
-                                   5 * scale)
-    lab = to_lab(smoothed)
-    if face is not None:
-        skin, person_skin = skin_region(lab, face, person)
-    else:
-        skin, person_skin = np.zeros(shape[:2], np.uint8), PHOTO_SKIN_LAB
-    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
-                                                  scale)
+    face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes = read_regions(
+        image, landmarks, person)
     iod = face.iod if face is not None else shape[0] / 4.0
 
     canvas = background_layer(image, lab, params, smooth)
