@@ -48,6 +48,11 @@ CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
+# Cel shapes (issue 25): at most this many per tone, none and no hole smaller than CEL_SPECK of the face
+# oval's area, boundaries rounded over CEL_ROUNDING of the inter-ocular distance.
+CEL_SHAPES = 6
+CEL_SPECK = 0.005
+CEL_ROUNDING = 0.06
 
 # Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
 # 30 shared deepface photos; stands in for the person's skin where no face mesh is found.
@@ -183,6 +188,16 @@ def remove_specks(binary: np.ndarray, min_area: float, min_extent: float) -> np.
     keep = (stats[:, cv2.CC_STAT_AREA] >= min_area) & (
         np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_extent)
     keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+def largest_shapes(binary: np.ndarray, min_area: float, count: int) -> np.ndarray:
+    """The ``count`` largest connected components of at least ``min_area`` pixels (uint8 0/1)."""
+    found, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(-areas, kind="stable")[:count]
+    keep = np.zeros(found, bool)
+    keep[order[areas[order] >= min_area] + 1] = True
     return keep[labels].astype(np.uint8)
 
 
@@ -344,21 +359,24 @@ def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray,
     return drawn.astype(np.float32), hair, beard, clothes
 
 
-def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray, face: FaceFrame, params: dict,
-                scale: float) -> tuple[list[np.ndarray], np.ndarray]:
+def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray, face: FaceFrame,
+                params: dict) -> tuple[list[np.ndarray], np.ndarray]:
     """(one or two nested shadow masks, a highlight mask) as float alpha, from the photo's own light on the skin.
 
     The light map mixes a broad one (blurred over a tenth of the inter-ocular distance: a few large
     shadow shapes) with the edge-preserving one (``light_edges``: the forms of nose, brow ridge,
     cheekbones and lips, which carry the person's identity) by ``shadow_detail``. Levels are
     quantiles of the face's light, so ``shadow_share`` and ``highlight_share`` are shares of the skin.
+    Each tone is drawn as a few smooth shapes: boundaries rounded, at most ``CEL_SHAPES`` per tone,
+    none (and no hole in one) smaller than ``CEL_SPECK`` of the face.
     """
     sigma = face.iod * 0.1
     weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
     broad = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
     detail = params["shadow_detail"]
     light = broad + detail * (light_edges - broad)
-    face_light = light[(polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5) & (skin > 0)]
+    oval = polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5
+    face_light = light[oval & (skin > 0)]
     if len(face_light) < 20:
         return [], np.zeros(skin.shape, np.float32)
     share = params["shadow_share"]
@@ -366,20 +384,22 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
     if int(params["shadow_tones"]) > 1:
         levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
-    # broad shapes are opened over 6% of the inter-ocular distance, detailed ones only cleaned of specks
-    kernel = disc(face.iod * 0.06 * (1 - detail) + 1)
-    speck = face.iod ** 2 * (0.03 - 0.025 * detail)
-    clean = odd(3 * scale)
+    least = CEL_SPECK * oval.sum()
+    inside = skin > 0
 
-    def region(mask: np.ndarray) -> np.ndarray:
-        mask = cv2.medianBlur((mask & (skin > 0)).astype(np.uint8), clean)
-        mask = remove_specks(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), speck, 0)
-        return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+    def region(mask: np.ndarray, within: np.ndarray) -> np.ndarray:
+        mask = smooth_mask(mask & within, face.iod * CEL_ROUNDING) & within
+        mask = 1 - remove_specks(1 - mask, least, 0)  # small holes close
+        return largest_shapes(mask & within, least, CEL_SHAPES)
 
-    shadows = [region(light < level) for level in levels]
+    shadows = [region(light < levels[0], inside)]
+    for level in levels[1:]:
+        shadows.append(region(light < level, shadows[-1] > 0))
     lit = params["highlight_share"]
     top = max(float(np.quantile(face_light, 1 - lit)), median + 3.0) if lit > 0.01 else np.inf
-    return shadows, region(light > top)
+    alphas = [cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+              for mask in (*shadows, region(light > top, inside & (shadows[0] == 0)))]
+    return alphas[:-1], alphas[-1]
 
 
 def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit: np.ndarray, fallback: np.ndarray,
@@ -690,7 +710,7 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     ink = lab_colour(style.ink_lab)
     line = max(1.0, params["line_width"] * iod)
     if face is not None:
-        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params, scale)
+        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params)
         step = min(params["shadow_depth"] / max(style.skin_lab[0], 1.0), 0.9)
         skin_lab, lit_lab, shadow_labs = skin_tones(lab, skin, shadows, lit, person_skin, step)
         skin_alpha = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 0.7)
