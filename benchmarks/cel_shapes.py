@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from people import shared_photos  # noqa: E402
-from skin_tone import ASSETS, load  # noqa: E402
+from skin_tone import ASSETS, load, write_grid  # noqa: E402
 from toon_likeness import face_sample  # noqa: E402
 
 from factory.sources.folders import packaged_portraits  # noqa: E402
@@ -107,11 +107,7 @@ def mask_sheet(rows: list[dict], path: Path, count: int = 12, columns: int = 3) 
         for mask, colour in zip(row["masks"], ((230, 90, 90), (140, 20, 20), (250, 220, 80))):
             view[mask] = colour
         tiles.append(np.hstack([row["toon"], view]))
-    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % columns)
-    sheet = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return path
+    return write_grid(tiles, path, columns)
 
 
 def main() -> None:
