@@ -112,8 +112,12 @@ def contact_sheet(people: list[dict], path: Path, columns: int = 4) -> Path:
         pair = np.hstack([photo, row["toon"]])
         tiles.append(caption(pair, [f"{p['person']} ({row['name']})"[:40],
                                     f"photo {row['real']:.0f}  toon {row['toon_ita']:.0f}  (person d {p['delta']:+.0f})"]))
-    blank = np.full_like(tiles[0], 255)
-    tiles += [blank] * (-len(tiles) % columns)
+    return write_grid(tiles, path, columns)
+
+
+def write_grid(tiles: list[np.ndarray], path: Path, columns: int) -> Path:
+    """RGB tiles of one size as a PNG grid, ``columns`` wide, the last row filled with white."""
+    tiles = tiles + [np.full_like(tiles[0], 255)] * (-len(tiles) % columns)
     sheet = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

@@ -1,4 +1,4 @@
-"""ITA° (individual typology angle): the skin-tone measure the skin_tone benchmark compares photo and toon by."""
+"""ITA° (individual typology angle): the skin-tone measure, and the webtoon teacher keeping each person's tone."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from factory.teachers.skin_tone import ITA_CLASSES, ita, ita_class, region_ita, skin_mask
+from factory.teachers.skin_tone import ITA_CLASSES, ita, ita_class, region_ita, skin_ita, skin_mask
 
 
 def lab_patch(lightness: float, a: float, b: float, size: int = 16) -> np.ndarray:
@@ -53,3 +53,43 @@ def test_the_skin_mask_covers_the_regions_it_is_given():
             points[index] = square[i % 4]
     mask = skin_mask((64, 64), points)
     assert mask[20, 20] and not mask[40, 40]
+
+
+def darkened(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """The photo with ``factor`` times the light (in linear RGB): the same face with darker skin."""
+    linear = (rgb.astype(np.float64) / 255.0) ** 2.2 * factor
+    return np.clip(linear ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def portraits() -> dict[str, np.ndarray]:
+    from factory.sources.folders import packaged_portraits
+
+    return packaged_portraits()
+
+
+@pytest.mark.parametrize("name, light, photo_class", [
+    ("toonfactory:barack-obama.jpg", 1.0, "light"),  # a dark-skinned man, lit brightly (ITA° about 43)
+    ("toonfactory:barack-obama.jpg", 0.2, "dark"),  # the same photo with a fifth of the light
+    ("skimage:astronaut", 1.0, "very light"),
+])
+def test_the_webtoon_teacher_draws_skin_in_the_persons_own_tone(portraits, name, light, photo_class):
+    """Issue 25: the toon side's ITA° (cheeks and forehead) is within 8° of the photo's, whatever the
+    drawn parameters, and the same sample draws the same skin."""
+    from factory.sample import Sample
+    from factory.teachers.webtoon import WebtoonConfig
+    from factory.teachers.webtoon_style import align_face
+
+    crop, points = align_face(darkened(portraits[name], light))
+    photo = skin_ita(crop, points)
+    assert ita_class(photo) == photo_class
+    teacher = WebtoonConfig(kind="webtoon").build()
+
+    def toon_ita(seed: int) -> float:
+        sample = Sample(key=f"s{seed}", index=0, seed=seed, real=crop)
+        sample.meta["faces"] = {"side": "real", "scheme": "mediapipe478", "landmarks": points.tolist()}
+        return skin_ita(teacher.draw(crop, sample)[0], points)
+
+    drawn = [toon_ita(seed) for seed in range(3)]
+    assert max(abs(angle - photo) for angle in drawn) <= 8.0, (photo, drawn)
+    assert toon_ita(0) == drawn[0]

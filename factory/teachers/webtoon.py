@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -48,10 +48,15 @@ CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
+# Cel shapes (issue 25): at most this many per tone, none and no hole smaller than CEL_SPECK of the face
+# oval's area, boundaries rounded over CEL_ROUNDING of the inter-ocular distance (rounding over 0.06
+# took cross-style casting rank-1 from 90% to 72%: thin shadows along the nose and lips carry identity).
+CEL_SHAPES = 6
+CEL_SPECK = 0.005
+CEL_ROUNDING = 0.02
 
 # Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
-# 30 shared deepface photos; a style moves the person's skin by (style skin - this), so each person
-# keeps their own tone.
+# 30 shared deepface photos; stands in for the person's skin where no face mesh is found.
 PHOTO_SKIN_LAB = np.array([69.3, 15.3, 17.4], np.float32)
 EYE_WHITE = (248.0, 246.0, 242.0)
 HIGHLIGHT = (255.0, 255.0, 255.0)
@@ -72,9 +77,9 @@ class WebtoonConfig(TeacherConfig):
     style: Path | None = Field(None, description="style JSON from `fit_style` (the packaged default when unset)")
     background: list[Background] | None = Field(
         None, min_length=1, description="background treatments to choose from, evenly (default: the style's frequencies)")
-    skin_shift: Range | None = _range("how far the skin moves toward the style's skin tone (0-1)")
     shadow_share: Range | None = _range("share of the skin in cel shadow")
-    shadow_depth: Range | None = _range("Lab lightness drop of the first shadow tone")
+    shadow_depth: Range | None = _range(
+        "least Lab lightness drop of the first shadow tone on the art's skin (scaled to the person's)")
     shadow_tones: Range | None = _range("cel-shadow tones on the skin (1-2)")
     shadow_detail: Range | None = _range("0: a few broad shadow shapes; 1: shadows follow the face's forms (keeps identity)")
     highlight_share: Range | None = _range("share of the skin in a lit tone")
@@ -184,6 +189,16 @@ def remove_specks(binary: np.ndarray, min_area: float, min_extent: float) -> np.
     keep = (stats[:, cv2.CC_STAT_AREA] >= min_area) & (
         np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_extent)
     keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+def largest_shapes(binary: np.ndarray, min_area: float, count: int) -> np.ndarray:
+    """The ``count`` largest connected components of at least ``min_area`` pixels (uint8 0/1)."""
+    found, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(-areas, kind="stable")[:count]
+    keep = np.zeros(found, bool)
+    keep[order[areas[order] >= min_area] + 1] = True
     return keep[labels].astype(np.uint8)
 
 
@@ -345,21 +360,24 @@ def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray,
     return drawn.astype(np.float32), hair, beard, clothes
 
 
-def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray, face: FaceFrame, params: dict,
-                scale: float) -> tuple[list[np.ndarray], np.ndarray]:
+def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray, face: FaceFrame,
+                params: dict) -> tuple[list[np.ndarray], np.ndarray]:
     """(one or two nested shadow masks, a highlight mask) as float alpha, from the photo's own light on the skin.
 
     The light map mixes a broad one (blurred over a tenth of the inter-ocular distance: a few large
     shadow shapes) with the edge-preserving one (``light_edges``: the forms of nose, brow ridge,
     cheekbones and lips, which carry the person's identity) by ``shadow_detail``. Levels are
     quantiles of the face's light, so ``shadow_share`` and ``highlight_share`` are shares of the skin.
+    Each tone is drawn as a few smooth shapes: boundaries rounded, at most ``CEL_SHAPES`` per tone,
+    none (and no hole in one) smaller than ``CEL_SPECK`` of the face.
     """
     sigma = face.iod * 0.1
     weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
     broad = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
     detail = params["shadow_detail"]
     light = broad + detail * (light_edges - broad)
-    face_light = light[(polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5) & (skin > 0)]
+    oval = polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5
+    face_light = light[oval & (skin > 0)]
     if len(face_light) < 20:
         return [], np.zeros(skin.shape, np.float32)
     share = params["shadow_share"]
@@ -367,20 +385,47 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
     if int(params["shadow_tones"]) > 1:
         levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
-    # broad shapes are opened over 6% of the inter-ocular distance, detailed ones only cleaned of specks
-    kernel = disc(face.iod * 0.06 * (1 - detail) + 1)
-    speck = face.iod ** 2 * (0.03 - 0.025 * detail)
-    clean = odd(3 * scale)
+    least = CEL_SPECK * oval.sum()
+    inside = skin > 0
 
-    def region(mask: np.ndarray) -> np.ndarray:
-        mask = cv2.medianBlur((mask & (skin > 0)).astype(np.uint8), clean)
-        mask = remove_specks(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), speck, 0)
-        return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+    def region(mask: np.ndarray, within: np.ndarray) -> np.ndarray:
+        mask = smooth_mask(mask & within, face.iod * CEL_ROUNDING) & within
+        mask = 1 - remove_specks(1 - mask, least, 0)  # small holes close
+        mask = largest_shapes(mask & within, least, CEL_SHAPES)
+        drawn = (cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7) > 0.5).astype(np.uint8)
+        return mask & (1 - drawn + remove_specks(drawn, least, 0))  # nor the bits anti-aliasing cuts off a thin neck
 
-    shadows = [region(light < level) for level in levels]
+    shadows = [region(light < levels[0], inside)]
+    for level in levels[1:]:
+        shadows.append(region(light < level, shadows[-1] > 0))
     lit = params["highlight_share"]
     top = max(float(np.quantile(face_light, 1 - lit)), median + 3.0) if lit > 0.01 else np.inf
-    return shadows, region(light > top)
+    alphas = [cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+              for mask in (*shadows, region(light > top, inside & (shadows[0] == 0)))]
+    return alphas[:-1], alphas[-1]
+
+
+def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit: np.ndarray, fallback: np.ndarray,
+               step: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(base, lit, shadow tones) of the skin in Lab: the person's own colours, never a style's.
+
+    Each tone is the photo's median colour where it falls (the base where neither shadow nor light
+    does), so the drawn skin keeps the person's ITA°. Shadow tone n is at least ``step`` darker per
+    tone, as a share of the base's lightness (the style's cel contrast, on any skin).
+    """
+    def median(region: np.ndarray, default: np.ndarray) -> np.ndarray:
+        return np.median(lab[region], 0).astype(np.float32) if region.sum() > 20 else default.astype(np.float32)
+
+    inside = skin > 0
+    shaded = [shade > 0.5 for shade in shadows] + [np.zeros_like(inside)]
+    base = median(inside & (lit < 0.5) & ~shaded[0], median(inside, fallback))
+    tones, previous = [], base
+    for n in range(1, len(shaded)):
+        tone = median(shaded[n - 1] & ~shaded[n], previous)
+        tone[0] = min(tone[0], base[0] * (1 - step) ** n)
+        tones.append(tone)
+        previous = tone
+    return base, median(lit > 0.5, base), tones
 
 
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
@@ -601,6 +646,38 @@ def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: n
     return alpha
 
 
+class Regions(NamedTuple):
+    """An aligned photo as the drawing reads it: its Lab, as is and smoothed, and its region masks."""
+
+    face: FaceFrame | None
+    photo_lab: np.ndarray
+    smoothed: np.ndarray  # RGB uint8, edge-preserving
+    lab: np.ndarray  # of ``smoothed``
+    skin: np.ndarray
+    person_skin: np.ndarray  # median Lab of the face's skin
+    person: np.ndarray
+    hair: np.ndarray
+    beard: np.ndarray
+    clothes: np.ndarray
+
+
+def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray) -> Regions:
+    """Skin, hair, beard and clothes of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
+    scale = image.shape[0] / 256.0
+    face = FaceFrame(landmarks) if landmarks is not None else None
+    photo_lab = to_lab(image)
+    smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
+                                   5 * scale)
+    lab = to_lab(smoothed)
+    if face is not None:
+        skin, person_skin = skin_region(lab, face, person)
+    else:
+        skin, person_skin = np.zeros(image.shape[:2], np.uint8), PHOTO_SKIN_LAB
+    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
+                                                  scale)
+    return Regions(face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes)
+
+
 def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray, params: dict,
                  style: Style) -> np.ndarray:
     """Draw a webtoon version of an aligned face photo (RGB uint8); ``person`` is a 0-1 mask.
@@ -611,17 +688,8 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     shape = image.shape
     scale = shape[0] / 256.0
     smooth = odd(5 * scale)
-    face = FaceFrame(landmarks) if landmarks is not None else None
-    photo_lab = to_lab(image)
-    smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
-                                   5 * scale)
-    lab = to_lab(smoothed)
-    if face is not None:
-        skin, person_skin = skin_region(lab, face, person)
-    else:
-        skin, person_skin = np.zeros(shape[:2], np.uint8), PHOTO_SKIN_LAB
-    person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
-                                                  scale)
+    face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes = read_regions(
+        image, landmarks, person)
     iod = face.iod if face is not None else shape[0] / 4.0
 
     canvas = background_layer(image, lab, params, smooth)
@@ -645,15 +713,13 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     ink = lab_colour(style.ink_lab)
     line = max(1.0, params["line_width"] * iod)
     if face is not None:
-        skin_lab = person_skin + params["skin_shift"] * (np.asarray(style.skin_lab, np.float32) - PHOTO_SKIN_LAB)
-        skin_lab[0] = np.clip(skin_lab[0], 25, 92)
+        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params)
+        step = min(params["shadow_depth"] / max(style.skin_lab[0], 1.0), 0.9)
+        skin_lab, lit_lab, shadow_labs = skin_tones(lab, skin, shadows, lit, person_skin, step)
         skin_alpha = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 0.7)
         paint(canvas, skin_alpha, lab_colour(skin_lab))
-        depth = params["shadow_depth"]
-        shadows, lit = cel_shading(photo_lab, lab[..., 0], skin, face, params, scale)
-        paint(canvas, lit, lab_colour(skin_lab + np.array([depth * 0.45, -0.1 * depth, -0.1 * depth], np.float32)))
-        for n, shade in enumerate(shadows, start=1):
-            tone = skin_lab + np.array([-depth * n, 0.25 * depth * n, 0.1 * depth * n], np.float32)
+        paint(canvas, lit, lab_colour(lit_lab))
+        for shade, tone in zip(shadows, shadow_labs):
             paint(canvas, shade, lab_colour(tone))
         if params["blush"] > 0.02:
             blush = np.zeros(shape[:2], np.float32)

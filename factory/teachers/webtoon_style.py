@@ -27,9 +27,8 @@ BACKGROUNDS: tuple[Background, ...] = ("flatten", "blur", "keep", "plain")
 
 # Each drawing parameter's valid bounds; a fitted or user range is clipped to them.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "skin_shift": (0.0, 1.0),  # how far the person's skin moves toward the style's skin tone
     "shadow_share": (0.0, 0.6),  # share of the skin in cel shadow
-    "shadow_depth": (0.0, 40.0),  # Lab lightness drop of the first shadow tone
+    "shadow_depth": (0.0, 40.0),  # least Lab lightness drop of the first shadow tone, on the art's skin
     "shadow_tones": (1, 2),  # cel-shadow tones on the skin
     "shadow_detail": (0.0, 1.0),  # 0 broad shadow shapes, 1 shadows that follow the face's forms
     "highlight_share": (0.0, 0.4),  # share of the skin in a lit tone
@@ -50,7 +49,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 }
 # Ranges of the parameters a fit does not estimate (and the base of those it does).
 BASE_RANGES: dict[str, tuple[float, float]] = {
-    "skin_shift": (0.5, 0.9), "shadow_depth": (8.0, 16.0),
+    "shadow_depth": (8.0, 16.0),
     # Where the cel shadows and lights fall follows the photo (its forms carry the person's identity:
     # cross-style casting rank-1 on deepface rises from 32% with a few broad shadows to 83-85% with
     # these); the art's own measured shadow share is reported by a fit, not used.
@@ -71,7 +70,8 @@ class Style(BaseModel):
     version: Literal[1] = 1
     name: str = "style"
     fitted_on: dict = Field(default_factory=dict, description="what the style was fitted on, for the record")
-    skin_lab: tuple[float, float, float] = Field(description="mean skin colour, OpenCV float Lab (L 0-100)")
+    skin_lab: tuple[float, float, float] = Field(
+        description="the art's median skin colour, OpenCV float Lab (L 0-100); shadow depths are relative to its L")
     ink_lab: tuple[float, float, float] = Field(description="outline colour, Lab")
     ranges: dict[str, tuple[float, float]]
     backgrounds: dict[Background, float] = Field(description="relative frequency of each background treatment")
@@ -80,8 +80,13 @@ class Style(BaseModel):
     @field_validator("ranges", mode="before")
     @classmethod
     def _base_ranges_for_missing(cls, ranges):
-        """A style written before a parameter existed draws it from ``BASE_RANGES``."""
-        return {**BASE_RANGES, **ranges} if isinstance(ranges, dict) else ranges
+        """A style written before a parameter existed draws it from ``BASE_RANGES``; one written while
+        ``skin_shift`` existed (a pull toward the art's pale skin) loses it: skin keeps the person's tone."""
+        if not isinstance(ranges, dict):
+            return ranges
+        if "skin_shift" in ranges:
+            log.warning("style range skin_shift ignored: the webtoon teacher keeps each person's skin tone")
+        return {**BASE_RANGES, **{k: v for k, v in ranges.items() if k != "skin_shift"}}
 
     def model_post_init(self, _context) -> None:
         unknown = sorted(set(self.ranges) - set(BOUNDS))
