@@ -15,8 +15,11 @@ by the judge of ``toon_likeness.py`` (trained on the shared webtoon characters v
 people's photos: it never saw a held-out person); dlib identity cosine vs the photo, with the share
 above dlib's same-person threshold (0.82); the student's median ms per image (batch 1, CPU, torch
 threads as set; the best one beside it, as other work on a shared machine slows some); training
-steps and minutes. Writes ``--out/heldout_grid.png``: one column per held-out
-person (8 at most), rows input / target / student.
+steps and minutes; when training shrinks the pairs, the judge's share of the target at the pairs' own
+size beside it (a sharp 128 px drawing already reads less like webtoon than at 256). A second table
+says where the error lies: mean L1 against the target in the target's ink lines, the face (mesh
+oval), hair and body (the rest of the person mask) and the background, student beside identity.
+Writes ``--out/heldout_grid.png``: one column per held-out person (8 at most), rows input / target / student.
 
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq                      # webtoon teacher
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq --set distill.steps=2000
@@ -110,18 +113,21 @@ def make_pairs(resolved, out: Path, workers: int) -> Path:
 
 def heldout_pairs(config, data: Path, output_size: int) -> list[dict]:
     """Every pair of ``data`` at the training size and direction: person, source, target, the photo and its
-    landmarks (scaled to the training size)."""
+    landmarks (scaled to the training size), and the target as the pairs hold it (``target_full``)."""
     from distill.data import PairDecoder
     from factory.dataset.reader import index_samples, read_field
+    from factory.images import decode_png
 
     decoder = PairDecoder(config, augment=False)
     pairs = []
     for entry in index_samples(data):
         sample = {"__key__": entry.key, "real.png": read_field(data, entry, "real"), "toon.png": read_field(data, entry, "toon")}
         source, target = decoder.images(sample)
+        target_full = decode_png(sample["toon.png" if config.direction == "real2toon" else "real.png"])
         faces = entry.meta["faces"]
         pairs.append({"person": person_of(entry.meta["source"]["item"]), "source": source, "target": target,
-                      "photo": source if config.direction == "real2toon" else target, "scheme": faces["scheme"],
+                      "target_full": target_full, "photo": source if config.direction == "real2toon" else target,
+                      "scheme": faces["scheme"],
                       "points": np.asarray(faces["landmarks"]) * config.size / output_size})
     return pairs
 
@@ -184,19 +190,58 @@ def webtoon_judge(assets: Path, photos: Path):
                    f"(none of a held-out person), 5-fold CV accuracy {accuracy:.1%}")
 
 
+def webtoon_share(judge, images: list[np.ndarray]) -> str:
+    from factory.teachers.style_features import feature_matrix
+
+    return f"{np.mean(judge.probability(feature_matrix(images)) > 0.5):.0%}"
+
+
 def quality(images, targets, photos, pairs, judge, embedder) -> list[str]:
     """PSNR and SSIM vs ``targets``, share called webtoon, dlib cosine vs ``photos`` (and the share of the
     same person); '–' where ``images`` would be compared with themselves."""
-    from factory.teachers.style_features import feature_matrix
     from toon_likeness import identity_similarity
 
     cells = ["–", "–"] if images is targets else [f"{v:.{d}f}" for v, d in zip(psnr_ssim(images, targets), (2, 3))]
-    cells.append(f"{np.mean(judge.probability(feature_matrix(images)) > 0.5):.0%}")
+    cells.append(webtoon_share(judge, images))
     if images is photos:
         return cells + ["–"]
     cos = np.array([identity_similarity(embedder, photo, image, p["points"], p["scheme"])
                     for photo, image, p in zip(photos, images, pairs)])
     return cells + [f"{cos.mean():.3f} ({np.mean(cos > SAME_PERSON):.0%})"]
+
+
+def region_masks(pair: dict) -> dict[str, np.ndarray]:
+    """Where a held-out pair's error lies: the target's ink (thin lines darker than their surround), the
+    face (the mesh's oval), hair and body (the rest of the photo's person mask), background."""
+    import cv2
+
+    from factory.stages.segment import MediapipeMasker
+    from factory.teachers.webtoon import FACE_OVAL, polygon_mask
+
+    size = pair["target"].shape[0]
+    light = cv2.cvtColor(pair["target"], cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * (100 / 255)
+    ink = cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, np.ones((7, 7), np.uint8)) > 15
+    face = np.zeros((size, size), bool)
+    if pair["scheme"] == "mediapipe478":
+        face = (polygon_mask((size, size), pair["points"][FACE_OVAL]) > 0.5) & ~ink
+    if not hasattr(region_masks, "masker"):
+        region_masks.masker = MediapipeMasker()
+    person = region_masks.masker(pair["photo"]) > 0.5
+    return {"ink lines": ink, "face": face, "hair and body": person & ~face & ~ink, "background": ~person & ~face & ~ink}
+
+
+def region_table(pairs: list[dict], rows: dict[str, list[np.ndarray]]) -> list[list[str]]:
+    """Per region: its share of the pixels, then each row's mean L1 (0-1) against the target there."""
+    masks = [region_masks(p) for p in pairs]
+    table = []
+    for region in masks[0]:
+        inside = np.stack([m[region] for m in masks])
+        cells = [region, f"{inside.mean():.0%}"]
+        for images in rows.values():
+            error = np.stack([np.abs(i.astype(np.float32) - p["target"]).mean(2) / 255 for i, p in zip(images, pairs)])
+            cells.append(f"{error[inside].mean():.3f}")
+        table.append(cells)
+    return table
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -274,7 +319,11 @@ def main() -> None:
     rows = {"student (EMA)": outputs, f"input: {input_name} (identity baseline)": inputs, f"target: {target_name}": targets}
     student = [f"{np.median(ms):.1f} ({min(ms):.1f})", f"{config.steps} steps, {train_minutes:.1f} min"]
     table = [[label, *quality(images, targets, inputs if real2toon else targets, pairs, judge, embedder),
-              *(student if images is outputs else ["–", "–"])] for label, images in rows.items()]
+              *(student if images is outputs else ["–", "–"])] for label, images in rows.items()
+]
+    if config.size != recipe.output.size:  # the judge on the target before it was shrunk for training
+        full = [p["target_full"] for p in pairs]
+        table.append([f"target at the pairs' {recipe.output.size} px", "–", "–", webtoon_share(judge, full), "–", "–", "–"])
 
     counts = {person: sum(p["person"] == person for p in pairs) for person in split["heldout"]}
     print(f"training people ({len(split['train'])}): {', '.join(split['train'])}")
@@ -285,6 +334,9 @@ def main() -> None:
     print(judged + "\n")
     print(markdown(["output", "PSNR dB", "SSIM", "called webtoon", "identity cos vs photo (same person)",
                     "ms / image (best)", "training"], table))
+    print(f"\nwhere the error lies: mean L1 (0-1) against the {target_name}, by region\n")
+    print(markdown(["region", "pixels", "student", "identity baseline"],
+                   region_table(pairs, {"student": outputs, "identity": inputs})))
 
     shown = [person for person, n in counts.items() if n][:GRID_PEOPLE]
     first = [next(i for i, p in enumerate(pairs) if p["person"] == person) for person in shown]
