@@ -26,11 +26,10 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder
-from factory.images import IMAGE_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
+from factory.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
 Mode = Literal["whole", "face"]
 PersonOnly = Literal["keep", "stylize"]
