@@ -46,15 +46,19 @@ class VideoSourceConfig(Strict):
     cut_threshold: float = Field(0.12, gt=0.0, le=1.0, description="histogram change (1 - correlation) that is a cut")
 
     def build(self) -> "VideoSource":
-        if self.path.is_file():
-            files = [self.path]
-        elif self.path.is_dir():
-            files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-        else:
-            raise UserError(f"source.path: {self.path} is not a video file or a folder")
-        if not files:
-            raise UserError(f"source.path: {self.path} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
-        return VideoSource(files, self.every, self.cut_threshold)
+        return VideoSource(video_files(self.path, "source.path"), self.every, self.cut_threshold)
+
+
+def video_files(path: Path, field: str) -> list[Path]:
+    """``path`` if it is a file, else the videos under the folder ``path``, sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"{field}: {path} is not a video file or a folder")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not files:
+        raise UserError(f"{field}: {path} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return files
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def shots(path: Path, threshold: float) -> list[Shot]:
     """The shots of a video: runs of frames between scene cuts."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise UserError(f"source.path: OpenCV cannot open the video {path}")
+        raise UserError(f"{path}: OpenCV cannot open this video (a source of the recipe)")
     cuts, found, index = SceneCuts(threshold), [0], 0
     try:
         while True:
@@ -80,7 +84,7 @@ def shots(path: Path, threshold: float) -> list[Shot]:
     finally:
         capture.release()
     if index == 0:
-        raise UserError(f"source.path: no frame of {path} could be decoded")
+        raise UserError(f"{path}: no frame of this video could be decoded (a source of the recipe)")
     return [Shot(a, b) for a, b in zip(found, found[1:] + [index])]
 
 
@@ -93,7 +97,7 @@ def shot_frames(shot: Shot, every: int) -> list[int]:
 class VideoSource:
     """Items are (video, frame, shot); ``load`` seeks to the frame and decodes it."""
 
-    def __init__(self, files: list[Path], every: int, cut_threshold: float):
+    def __init__(self, files: list[Path], every: int, cut_threshold: float = 0.12):
         self.items: list[tuple[Path, int, int]] = []
         for path in files:
             for number, shot in enumerate(shots(path, cut_threshold)):
@@ -102,8 +106,9 @@ class VideoSource:
     def __len__(self) -> int:
         return len(self.items)
 
-    def load(self, sample: Sample) -> Sample:
-        path, frame, shot = self.items[sample.index % len(self)]
+    def load(self, sample: Sample, position: int | None = None) -> Sample:
+        """Fill the sample from item ``position`` (``index % len`` when None)."""
+        path, frame, shot = self.items[sample.index % len(self) if position is None else position]
         sample.meta["source"] = {"item": f"{path}#{frame}", "domain": "real", "frame": frame, "shot": shot}
         image = read_frame(path, frame)
         if image is None:

@@ -20,11 +20,16 @@ from factory.kinds import TeacherConfig
 from factory.sample import Sample, sample_seed
 from factory.stage import Stage
 from factory.stages.faces import FacesConfig
-from factory.teachers.webtoon import (EYES, CHIN, FACE_OVAL, WebtoonConfig, WebtoonScene, WebtoonTeacher, odd,
-                                      polygon_mask, remove_specks, to_lab, to_rgb)
+from factory.teachers.webtoon import (FaceFrame, WebtoonConfig, WebtoonScene, WebtoonTeacher, bare_face, odd,
+                                      remove_specks, to_lab, to_rgb)
 
 # Inter-ocular distance of a face without iris landmarks: its box side times this.
 IOD_PER_BOX = 0.4
+# Largest chroma spread (Lab a and b) of a face's skin model.
+MAX_CHROMA_SPREAD = 6.0
+# Most body skin one face may give colour to, times its pasted hull's area: more means the colour model
+# takes in clothes or background (dark, warm-lit frames), and is tightened.
+MAX_BODY_SKIN = 2.0
 
 
 class SceneConfig(Strict):
@@ -89,24 +94,38 @@ class SceneCropStage(Stage):
         scale = self.size / side
         matrix = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
         sample.real = crop(image, matrix, self.size)
-        held = []
+        # faces found again in the crop (small faces are found better enlarged), then the photo's others
+        held = [face_record(face, np.eye(3)[:2], 1.0, box_inside(face.box, (0.0, 0.0, self.size)))
+                for face in self.detector.detect(sample.real)]
         for face in found:
             inside = box_inside(face.box, window)
-            if inside <= 0:
-                continue
-            points = transform_points(face.landmarks if face.landmarks is not None else face.keypoints5(), matrix)
-            held.append({
-                "box": [round(float(v), 1) for v in transform_points(face.box.reshape(2, 2), matrix).ravel()],
-                "score": round(float(face.score), 4), "inside": round(inside, 4),
-                "scheme": face.scheme if face.landmarks is not None else "keypoints5",
-                "iod": round(face_iod(face) * scale, 2), "landmarks": np.round(points, 2).tolist(),
-            })
+            record = face_record(face, matrix, scale, inside)
+            if inside > 0 and not any(same_face(record, other) for other in held):
+                held.append(record)
         sample.meta["faces"] = {
             "detector": self.faces.detector, "side": "real", "frame": "scene", "found": len(found),
             "crop": [round(float(v), 1) for v in window], "matrix": np.round(matrix, 6).tolist(),
             "out_of_frame": round(max(1 - f["inside"] for f in held), 4), "faces": held,
         }
         return sample
+
+
+def face_record(face: Face, matrix: np.ndarray, scale: float, inside: float) -> dict:
+    """A face as the crop holds it: box, landmarks and inter-ocular distance in crop pixels."""
+    points = transform_points(face.landmarks if face.landmarks is not None else face.keypoints5(), matrix)
+    return {
+        "box": [round(float(v), 1) for v in transform_points(face.box.reshape(2, 2), matrix).ravel()],
+        "score": round(float(face.score), 4), "inside": round(inside, 4),
+        "scheme": face.scheme if face.landmarks is not None else "keypoints5",
+        "iod": round(face_iod(face) * scale, 2), "landmarks": np.round(points, 2).tolist(),
+    }
+
+
+def same_face(a: dict, b: dict) -> bool:
+    """Whether two recorded faces are one: centres closer than half the smaller box side."""
+    centre = lambda face: (np.asarray(face["box"][:2]) + np.asarray(face["box"][2:])) / 2
+    side = min(np.sqrt(np.prod(np.subtract(f["box"][2:], f["box"][:2]))) for f in (a, b))
+    return bool(np.linalg.norm(centre(a) - centre(b)) < 0.5 * side)
 
 
 def face_iod(face: Face) -> float:
@@ -190,10 +209,10 @@ def seam_energy(image: np.ndarray, mask: np.ndarray, band: float) -> float | Non
 
 
 def skin_core(shape: tuple[int, ...], points: np.ndarray, scheme: str) -> np.ndarray:
-    """The face's central skin (below the eyes, down to the chin) as a bool mask; the middle of the
-    landmarks' box for faces without a 478-point mesh."""
+    """The face's bare skin as a bool mask (:func:`bare_face` for a 478-point mesh; the middle of the
+    landmarks' box for other faces)."""
     if scheme == "mediapipe478":
-        return polygon_mask(shape, np.vstack([points[EYES[0][1]], points[CHIN][None], points[EYES[1][1]][::-1]])) > 0.5
+        return bare_face(shape, FaceFrame(points))
     x0, y0 = points.min(0)
     x1, y1 = points.max(0)
     mask = np.zeros(shape[:2], bool)
@@ -202,16 +221,22 @@ def skin_core(shape: tuple[int, ...], points: np.ndarray, scheme: str) -> np.nda
 
 
 class SkinModel:
-    """A face's skin colour: its median Lab and spreads (lightness counts 2.5× looser: shading)."""
+    """A face's skin colour: its median Lab and spreads (lightness counts 2.5× looser: shading; chroma
+    spreads at most ``MAX_CHROMA_SPREAD``, so a shadowed, noisy face does not take in grey clothes)."""
 
     def __init__(self, lab: np.ndarray, region: np.ndarray):
         pixels = lab[region]
         self.median = np.median(pixels, 0)
         spread = (np.percentile(pixels, 84, 0) - np.percentile(pixels, 16, 0)) / 2
-        self.spread = np.maximum(spread, [6.0, 2.5, 2.5]).astype(np.float32) * np.array([2.5, 1.0, 1.0], np.float32)
+        spread = np.clip(spread, [6.0, 2.5, 2.5], [np.inf, MAX_CHROMA_SPREAD, MAX_CHROMA_SPREAD])
+        self.spread = spread.astype(np.float32) * np.array([2.5, 1.0, 1.0], np.float32)
 
     def distance(self, lab: np.ndarray) -> np.ndarray:
-        return np.sqrt((((lab - self.median) / self.spread) ** 2).sum(-1))
+        """Distance of every pixel from the skin colour, in spreads; a pixel with less than half the
+        skin's chroma (grey, whatever its lightness) is never near."""
+        distance = np.sqrt((((lab - self.median) / self.spread) ** 2).sum(-1))
+        chroma = np.hypot(lab[..., 1], lab[..., 2])
+        return np.where(chroma < 0.5 * np.hypot(*self.median[1:]), np.inf, distance)
 
 
 def body_skin(lab: np.ndarray, person: np.ndarray, model: SkinModel, limit: float, faces: np.ndarray,
@@ -323,9 +348,12 @@ class SceneTeacherStage(Stage):
             centre = np.clip(np.round(points.mean(0)).astype(int), 0, [real.shape[1] - 1, real.shape[0] - 1])
             label = people[centre[1], centre[0]]
             own = (people == label) if label > 0 else (person > 127)
-            skin = body_skin(lab, own.astype(np.uint8), model, self.config.skin_distance, all_faces, face["iod"])
+            for limit in self.config.skin_distance * np.array([1.0, 0.7, 0.5, 0.0]):
+                skin = body_skin(lab, own.astype(np.uint8), model, limit, all_faces, face["iod"])
+                if skin.sum() <= MAX_BODY_SKIN * hull.sum():
+                    break
             toon = carry_skin(toon, skin, tone)
-            records.append({"pixels": int(skin.sum()), "tone": tone, "region": skin > 0,
+            records.append({"pixels": int(skin.sum()), "distance": round(float(limit), 2), "tone": tone, "region": skin > 0,
                             "face_lab": [round(float(v), 2) for v in tone]})
         return toon, records
 

@@ -257,9 +257,9 @@ class FaceFrame:
         return ((xs - p[0]) * self.up[0] + (ys - p[1]) * self.up[1]) > 0
 
 
-def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
-    shape = lab.shape
+def bare_face(shape, face: FaceFrame) -> np.ndarray:
+    """The face's bare skin as a bool mask: inside the mesh's oval, above the nose tip (no beard, no
+    stubble), away from eyes, brows and lips."""
     pts = face.points
     oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
     features = np.zeros(shape[:2], np.uint8)
@@ -269,7 +269,15 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
         cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
     cv2.fillPoly(features, [np.round(pts[LIPS_OUTER]).astype(np.int32)], 1)
     features = cv2.dilate(features, np.ones((odd(face.iod * 0.12),) * 2, np.uint8))
-    inner = oval & (features == 0) & face.above(shape, 2)  # above the nose: no beard, no stubble
+    return oval & (features == 0) & face.above(shape, 2)
+
+
+def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
+    shape = lab.shape
+    pts = face.points
+    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    inner = bare_face(shape, face)
     samples = lab[inner] if inner.sum() > 50 else lab[oval]
     median = np.median(samples, 0)
     spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
