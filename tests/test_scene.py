@@ -88,6 +88,15 @@ def test_several_faces_in_one_frame_are_each_drawn(assets):
         assert min(np.linalg.norm(c - centre(face["box"])) for c in found) < 10
 
 
+def test_another_teacher_can_draw_the_scene(assets):
+    weights = assets / "models" / "cartoongan_hayao"
+    sample = make(scene_recipe({"kind": "samples"}, scene={"teacher": {"kind": "cartoongan", "weights": str(weights),
+                                                                      "device": "cpu"}}), 2)
+    assert sample.reject_reason is None
+    assert sample.meta["teacher"]["scene"]["kind"] == "cartoongan"
+    assert sample.meta["teacher"]["faces"][0]["teacher"]["kind"] == "webtoon"
+
+
 class Dots:
     """A face teacher that draws a white dot on each of the five alignment keypoints it is given."""
 
