@@ -220,12 +220,18 @@ def test_each_gate_rejects_with_its_reason():
         s.meta["faces"]["out_of_frame"] = 0.5
 
     def seam(s):
-        s.meta["teacher"] = {**s.meta["teacher"], "faces": [{**s.meta["teacher"]["faces"][0], "seam": 2.5}]}
+        s.meta["teacher"] = {**s.meta["teacher"], "faces": [{**s.meta["teacher"]["faces"][0], "seam": 2.5,
+                                                              "seam_scene": 1.0}]}
+
+    def edge_of_the_picture(s):  # the scene drawing alone is as busy along the boundary
+        s.meta["teacher"] = {**s.meta["teacher"], "faces": [{**s.meta["teacher"]["faces"][0], "seam": 2.5,
+                                                              "seam_scene": 2.6}]}
 
     assert judged(no_toon_face) == "no_face_on_toon"
     assert judged(blurry) == "blurry"
     assert judged(cut) == "out_of_frame"
     assert judged(seam) == "visible_seam"
+    assert judged(edge_of_the_picture) is None
 
 
 def test_a_photo_without_a_face_is_rejected_and_counted(tmp_path):

@@ -24,7 +24,8 @@ class GatesConfig(Strict):
                                                   "one for every face on the real side)")
     max_alignment_error: float = Field(0.08, gt=0.0, description="landmark distance between sides / face size")
     max_seam: float = Field(1.5, gt=0.0, description="scene pairs: largest seam energy of a pasted face (gradient "
-                                                      "along the paste boundary over the band inside it)")
+                                                      "along the paste boundary over the band inside it), unless "
+                                                      "the scene drawing alone has as much there")
     dedupe: bool = Field(True, description="reject near-duplicates (perceptual hash) within a shard")
     dedupe_distance: int = Field(4, ge=0, le=64)
 
@@ -95,10 +96,13 @@ class GateStage(Stage):
 
     def judge_scene(self, sample: Sample, scores: dict) -> str | None:
         """A scene pair's own gates: every pasted face's seam, and a toon face for every real one that
-        is whole in the crop and large enough to be found."""
-        seams = [face["seam"] for face in sample.meta["teacher"]["faces"] if face["seam"] is not None]
-        scores["seam"] = round(max(seams), 4) if seams else None
-        if seams and max(seams) > self.config.max_seam:
+        is whole in the crop and large enough to be found.
+
+        A seam above ``max_seam`` is visible unless the scene drawing alone is as busy along the same
+        boundary (it then runs along an edge of the picture, a jaw or a collar, not a paste's edge)."""
+        faces = [face for face in sample.meta["teacher"]["faces"] if face["seam"] is not None]
+        scores["seam"] = round(max(face["seam"] for face in faces), 4) if faces else None
+        if any(face["seam"] > self.config.max_seam and face["seam"] > (face["seam_scene"] or 0.0) for face in faces):
             return "visible_seam"
         if self.detector is None:
             return None
