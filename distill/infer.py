@@ -26,7 +26,8 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder
-from factory.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
+from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, read_image,
+                            to_unit)
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +225,7 @@ def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PI
             if not ok:
                 break
             count += 1
-            height, width = frame.shape[:2]
-            if height * width > max_pixels:
-                scale = (max_pixels / (height * width)) ** 0.5
-                frame = cv2.resize(frame, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            yield cv2.cvtColor(fit_pixels(frame, max_pixels), cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
 

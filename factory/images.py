@@ -114,3 +114,12 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     """Every file under ``folder`` sorted by path (non-images too: they are rejected with a reason)."""
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def fit_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``image`` reduced (area-averaged) to about ``max_pixels`` when it holds more; else as it is."""
+    height, width = image.shape[:2]
+    if height * width <= max_pixels:
+        return image
+    scale = (max_pixels / (height * width)) ** 0.5
+    return cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)

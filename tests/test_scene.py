@@ -106,7 +106,8 @@ class Dots:
             drawing = np.zeros_like(image)
             points = np.asarray(sample.meta["faces"]["landmarks"])[[468, 473, 1, 61, 291]]
             for x, y in points:
-                cv2.circle(drawing, (int(round(x * 16)), int(round(y * 16))), 5 * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)
+                centre = (int(round(x * 16)), int(round(y * 16)))
+                cv2.circle(drawing, centre, 5 * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)
             out.append(drawing)
         return out
 
@@ -118,7 +119,7 @@ def test_paste_back_lands_within_a_pixel_of_the_landmarks():
     sample = make(scene_recipe({"kind": "samples"}), 0)  # the astronaut
     face = sample.meta["faces"]["faces"][0]
     stage = SceneTeacherStage(SceneConfig(), None, Dots(), FacesConfig())
-    back, record, _ = stage._draw_face(sample, 0, face)
+    back, _ = stage._draw_face(sample, 0, face)
     grey = back[..., 0].astype(np.float64)
     expected = np.asarray(face["landmarks"])[[468, 473, 1, 61, 291]]
     ys, xs = np.mgrid[0:grey.shape[0], 0:grey.shape[1]]
@@ -176,7 +177,8 @@ def test_scene_pairs_are_reproducible_from_the_seed_over_one_and_two_workers(tmp
         out = tmp_path / f"w{workers}"
         result = generate(Resolved(validate(data, "test"), "test"), out, executors.choose("local", workers))
         assert not result.failed
-        made[workers] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").glob("*.tar"))}
+        made[workers] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in sorted((out / "shards").glob("*.tar"))}
     assert len(made[1]) == 2 and made[1] == made[2]
     other = generate(Resolved(validate({**data, "seed": 4}, "test"), "test"), tmp_path / "seed4")
     assert not other.failed

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.images import DECODE_PIXELS, VIDEO_SUFFIXES
+from factory.images import DECODE_PIXELS, VIDEO_SUFFIXES, fit_pixels
 from factory.sample import Sample
 
 
@@ -127,8 +127,4 @@ def read_frame(path: Path, frame: int, max_pixels: int = DECODE_PIXELS) -> np.nd
         capture.release()
     if not ok:
         return None
-    height, width = image.shape[:2]
-    if height * width > max_pixels:
-        scale = (max_pixels / (height * width)) ** 0.5
-        image = cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(fit_pixels(image, max_pixels), cv2.COLOR_BGR2RGB)

@@ -295,7 +295,7 @@ class SceneTeacherStage(Stage):
             toon, records = self._carry_skin(real, toon, person, faces, drawn, hulls)
         before = toon
         seams = []
-        for face, (picture, _, _), hull in zip(faces, drawn, hulls):
+        for face, (picture, _), hull in zip(faces, drawn, hulls):
             alpha = cv2.GaussianBlur(hull.astype(np.float32), (0, 0), max(0.5, self.config.feather * face["iod"]))
             toon = blend_two_bands(toon, picture, alpha, max(1.0, face["iod"] * 0.5))
         for face, hull in zip(faces, hulls):
@@ -310,12 +310,12 @@ class SceneTeacherStage(Stage):
         sample.meta["teacher"] = {
             "scene": scene_record,
             "faces": [{**record, **seam, **({"skin": skin} if skin else {})}
-                      for (_, record, _), seam, skin in zip(drawn, seams, records or [None] * len(faces))],
+                      for (_, record), seam, skin in zip(drawn, seams, records or [None] * len(faces))],
         }
         return sample
 
-    def _draw_face(self, sample: Sample, n: int, face: dict) -> tuple[np.ndarray, dict, np.ndarray]:
-        """(the face teacher's drawing warped into the scene, its provenance, its aligned-crop matrix)."""
+    def _draw_face(self, sample: Sample, n: int, face: dict) -> tuple[np.ndarray, dict]:
+        """(the face teacher's drawing of the face's aligned crop, warped back into the scene; its provenance)."""
         size = self.config.face_size
         points = np.asarray(face["landmarks"], np.float64)
         keypoints = Face(np.asarray(face["box"]), face["score"], points, face["scheme"]).keypoints5()
@@ -327,17 +327,17 @@ class SceneTeacherStage(Stage):
                                          "landmarks": transform_points(points, matrix).tolist()}})
         picture, record = drawing(self.face_teacher, aligned.real, aligned)
         height, width = sample.real.shape[:2]
-        back = cv2.warpAffine(picture, invert_matrix(matrix), (width, height), flags=cv2.INTER_AREA,
+        back = cv2.warpAffine(picture, invert_matrix(matrix), (width, height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-        return back, {"teacher": record, "matrix": np.round(matrix, 6).tolist()}, matrix
+        return back, {"teacher": record, "matrix": np.round(matrix, 6).tolist()}
 
     def _carry_skin(self, real, toon, person, faces, drawn, hulls) -> tuple[np.ndarray, list[dict]]:
         """The body's skin of each face's person recoloured to that face's drawn skin tone."""
         lab = to_lab(real)
         all_faces = np.max(hulls, axis=0) if hulls else np.zeros(real.shape[:2], np.uint8)
-        count, people = cv2.connectedComponents((person > 127).astype(np.uint8))
+        _, people = cv2.connectedComponents((person > 127).astype(np.uint8))
         records = []
-        for face, (picture, _, _), hull in zip(faces, drawn, hulls):
+        for face, (picture, _), hull in zip(faces, drawn, hulls):
             points = np.asarray(face["landmarks"])
             core = skin_core(real.shape, points, face["scheme"]) & (hull > 0)
             if core.sum() < 10:
@@ -353,8 +353,8 @@ class SceneTeacherStage(Stage):
                 if skin.sum() <= MAX_BODY_SKIN * hull.sum():
                     break
             toon = carry_skin(toon, skin, tone)
-            records.append({"pixels": int(skin.sum()), "distance": round(float(limit), 2), "tone": tone, "region": skin > 0,
-                            "face_lab": [round(float(v), 2) for v in tone]})
+            records.append({"pixels": int(skin.sum()), "distance": round(float(limit), 2), "tone": tone,
+                            "region": skin > 0, "drawn_skin_lab": [round(float(v), 2) for v in tone]})
         return toon, records
 
 
