@@ -27,11 +27,11 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, write_atomic
-from factory.images import IMAGE_SUFFIXES, BadImage, from_unit, list_images, read_image, to_unit
+from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, read_image,
+                            to_unit)
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
 Mode = Literal["whole", "face"]
 PersonOnly = Literal["keep", "stylize"]
@@ -263,11 +263,7 @@ def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PI
             if not ok:
                 break
             count += 1
-            height, width = frame.shape[:2]
-            if height * width > max_pixels:
-                scale = (max_pixels / (height * width)) ** 0.5
-                frame = cv2.resize(frame, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            yield cv2.cvtColor(fit_pixels(frame, max_pixels), cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
 

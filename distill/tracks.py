@@ -25,6 +25,7 @@ import numpy as np
 from factory.faces import Face, transform_points
 from factory.files import write_atomic
 from factory.models.embedding import Embedder, embed, normalise
+from factory.sources.video import SceneCuts
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +42,6 @@ class TrackedFace:
     keypoints: np.ndarray
     detected: bool
     actor: str | None = None
-
-
-class SceneCuts:
-    """A cut is a frame whose colour histogram (hue × saturation × value, 64×36 thumbnail) differs from
-    the previous frame's by more than ``threshold`` (1 - correlation): on the shared clips cuts score
-    0.2-0.5, motion and scrolling at most 0.05."""
-
-    def __init__(self, threshold: float = 0.12):
-        self.threshold = threshold
-        self._previous: np.ndarray | None = None
-
-    def __call__(self, image: np.ndarray) -> bool:
-        hsv = cv2.cvtColor(cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256])
-        cv2.normalize(hist, hist)
-        previous, self._previous = self._previous, hist
-        return previous is not None and 1 - cv2.compareHist(previous, hist, cv2.HISTCMP_CORREL) > self.threshold
 
 
 def flow_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray, min_points: int = 6) -> np.ndarray | None:

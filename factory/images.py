@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 DEFAULT_MAX_PIXELS = 64_000_000
 DECODE_PIXELS = 16_000_000  # larger photos are decoded reduced to about this size (faces need no more)
 MAX_IMAGE_BYTES = 256 << 20  # an image file is sized before it is read: a 64 MP PNG is under 200 MB
@@ -129,3 +130,12 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     """Every file under ``folder`` sorted by path (non-images too: they are rejected with a reason)."""
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def fit_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``image`` reduced (area-averaged) to about ``max_pixels`` when it holds more; else as it is."""
+    height, width = image.shape[:2]
+    if height * width <= max_pixels:
+        return image
+    scale = (max_pixels / (height * width)) ** 0.5
+    return cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)

@@ -11,13 +11,14 @@ from pydantic import Field
 
 from factory.sources.folders import FolderSourceConfig, SamplesSourceConfig
 from factory.sources.generative import PromptSourceConfig, StyleGAN2SourceConfig
+from factory.sources.video import VideoSourceConfig
 from factory.teachers.cartoongan import CartoonGANConfig
 from factory.teachers.cartoonize import CartoonizeConfig
 from factory.teachers.diffusion import DiffusionConfig
 from factory.teachers.toonify import ToonifyConfig
 from factory.teachers.webtoon import WebtoonConfig
 
-SOURCES = (FolderSourceConfig, SamplesSourceConfig, StyleGAN2SourceConfig, PromptSourceConfig)
+SOURCES = (FolderSourceConfig, SamplesSourceConfig, VideoSourceConfig, StyleGAN2SourceConfig, PromptSourceConfig)
 TEACHERS = (CartoonizeConfig, CartoonGANConfig, DiffusionConfig, ToonifyConfig, WebtoonConfig)
 
 SourceConfig = Annotated[Union[SOURCES], Field(discriminator="kind")]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from factory.stages.augment import AugmentStage
 from factory.stages.faces import FaceStage
 from factory.stages.gates import GateStage
+from factory.stages.scene import SceneConfig, SceneCropStage, SceneTeacherStage
+from factory.stages.segment import SegmentConfig
 from factory.stage import Stage
 
 
@@ -24,6 +26,8 @@ def build_pipeline(recipe) -> Pipeline:
     before the face stage, which then crops both sides with the same matrix.
     """
     source = recipe.source.build()
+    if recipe.output.frame == "scene":
+        return Pipeline(source, scene_stages(recipe))
     faces = FaceStage(recipe.faces, recipe.output.size)
     teacher = recipe.teacher.build()
     segment, backgrounds = [], []
@@ -40,3 +44,15 @@ def build_pipeline(recipe) -> Pipeline:
         stages = [faces, *segment, *before, teacher, *after]
     stages += [*backgrounds, AugmentStage(recipe.augment), GateStage(recipe.gates, recipe.faces)]
     return Pipeline(source, stages)
+
+
+def scene_stages(recipe) -> list[Stage]:
+    """Scene pairs: crop around a person → person mask (the `segment` section's, mediapipe when unset)
+    → [backgrounds, on the photo: the scene teacher draws them] → scene and faces drawn → augment → gates."""
+    scene = recipe.scene or SceneConfig()
+    segment = recipe.segment or SegmentConfig()
+    face_teacher = recipe.teacher.build()
+    teacher = SceneTeacherStage(scene, scene.build_teacher(recipe.teacher), face_teacher, recipe.faces)
+    backgrounds = [stage for stage in [segment.background_stage()] if stage]
+    return [SceneCropStage(scene, recipe.faces, recipe.output.size), segment.build(), *backgrounds, teacher,
+            AugmentStage(recipe.augment), GateStage(recipe.gates, recipe.faces)]

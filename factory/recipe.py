@@ -21,6 +21,7 @@ from factory.kinds import SourceConfig, TeacherConfig
 from factory.stages.augment import AugmentConfig
 from factory.stages.faces import FacesConfig
 from factory.stages.gates import GatesConfig
+from factory.stages.scene import SceneConfig
 from factory.stages.segment import SegmentConfig
 from factory.stages.warp import WarpConfig
 from factory.tracking import TrackingConfig
@@ -33,6 +34,9 @@ MAX_SHARDS = 100_000
 class OutputConfig(Strict):
     """What the dataset looks like: image size, how many pairs, shard size."""
 
+    frame: Literal["face", "scene"] = Field(
+        "face", description="face: aligned face crops; scene: whole frames with people, bodies and background "
+                            "(faces by the teacher, the rest by `scene.teacher`)")
     size: int = Field(256, ge=32, le=2048)
     count: int = Field(200, ge=1, le=MAX_COUNT)
     shard_size: int = Field(50, ge=1)
@@ -59,6 +63,7 @@ class Recipe(Strict):
     segment: SegmentConfig | None = None
     warp: WarpConfig | None = None
     teacher: TeacherConfig
+    scene: SceneConfig | None = None
     augment: AugmentConfig = AugmentConfig()
     gates: GatesConfig = GatesConfig()
     output: OutputConfig = OutputConfig()
@@ -73,7 +78,23 @@ class Recipe(Strict):
                                                or self.source.checkpoint != self.teacher.base):
             raise ValueError("teacher.base: toonify needs `source.kind: stylegan2` with the same checkpoint "
                              "as `teacher.base`, so both sides come from one latent")
+        if self.output.frame == "scene":
+            self._scene_fits()
+        elif self.scene is not None:
+            raise ValueError("scene: only scene pairs use it; set `output.frame: scene` (or remove the section)")
         return self
+
+    def _scene_fits(self):
+        """Scene pairs start from a photo and draw it real to toon; face-crop stages do not apply."""
+        if getattr(self.source, "generative", False):
+            raise ValueError(f"output.frame: scene pairs need photos or videos, not a `{self.source.kind}` source")
+        if self.warp is not None:
+            raise ValueError("warp: reshapes aligned face crops; remove it for `output.frame: scene`")
+        if self.segment and self.segment.person_only:
+            raise ValueError("segment.person_only: scene pairs draw the background too; remove it for "
+                             "`output.frame: scene`")
+        if self.teacher.direction != "real2toon":
+            raise ValueError("teacher.direction: scene pairs are drawn real2toon")
 
 
 def validate(data, origin: str, model: type[Recipe] = Recipe) -> Recipe:
@@ -122,10 +143,12 @@ class Resolved:
         """Hash of what determines the pairs: the factory's sections but output.count and tracking.
 
         Raising the count extends a dataset; the shards already made stay valid. Sections of later
-        rooms (training, export) and unset optional sections do not count.
+        rooms (training, export), unset optional sections and the default ``output.frame`` do not count.
         """
         data = self.recipe.model_dump(mode="json", exclude_none=True, include=set(Recipe.model_fields))
         data.pop("tracking", None)
         data["output"].pop("count", None)
+        if data["output"].get("frame") == "face":  # the default: datasets made before the option keep their hash
+            data["output"].pop("frame")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -16,7 +16,8 @@ from distill_fixtures import write_checkpoint  # noqa: E402
 from video_fixtures import PATCH, portraits, two_face_frames, write_video  # noqa: E402
 
 from distill.infer import Assignment, infer  # noqa: E402
-from distill.tracks import FaceTracks, SceneCuts  # noqa: E402
+from distill.tracks import FaceTracks  # noqa: E402
+from factory.sources.video import SceneCuts  # noqa: E402
 from factory.errors import UserError  # noqa: E402
 from factory.faces import shared_detector  # noqa: E402
 

@@ -17,6 +17,7 @@ from factory.config import Strict
 from factory.errors import UserError
 from factory.images import DECODE_PIXELS, DEFAULT_MAX_PIXELS, BadImage, list_images, read_image
 from factory.sample import Side, Sample
+from factory.sources.video import VideoSource, video_files
 
 
 class FolderSourceConfig(Strict):
@@ -37,15 +38,21 @@ PORTRAITS = Path(__file__).resolve().parents[1] / "portraits"  # shipped with th
 
 
 class SamplesSourceConfig(Strict):
-    """The portraits the package ships and installed packages hold, plus any folders the user names."""
+    """The portraits the package ships and installed packages hold, plus any folders and videos the user names."""
 
     kind: Literal["samples"]
     folders: list[Path] = []
+    videos: list[Path] = Field([], description="video files (or folders of them) whose frames join the photos")
+    every: int = Field(30, ge=1, description="frames between two samples of one shot of a video")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
 
-    def build(self) -> "ImageSource":
+    def build(self) -> "ImageSource | Concatenated":
         files = [f for i, d in enumerate(self.folders) for f in _folder_files(d, f"source.folders[{i}]", True)]
-        return ImageSource(files, "real", self.max_pixels, packaged=True)
+        photos = ImageSource(files, "real", self.max_pixels, packaged=True)
+        if not self.videos:
+            return photos
+        videos = [f for i, v in enumerate(self.videos) for f in video_files(v, f"source.videos[{i}]")]
+        return Concatenated([photos, VideoSource(videos, self.every)])
 
 
 def packaged_portrait_names() -> list[str]:
@@ -86,8 +93,9 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.items)
 
-    def load(self, sample: Sample) -> Sample:
-        item = self.items[sample.index % len(self)]
+    def load(self, sample: Sample, position: int | None = None) -> Sample:
+        """Fill the sample from item ``position`` (``index % len`` when None)."""
+        item = self.items[sample.index % len(self) if position is None else position]
         sample.meta["source"] = {"item": item, "domain": self.domain}
         try:
             image = self._packaged[item] if item in self._packaged else read_image(item, self.max_pixels, fit_pixels=DECODE_PIXELS)
@@ -95,6 +103,24 @@ class ImageSource:
             return sample.reject(exc.reason)
         setattr(sample, self.domain, image)
         return sample
+
+
+class Concatenated:
+    """The items of several sources, one source's after another's."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def load(self, sample: Sample) -> Sample:
+        position = sample.index % len(self)
+        for part in self.parts:
+            if position < len(part):
+                return part.load(sample, position)
+            position -= len(part)
+        raise AssertionError("position beyond the last source")
 
 
 def _folder_files(path: Path, field: str, recursive: bool) -> list[Path]:

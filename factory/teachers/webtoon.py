@@ -272,9 +272,9 @@ class FaceFrame:
         return ((xs - p[0]) * self.up[0] + (ys - p[1]) * self.up[1]) > 0
 
 
-def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
-    shape = lab.shape
+def bare_face(shape, face: FaceFrame) -> np.ndarray:
+    """The face's bare skin as a bool mask: inside the mesh's oval, above the nose tip (no beard, no
+    stubble), away from eyes, brows and lips."""
     pts = face.points
     oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
     features = np.zeros(shape[:2], np.uint8)
@@ -284,7 +284,15 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
         cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
     cv2.fillPoly(features, [np.round(pts[LIPS_OUTER]).astype(np.int32)], 1)
     features = cv2.dilate(features, np.ones((odd(face.iod * 0.12),) * 2, np.uint8))
-    inner = oval & (features == 0) & face.above(shape, 2)  # above the nose: no beard, no stubble
+    return oval & (features == 0) & face.above(shape, 2)
+
+
+def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
+    shape = lab.shape
+    pts = face.points
+    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    inner = bare_face(shape, face)
     samples = lab[inner] if inner.sum() > 50 else lab[oval]
     median = np.median(samples, 0)
     spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
@@ -743,6 +751,37 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
+def draw_scene(image: np.ndarray, person: np.ndarray, params: dict, style: Style, iod: float) -> np.ndarray:
+    """Draw a whole frame (RGB uint8) the webtoon way: flat colour regions, clean lines, a simplified background.
+
+    Colours are flattened by mean-shift filtering, then quantised: the people (``person``, 0-1) in
+    ``hair_tones`` + 3 flat Lab tones, the background in ``background_tones`` paler ones. Lines are
+    the people's silhouettes and the dark creases of the flattened frame, thinned to one width
+    (``line_width`` times ``iod``, the faces' inter-ocular distance); the background's are fainter.
+    Faces are not drawn here: the face teacher draws them on their aligned crops.
+    """
+    scale = image.shape[0] / 256.0
+    smooth = odd(5 * scale)
+    flattened = cv2.pyrMeanShiftFiltering(np.ascontiguousarray(image), max(2.0, 5 * scale), 20)
+    lab = to_lab(flattened)
+    body = smooth_mask(person > 0.5, 2.0 * scale)
+    canvas = flat_tones(lab, 1 - body, int(params["background_tones"]), params["saturation"] * 0.85, odd(smooth * 1.5))
+    canvas = canvas * 0.85 + 255.0 * 0.15 * (1 - body[..., None])  # a paler, quieter background
+    if body.sum() > 20:
+        people = flat_tones(lab, body, int(params["hair_tones"]) + 3, params["saturation"], smooth)
+        paint(canvas, cv2.GaussianBlur(body.astype(np.float32), (0, 0), 0.7), people)
+    width = max(1.0, params["line_width"] * iod)
+    gray = cv2.cvtColor(flattened, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    creases = remove_specks(xdog(gray, max(0.8, width * 0.55), 0.012), iod * 0.35, iod * 0.25)
+    silhouette = np.zeros(body.shape, np.uint8)
+    contours, _ = cv2.findContours(body, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(silhouette, [c for c in contours if cv2.arcLength(c, True) > 12 * scale], -1, 1, 1)
+    ink = lab_colour(style.ink_lab)
+    paint(canvas, even_lines(silhouette | (creases & body), width) * params["line_darkness"], ink)
+    paint(canvas, even_lines(creases & (1 - body), width * 0.7) * params["line_darkness"] * 0.5, ink)
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+
+
 # ---------------------------------------------------------------- the teacher
 
 
@@ -827,3 +866,16 @@ class WebtoonTeacher(Teacher):
                 continue
             sample.toon, sample.meta["teacher"] = self.draw(sample.real, sample)
             yield sample
+
+
+class WebtoonScene(WebtoonTeacher):
+    """The webtoon teacher's whole-frame drawing (:func:`draw_scene`), in the same style and ranges:
+    the scene teacher of scene pairs, whose faces the face teacher draws."""
+
+    def draw(self, image: np.ndarray, sample: Sample) -> tuple[np.ndarray, dict]:
+        params = self.draw_parameters(sample.rng("teacher"))
+        person, mask_source = self._person_mask(sample, image)
+        sizes = [face["iod"] for face in (sample.meta.get("faces") or {}).get("faces", [])]
+        iod = float(np.median(sizes)) if sizes else image.shape[0] / 16.0
+        drawing = draw_scene(image, person, params, self.style, iod)
+        return drawing, {**self.describe(), "drawn": params, "features": "scene", "mask": mask_source}

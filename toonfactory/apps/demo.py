@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from distill.infer import VIDEO_SUFFIXES, Inference, Student, Target
+from distill.infer import Inference, Student, Target
 from factory.errors import UserError
-from factory.images import encode_png, read_image
+from factory.images import VIDEO_SUFFIXES, encode_png, read_image
 
 MODES = {"whole": {"mode": "whole"}, "face": {"mode": "face"}, "person only": {"mode": "whole", "person_only": "keep"}}
 MAX_VIDEO_FRAMES = 90
