@@ -210,12 +210,11 @@ def quality(images, targets, photos, pairs, judge, embedder) -> list[str]:
     return cells + [f"{cos.mean():.3f} ({np.mean(cos > SAME_PERSON):.0%})"]
 
 
-def region_masks(pair: dict) -> dict[str, np.ndarray]:
+def region_masks(pair: dict, masker) -> dict[str, np.ndarray]:
     """Where a held-out pair's error lies: the target's ink (thin lines darker than their surround), the
     face (the mesh's oval), hair and body (the rest of the photo's person mask), background."""
     import cv2
 
-    from factory.stages.segment import MediapipeMasker
     from factory.teachers.webtoon import FACE_OVAL, polygon_mask
 
     size = pair["target"].shape[0]
@@ -224,23 +223,22 @@ def region_masks(pair: dict) -> dict[str, np.ndarray]:
     face = np.zeros((size, size), bool)
     if pair["scheme"] == "mediapipe478":
         face = (polygon_mask((size, size), pair["points"][FACE_OVAL]) > 0.5) & ~ink
-    if not hasattr(region_masks, "masker"):
-        region_masks.masker = MediapipeMasker()
-    person = region_masks.masker(pair["photo"]) > 0.5
+    person = masker(pair["photo"]) > 0.5
     return {"ink lines": ink, "face": face, "hair and body": person & ~face & ~ink, "background": ~person & ~face & ~ink}
 
 
 def region_table(pairs: list[dict], rows: dict[str, list[np.ndarray]]) -> list[list[str]]:
     """Per region: its share of the pixels, then each row's mean L1 (0-1) against the target there."""
-    masks = [region_masks(p) for p in pairs]
+    from factory.stages.segment import MediapipeMasker
+
+    masker = MediapipeMasker()
+    masks = [region_masks(p, masker) for p in pairs]
+    errors = [np.stack([np.abs(i.astype(np.float32) - p["target"]).mean(2) / 255 for i, p in zip(images, pairs)])
+              for images in rows.values()]
     table = []
     for region in masks[0]:
         inside = np.stack([m[region] for m in masks])
-        cells = [region, f"{inside.mean():.0%}"]
-        for images in rows.values():
-            error = np.stack([np.abs(i.astype(np.float32) - p["target"]).mean(2) / 255 for i, p in zip(images, pairs)])
-            cells.append(f"{error[inside].mean():.3f}")
-        table.append(cells)
+        table.append([region, f"{inside.mean():.0%}", *(f"{error[inside].mean():.3f}" for error in errors)])
     return table
 
 
