@@ -262,14 +262,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the person split")
     parser.add_argument("--workers", type=int, default=2, help="processes making the pairs")
     parser.add_argument("--export", type=Path, help="also export the trained student to ONNX in this folder")
+    parser.add_argument("--student", type=Path, help="score this trained student (a checkpoint, e.g. make demo's "
+                        "out/quickstart/student/checkpoints/step_0001500) instead of training one; unless --heldout "
+                        "names them, everyone but the shipped portraits' people (the quickstart's) is held out")
     args = parser.parse_args()
     sources = tuple(args.sources.split(","))
     if not set(sources) <= set(SOURCES):
         parser.error(f"--sources: choose among {', '.join(SOURCES)}")
     groups = by_person(shared_photos(args.assets, sources))
+    heldout = args.heldout.split(",") if args.heldout else None
+    if args.student and heldout is None:
+        heldout = sorted(set(groups) - set(by_person(shared_photos(args.assets, ("samples",)))))
     try:
-        split = dict(zip(("train", "heldout"), split_people(list(groups), args.seed, args.heldout_fraction,
-                                                             args.heldout.split(",") if args.heldout else None)))
+        split = dict(zip(("train", "heldout"), split_people(list(groups), args.seed, args.heldout_fraction, heldout)))
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -279,6 +284,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
+    from distill.export import load_student
     from distill.train import train
     from factory.dataset.layout import read_manifest
     from factory.errors import UserError
@@ -287,17 +293,23 @@ def main() -> None:
     try:
         direction = [f"distill.direction={args.direction}"] if args.direction else []
         resolved = load_recipe(args.recipe, args.overrides + direction)
+        recipe, config = resolved.recipe, resolved.recipe.distill
+        record = None
+        if args.student:
+            record = load_student(args.student)[1]
+            config = config.model_copy(update={"size": record["size"], "direction": record["direction"]})
         started = time.perf_counter()
         data, photos = {}, {}
         for side, people in split.items():
             photos[side] = photo_folder(args.out / "photos", side, {p: groups[p] for p in people})
+            if side == "train" and args.student:
+                continue  # its photos train the judge; the student is given
             count = sum(len(groups[p]) for p in people) * args.per_photo
             data[side] = make_pairs(split_recipe(resolved, photos[side], count, side), args.out / "pairs" / side, args.workers)
-        recipe, config = resolved.recipe, resolved.recipe.distill
         print(f"pairs ready (made or reused) in {time.perf_counter() - started:.0f} s: {args.recipe} "
               f"({recipe.teacher.kind} teacher), {args.per_photo} per photo")
         started = time.perf_counter()
-        checkpoint = train(config, data["train"], args.out / "student", overwrite=True)
+        checkpoint = args.student or train(config, data["train"], args.out / "student", overwrite=True)
         train_minutes = (time.perf_counter() - started) / 60
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -315,7 +327,8 @@ def main() -> None:
     real2toon = config.direction == "real2toon"
     input_name, target_name = ("photo", f"{teacher} teacher") if real2toon else (f"{teacher} drawing", "photo")
     rows = {"student (EMA)": outputs, f"input: {input_name} (identity baseline)": inputs, f"target: {target_name}": targets}
-    student = [f"{np.median(ms):.1f} ({min(ms):.1f})", f"{config.steps} steps, {train_minutes:.1f} min"]
+    trained = f"{record['step']} steps (given)" if record else f"{config.steps} steps, {train_minutes:.1f} min"
+    student = [f"{np.median(ms):.1f} ({min(ms):.1f})", trained]
     table = [[label, *quality(images, targets, inputs if real2toon else targets, pairs, judge, embedder),
               *(student if images is outputs else ["–", "–"])] for label, images in rows.items()
 ]
@@ -324,10 +337,11 @@ def main() -> None:
         table.append([f"target at the pairs' {recipe.output.size} px", "–", "–", webtoon_share(judge, full), "–", "–", "–"])
 
     counts = {person: sum(p["person"] == person for p in pairs) for person in split["heldout"]}
+    training_pairs = f"{args.student}'s" if record else read_manifest(data["train"])["counts"]["accepted"]
     print(f"training people ({len(split['train'])}): {', '.join(split['train'])}")
     print(f"held-out people ({len(split['heldout'])}), pairs each: {', '.join(f'{p} {n}' for p, n in counts.items())}")
     print(f"\n{config.direction} student ngf {config.student.ngf} ({params / 1e6:.2f} M parameters), {config.size} px, "
-          f"batch {config.batch_size}, on {read_manifest(data['train'])['counts']['accepted']} training pairs; "
+          f"batch {config.batch_size}, on {training_pairs} training pairs; "
           f"scored on {len(pairs)} held-out pairs; torch threads {torch.get_num_threads()}")
     print(judged + "\n")
     print(markdown(["output", "PSNR dB", "SSIM", "called webtoon", "identity cos vs photo (same person)",

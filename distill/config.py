@@ -36,7 +36,9 @@ class DistillConfig(Strict):
     """Training of the student on the pairs of a dataset folder."""
 
     direction: Literal["real2toon", "toon2real"] = "real2toon"
-    size: int = Field(256, ge=16, le=2048, description="training crop side, in pixels")
+    size: int = Field(256, ge=16, le=2048, description="side the pairs are resized to, in pixels")
+    crop: int | None = Field(None, ge=16, description="train on random crop x crop windows of the size x size pairs: "
+                             "the teacher's scale at a smaller step's cost; validation sees whole pairs")
     student: StudentConfig = StudentConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     l1_weight: float = Field(100.0, ge=0.0)
@@ -66,6 +68,9 @@ class DistillConfig(Strict):
     def _size_fits_depth(self):
         if self.size % (2**self.student.depth):
             raise ValueError(f"size {self.size} must be a multiple of 2**student.depth = {2**self.student.depth}")
+        if self.crop is not None and (self.crop > self.size or self.crop % (2**self.student.depth)):
+            raise ValueError(f"crop {self.crop} must be at most size {self.size} and a multiple of 2**student.depth = "
+                             f"{2**self.student.depth}")
         return self
 
 

@@ -72,6 +72,8 @@ class PairDecoder:
                     p=0.8,
                 )
             )
+        if augment and config.crop is not None:
+            transforms.append(A.RandomCrop(config.crop, config.crop))
         self.transform = A.Compose(transforms, additional_targets={"target": "image"}, seed=config.seed)
 
     def images(self, sample: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +162,8 @@ class PairCache:
 
 def augment_pairs(pair, config: DistillConfig, generator):
     """The streamed path's augmentation on a batch of channel-stacked (source, target) pairs: a
-    horizontal flip (p 0.5) and, with p 0.8, a scale and shift within ``scale_jitter``, reflected at the borders."""
+    horizontal flip (p 0.5), with p 0.8 a scale and shift within ``scale_jitter``, reflected at the
+    borders, then a random ``crop`` window of each pair."""
     import torch
     import torch.nn.functional as F
 
@@ -178,6 +181,10 @@ def augment_pairs(pair, config: DistillConfig, generator):
         theta[:, :, 2] = -shift / scale[:, None]
         grid = F.affine_grid(theta, list(pair.shape), align_corners=False)
         pair = F.grid_sample(pair, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if config.crop is not None:
+        side, crop = pair.shape[-1], config.crop
+        corners = torch.randint(side - crop + 1, (count, 2), generator=generator).tolist()
+        pair = torch.stack([one[:, y : y + crop, x : x + crop] for one, (y, x) in zip(pair, corners)])
     return pair
 
 

@@ -225,3 +225,29 @@ def test_the_student_beats_the_identity_baseline_on_held_out_pairs(dataset, tmp_
     assert {"val_l1", "val_psnr", "val_identity_l1", "val_identity_psnr"} <= set(last)
     assert last["val_l1"] < 0.8 * last["val_identity_l1"]
     assert last["val_psnr"] > last["val_identity_psnr"] + 1.0
+
+
+def test_crops_train_at_the_pairs_scale_on_windows_of_both_sides_alike(dataset, tmp_path):
+    from distill.data import PairCache, PairDecoder
+
+    images = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8)
+    config = tiny(size=64, crop=32, batch_size=4, scale_jitter=0.0, flip=False)
+    source, target = next(PairCache(torch.cat([images, images], dim=1), config).batches(seed=1))
+    assert source.shape == (4, 3, 32, 32) and torch.equal(source, target)
+    plain = images.float() / 127.5 - 1  # each window is a piece of one pair, at the pairs' scale
+    windows = [p[:, y : y + 32, x : x + 32] for p in plain for y in range(33) for x in range(33)]
+    assert all(any(torch.allclose(s, w) for w in windows) for s in source)
+    sample = {"__key__": "k", "real.png": _png(images[0]), "toon.png": _png(images[0])}
+    real, toon = PairDecoder(config, augment=True).images(sample)
+    assert real.shape == (32, 32, 3) and (real == toon).all()  # the streamed path crops too
+    records = []
+    train(tiny(steps=4, crop=32, val_every=4, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: records.append(r))
+    assert "val_psnr" in records[-1]  # validation sees whole 64 px pairs
+    with pytest.raises(ValueError, match="crop 52 must be at most size 64 and a multiple of 2\\*\\*student.depth = 8"):
+        tiny(crop=48 + 4)
+
+
+def _png(image) -> bytes:
+    from factory.images import encode_png
+
+    return encode_png(image.permute(1, 2, 0).numpy())
