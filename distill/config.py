@@ -42,6 +42,8 @@ class DistillConfig(Strict):
     student: StudentConfig = StudentConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     l1_weight: float = Field(100.0, ge=0.0)
+    ink_weight: float = Field(0.0, ge=0.0, description="extra L1 weight on the target's ink lines (strokes darker "
+                              "than their surround): 4 counts a line pixel five times")
     steps: int = Field(2000, ge=1, description="optimizer steps")
     batch_size: int = Field(8, ge=1, description="per device, per accumulation step")
     gradient_accumulation: int = Field(1, ge=1)

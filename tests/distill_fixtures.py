@@ -26,8 +26,8 @@ def real_image(rng: np.random.Generator, size: int) -> np.ndarray:
     return image.clip(0, 255).astype(np.uint8)
 
 
-def write_dataset(folder: Path, shards: int = 3, per_shard: int = 8, size: int = 64, seed: int = 0) -> Path:
-    """Write ``shards`` webdataset tars of real/toon/json pairs plus a manifest; returns ``folder``."""
+def write_dataset(folder: Path, shards: int = 3, per_shard: int = 8, size: int = 64, seed: int = 0, toon=toon_of) -> Path:
+    """Write ``shards`` webdataset tars of real/``toon(real)``/json pairs plus a manifest; returns ``folder``."""
     import webdataset as wds
 
     rng = np.random.default_rng(seed)
@@ -41,7 +41,7 @@ def write_dataset(folder: Path, shards: int = 3, per_shard: int = 8, size: int =
                     {
                         "__key__": key,
                         "real.png": encode_png(real),
-                        "toon.png": encode_png(toon_of(real)),
+                        "toon.png": encode_png(toon(real)),
                         "json": json.dumps({"key": key, "teacher": {"kind": "test"}}).encode(),
                     }
                 )

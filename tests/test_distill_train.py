@@ -11,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_fixtures import write_dataset  # noqa: E402
+from distill_fixtures import toon_of, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
 from distill.train import TrainingDiverged, checkpoints, train  # noqa: E402
@@ -251,3 +251,23 @@ def _png(image) -> bytes:
     from factory.images import encode_png
 
     return encode_png(image.permute(1, 2, 0).numpy())
+
+
+def test_ink_lines_are_thin_dark_strokes_and_weigh_more_in_the_loss(dataset, tmp_path):
+    from distill.train import ink_lines
+
+    image = torch.full((1, 3, 32, 32), 0.6)
+    image[..., 10:12, 4:28] = -0.8  # a 2 px line on pale skin
+    image[..., 20:, 20:] = -0.9  # a dark region: flat, not a line
+    ink = ink_lines(image)[0, 0]
+    assert ink[10:12, 6:26].all() and ink.sum() < 2 * 24 + 8
+    assert not ink[24:, 24:].any()
+    def inked(real):
+        toon = toon_of(real)
+        toon[20:22, 8:56] = 0
+        return toon
+
+    lined = write_dataset(tmp_path / "lined", shards=1, per_shard=8, toon=inked)
+    records = []
+    train(tiny(steps=2, ink_weight=4.0, save_every=100), lined, tmp_path / "run", on_step=lambda s, t, r: records.append(r))
+    assert records[-1]["loss_g"] > 1.05 * 100 * records[-1]["l1"]  # line pixels count five times
