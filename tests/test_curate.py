@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import identity_features
-from factory.curate.filters import LONE_MIN_SCORE, Thresholds, duplicate_of, phash, reject_reason, same_drawing
+from factory.curate.filters import (LONE_MIN_SCORE, Thresholds, drawing_difference, duplicate_of, phash, reject_reason,
+                                    same_drawing)
 from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
 from factory.curate.run import CropOptions, Summary, cluster_characters, ingest_pages, select_characters
 from factory.curate.select import choose, cluster, purity, similarity_to
@@ -107,6 +109,36 @@ def test_duplicates_across_scales_but_not_other_drawings():
     assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [phash(c) for c in crops], vectors,
                         lambda i: crops[i], limits) == 1
     assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [], vectors, lambda i: None, limits) is None
+
+
+def test_every_expression_of_a_sprite_is_kept_and_each_resaved_copy_dropped(assets, tmp_path):
+    sprites = sorted((assets / "characters/renpy").glob("*/*.png"))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i, path in enumerate(sprites):  # resized 0.6x-1.3x, re-saved as JPEG or PNG
+        image = read_image(path)
+        scale = (0.8, 0.6, 1.3)[i % 3]
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(copies / f"{path.stem}{'.jpg' if i % 2 else '.png'}"), small[..., ::-1])
+    chain = ChainDetector(["anime", "mediapipe"], cascade=assets / "models/lbpcascade_animeface.xml", tile_sides=())
+    ws, summary = Workspace(tmp_path / "out"), Summary()
+    ingest_pages(ws, sprites + sorted(copies.iterdir()), chain, CropOptions(), summary)
+    faces = ws.manifest["faces"]
+    first = {Path(f["file"]).stem: fid for fid, f in sorted(faces.items()) if f["file"] in map(str, sprites)}
+    assert len(first) == 13 and all(not faces[fid]["reason"] for fid in first.values())
+    dropped = {(Path(f["file"]).stem, f["reason"]) for f in faces.values() if Path(f["file"]).parent == copies}
+    assert all((stem, f"duplicate of {fid}") in dropped for stem, fid in first.items())
+    assert all(r == f"duplicate of {first[stem]}" for stem, r in dropped if r.startswith("duplicate"))
+
+
+def test_drawing_difference_tells_a_copy_from_another_expression(assets):
+    chain = ChainDetector(["anime"], cascade=assets / "models/lbpcascade_animeface.xml")
+    normal, surprised = (read_image(assets / f"characters/renpy/sylvie/sylvie_blue_{e}.png") for e in ("normal", "surprised"))
+    crop = lambda image: crop_square(image, chain.detect(image)[0].box)  # noqa: E731
+    copy = cv2.resize(normal, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    limit = Thresholds().max_drawing_difference
+    assert drawing_difference(crop(normal), crop(copy)) < limit / 2
+    assert drawing_difference(crop(normal), crop(surprised)) > limit  # only the mouth differs
 
 
 def test_choose_top_and_threshold():

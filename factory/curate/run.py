@@ -100,7 +100,7 @@ def ingest_pages(ws: Workspace, files: list[Path], detector: ChainDetector, opti
                 vector, hash_ = identity_features(crop, options.margin), phash(crop)
                 if reason is None:
                     twin = duplicate_of(crop, hash_, vector, hashes, np.array(vectors).reshape(len(vectors), vector.size),
-                                        lambda i: _other_page_crop(ws, pool[i], sha), options.limits)
+                                        lambda i: _other_page_crop(ws, pool[i], sha), options.limits, options.margin)
                     reason = None if twin is None else f"duplicate of {pool[twin]}"
                 if reason is None:
                     pool.append(face_id), hashes.append(hash_), vectors.append(vector)
