@@ -10,6 +10,9 @@
 3. Actor cleaning: each deepface person with >= 5 photos plus 3 photos of other people (deepface
    and face_recognition): intruders removed, true photos kept.
 4. Clustering purity on the sprites, alone and with the anime tiles.
+5. Duplicates: the 13 sprites with a resized, re-saved copy of each, and the strip with its five pages,
+   through ``ingest_pages``: distinct faces kept, copies (and the strip's faces found again on their
+   pages, by box) dropped.
 
     python benchmarks/curate_evidence.py --assets ../shared/assets [--threshold 0.85]
 """
@@ -20,7 +23,10 @@ import argparse
 import csv
 import json
 import logging
+import tempfile
 from pathlib import Path
+
+import cv2
 
 import numpy as np
 from rich.console import Console
@@ -30,7 +36,9 @@ from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import feature_matrix
 from factory.curate.filters import Thresholds, unconfirmed
 from factory.curate.ingest import ChainDetector, crop_square
+from factory.curate.run import CropOptions, Summary, ingest_pages
 from factory.curate.select import choose, cluster, purity, similarity_to
+from factory.curate.store import Workspace
 from factory.faces import DetectorChain
 from factory.images import read_image
 from factory.models.embedding import DlibEmbedder, embed
@@ -147,6 +155,55 @@ def clustering(crops, names, distractors) -> None:
     console.print(table)
 
 
+def _iou(a, b) -> float:
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def duplicates(assets: Path) -> None:
+    cascade = assets / "models/lbpcascade_animeface.xml"
+    table = Table("set", "faces", "distinct kept", "copies dropped", "wrongly dropped", title="duplicates")
+    with tempfile.TemporaryDirectory() as tmp:
+        sprites = sorted((assets / "characters/renpy").glob("*/*.png"))
+        for i, path in enumerate(sprites):
+            image = read_image(path)
+            small = cv2.resize(image, None, fx=(0.8, 0.6, 1.3)[i % 3], fy=(0.8, 0.6, 1.3)[i % 3], interpolation=cv2.INTER_AREA)
+            cv2.imwrite(f"{tmp}/{path.stem}_copy{'.jpg' if i % 2 else '.png'}", small[..., ::-1])
+        ws = Workspace(Path(tmp) / "sprites")
+        ingest_pages(ws, sprites + sorted(Path(tmp).glob("*_copy.*")), ChainDetector(cascade=cascade), CropOptions(), Summary())
+        faces = ws.manifest["faces"]
+        stem = {fid: Path(f["file"]).stem.removesuffix("_copy") for fid, f in faces.items()}
+        originals = {fid for fid, f in faces.items() if f["file"] in map(str, sprites)}
+        right = sum(f["reason"].startswith("duplicate") and stem[f["reason"].split()[-1]] == stem[fid]
+                    for fid, f in faces.items() if fid not in originals)
+        wrong = sum(f["reason"].startswith("duplicate") for fid, f in faces.items()) - right
+        table.add_row("13 sprites + a resized copy of each", str(len(faces)),
+                      f"{sum(not faces[f]['reason'] for f in originals)}/13", f"{right}/13", str(wrong))
+
+        labels = json.loads(LABELS.read_text())["strip"]
+        pages = [assets / "comics" / p for p in labels["pages"]]
+        ws = Workspace(Path(tmp) / "strip")
+        ingest_pages(ws, [assets / "comics" / labels["file"], *pages], ChainDetector(cascade=cascade), CropOptions(), Summary())
+        faces = ws.manifest["faces"]
+        scale, top, tops = labels["width"] / 1280, 0, {}
+        for page in pages:
+            tops[str(page)] = top
+            top += round(1771 * scale) + labels["gap"]
+        strip = [f["box"] for f in faces.values() if f["file"] not in tops]
+
+        def on_strip(face) -> bool:
+            box = np.array(face["box"]) * scale + np.array([0, tops[face["file"]], 0, tops[face["file"]]])
+            return any(_iou(box, other) > 0.3 for other in strip)
+
+        judged = [f for f in faces.values() if not f["reason"] or f["reason"].startswith("duplicate")]
+        truth = [f["file"] in tops and on_strip(f) for f in judged]
+        dropped = [f["reason"].startswith("duplicate") for f in judged]
+        table.add_row("strip + its 5 pages", str(len(faces)), f"{sum(not t and not d for t, d in zip(truth, dropped))}/{truth.count(False)}",
+                      f"{sum(t and d for t, d in zip(truth, dropped))}/{sum(truth)}", str(sum(d and not t for t, d in zip(truth, dropped))))
+    console.print(table)
+
+
 def actor_cleaning(assets: Path, radii: list[float]) -> None:
     rows = list(csv.DictReader(open(assets / "faces/deepface/identities.csv")))
     people: dict[str, list[Path]] = {}
@@ -196,6 +253,7 @@ def main() -> None:
     for threshold in args.threshold:
         selection(crops, names, distractors, threshold)
     clustering(crops, names, distractors)
+    duplicates(args.assets)
     actor_cleaning(args.assets, args.radius)
 
 
