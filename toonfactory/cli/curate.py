@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from toonfactory.cli.common import ProgressLines, console
+from toonfactory.cli.common import NestedOption, ProgressLines, console
 
 app = typer.Typer(no_args_is_help=True, help="""Curate raw material into the folders recipes and `cast gallery` read.
 
@@ -113,6 +113,7 @@ def actors(
     size: int = typer.Option(256, min=32, help="crop side in pixels"),
     min_face: int = typer.Option(40, min=8, help="smaller faces are dropped (too_small)"),
     superres: Optional[Path] = SuperresOption,
+    nested: bool = NestedOption,
     tracking: str = TrackingOption,
 ):
     """Per actor: keep each photo's face that matches the majority identity; drop namesakes, group
@@ -132,7 +133,7 @@ def actors(
         ws = Workspace(out)
         lines = ProgressLines("curate photos", unit="photos")
         with Progress(console=console, transient=True) as bar:
-            curate_actors(ws, folder, chain, model, options, summary, radius=radius,
+            curate_actors(ws, folder, chain, model, options, summary, radius=radius, nested=nested,
                           progress=_advance(bar, bar.add_task("photos", total=None), lines))
         lines.finish()
         _register(ws, tracking, {"command": "curate actors", "detector": detector, "embedder": embedder, "radius": radius})
