@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import identity_features
 from factory.curate.filters import (LONE_MIN_SCORE, Thresholds, drawing_difference, duplicate_of, phash, reject_reason,
-                                    same_drawing)
+                                    same_drawing, text_score)
 from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
 from factory.curate.run import CropOptions, Summary, cluster_characters, ingest_pages, select_characters
 from factory.curate.select import choose, cluster, purity, similarity_to
@@ -87,6 +87,20 @@ def test_filters_record_reasons():
         cv2.putText(bubble, words, (40, 75 + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     reason, scores = reject_reason(_found(100), bubble, limits)
     assert reason == "text" and scores["text"] > limits.max_text
+
+
+def test_the_text_filter_drops_speech_bubbles_and_no_sprite_face_at_any_scale(assets):
+    chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml")
+    limits = Thresholds()
+    for path in sorted((assets / "characters/renpy").glob("*/*.png")):
+        for scale in (1.0, 0.6, 1.3):
+            image = cv2.resize(read_image(path), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            for det in chain.detect(image):
+                assert text_score(crop_square(image, det.box)) <= limits.max_text, (path.name, scale)
+    labels = json.loads((Path(__file__).parents[1] / "benchmarks/comic_faces.json").read_text())["pages"]
+    page = read_image(assets / "comics/peppercarrot/sample_page_0.jpg")
+    bubbles = [text_score(crop_square(page, np.array(b, float))) for b in labels["peppercarrot/sample_page_0.jpg"]["text"]]
+    assert sum(score > limits.max_text for score in bubbles) >= 9, bubbles  # "Gotcha!" is lettered too large
 
 
 def test_a_weak_detection_no_other_detector_saw_is_not_a_face():
