@@ -10,6 +10,11 @@
 3. Actor cleaning: each deepface person with >= 5 photos plus 3 photos of other people (deepface
    and face_recognition): intruders removed, true photos kept.
 4. Clustering purity on the sprites, alone and with the anime tiles.
+5. Filters: what ``text`` and ``not_a_face`` drop among sprite faces (at 3 scales), anime-tile faces,
+   labelled comic faces, the comics' other detections and the labelled speech bubbles.
+6. Duplicates: the 13 sprites with a resized, re-saved copy of each, and the strip with its five pages,
+   through ``ingest_pages``: distinct faces kept, copies (and the strip's faces found again on their
+   pages, by box) dropped.
 
     python benchmarks/curate_evidence.py --assets ../shared/assets [--threshold 0.85]
 """
@@ -20,7 +25,10 @@ import argparse
 import csv
 import json
 import logging
+import tempfile
 from pathlib import Path
+
+import cv2
 
 import numpy as np
 from rich.console import Console
@@ -28,9 +36,11 @@ from rich.table import Table
 
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import feature_matrix
-from factory.curate.filters import Thresholds, unconfirmed
-from factory.curate.ingest import ChainDetector, crop_square
+from factory.curate.filters import Thresholds, reject_reason, unconfirmed
+from factory.curate.ingest import ChainDetector, Detection, crop_square
+from factory.curate.run import CropOptions, Summary, ingest_pages
 from factory.curate.select import choose, cluster, purity, similarity_to
+from factory.curate.store import Workspace
 from factory.faces import DetectorChain
 from factory.images import read_image
 from factory.models.embedding import DlibEmbedder, embed
@@ -147,6 +157,94 @@ def clustering(crops, names, distractors) -> None:
     console.print(table)
 
 
+def filters(assets: Path) -> None:
+    chain, limits = ChainDetector(cascade=assets / "models/lbpcascade_animeface.xml"), Thresholds()
+    counts: dict[str, list[int]] = {}  # set -> [items, text, not_a_face]
+
+    def judge(name: str, image: np.ndarray, detections) -> None:
+        for det in detections:
+            reason = reject_reason(det, crop_square(image, det.box), limits)[0]
+            row = counts.setdefault(name, [0, 0, 0])
+            row[0] += 1
+            row[1] += reason == "text"
+            row[2] += reason == "not_a_face"
+
+    for path in sorted((assets / "characters/renpy").glob("*/*.png")):
+        for scale in (1.0, 0.6, 1.3):
+            image = cv2.resize(read_image(path), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            found = chain.detect(image)
+            high = [d for d in found if d.box[1] + d.box[3] < 0.9 * image.shape[0]]  # centre in the top 45%
+            judge("sprite faces (13 x 3 scales)", image, high)
+            judge("sprite bodies (other boxes)", image, [d for d in found if d not in high])
+    grid = read_image(assets / "anime/grid36.jpg")
+    for r in range(0, 3072, 512):
+        for c in range(0, 3072, 512):
+            tile = np.ascontiguousarray(grid[r:r + 512, c:c + 512])
+            judge("anime-tile faces", tile, chain.detect(tile))
+    labels = json.loads(LABELS.read_text())
+    for name, truth in {**labels["pages"], labels["strip"]["file"]: strip_labels(labels)}.items():
+        image = read_image(assets / "comics" / name)
+        found = chain.detect(image)
+        judge("comic faces (labelled)", image, [d for d in found if any(matches(d.box, b) for b in truth["faces"])])
+        judge("comic non-faces (unlabelled boxes)", image,
+              [d for d in found if not any(matches(d.box, b) for b in truth["faces"] + truth["ignore"])])
+        judge("speech bubbles (labelled)", image,
+              [Detection(np.array(b, float), 9.9, "anime", 0, ["mediapipe"]) for b in truth.get("text", [])])
+    table = Table("set", "boxes", "text", "not_a_face", "dropped", title="filters (faces: every drop is a false drop)")
+    for name, (items, text, lone) in counts.items():
+        table.add_row(name, str(items), str(text), str(lone), f"{text + lone}/{items} ({(text + lone) / max(items, 1):.0%})")
+    console.print(table)
+
+
+def _iou(a, b) -> float:
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def duplicates(assets: Path) -> None:
+    cascade = assets / "models/lbpcascade_animeface.xml"
+    table = Table("set", "faces", "distinct kept", "copies dropped", "wrongly dropped", title="duplicates")
+    with tempfile.TemporaryDirectory() as tmp:
+        sprites = sorted((assets / "characters/renpy").glob("*/*.png"))
+        for i, path in enumerate(sprites):
+            image = read_image(path)
+            small = cv2.resize(image, None, fx=(0.8, 0.6, 1.3)[i % 3], fy=(0.8, 0.6, 1.3)[i % 3], interpolation=cv2.INTER_AREA)
+            cv2.imwrite(f"{tmp}/{path.stem}_copy{'.jpg' if i % 2 else '.png'}", small[..., ::-1])
+        ws = Workspace(Path(tmp) / "sprites")
+        ingest_pages(ws, sprites + sorted(Path(tmp).glob("*_copy.*")), ChainDetector(cascade=cascade), CropOptions(), Summary())
+        faces = ws.manifest["faces"]
+        stem = {fid: Path(f["file"]).stem.removesuffix("_copy") for fid, f in faces.items()}
+        originals = {fid for fid, f in faces.items() if f["file"] in map(str, sprites)}
+        right = sum(f["reason"].startswith("duplicate") and stem[f["reason"].split()[-1]] == stem[fid]
+                    for fid, f in faces.items() if fid not in originals)
+        wrong = sum(f["reason"].startswith("duplicate") for fid, f in faces.items()) - right
+        table.add_row("13 sprites + a resized copy of each", str(len(faces)),
+                      f"{sum(not faces[f]['reason'] for f in originals)}/13", f"{right}/13", str(wrong))
+
+        labels = json.loads(LABELS.read_text())["strip"]
+        pages = [assets / "comics" / p for p in labels["pages"]]
+        ws = Workspace(Path(tmp) / "strip")
+        ingest_pages(ws, [assets / "comics" / labels["file"], *pages], ChainDetector(cascade=cascade), CropOptions(), Summary())
+        faces = ws.manifest["faces"]
+        scale, top, tops = labels["width"] / 1280, 0, {}
+        for page in pages:
+            tops[str(page)] = top
+            top += round(1771 * scale) + labels["gap"]
+        strip = [f["box"] for f in faces.values() if f["file"] not in tops]
+
+        def on_strip(face) -> bool:
+            box = np.array(face["box"]) * scale + np.array([0, tops[face["file"]], 0, tops[face["file"]]])
+            return any(_iou(box, other) > 0.3 for other in strip)
+
+        judged = [f for f in faces.values() if not f["reason"] or f["reason"].startswith("duplicate")]
+        truth = [f["file"] in tops and on_strip(f) for f in judged]
+        dropped = [f["reason"].startswith("duplicate") for f in judged]
+        table.add_row("strip + its 5 pages", str(len(faces)), f"{sum(not t and not d for t, d in zip(truth, dropped))}/{truth.count(False)}",
+                      f"{sum(t and d for t, d in zip(truth, dropped))}/{sum(truth)}", str(sum(d and not t for t, d in zip(truth, dropped))))
+    console.print(table)
+
+
 def actor_cleaning(assets: Path, radii: list[float]) -> None:
     rows = list(csv.DictReader(open(assets / "faces/deepface/identities.csv")))
     people: dict[str, list[Path]] = {}
@@ -196,6 +294,8 @@ def main() -> None:
     for threshold in args.threshold:
         selection(crops, names, distractors, threshold)
     clustering(crops, names, distractors)
+    filters(args.assets)
+    duplicates(args.assets)
     actor_cleaning(args.assets, args.radius)
 
 

@@ -22,7 +22,7 @@ from factory import faces as facelib
 from factory.errors import UserError
 from factory.faces import DetectorChain
 from factory.files import FolderLock, inside, output_folder, sha256_file, staged, subfolder, write_atomic
-from factory.images import DECODE_PIXELS, IMAGE_SUFFIXES, BadImage, list_images, read_image
+from factory.images import DECODE_PIXELS, IMAGE_SUFFIXES, BadImage, actor_folders, read_image
 from factory.models.embedding import Embedder, build_embedder, embed
 
 log = logging.getLogger(__name__)
@@ -157,15 +157,17 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         raise UserError(f"{path}: cannot read ({exc})") from None
 
 
-def collect_inputs(actors: Path, attributes: Path | None = None) -> tuple[list[GalleryInput], dict[str, dict[str, str]]]:
-    """Photos and actor attributes from a folder (one sub-folder per actor) or a CSV (image, actor, attributes...)."""
+def collect_inputs(actors: Path, attributes: Path | None = None,
+                   nested: bool = False) -> tuple[list[GalleryInput], dict[str, dict[str, str]]]:
+    """Photos and actor attributes from a folder (one sub-folder per actor, see
+    :func:`~factory.images.actor_folders`) or a CSV (image, actor, attributes...)."""
     actors = Path(actors)
     attrs: dict[str, dict[str, str]] = {}
     inputs: list[GalleryInput] = []
     if actors.is_dir():
-        for folder in sorted(p for p in actors.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            attrs.setdefault(folder.name, {})
-            inputs += [GalleryInput(p, folder.name) for p in list_images(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for name, files in actor_folders(actors, nested).items():
+            attrs.setdefault(name, {})
+            inputs += [GalleryInput(p, name) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     elif actors.is_file() and actors.suffix.lower() == ".csv":
         for row in _read_csv(actors, required=("image", "actor")):
             actor = row.pop("actor").strip()

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from factory.errors import UserError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -130,6 +132,31 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     """Every file under ``folder`` sorted by path (non-images too: they are rejected with a reason)."""
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def actor_folders(root: Path, nested: bool = False) -> dict[str, list[Path]]:
+    """The files of each actor under ``root``: one sub-folder per actor. An actor folder that holds
+    folders of images is refused, naming it (a folder of people would become one actor). With ``nested``,
+    every folder under ``root`` that holds images is an actor, named by the folder (the same name under
+    two parents, train/obama and test/obama, is one actor)."""
+    visible = lambda p: p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts)  # noqa: E731
+    actors: dict[str, list[Path]] = {}
+    if nested:
+        for folder in sorted(p for p in root.rglob("*") if visible(p) and _holds_images(p)):
+            actors.setdefault(folder.name, []).extend(list_images(folder, recursive=False))
+        return actors
+    for folder in sorted(p for p in root.iterdir() if visible(p)):
+        inner = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if visible(p) and _holds_images(p)]
+        if inner:
+            raise UserError(f"{folder}: an actor folder that holds folders of images ({', '.join(inner[:4])}"
+                            f"{', ...' if len(inner) > 4 else ''}); give one folder of photos per actor, or --nested "
+                            "to make each folder of images an actor")
+        actors[folder.name] = list_images(folder)
+    return actors
 
 
 def fit_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:

@@ -145,6 +145,34 @@ def test_csv_input_with_attributes(tmp_path):
         collect_inputs(tmp_path / "bad.csv")
 
 
+def test_a_folder_of_actor_folders_is_refused_by_name_or_taken_apart_when_asked(tmp_path):
+    from toonfactory.cli import app
+
+    root = tmp_path / "people"
+    for part in ("train", "test"):
+        for name in ("ann", "bob"):
+            save(face_image(COLOURS[name], shift=5 if part == "test" else 0), root / part / name / "1.png")
+    save(face_image(COLOURS["cid"]), root / "cid" / "1.png")
+    with pytest.raises(UserError, match=r"people/test: an actor folder that holds folders of images \(ann, bob\).*--nested"):
+        collect_inputs(root)
+    inputs, attrs = collect_inputs(root, nested=True)
+    assert sorted(attrs) == ["ann", "bob", "cid"]  # train/ann and test/ann are one actor
+    assert sorted(Path(i.image).relative_to(root).as_posix() for i in inputs if i.actor == "ann") == ["test/ann/1.png",
+                                                                                                       "train/ann/1.png"]
+    runner = CliRunner()
+    for command in (["cast", "gallery", str(root)], ["curate", "actors", str(root), "--tracking", "none"]):
+        result = runner.invoke(app, [*command, "--out", str(tmp_path / "out")])
+        assert isinstance(result.exception, UserError) and "people/test" in str(result.exception), command
+        assert not (tmp_path / "out").exists()
+
+
+def test_the_shared_face_recognition_folder_is_refused_naming_train(assets):
+    with pytest.raises(UserError, match="face_recognition/train: an actor folder"):
+        collect_inputs(assets / "faces/face_recognition")
+    inputs, _ = collect_inputs(assets / "faces/face_recognition", nested=True)
+    assert {i.actor for i in inputs} >= {"obama", "biden", "kit_harington", "rose_leslie", "alex_lacamoire"}
+
+
 def test_borda_votes_weight_ranks_and_break_ties_by_calibrated_score():
     actors = ["a", "b", "c", "d"]
     scores = np.array([

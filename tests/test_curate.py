@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from factory.curate.actors import PhotoFaces, judge
 from factory.curate.features import identity_features
-from factory.curate.filters import LONE_MIN_SCORE, Thresholds, duplicate_of, phash, reject_reason, same_drawing
+from factory.curate.filters import (LONE_MIN_SCORE, Thresholds, drawing_difference, duplicate_of, phash, reject_reason,
+                                    same_drawing, text_score)
 from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
 from factory.curate.run import CropOptions, Summary, cluster_characters, ingest_pages, select_characters
 from factory.curate.select import choose, cluster, purity, similarity_to
@@ -46,7 +48,7 @@ def test_merge_keeps_one_face_per_place_and_who_agreed():
 def test_strip_faces_found_across_slices_with_provenance(assets):
     tile = read_image(assets / "anime/grid36.jpg")[:512, 512:1024]  # one face for the cascade
     strip = np.vstack([tile, np.full((300, 512, 3), 255, np.uint8), tile])  # 1324 px tall
-    chain = ChainDetector(["anime"], cascade=assets / "models/lbpcascade_animeface.xml", slice_height=700, overlap=200)
+    chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml", slice_height=700, overlap=200)
     found = chain.detect(strip)
     assert len(found) == 2
     top, bottom = sorted(found, key=lambda d: d.box[1])
@@ -87,6 +89,20 @@ def test_filters_record_reasons():
     assert reason == "text" and scores["text"] > limits.max_text
 
 
+def test_the_text_filter_drops_speech_bubbles_and_no_sprite_face_at_any_scale(assets):
+    chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml")
+    limits = Thresholds()
+    for path in sorted((assets / "characters/renpy").glob("*/*.png")):
+        for scale in (1.0, 0.6, 1.3):
+            image = cv2.resize(read_image(path), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            for det in chain.detect(image):
+                assert text_score(crop_square(image, det.box)) <= limits.max_text, (path.name, scale)
+    labels = json.loads((Path(__file__).parents[1] / "benchmarks/comic_faces.json").read_text())["pages"]
+    page = read_image(assets / "comics/peppercarrot/sample_page_0.jpg")
+    bubbles = [text_score(crop_square(page, np.array(b, float))) for b in labels["peppercarrot/sample_page_0.jpg"]["text"]]
+    assert sum(score > limits.max_text for score in bubbles) >= 9, bubbles  # "Gotcha!" is lettered too large
+
+
 def test_a_weak_detection_no_other_detector_saw_is_not_a_face():
     limits, crop = Thresholds(), _face_like()
     weak = LONE_MIN_SCORE["anime"] - 0.2
@@ -109,6 +125,36 @@ def test_duplicates_across_scales_but_not_other_drawings():
     assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [], vectors, lambda i: None, limits) is None
 
 
+def test_every_expression_of_a_sprite_is_kept_and_each_resaved_copy_dropped(assets, tmp_path):
+    sprites = sorted((assets / "characters/renpy").glob("*/*.png"))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i, path in enumerate(sprites):  # resized 0.6x-1.3x, re-saved as JPEG or PNG
+        image = read_image(path)
+        scale = (0.8, 0.6, 1.3)[i % 3]
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(copies / f"{path.stem}{'.jpg' if i % 2 else '.png'}"), small[..., ::-1])
+    chain = ChainDetector("anime,mediapipe", cascade=assets / "models/lbpcascade_animeface.xml", tile_sides=())
+    ws, summary = Workspace(tmp_path / "out"), Summary()
+    ingest_pages(ws, sprites + sorted(copies.iterdir()), chain, CropOptions(), summary)
+    faces = ws.manifest["faces"]
+    first = {Path(f["file"]).stem: fid for fid, f in sorted(faces.items()) if f["file"] in map(str, sprites)}
+    assert len(first) == 13 and all(not faces[fid]["reason"] for fid in first.values())
+    dropped = {(Path(f["file"]).stem, f["reason"]) for f in faces.values() if Path(f["file"]).parent == copies}
+    assert all((stem, f"duplicate of {fid}") in dropped for stem, fid in first.items())
+    assert all(r == f"duplicate of {first[stem]}" for stem, r in dropped if r.startswith("duplicate"))
+
+
+def test_drawing_difference_tells_a_copy_from_another_expression(assets):
+    chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml")
+    normal, surprised = (read_image(assets / f"characters/renpy/sylvie/sylvie_blue_{e}.png") for e in ("normal", "surprised"))
+    crop = lambda image: crop_square(image, chain.detect(image)[0].box)  # noqa: E731
+    copy = cv2.resize(normal, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    limit = Thresholds().max_drawing_difference
+    assert drawing_difference(crop(normal), crop(copy)) < limit / 2
+    assert drawing_difference(crop(normal), crop(surprised)) > limit  # only the mouth differs
+
+
 def test_choose_top_and_threshold():
     scores = np.array([0.9, 0.5, 0.95, 0.7])
     assert choose(scores, 2, None).tolist() == [True, False, True, False]
@@ -117,7 +163,7 @@ def test_choose_top_and_threshold():
 
 
 def test_features_tell_sprite_characters_from_anime_distractors(assets):
-    chain = ChainDetector(["anime"], cascade=assets / "models/lbpcascade_animeface.xml")
+    chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml")
 
     def crops(paths):
         return [crop_square(img, chain.detect(img)[0].box) for img in map(read_image, paths)]
@@ -268,6 +314,19 @@ def test_cli_mistakes_exit_2_and_write_nothing(tmp_path):
     assert "overrides.json" in runner.invoke(app, ["curate", "--help"]).output
 
 
+def test_a_named_detector_that_cannot_run_is_an_error_and_the_default_says_what_it_left_out(tmp_path):
+    runner = CliRunner()
+    page = _pages(tmp_path / "p", [1])[0]
+    result = runner.invoke(app, ["curate", "comics", str(page), "--out", str(tmp_path / "a"), "--detector", "anime,dlib",
+                                 "--tracking", "none"])
+    assert isinstance(result.exception, UserError) and "anime:PATH" in str(result.exception)
+    assert not (tmp_path / "a").exists()
+    result = runner.invoke(app, ["curate", "comics", str(page), "--out", str(tmp_path / "b"), "--tracking", "none"])
+    assert result.exit_code == 0, result.output
+    assert "anime detector is off: no --cascade given" in result.output
+    assert json.loads((tmp_path / "b/manifest.json").read_text())["faces"] == {}  # random circles: no face, no crash
+
+
 def test_tiles_cover_the_image_with_half_overlap():
     assert tiles(400, 500, 512) == []  # one window already is the whole image
     corners = tiles(1300, 900, 512)
@@ -285,8 +344,8 @@ def test_mediapipe_finds_a_small_face_on_a_large_page_through_tiles():
     face = cv2.resize(skimage.data.astronaut()[0:300, 100:400], (110, 110), interpolation=cv2.INTER_AREA)
     page = np.full((1600, 1600, 3), 255, np.uint8)
     page[1100:1210, 500:610] = face
-    assert ChainDetector(["mediapipe"], tile_sides=()).detect(page) == []
-    found = ChainDetector(["mediapipe"]).detect(page)
+    assert ChainDetector("mediapipe", tile_sides=()).detect(page) == []
+    found = ChainDetector("mediapipe").detect(page)
     assert len(found) == 1 and found[0].detector == "mediapipe"
     x0, y0, x1, y1 = found[0].box
     assert 500 <= (x0 + x1) / 2 <= 610 and 1100 <= (y0 + y1) / 2 <= 1210

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from factory.errors import UserError
-from factory.faces import Face, build_detector
+from factory.faces import Face, build_detector, parse_detector_spec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHAIN = ("anime", "mediapipe", "dlib")
+DEFAULT_CHAIN = "anime,mediapipe,dlib"
 # Sides of the square tiles (half-side overlap) mediapipe also runs on. On the shared comic pages
 # (benchmarks/curate_evidence.py) the chain's recall rose from 50% to 79% and precision from 88% to 92%.
 TILE_SIDES = (512, 1024)
@@ -100,20 +100,22 @@ def merge(detections: list[Detection], priority: list[str], threshold: float = 0
 class ChainDetector:
     """Every detector of the chain on every slice, merged (recall first: comic pages hold many faces).
 
-    ``anime`` needs ``cascade`` (an LBP cascade XML such as nagadomi's lbpcascade_animeface.xml).
+    ``spec`` names the detectors as everywhere else (``anime,mediapipe,dlib``; ``anime:PATH`` or a bare
+    ``anime`` with ``cascade``, an LBP cascade XML such as nagadomi's lbpcascade_animeface.xml). A named
+    detector that cannot run is an error, never skipped.
     """
 
-    def __init__(self, names: list[str] | tuple[str, ...] = DEFAULT_CHAIN, *, cascade: Path | None = None,
+    def __init__(self, spec: str = DEFAULT_CHAIN, *, cascade: Path | None = None,
                  min_size: int = 32, slice_height: int = 1600, overlap: int = 320, max_faces: int = 8,
                  tile_sides: tuple[int, ...] = TILE_SIDES):
-        self.names = [n for n in names if n != "anime" or cascade is not None]
+        members = parse_detector_spec(spec, "--detector", cascade)
+        self.names = [name for name, _ in members]
         self.tile_sides = tile_sides
-        if not self.names:
-            raise UserError("--detector: no detector left (anime needs --cascade)")
         self.slice_height, self.overlap, self.min_size = slice_height, overlap, min_size
         slices(slice_height + 1, slice_height, overlap)  # checks the two options early
-        options = {"anime": {"cascade": cascade}, "mediapipe": {"max_faces": max_faces}}
-        self._detectors = {n: build_detector(n, min_size=min_size, **options.get(n, {})) for n in self.names}
+        self._detectors = {name: build_detector(name, min_size=min_size, **options,
+                                                **({"max_faces": max_faces} if name == "mediapipe" else {}))
+                           for name, options in members}
 
     @property
     def spec(self) -> str:

@@ -21,7 +21,7 @@ from factory.curate.superres import SuperResolver, resize
 from factory.errors import UserError
 from factory.faces import Face
 from factory.files import sha256_file
-from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
+from factory.images import IMAGE_SUFFIXES, BadImage, actor_folders, list_images, read_image
 
 log = logging.getLogger(__name__)
 FILTERED = "filtered"
@@ -100,7 +100,7 @@ def ingest_pages(ws: Workspace, files: list[Path], detector: ChainDetector, opti
                 vector, hash_ = identity_features(crop, options.margin), phash(crop)
                 if reason is None:
                     twin = duplicate_of(crop, hash_, vector, hashes, np.array(vectors).reshape(len(vectors), vector.size),
-                                        lambda i: _other_page_crop(ws, pool[i], sha), options.limits)
+                                        lambda i: _other_page_crop(ws, pool[i], sha), options.limits, options.margin)
                     reason = None if twin is None else f"duplicate of {pool[twin]}"
                 if reason is None:
                     pool.append(face_id), hashes.append(hash_), vectors.append(vector)
@@ -218,17 +218,18 @@ def _sheets(ws: Workspace, summary: Summary, groups: list[str]) -> None:
 
 
 def curate_actors(ws: Workspace, folder: Path, detector, embedder, options: CropOptions, summary: Summary,
-                  radius: float = 0.4, progress: Callable[[], None] | None = None) -> None:
-    """Per actor sub-folder: embed every face of every new photo, then judge all photos together."""
+                  radius: float = 0.4, progress: Callable[[], None] | None = None, nested: bool = False) -> None:
+    """Per actor (see :func:`~factory.images.actor_folders`): embed every face of every new photo, then
+    judge all photos together."""
     if not folder.is_dir():
         raise UserError(f"{folder}: expected a folder with one sub-folder per actor")
     overrides = ws.overrides()
     groups = []
-    for actor_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        group = f"actors/{actor_dir.name}"
+    for name, files in actor_folders(folder, nested).items():
+        group = f"actors/{name}"
         ws.group(group, "actor")
         photos = []
-        for path in image_files([actor_dir]):
+        for path in (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES):
             sha, image = _source(ws, path, summary)
             photo_id = sha[:16]
             if image is not None:

@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from factory.errors import UserError
-from toonfactory.cli.common import console
+from toonfactory.cli.common import NestedOption, console
 
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
 
@@ -32,6 +32,7 @@ def gallery(
                                           "(default 10 for a new gallery; N+1 times slower)"),
     colour: Optional[str] = typer.Option(None, help="'gray' (default for a new gallery: a drawing's colours are "
                                          "its style's, not the person's) or 'rgb'"),
+    nested: bool = NestedOption,
 ):
     """Detect, align and embed every actor photo; photos with no face or several are reported, not used;
     photos and actors no longer in ACTORS leave the gallery. An existing gallery keeps its embedder settings."""
@@ -44,7 +45,7 @@ def gallery(
     refuse_out_in_inputs(out, [actors])
     existing = Gallery.load(out) if (out / GALLERY_JSON).exists() else None
     model = embedder_for(embedder, existing, jitters=jitters, colour=colour)
-    inputs, attrs = collect_inputs(actors, attributes)
+    inputs, attrs = collect_inputs(actors, attributes, nested)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("embedding", total=len(inputs))
         built, update = update_gallery(out, inputs, attrs, model, chain, progress=lambda: bar.advance(task))

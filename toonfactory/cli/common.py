@@ -18,6 +18,8 @@ from rich.console import Console
 console = Console(stderr=True)
 
 SetOption = typer.Option(None, "--set", help="override a recipe field: a.b=value (repeatable)")
+NestedOption = typer.Option(False, "--nested", help="every folder of images under the actors' folder is an actor, named by "
+                            "the folder (train/obama and test/obama: one actor); without it a folder of folders is refused")
 
 # Native libraries (mediapipe's C++ graph, TFLite, absl) write straight to file descriptor 2 and
 # break the progress bars; chatty Python libraries log. Both stay off the terminal unless -v.

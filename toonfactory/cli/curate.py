@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from toonfactory.cli.common import ProgressLines, console
+from toonfactory.cli.common import NestedOption, ProgressLines, console
 
 app = typer.Typer(no_args_is_help=True, help="""Curate raw material into the folders recipes and `cast gallery` read.
 
@@ -58,7 +58,8 @@ def comics(
     top: Optional[int] = typer.Option(None, min=1, help="keep the N faces most like each character"),
     threshold: Optional[float] = typer.Option(0.85, help="keep faces at least this similar to a reference (cosine)"),
     cascade: Optional[Path] = typer.Option(None, help="LBP anime-face cascade XML (e.g. lbpcascade_animeface.xml)"),
-    detector: str = typer.Option("anime,mediapipe,dlib", help="detectors run on every slice, merged"),
+    detector: Optional[str] = typer.Option(None, help="detectors run on every slice, merged "
+                                           "(default anime,mediapipe,dlib; mediapipe,dlib without --cascade)"),
     margin: float = typer.Option(1.5, help="crop side = margin x the face box"),
     size: int = typer.Option(256, min=32, help="crop side in pixels"),
     min_face: int = typer.Option(40, min=8, help="smaller faces are dropped (too_small)"),
@@ -70,14 +71,18 @@ def comics(
     tracking: str = TrackingOption,
 ):
     """Pages -> faces (with provenance) -> filters with reasons -> characters by reference, or clusters."""
-    from factory.curate.ingest import ChainDetector
+    from factory.curate.ingest import DEFAULT_CHAIN, ChainDetector
     from factory.curate.run import Summary, cluster_characters, image_files, ingest_pages, reference_features, select_characters
     from factory.curate.store import Workspace, locked
     from factory.files import refuse_out_in_inputs
 
     named = _references(reference or [])
     files = image_files(inputs)
-    chain = ChainDetector(detector.split(","), cascade=cascade, min_size=max(min_face // 2, 8),
+    if detector is None and cascade is None:
+        console.print("warning: the anime detector is off: no --cascade given (lbpcascade_animeface.xml); "
+                      "drawn faces are found by mediapipe and dlib only")
+        detector = DEFAULT_CHAIN.replace("anime,", "")
+    chain = ChainDetector(detector or DEFAULT_CHAIN, cascade=cascade, min_size=max(min_face // 2, 8),
                           slice_height=slice_height, overlap=overlap)
     options = _crop_options(margin, size, min_face, superres)
     refs = {name: reference_features(paths, chain, options) for name, paths in named.items()}
@@ -108,6 +113,7 @@ def actors(
     size: int = typer.Option(256, min=32, help="crop side in pixels"),
     min_face: int = typer.Option(40, min=8, help="smaller faces are dropped (too_small)"),
     superres: Optional[Path] = SuperresOption,
+    nested: bool = NestedOption,
     tracking: str = TrackingOption,
 ):
     """Per actor: keep each photo's face that matches the majority identity; drop namesakes, group
@@ -127,7 +133,7 @@ def actors(
         ws = Workspace(out)
         lines = ProgressLines("curate photos", unit="photos")
         with Progress(console=console, transient=True) as bar:
-            curate_actors(ws, folder, chain, model, options, summary, radius=radius,
+            curate_actors(ws, folder, chain, model, options, summary, radius=radius, nested=nested,
                           progress=_advance(bar, bar.add_task("photos", total=None), lines))
         lines.finish()
         _register(ws, tracking, {"command": "curate actors", "detector": detector, "embedder": embedder, "radius": radius})
