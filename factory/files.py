@@ -83,10 +83,14 @@ def append_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def subfolder(root: Path, name: str) -> Path:
-    """``root/name`` made as a real folder (a link there is refused), for a command's own files."""
-    folder = refuse_link(Path(root) / name)
+def subfolder(root: Path, name: str | Path) -> Path:
+    """``root/name`` made as real folders, for a command's own files: a link at ``name`` or at any folder on
+    the way to it below ``root`` is refused, never followed."""
+    folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
+    for part in Path(name).parts:
+        folder = refuse_link(folder / part)
+        folder.mkdir(exist_ok=True)
     return folder
 
 
