@@ -19,7 +19,7 @@ from factory.config import dotted, path_fields
 from factory.dataset.layout import finished_shards, is_done, read_manifest, read_recipe, write_recipe
 from factory.dataset.manifest import write_manifest
 from factory.errors import Interrupted, UserError
-from factory.files import FolderLock, disk_full, folder_entries, output_folder
+from factory.files import FolderLock, disk_full, folder_entries, output_folder, refuse_link
 from factory.executors import Executor, InProcess
 from factory.recipe import Resolved, check_paths
 
@@ -67,6 +67,8 @@ def prepare_output(resolved: Resolved, out: Path, tasks: list[plan.ShardTask], r
         raise UserError(f"--out {out}: holds finished shard(s) {', '.join(surplus[:4])}{', ...' if len(surplus) > 4 else ''} "
                         f"beyond output.count={count}; a dataset is never shrunk in place: raise output.count "
                         "or choose a new folder")
+    for folder in ("shards", "stats"):  # before a shard starts: in a worker this would be a failed shard, not one line
+        refuse_link(out / folder)
     derived = (read_manifest(out) or {}).get("parent")
     if derived is not None:
         raise UserError(f"--out {out}: holds a version filtered from {derived['path']}; generating into it would "
