@@ -44,9 +44,9 @@ class TrainingDiverged(UserError):
 
 
 def checkpoints(out_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``out_dir``, oldest first."""
+    """Complete checkpoints under ``out_dir``, oldest first (a link there is none: never read, never pruned)."""
     root = Path(out_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.is_symlink() and not p.name.endswith(".tmp"))
 
 
 def resolve_resume(resume: str, out_dir: Path) -> Path | None:
