@@ -501,7 +501,8 @@ def train(
     out_dir = Path(out_dir)
     prepare_training(data_dir, out_dir, resume, overwrite)
     trainer = Trainer(config, data_dir, out_dir, tracker)
-    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}", kind="train", earlier="metrics.jsonl") \
+    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}", kind="train", earlier="metrics.jsonl",
+                      debris=("checkpoints/step_*.tmp",)) \
         if trainer.accelerator.is_main_process else nullcontext()
     with lock:
         if overwrite and not resume and trainer.accelerator.is_main_process:

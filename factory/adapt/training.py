@@ -26,7 +26,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.files import refuse_link, subfolder, write_atomic
+from factory.files import refuse_link, remove_debris, subfolder, write_atomic
 from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
 
 log = logging.getLogger(__name__)
@@ -368,7 +368,8 @@ def adapt(config, *, resume: str | None = None, field: FieldName = recipe_field,
 @contextlib.contextmanager
 def exclusive(work: Path, field: FieldName):
     """Hold ``work/.lock`` for the run: a second run into the same output stops at once (exit 2).
-    The operating system releases the lock when the process dies, however it dies."""
+    The operating system releases the lock when the process dies, however it dies; what a killed run
+    left (temporary files, checkpoint and export staging folders) is removed once it is held."""
     import fcntl
 
     work.mkdir(parents=True, exist_ok=True)
@@ -379,4 +380,5 @@ def exclusive(work: Path, field: FieldName):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError(f"{field('out')}: another process is adapting into {work}") from None
+        remove_debris(work, ("checkpoints/step_*.tmp", ".export-*"))
         yield
