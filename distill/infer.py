@@ -27,8 +27,8 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
-from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, read_image,
-                            to_unit)
+from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, open_video,
+                            read_image, to_unit)
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +257,7 @@ def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PI
     if not target.video:
         yield read_image(target.source, fit_pixels=max_pixels)
         return
-    capture = cv2.VideoCapture(str(target.source))
-    if not capture.isOpened():
-        raise BadImage("unreadable_video", "OpenCV cannot open this video")
+    capture = open_video(target.source)
     target.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     count = 0
     try:

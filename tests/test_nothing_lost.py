@@ -609,3 +609,34 @@ def test_train_removes_a_killed_runs_staging_checkpoint(tmp_path):
     train(tiny(steps=2), pairs, tmp_path / "run", resume="latest")
     assert not staging.exists() and not list((tmp_path / "run").rglob("*.tmp*"))
     assert [p.name for p in checkpoints(tmp_path / "run")][-1] == "step_0000002"
+
+
+def huge_frame_video(path: Path) -> Path:
+    """A small MJPEG AVI whose container and frames declare 16000x16000 pixels (256 MP a frame)."""
+    import struct
+
+    tiny_video(path)
+    data = bytearray(path.read_bytes())
+    at = 0
+    while (at := data.find(b"\xff\xc0", at)) != -1:  # each frame's JPEG start-of-frame: height, width
+        struct.pack_into(">HH", data, at + 5, 16000, 16000)
+        at += 2
+    struct.pack_into("<II", data, data.find(b"avih") + 8 + 32, 16000, 16000)  # the AVI main header
+    struct.pack_into("<ii", data, data.find(b"strf") + 8 + 4, 16000, 16000)  # the stream's bitmap header
+    path.write_bytes(data)
+    return path
+
+
+def test_a_video_whose_frames_are_too_large_is_refused_before_a_frame_is_decoded(student, tmp_path, caplog):
+    from distill.infer import infer
+    from factory.sources.video import VideoSource, read_frame
+
+    (tmp_path / "in").mkdir()
+    video = huge_frame_video(tmp_path / "in" / "huge.avi")
+    Image.fromarray(real_image(np.random.default_rng(6), 32)).save(tmp_path / "in" / "a.png")
+    summary = infer(student, [video, tmp_path / "in" / "a.png"], tmp_path / "out")
+    assert (summary["skipped"], summary["written"]) == (1, 1)
+    assert f"{video}: skipped (frame_too_large: frames of 16000x16000 pixels > 64000000)" in caplog.text
+    with pytest.raises(UserError, match=rf"{video}: frame_too_large: frames of 16000x16000"):
+        VideoSource([video], every=1)
+    assert read_frame(video, 0) is None
