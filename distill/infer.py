@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 
 from factory.errors import UserError
-from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, write_atomic
-from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, read_image,
-                            to_unit)
+from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
+from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, open_video,
+                            read_image, to_unit)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,12 @@ class Target:
     source: Path
     output: Path
     video: bool
+    root: Path  # the output folder: folders below it on the way to ``output`` are made, never followed
     fps: float = 25.0
+
+    def output_folder(self) -> Path:
+        """The folder of ``output``, made inside ``root`` (a link on the way is refused)."""
+        return subfolder(self.root, self.output.parent.relative_to(self.root))
 
 
 @dataclass
@@ -237,7 +242,7 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Target]:
     taken = Counter(names)
     names = [n.with_name(f"{p.stem}_{p.suffix[1:]}{n.suffix}") if taken[n] > 1 else n for p, n in zip(files, names)]
     out_dir = Path(out_dir).resolve()
-    targets = [Target(p, out_dir / n, video=p.suffix.lower() in VIDEO_SUFFIXES) for p, n in zip(files, names)]
+    targets = [Target(p, out_dir / n, p.suffix.lower() in VIDEO_SUFFIXES, out_dir) for p, n in zip(files, names)]
     if len({t.output for t in targets}) < len(targets):
         raise UserError(f"--out {out_dir}: two inputs would share an output name; rename one of them")
     sources = set(files)
@@ -252,9 +257,7 @@ def read_frames(target: Target, max_frames: int | None, max_pixels: int = MAX_PI
     if not target.video:
         yield read_image(target.source, fit_pixels=max_pixels)
         return
-    capture = cv2.VideoCapture(str(target.source))
-    if not capture.isOpened():
-        raise BadImage("unreadable_video", "OpenCV cannot open this video")
+    capture = open_video(target.source)
     target.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     count = 0
     try:
@@ -379,7 +382,7 @@ class Inference:
             return
         for part, seconds in self.tracks.seconds.items():
             self.seconds[part] += seconds
-        target.output.parent.mkdir(parents=True, exist_ok=True)
+        target.output_folder()
         models = {track: model or "default" for track, model in self.tracks_models.items()}
         self.tracks.write(target.output.with_name(f"{target.output.stem}.tracks.json"), target.source, models)
         for key in ("tracks", "detections", "embeddings", "cuts"):
@@ -464,7 +467,7 @@ class Inference:
                 if video is not None and video.target is not target:
                     video, finished = None, video
                     self._close(finished)
-                target.output.parent.mkdir(parents=True, exist_ok=True)
+                target.output_folder()
                 bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
                 if not target.video:
                     ok, data = cv2.imencode(".png", bgr)

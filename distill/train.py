@@ -44,9 +44,9 @@ class TrainingDiverged(UserError):
 
 
 def checkpoints(out_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``out_dir``, oldest first."""
+    """Complete checkpoints under ``out_dir``, oldest first (a link there is none: never read, never pruned)."""
     root = Path(out_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.is_symlink() and not p.name.endswith(".tmp"))
 
 
 def resolve_resume(resume: str, out_dir: Path) -> Path | None:
@@ -515,7 +515,8 @@ def train(
     out_dir = Path(out_dir)
     prepare_training(data_dir, out_dir, resume, overwrite)
     trainer = Trainer(config, data_dir, out_dir, tracker)
-    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}", kind="train", earlier="metrics.jsonl") \
+    lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}", kind="train", earlier="metrics.jsonl",
+                      debris=("checkpoints/step_*.tmp",)) \
         if trainer.accelerator.is_main_process else nullcontext()
     with lock:
         if overwrite and not resume and trainer.accelerator.is_main_process:

@@ -8,8 +8,11 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import re
 import secrets
+import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +23,7 @@ from factory.errors import UserError
 LOCK_NAME = ".toonfactory.lock"
 MARKER_NAME = ".toonfactory.made-by"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+log = logging.getLogger(__name__)
 
 
 def refuse_link(path: Path) -> Path:
@@ -42,25 +46,27 @@ def open_new(path: Path):
 
 @contextmanager
 def staged(path: Path) -> Iterator[Path]:
-    """A fresh temporary file beside ``path`` (unique name, created with O_EXCL and O_NOFOLLOW, same
-    suffix) for a writer that needs a file name; once the body returns it is synced and renamed over
-    ``path``; on any error it is removed and ``path`` stays as it was. A link at ``path`` is refused."""
+    """A fresh temporary file beside ``path`` (``.NAME.<hex>.tmp.EXT``: unique, created with O_EXCL and
+    O_NOFOLLOW) for a writer that needs a file name; once the body returns it is synced and renamed over
+    ``path``; on any error it is removed and ``path`` stays as it was. A link at ``path`` is refused.
+    The temporary file is flocked while it lives, so :func:`remove_debris` knows a killed writer's."""
     path = Path(path)
     refuse_link(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    open_new(tmp).close()
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+    with open_new(tmp) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        refuse_link(path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            refuse_link(path)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -69,6 +75,45 @@ def write_atomic(path: Path, data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+
+
+STAGED_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
+
+
+def _remove_if_dead(path: Path) -> bool:
+    """Remove a temporary file of :func:`staged` whose writer is gone (no flock held on it); True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False  # gone meanwhile, or a link: never followed
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino != os.lstat(path).st_ino:
+            return False
+        path.unlink()
+        return True
+    except (BlockingIOError, FileNotFoundError):
+        return False  # a live writer's, or renamed into place meanwhile
+    finally:
+        os.close(fd)
+
+
+def remove_debris(root: Path, folders: tuple[str, ...] = ()) -> list[Path]:
+    """Remove what killed runs left in ``root``, a folder of the command's own: :func:`staged`'s temporary
+    files whose writer is gone, at any depth, and the staging folders matching the ``folders`` globs (call
+    it holding the folder's lock). Links are neither followed nor removed; returns what was removed."""
+    root, removed = Path(root), []
+    for dirpath, _, names in os.walk(root):  # os.walk never descends into a link
+        removed += [Path(dirpath) / name for name in names
+                    if STAGED_NAME.fullmatch(name) and _remove_if_dead(Path(dirpath) / name)]
+    for pattern in folders:
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                removed.append(path)
+    if removed:
+        log.info("%s: removed %d file(s) a killed run left: %s", root, len(removed), ", ".join(map(str, removed[:5])))
+    return removed
 
 
 def append_text(path: Path, text: str) -> None:
@@ -83,10 +128,14 @@ def append_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def subfolder(root: Path, name: str) -> Path:
-    """``root/name`` made as a real folder (a link there is refused), for a command's own files."""
-    folder = refuse_link(Path(root) / name)
+def subfolder(root: Path, name: str | Path) -> Path:
+    """``root/name`` made as real folders, for a command's own files: a link at ``name`` or at any folder on
+    the way to it below ``root`` is refused, never followed."""
+    folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
+    for part in Path(name).parts:
+        folder = refuse_link(folder / part)
+        folder.mkdir(exist_ok=True)
     return folder
 
 
@@ -171,13 +220,14 @@ class FolderLock:
 
     With a ``kind`` (``infer``, ``cast gallery``...) the command owns only folders it made: the folder
     must be empty, or hold ``.toonfactory.made-by`` naming that kind, or (made before markers) the file
-    ``earlier``; anything else is refused before a byte is written.
+    ``earlier``; anything else is refused before a byte is written. What a killed run of it left there
+    is removed (:func:`remove_debris`, with the staging folders ``debris``).
     """
 
     def __init__(self, out: Path, command: str, option: str = "--out", kind: str | None = None,
-                 earlier: str | None = None):
+                 earlier: str | None = None, debris: tuple[str, ...] = ()):
         self.out, self.command, self.option = Path(out), command, option
-        self.kind, self.earlier = kind, earlier
+        self.kind, self.earlier, self.debris = kind, earlier, debris
         self.path = self.out / LOCK_NAME
         self.handle = None
         self.created = self.marked = False
@@ -212,6 +262,7 @@ class FolderLock:
         if self.kind is not None:
             try:
                 self._claim()
+                remove_debris(self.out, self.debris)
             except BaseException:
                 self.__exit__()
                 raise

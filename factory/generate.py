@@ -19,7 +19,7 @@ from factory.config import dotted, path_fields
 from factory.dataset.layout import finished_shards, is_done, read_manifest, read_recipe, write_recipe
 from factory.dataset.manifest import write_manifest
 from factory.errors import Interrupted, UserError
-from factory.files import FolderLock, disk_full, folder_entries, output_folder
+from factory.files import FolderLock, disk_full, folder_entries, output_folder, refuse_link, remove_debris
 from factory.executors import Executor, InProcess
 from factory.recipe import Resolved, check_paths
 
@@ -67,6 +67,8 @@ def prepare_output(resolved: Resolved, out: Path, tasks: list[plan.ShardTask], r
         raise UserError(f"--out {out}: holds finished shard(s) {', '.join(surplus[:4])}{', ...' if len(surplus) > 4 else ''} "
                         f"beyond output.count={count}; a dataset is never shrunk in place: raise output.count "
                         "or choose a new folder")
+    for folder in ("shards", "stats"):  # before a shard starts: in a worker this would be a failed shard, not one line
+        refuse_link(out / folder)
     derived = (read_manifest(out) or {}).get("parent")
     if derived is not None:
         raise UserError(f"--out {out}: holds a version filtered from {derived['path']}; generating into it would "
@@ -93,6 +95,8 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
     recipe = resolved.recipe
     tasks = plan.plan(recipe.output.count, recipe.output.shard_size, recipe.output.max_attempts)
     prepare_output(resolved, out, tasks, executor.rank)
+    if executor.rank == 0 and out.is_dir():
+        remove_debris(out)  # a killed run's temporary files (a live rank's are flocked, so kept)
     assigned = executor.assigned(tasks)
     todo = [t for t in assigned if not is_done(out, t, verify=True)]
     result = RunResult(out=out, shards=len(tasks), todo=len(todo), skipped=len(assigned) - len(todo))

@@ -80,6 +80,20 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise BadImage("corrupt_image", str(exc)) from None
 
 
+def open_video(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> cv2.VideoCapture:
+    """A video opened for reading, refused (BadImage) when its frames are larger than ``max_pixels``: the
+    frame size the container and codec declare is read before any frame is decoded (OpenCV cannot decode a
+    video frame reduced, as libjpeg does a photo)."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise BadImage("unreadable_video", "OpenCV cannot open this video")
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > max_pixels:
+        capture.release()
+        raise BadImage("frame_too_large", f"frames of {width}x{height} pixels > {max_pixels}")
+    return capture
+
+
 def _reduced(img: Image.Image, fit_pixels: int) -> Image.Image:
     width, height = img.size
     scale = (fit_pixels / (width * height)) ** 0.5

@@ -542,3 +542,101 @@ def test_json_records_that_disagree_on_a_type_are_named_by_the_card(small_datase
     rewrite_member(tar_path, name, lambda payload: json.dumps({**json.loads(payload), "key": [1, 2]}).encode())
     result = runner.invoke(app(), ["dataset", "card", str(data)])
     assert isinstance(result.exception, UserError) and "disagree" in str(result.exception), result.output
+
+
+def killed_while(args: list[str], debris: str, folder: Path) -> list[Path]:
+    """Run `toonfactory ARGS` in a subprocess, SIGKILL it as soon as a file matching ``debris`` (a glob
+    below ``folder``) exists, and return what it left matching."""
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "toonfactory", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while process.poll() is None and not list(folder.glob(debris)):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    return list(folder.glob(debris))
+
+
+def test_a_killed_infers_temporary_video_is_removed_by_the_next_run_and_a_users_file_kept(student, tmp_path, assets):
+    from distill.infer import infer
+
+    clip = assets / "video" / "short_hamilton_clip.mp4"
+    out = tmp_path / "out"
+    left = killed_while(["infer", str(student), str(clip), "--out", str(out), "--max-frames", "60"],
+                        ".short_hamilton_clip.mp4.*.tmp.mp4", out)
+    assert len(left) == 1 and (out / ".toonfactory.lock").exists()  # what the SIGKILL left: a half video, the lock
+    (out / "notes.txt").write_text("mine")  # not the command's: kept
+    (out / ".x.png.notmine.tmp.png").write_text("mine")
+    photo = tmp_path / "a.png"
+    Image.fromarray(real_image(np.random.default_rng(5), 32)).save(photo)
+    assert infer(student, [photo], out)["written"] == 1
+    assert sorted(p.name for p in out.iterdir()) == [".toonfactory.made-by", ".x.png.notmine.tmp.png", "a.png", "notes.txt"]
+
+
+def test_generate_removes_a_killed_runs_temporary_files_but_not_a_live_writers(tmp_path):
+    from factory.files import staged
+
+    data = tmp_path / "data"
+    args = ["generate", str(QUICKSTART), "--out", str(data), *[a for s in SMALL for a in ("--set", s)]]
+    assert killed_while(args, "shards/*.tar.tmp", data)
+    (data / ".manifest.json.0123abcd.tmp.json").write_text("{")  # a killed writer's temporary manifest
+    with staged(data / "contact_sheet.png") as live:  # `inspect` writing its sheet meanwhile
+        result = _generate(data)
+        assert result.exception is None, result.output
+        assert live.exists()
+    assert not list(data.rglob("*.tmp*")) and (data / "manifest.json").is_file()
+    assert json.loads((data / "manifest.json").read_text())["counts"]["accepted"] >= 1
+
+
+def test_train_removes_a_killed_runs_staging_checkpoint(tmp_path):
+    from distill.train import checkpoints, train
+    from distill_fixtures import write_dataset
+    from tests.test_reliability import tiny
+
+    pairs = write_dataset(tmp_path / "pairs", shards=1, per_shard=4, size=32)
+    train(tiny(), pairs, tmp_path / "run")
+    staging = tmp_path / "run" / "checkpoints" / "step_0000009.tmp"  # a save cut short by SIGKILL
+    staging.mkdir()
+    (staging / "student.safetensors").write_bytes(b"half")
+    (tmp_path / "run" / "validation").mkdir(exist_ok=True)
+    (tmp_path / "run" / "validation" / ".step_0000009.png.89abcdef.tmp.png").write_bytes(b"half")
+    train(tiny(steps=2), pairs, tmp_path / "run", resume="latest")
+    assert not staging.exists() and not list((tmp_path / "run").rglob("*.tmp*"))
+    assert [p.name for p in checkpoints(tmp_path / "run")][-1] == "step_0000002"
+
+
+def huge_frame_video(path: Path) -> Path:
+    """A small MJPEG AVI whose container and frames declare 16000x16000 pixels (256 MP a frame)."""
+    import struct
+
+    tiny_video(path)
+    data = bytearray(path.read_bytes())
+    at = 0
+    while (at := data.find(b"\xff\xc0", at)) != -1:  # each frame's JPEG start-of-frame: height, width
+        struct.pack_into(">HH", data, at + 5, 16000, 16000)
+        at += 2
+    struct.pack_into("<II", data, data.find(b"avih") + 8 + 32, 16000, 16000)  # the AVI main header
+    struct.pack_into("<ii", data, data.find(b"strf") + 8 + 4, 16000, 16000)  # the stream's bitmap header
+    path.write_bytes(data)
+    return path
+
+
+def test_a_video_whose_frames_are_too_large_is_refused_before_a_frame_is_decoded(student, tmp_path, caplog):
+    from distill.infer import infer
+    from factory.sources.video import VideoSource, read_frame
+
+    (tmp_path / "in").mkdir()
+    video = huge_frame_video(tmp_path / "in" / "huge.avi")
+    Image.fromarray(real_image(np.random.default_rng(6), 32)).save(tmp_path / "in" / "a.png")
+    summary = infer(student, [video, tmp_path / "in" / "a.png"], tmp_path / "out")
+    assert (summary["skipped"], summary["written"]) == (1, 1)
+    assert f"{video}: skipped (frame_too_large: frames of 16000x16000 pixels > 64000000)" in caplog.text
+    with pytest.raises(UserError, match=rf"{video}: frame_too_large: frames of 16000x16000"):
+        VideoSource([video], every=1)
+    assert read_frame(video, 0) is None

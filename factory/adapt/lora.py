@@ -184,13 +184,12 @@ class LoraAdaptation(Adaptation):
         """The class images for this prompt and size, drawn by the base model once and kept on disk."""
         import torch
 
-        from factory.files import write_atomic
+        from factory.files import subfolder, write_atomic
         from factory.images import encode_png, read_image
 
         prior, size = self.config.prior, self.config.resolution
         key = hashlib.sha256(json.dumps([prior.class_prompt, size, prior.sampling_steps]).encode()).hexdigest()[:12]
-        folder = self.work / "class_images" / key
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = subfolder(self.work, Path("class_images") / key)
         write_atomic(folder / "prompt.txt", prior.class_prompt.encode())
         missing = [i for i in range(prior.images) if not (folder / f"{i:05d}.png").is_file()]
         batch = 4

@@ -54,7 +54,10 @@ class StyleGAN2AdaptConfig(AdaptSettings):
         return value
 
     def work_dir(self) -> Path:
-        return self.out.parent / f"{self.out.stem}-adapt"
+        """Checkpoints and grids: a folder beside the output, named after it, never a link followed."""
+        from factory.files import refuse_link
+
+        return refuse_link(self.out.parent / f"{self.out.stem}-adapt")
 
     def optional_paths(self) -> tuple[str, ...]:
         return ("discriminator",)

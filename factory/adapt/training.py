@@ -26,7 +26,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.files import refuse_link, write_atomic
+from factory.files import refuse_link, remove_debris, subfolder, write_atomic
 from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,14 @@ def load_optimizer(optimizer, tensors: dict, plain: dict, prefix: str) -> None:
 
 
 class Checkpoints:
-    """The complete ``step_*`` folders under ``root``, oldest first."""
+    """The complete ``step_*`` folders under ``root``, oldest first (a link there is none: never read, never pruned)."""
 
     def __init__(self, root: Path, keep: int):
         self.root, self.keep = Path(root), keep
 
     def all(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+        return sorted(p for p in self.root.glob("step_*")
+                      if p.is_dir() and not p.is_symlink() and not p.name.endswith(".tmp"))
 
     def resolve(self, resume: str | None, field: FieldName) -> Path | None:
         """``latest`` (None when there is none yet), a checkpoint folder, or None to start afresh."""
@@ -161,7 +162,7 @@ class Checkpoints:
 
         final = self.root / f"step_{step:07d}"
         staging = final.with_name(final.name + ".tmp")
-        self.root.mkdir(parents=True, exist_ok=True)
+        subfolder(self.root.parent, self.root.name)
         if refuse_link(staging).exists():
             shutil.rmtree(staging)
         staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
@@ -303,9 +304,7 @@ class Adaptation:
         if not self.accelerator.is_main_process:
             return
         sheet = grid(images)
-        folder = self.work / "validation"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / f"step_{self.step:07d}.png", encode_png(sheet))
+        write_atomic(subfolder(self.work, "validation") / f"step_{self.step:07d}.png", encode_png(sheet))
         self.tracker.report_image("validation", "samples", sheet, self.step)
 
     def save(self) -> None:
@@ -369,7 +368,8 @@ def adapt(config, *, resume: str | None = None, field: FieldName = recipe_field,
 @contextlib.contextmanager
 def exclusive(work: Path, field: FieldName):
     """Hold ``work/.lock`` for the run: a second run into the same output stops at once (exit 2).
-    The operating system releases the lock when the process dies, however it dies."""
+    The operating system releases the lock when the process dies, however it dies; what a killed run
+    left (temporary files, checkpoint and export staging folders) is removed once it is held."""
     import fcntl
 
     work.mkdir(parents=True, exist_ok=True)
@@ -380,4 +380,5 @@ def exclusive(work: Path, field: FieldName):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError(f"{field('out')}: another process is adapting into {work}") from None
+        remove_debris(work, ("checkpoints/step_*.tmp", ".export-*"))
         yield

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.images import DECODE_PIXELS, VIDEO_SUFFIXES, fit_pixels
+from factory.images import DECODE_PIXELS, VIDEO_SUFFIXES, BadImage, fit_pixels, open_video
 from factory.sample import Sample
 
 
@@ -69,9 +69,10 @@ class Shot:
 
 def shots(path: Path, threshold: float) -> list[Shot]:
     """The shots of a video: runs of frames between scene cuts."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise UserError(f"{path}: OpenCV cannot open this video (a source of the recipe)")
+    try:
+        capture = open_video(path)
+    except BadImage as exc:
+        raise UserError(f"{path}: {exc} (a source of the recipe)") from None
     cuts, found, index = SceneCuts(threshold), [0], 0
     try:
         while True:
@@ -119,7 +120,10 @@ class VideoSource:
 
 def read_frame(path: Path, frame: int, max_pixels: int = DECODE_PIXELS) -> np.ndarray | None:
     """Frame ``frame`` of a video as RGB uint8 (reduced to about ``max_pixels``), or None."""
-    capture = cv2.VideoCapture(str(path))
+    try:
+        capture = open_video(path)
+    except BadImage:
+        return None
     try:
         capture.set(cv2.CAP_PROP_POS_FRAMES, frame)
         ok, image = capture.read()

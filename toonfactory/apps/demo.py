@@ -65,7 +65,7 @@ class StudentDemo:
                 if progress is not None:
                     progress(n / len(MODES), desc=f"{name}: running the student")
                 runner = self._runner(name)
-                target = Target(source, folder / f"{name.replace(' ', '_')}{'.mp4' if video else '.png'}", video)
+                target = Target(source, folder / f"{name.replace(' ', '_')}{'.mp4' if video else '.png'}", video, folder)
                 before = runner.stats["frames"]
                 try:
                     summary = runner.run([target])
