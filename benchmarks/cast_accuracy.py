@@ -9,7 +9,10 @@
    gives the share of queries that abstain ("no clear match": z below ``CLEAR_MATCH_Z``).
 4. abstention: the 30 shared webtoon characters (nobody in the gallery plays them), and the
    calibration table the threshold was chosen from.
-5. embedder settings: the as-is rows again under the settings casting used before (rgb, no jitter,
+5. drawn strangers: the same drawings cast against the gallery without their person (every photo of
+   theirs left out), so any "match" is false; against each verdict rule (best z, and its gap to the
+   second actor's z), beside what the rule costs the true drawn queries.
+6. embedder settings: the as-is rows again under the settings casting used before (rgb, no jitter,
    best photo per actor) and each step to a new gallery's (gray, 10 jitters, mean over the photos).
 
     python benchmarks/cast_accuracy.py --assets ../shared/assets \
@@ -218,6 +221,38 @@ def embed_queries(images, detector, embedder, **options) -> tuple[list[np.ndarra
     return vectors, faces
 
 
+def stranger_rows(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(best z, best z minus the second's, rank-1 right) of each true query, and the same two for it as a
+    stranger (its own actor's column removed); queries without a face are left out."""
+    found = [i for i, v in enumerate(vectors) if v is not None]
+    scores = gallery.scores(np.stack([vectors[i] if i in found else np.zeros_like(vectors[found[0]])
+                                      for i in range(len(vectors))]), skip_self=True)[found]
+    true_z, stranger_z, right = [], [], []
+    for row, i in zip(scores, found):
+        own = gallery.actors.index(truth[i])
+        for target, values in ((true_z, row), (stranger_z, np.delete(row, own))):
+            z = np.sort(calibrate(values)[0])[::-1]
+            target.append((z[0], z[0] - z[1]))
+        right.append(int(np.argmax(row)) == own)
+    true_z, stranger_z = np.array(true_z), np.array(stranger_z)
+    return true_z[:, 0], true_z[:, 1], np.array(right), stranger_z
+
+
+def strangers_table(gallery: Gallery18, sets: dict[str, list], truth: list[str],
+                    rules=((2.0, 0.0), (2.5, 0.0), (3.0, 0.0), (2.0, 1.0), (2.0, 1.5))) -> None:
+    table = Table("queries", "rule: match when", "strangers matched (want <= 10%)", "true: abstain (want <= 10%)",
+                  "true: right and answered", title=f"drawn strangers: each query against the {len(gallery.actors) - 1} "
+                                                    "actors that are not its person, beside the true queries")
+    for name, vectors in sets.items():
+        z1, gap, right, stranger = stranger_rows(gallery, vectors, truth)
+        for min_z, min_gap in rules:
+            answer = (z1 >= min_z) & (gap >= min_gap)
+            false = (stranger[:, 0] >= min_z) & (stranger[:, 1] >= min_gap)
+            table.add_row(name, f"z >= {min_z}" + (f", gap >= {min_gap}" if min_gap else ""), f"{false.mean():.0%}",
+                          f"{1 - answer.mean():.0%}", f"{(answer & right).mean():.0%}")
+    console.print(table)
+
+
 def parse_realifier(item: str) -> tuple[str, Path]:
     teacher, _, model = item.partition("=")
     if teacher not in ("webtoon", "cartoongan", "cartoonize") or not model:
@@ -294,8 +329,10 @@ def main():
     calibration["real photos"] = add("real photo (whole image)", "-", [p[4] for p in photos])["z"]
     as_is = {"real photo (crop)": add("real photo (crop)", "as is", embed_queries(crops, detector, embedder)[0])}
     add("real photo (crop)", "auto unwarp", *embed_queries(crops, detector, embedder, inverse_warp=auto))
+    drawn_vectors = {"real photo (whole image)": [p[4] for p in photos]}
     for name, toons in queries.items():
-        as_is[name] = add(name, "as is", embed_queries(toons, detector, embedder)[0])
+        drawn_vectors[name] = embed_queries(toons, detector, embedder)[0]
+        as_is[name] = add(name, "as is", drawn_vectors[name])
         calibration[name] = as_is[name]["z"]
         add(name, "auto unwarp", *embed_queries(toons, detector, embedder, inverse_warp=auto))
         for teacher, realifier in realifiers:
@@ -304,6 +341,7 @@ def main():
                 add(name, f"realify ({teacher}) + auto unwarp",
                     *embed_queries(toons, detector, embedder, realifier=realifier, inverse_warp=auto))
     console.print(table)
+    strangers_table(gallery, drawn_vectors, truth)
 
     drawn = DetectorChain(f"dlib,mediapipe,anime:{args.assets / 'models' / 'lbpcascade_animeface.xml'}", min_size=24)
     nobody = Table("treatment", "faces", "abstain (want >= 50%)", "median z", title="30 webtoon characters, nobody in the gallery")

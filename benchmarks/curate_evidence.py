@@ -15,8 +15,12 @@
 6. Duplicates: the 13 sprites with a resized, re-saved copy of each, and the strip with its five pages,
    through ``ingest_pages``: distinct faces kept, copies (and the strip's faces found again on their
    pages, by box) dropped.
+7. Characters on the Pepper&Carrot pages (``ingest_pages`` on the folder, each kept face named by
+   ``benchmarks/comic_characters.json``): per recurring character, how many of its faces the largest
+   cluster holding them has, and that cluster's purity, at several clustering distances; and selection
+   with one reference (each of the character's faces in turn).
 
-    python benchmarks/curate_evidence.py --assets ../shared/assets [--threshold 0.85]
+    python benchmarks/curate_evidence.py --assets ../shared/assets [--threshold 0.85] [--only characters]
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from factory.models.embedding import DlibEmbedder, embed
 
 console = Console()
 LABELS = Path(__file__).with_name("comic_faces.json")
+CHARACTERS = Path(__file__).with_name("comic_characters.json")
+SECTIONS = ("detection", "selection", "clustering", "filters", "duplicates", "actors", "characters")
 
 
 def strip_labels(labels: dict) -> dict:
@@ -280,23 +286,89 @@ def actor_cleaning(assets: Path, radii: list[float]) -> None:
     console.print(table)
 
 
+def who_is(face: dict, labels: list[dict]) -> str:
+    """The labelled name of a detected face (centre inside the label, size within 0.5x-2x), or '?'."""
+    for label in labels:
+        if Path(label["file"]).name == Path(face["file"]).name and matches(face["box"], label["box"]):
+            ratio = np.sqrt(np.prod(np.subtract(face["box"][2:], face["box"][:2])) / np.prod(np.subtract(label["box"][2:], label["box"][:2])))
+            if 0.5 <= ratio <= 2:
+                return label["who"]
+    return "?"
+
+
+def comic_characters(assets: Path, distances: list[float], thresholds: list[float]) -> None:
+    labels = json.loads(CHARACTERS.read_text())["faces"]
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Path(tmp))
+        ingest_pages(ws, sorted((assets / "comics/peppercarrot").glob("*.jpg")),
+                     ChainDetector(cascade=assets / "models/lbpcascade_animeface.xml", min_size=20), CropOptions(), Summary())
+        kept = [(fid, f) for fid, f in ws.manifest["faces"].items() if f.get("kind") == "drawn" and not f["reason"]]
+        features = np.stack([ws.features[fid] for fid, _ in kept])
+    truth = np.array([who_is(f, labels) for _, f in kept])
+    names = [n for n in sorted(set(truth)) if (truth == n).sum() >= 2 and n not in ("not_a_face", "?")]
+    table = Table("max distance", "clusters", "clustered", "purity", *names,
+                  title="Pepper&Carrot characters without references: faces in the largest cluster holding them / faces (its purity)")
+    for distance in distances:
+        found = cluster(features, distance)
+        cells = []
+        for name in names:
+            own = found[truth == name]
+            ids, counts = np.unique(own[own >= 0], return_counts=True)
+            if not len(ids):
+                cells.append(f"0/{len(own)}")
+                continue
+            best = ids[counts.argmax()]
+            cells.append(f"{counts.max()}/{len(own)} ({np.mean(truth[found == best] == name):.0%})")
+        table.add_row(f"{distance}", str(len(set(found.tolist()) - {-1})), f"{int((found >= 0).sum())}/{len(found)}",
+                      f"{purity(found, truth.tolist()):.0%}", *cells)
+    console.print(table)
+    picks = Table("threshold", *names, title="Pepper&Carrot selection with 1 reference (each face in turn): precision / recall")
+    for threshold in thresholds:
+        cells = []
+        for name in names:
+            own = np.flatnonzero(truth == name)
+            precision, recall = [], []
+            for ref in own:
+                rest = np.setdiff1d(np.arange(len(truth)), [ref])
+                keep = choose(similarity_to(features[[ref]], features[rest]), None, threshold)
+                tp = int((keep & (truth[rest] == name)).sum())
+                precision.append(tp / keep.sum() if keep.sum() else 1.0)
+                recall.append(tp / (len(own) - 1))
+            cells.append(f"{np.mean(precision):.0%} / {np.mean(recall):.0%}")
+        picks.add_row(f"{threshold}", *cells)
+    console.print(picks)
+    console.print(f"{len(truth)} kept faces: " + ", ".join(f"{n} {(truth == n).sum()}" for n in names)
+                  + f"; unlabelled {(truth == '?').sum()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assets", type=Path, default=Path(__file__).resolve().parents[2] / "shared/assets")
     parser.add_argument("--threshold", type=float, nargs="+", default=[0.75, 0.85])
     parser.add_argument("--radius", type=float, nargs="+", default=[0.35, 0.4, 0.45, 0.5, 0.55])
+    parser.add_argument("--distance", type=float, nargs="+", default=[0.12, 0.2, 0.25, 0.3, 0.35],
+                        help="clustering distances for the Pepper&Carrot characters table")
     parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if not args.skip_detection:
+    run = set(args.only) - ({"detection"} if args.skip_detection else set())
+    if "detection" in run:
         detection(args.assets)
-    crops, names, distractors = drawn_faces(args.assets)
-    for threshold in args.threshold:
-        selection(crops, names, distractors, threshold)
-    clustering(crops, names, distractors)
-    filters(args.assets)
-    duplicates(args.assets)
-    actor_cleaning(args.assets, args.radius)
+    if run & {"selection", "clustering"}:
+        crops, names, distractors = drawn_faces(args.assets)
+        for threshold in args.threshold if "selection" in run else []:
+            selection(crops, names, distractors, threshold)
+        if "clustering" in run:
+            clustering(crops, names, distractors)
+    if "filters" in run:
+        filters(args.assets)
+    if "duplicates" in run:
+        duplicates(args.assets)
+    if "actors" in run:
+        actor_cleaning(args.assets, args.radius)
+    if "characters" in run:
+        comic_characters(args.assets, args.distance, args.threshold)
 
 
 if __name__ == "__main__":
