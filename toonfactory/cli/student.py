@@ -93,6 +93,12 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
         console.print(f"settings: {source}; size {config.size}, steps {config.steps}, batch {config.batch_size}, "
                       f"student ngf {config.student.ngf}", markup=False, highlight=False, soft_wrap=True)
     prepare_training(data, out, resume, overwrite)
+    finished = finished_checkpoint(config, out, resume)
+    if finished is not None:  # no bar counting from 0 to a training that does nothing
+        if rank == 0:
+            console.print(f"student already trained: {finished} reached distill.steps {config.steps}; nothing to "
+                          "train (raise distill.steps to train on)", markup=False, highlight=False, soft_wrap=True)
+        return finished
     tracker = Tracker()
     if rank == 0:
         tracker = start_tracking(tracking, name=tracking.task_name or f"distill-{Path(out).name}",
@@ -118,6 +124,21 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
             return train(config, data, out, resume=resume, tracker=tracker, on_step=on_step, overwrite=overwrite)
         finally:
             tracker.close()
+
+
+def finished_checkpoint(config, out: Path, resume: str | None) -> Path | None:
+    """The checkpoint ``--resume`` names when it already reached ``config.steps`` with this student and
+    discriminator (resuming it would train nothing); None otherwise."""
+    from distill.train import TRAINING_RECORD, read_json_record, resolve_resume
+
+    path = resolve_resume(resume, out) if resume else None
+    if path is None or not (path / TRAINING_RECORD).is_file():
+        return None
+    record = read_json_record(path / TRAINING_RECORD)
+    saved = record.get("distill") if isinstance(record.get("distill"), dict) else {}
+    same = all(saved.get(part) == getattr(config, part).model_dump(mode="json") for part in ("student", "discriminator"))
+    step = record.get("step")
+    return path if same and isinstance(step, int) and step >= config.steps else None
 
 
 @app.command("export")
