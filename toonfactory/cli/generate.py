@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 
 from factory.errors import UserError
-from toonfactory.cli.common import ProgressLines, SetOption, console
+from toonfactory.cli.common import ProgressLines, SetOption, console, refuse_missing
 from toonfactory.recipe import load as load_recipe
 from toonfactory.recipe import produced
 
@@ -160,6 +160,7 @@ def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the 
     from factory.dataset.layout import read_manifest
     from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
 
+    refuse_missing([dataset_dir], "DATASET_DIR")
     if not (dataset_dir / "stats").is_dir():
         raise UserError(f"{dataset_dir}: not a toonfactory dataset (no stats/ folder)")
     manifest = read_manifest(dataset_dir)
