@@ -157,12 +157,15 @@ class Cascade:
     def __init__(self, path: str | Path, scale_factor: float = 1.1, min_neighbors: int = 5, min_window: int = 24,
                  min_score: float = 0.0, pad: float = 0.0):
         path = Path(path)
+        expected = "an OpenCV cascade classifier XML"  # the caller names its option or recipe field
+        if not path.is_file():
+            raise ModelLoadError(path, f"file not found; expected {expected}")
         try:
-            classifier = cv2.CascadeClassifier(str(path)) if path.is_file() else None
+            classifier = cv2.CascadeClassifier(str(path))
         except (cv2.error, SystemError):  # a file that is not a cascade
             classifier = None
         if classifier is None or classifier.empty():
-            raise ModelLoadError(path, "an OpenCV cascade classifier XML (faces.cascade)")
+            raise ModelLoadError(path, expected)
         self._classifier = classifier
         self._options = dict(scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_window, min_window))
         self._min_score = min_score

@@ -16,7 +16,8 @@ from typing import Callable
 
 from factory import plan
 from factory.config import dotted, path_fields
-from factory.dataset.layout import finished_shards, is_done, read_manifest, read_recipe, write_recipe
+from factory.dataset.card import CARD
+from factory.dataset.layout import finished_shards, is_done, read_manifest, read_marker, read_recipe, write_recipe
 from factory.dataset.manifest import write_manifest
 from factory.errors import Interrupted, UserError
 from factory.files import FolderLock, disk_full, folder_entries, output_folder, refuse_link, remove_debris
@@ -35,6 +36,7 @@ class RunResult:
     skipped: int = 0
     failed: list[dict] = field(default_factory=list)
     manifest: dict | None = None
+    sealed_before: bool = False  # every shard was finished and the manifest written by an earlier run
 
 
 OWN_ENTRIES = {"shards", "stats", "recipe.json"}
@@ -75,12 +77,26 @@ def prepare_output(resolved: Resolved, out: Path, tasks: list[plan.ShardTask], r
                         "bring back the removed pairs; choose a new output folder")
 
 
+def sealed(out: Path, resolved: Resolved, tasks: list[plan.ShardTask]) -> dict | None:
+    """The manifest (and card) an earlier run of this recipe wrote over exactly these finished shards;
+    None when the run is still to be sealed."""
+    manifest = read_manifest(out)
+    if not manifest or manifest.get("recipe_hash") != resolved.hash or not (out / CARD).is_file():
+        return None
+    recorded = [(shard.get("name"), shard.get("sha256")) for shard in manifest.get("shards", [])]
+    markers = [(f"{task.name}.tar", (read_marker(out, task.name) or {}).get("sha256")) for task in tasks]
+    return manifest if recorded == markers else None
+
+
 def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
-             on_plan: Callable[[int], None] | None = None,
+             on_plan: Callable[[int, int], None] | None = None,
              on_shard: Callable[[dict], None] | None = None) -> RunResult:
     """Make every unfinished shard of the recipe in ``out`` and write the manifest.
 
-    ``on_plan(n)`` is told how many shards this process will make; ``on_shard(stats)`` hears of each.
+    ``on_plan(todo, done)`` is told how many shards this process will make and how many of its share
+    were already done, once every check passed and the pipeline is built (so before any shard starts,
+    and never before a mistake is reported); ``on_shard(stats)`` hears of each shard made. A run sealed
+    before (``RunResult.sealed_before``) writes nothing.
     ``out`` is locked for the run (rank 0 holds the lock for every rank).
     """
     executor = executor or InProcess()
@@ -100,10 +116,13 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
     assigned = executor.assigned(tasks)
     todo = [t for t in assigned if not is_done(out, t, verify=True)]
     result = RunResult(out=out, shards=len(tasks), todo=len(todo), skipped=len(assigned) - len(todo))
-    if on_plan:
-        on_plan(len(todo))
     if todo:
         executor.start(recipe, out, len(todo))  # a recipe that cannot run stops here, nothing written
+    elif executor.rank == 0:
+        result.manifest = sealed(out, resolved, tasks)
+        result.sealed_before = result.manifest is not None
+    if on_plan:
+        on_plan(len(todo), result.skipped)
 
     def kept() -> str:
         done = sum(is_done(out, t) for t in tasks)
@@ -112,7 +131,7 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
     try:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            if executor.rank == 0:
+            if executor.rank == 0 and not result.sealed_before:
                 write_recipe(out, resolved)
             log.info("rank %d/%d: %d shards to make, %d already done", executor.rank, executor.world, len(todo),
                      result.skipped)
@@ -124,7 +143,7 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
                     on_shard(stats)
         finally:
             executor.close()  # on ranks: every rank's shards are done after this
-        if executor.rank == 0 and all(is_done(out, t) for t in tasks):
+        if executor.rank == 0 and not result.sealed_before and all(is_done(out, t) for t in tasks):
             result.manifest = write_manifest(out, resolved, tasks)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {kept()}; re-run the same command to resume") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,15 @@ def make(out: Path, workers: int = 1, overrides=SMALL) -> RunResult:
 def cli(*args, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "toonfactory", *map(str, args)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def cli_torch(*args) -> tuple[int, str, bool]:
+    """Run the command line to its end: exit status, stderr, and whether it imported torch (the seconds
+    a small machine spends before a run can start)."""
+    code = "import sys\nfrom toonfactory.cli import main\ntry:\n    main()\nfinally:\n    print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    return run.returncode, run.stderr, run.stdout.split()[-1] == "True"
 
 
 def same_dataset(a: Path, b: Path) -> None:
@@ -153,6 +163,33 @@ def test_raising_the_count_only_adds_shards(reference, tmp_path):
     result = make(tmp_path)
     assert sorted(s["shard"] for s in result.made) == ["00004", "00005"]
     same_dataset(reference, tmp_path)
+
+
+def test_rerunning_a_finished_run_says_so_and_writes_nothing(reference, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    code, err, torch = cli_torch("generate", QUICKSTART, "--out", out, *[a for s in SMALL for a in ("--set", s)])
+    assert code == 0, err
+    assert err.splitlines() == ["6 of 6 shards already done",
+                                f"nothing to make: {out} holds the whole dataset (12 pairs); `toonfactory inspect {out}` "
+                                "shows its counts"]
+    assert not torch  # no pipeline, no report: nothing heavy to load
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    result = make(out)
+    assert result.sealed_before and result.made == [] and result.skipped == 6
+
+
+def test_a_mistake_is_the_first_line_and_found_before_torch_loads(reference, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(reference, other)
+    for args in ([tmp_path / "nothere.yaml", "--out", tmp_path / "new"],
+                 [QUICKSTART, "--out", tmp_path / "new", "--set", "output.nope=1"],
+                 [QUICKSTART, "--out", other, "--set", "seed=5", *[a for s in SMALL for a in ("--set", s)]]):
+        code, err, torch = cli_torch("generate", *args)
+        assert code == 2 and err.startswith("error: "), err  # no progress line before it
+        assert not torch
+    assert "different recipe" in err
 
 
 def test_another_recipe_may_not_write_into_a_dataset(reference, tmp_path):

@@ -63,6 +63,12 @@ def test_run_then_train_from_the_dataset_recipe_print_settings_and_progress_line
     assert f"settings: distill from {QUICKSTART}, --set distill.size=64, --set distill.steps=1" in "\n".join(lines)
     assert any(line.startswith("train step 1/1 ") and " l1=" in line for line in lines)
 
+    lines = invoke("run", QUICKSTART, "--out", out, *[a for s in TINY for a in ("--set", s)])  # make demo, again
+    assert "2 of 2 shards already done" in lines and not any(line.startswith("generate ") for line in lines)
+    assert f"student already trained: {out / 'student' / 'checkpoints' / 'step_0000001'} reached distill.steps 1; " \
+           "nothing to train (raise distill.steps to train on)" in lines
+    assert not any(line.startswith("train step") for line in lines)
+
     lines = invoke("train", "--data", out, "--out", tmp_path / "again", "--set", "distill.steps=3")
     assert lines[0] == (f"settings: distill from {out / 'recipe.json'}, --set distill.steps=3; "
                         "size 64, steps 3, batch 2, student ngf 4")

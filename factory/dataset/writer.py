@@ -11,8 +11,6 @@ import json
 import os
 from pathlib import Path
 
-import webdataset as wds
-
 from factory.dataset.layout import shard_paths
 from factory.files import open_new, refuse_link, sha256_file, subfolder, write_atomic
 from factory.images import encode_png
@@ -28,6 +26,8 @@ class ShardWriter:
     """Writes one shard's samples in webdataset layout with fixed tar metadata (byte-reproducible)."""
 
     def __init__(self, out: Path, task: ShardTask):
+        import webdataset as wds  # imports torch: only where a shard is written, not where a run is checked
+
         self.task = task
         self.paths = shard_paths(out, task.name)
         for folder in ("shards", "stats"):

@@ -131,7 +131,7 @@ class Runtime:
             raise ModelLoadError(path, f"{self.field}.controlnets[{index}].model: expected a diffusers ControlNet "
                                        "folder (config.json + weights)")
         try:
-            return ControlNetModel.from_pretrained(str(path), torch_dtype=self.dtype, local_files_only=True)
+            return ControlNetModel.from_pretrained(str(path), dtype=self.dtype, local_files_only=True)
         except Exception as exc:
             raise ModelLoadError(path, f"{self.field}.controlnets[{index}].model: {type(exc).__name__}: "
                                        f"{str(exc)[:300]}") from None
@@ -198,15 +198,15 @@ def load_pipeline(model: Path, config: Path | None, dtype, field: str, config_fi
     from diffusers import StableDiffusionPipeline
 
     path = Path(model)
-    options = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+    options = dict(safety_checker=None, requires_safety_checker=False, local_files_only=True)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(path, f"{field}: no model_index.json in the folder; expected {PIPELINE_EXPECTED}")
-        loader = StableDiffusionPipeline.from_pretrained
+        loader, options["dtype"] = StableDiffusionPipeline.from_pretrained, dtype  # torch_dtype is deprecated here
     elif path.is_file() and path.suffix in (".safetensors", ".ckpt"):
         if config is not None:
             options["config"] = str(config)
-        loader = StableDiffusionPipeline.from_single_file
+        loader, options["torch_dtype"] = StableDiffusionPipeline.from_single_file, dtype  # which knows no `dtype` yet
     else:
         raise ModelLoadError(path, f"{field}: not found or not a folder/.safetensors/.ckpt; expected "
                                    f"{PIPELINE_EXPECTED}")

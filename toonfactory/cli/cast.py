@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from factory.errors import UserError
-from toonfactory.cli.common import NestedOption, console
+from toonfactory.cli.common import NestedOption, console, refuse_missing
 
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
 
@@ -95,6 +95,7 @@ def rank(
     choice = parse_face_choice(face)
     warp = parse_unwarp(unwarp)
     actors = Gallery.load(gallery_dir)
+    refuse_missing(images, "IMAGES")  # before the models load
     model = embedder_for(embedder, actors)
     chain = DetectorChain(detector, min_size=min_face)
     realifier = load_realifier(realify) if realify else None

@@ -15,6 +15,8 @@ import time
 import typer
 from rich.console import Console
 
+from factory.errors import UserError
+
 console = Console(stderr=True)
 
 SetOption = typer.Option(None, "--set", help="override a recipe field: a.b=value (repeatable)")
@@ -63,6 +65,14 @@ def _writes_to_fd2(stream) -> bool:
         return stream.fileno() == 2
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def refuse_missing(paths, name: str) -> None:
+    """Paths given on the command line that do not exist are refused, naming the option (``--cascade``)
+    or argument (``IMAGES``) that gave them, before any work."""
+    for path in paths:
+        if path is not None and not os.path.lexists(path):
+            raise UserError(f"{name} {path}: not found")
 
 
 def configure_logging(verbose: bool) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from toonfactory.cli.common import NestedOption, ProgressLines, console
+from toonfactory.cli.common import NestedOption, ProgressLines, console, refuse_missing
 
 app = typer.Typer(no_args_is_help=True, help="""Curate raw material into the folders recipes and `cast gallery` read.
 
@@ -76,6 +76,7 @@ def comics(
     from factory.curate.store import Workspace, locked
     from factory.files import refuse_out_in_inputs
 
+    refuse_missing([cascade], "--cascade")
     named = _references(reference or [])
     files = image_files(inputs)
     if detector is None and cascade is None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 
 from factory.errors import UserError
-from toonfactory.cli.common import ProgressLines, SetOption, console
+from toonfactory.cli.common import ProgressLines, SetOption, console, refuse_missing
 from toonfactory.recipe import load as load_recipe
 from toonfactory.recipe import produced
 
@@ -48,25 +48,41 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
     # exist, so a mistake found while building the stages leaves nothing behind.
     tracker = start_tracking() if remote and runner.rank == 0 else None
     lines, made = ProgressLines(f"generate {config.name} shards", unit="pairs"), {"shards": 0, "pairs": 0}
-    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as progress:
-        bar = progress.add_task(f"{config.name}: shards", total=None)
+    # Drawn once every check passed and the pipeline is built: a mistake is the first thing printed.
+    progress = Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console)
+    bar = None
 
-        def on_plan(shards: int) -> None:
-            progress.update(bar, total=shards)
-            lines.total = shards
+    def on_plan(todo: int, done: int) -> None:
+        nonlocal bar
+        if done:
+            console.print(f"{done} of {done + todo} shards already done" + (f"; making the other {todo}" if todo else ""))
+        if todo:
+            progress.start()
+            bar = progress.add_task(f"{config.name}: shards", total=todo)
+            lines.total = todo
 
-        def on_shard(stats: dict) -> None:
-            progress.advance(bar)
-            made["shards"] += 1
-            made["pairs"] += stats.get("accepted", 0)
-            lines.update(made["shards"], f"pairs {made['pairs']}", count=made["pairs"])
+    def on_shard(stats: dict) -> None:
+        progress.advance(bar)
+        made["shards"] += 1
+        made["pairs"] += stats.get("accepted", 0)
+        lines.update(made["shards"], f"pairs {made['pairs']}", count=made["pairs"])
 
+    try:
         result = make(resolved, out, runner, on_plan=on_plan, on_shard=on_shard)
+    finally:
+        if bar is not None:  # stopping a bar never drawn would still print an empty line
+            progress.stop()
     if result.failed:
         if tracker:
             tracker.close()
         console.print(f"[red]{len(result.failed)} shard(s) failed[/red]; re-run the same command to retry them")
         raise typer.Exit(1)
+    if result.sealed_before:  # nothing made: no new tracking task, the contact sheet and card stand
+        if tracker:
+            tracker.close()
+        console.print(f"nothing to make: {out} holds the whole dataset ({result.manifest['counts']['accepted']} pairs); "
+                      f"`toonfactory inspect {out}` shows its counts", highlight=False, soft_wrap=True)
+        return resolved, runner.rank
     if runner.rank == 0:
         _report(out, tracker or start_tracking(), register_dataset=config.tracking.dataset)
     return resolved, runner.rank
@@ -144,6 +160,7 @@ def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the 
     from factory.dataset.layout import read_manifest
     from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
 
+    refuse_missing([dataset_dir], "DATASET_DIR")
     if not (dataset_dir / "stats").is_dir():
         raise UserError(f"{dataset_dir}: not a toonfactory dataset (no stats/ folder)")
     manifest = read_manifest(dataset_dir)

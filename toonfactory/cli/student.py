@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from factory.errors import UserError
-from toonfactory.cli.common import ProgressLines, console
+from toonfactory.cli.common import ProgressLines, console, refuse_missing
 
 app = typer.Typer()
 
@@ -93,6 +93,12 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
         console.print(f"settings: {source}; size {config.size}, steps {config.steps}, batch {config.batch_size}, "
                       f"student ngf {config.student.ngf}", markup=False, highlight=False, soft_wrap=True)
     prepare_training(data, out, resume, overwrite)
+    finished = finished_checkpoint(config, out, resume)
+    if finished is not None:  # no bar counting from 0 to a training that does nothing
+        if rank == 0:
+            console.print(f"student already trained: {finished} reached distill.steps {config.steps}; nothing to "
+                          "train (raise distill.steps to train on)", markup=False, highlight=False, soft_wrap=True)
+        return finished
     tracker = Tracker()
     if rank == 0:
         tracker = start_tracking(tracking, name=tracking.task_name or f"distill-{Path(out).name}",
@@ -118,6 +124,21 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
             return train(config, data, out, resume=resume, tracker=tracker, on_step=on_step, overwrite=overwrite)
         finally:
             tracker.close()
+
+
+def finished_checkpoint(config, out: Path, resume: str | None) -> Path | None:
+    """The checkpoint ``--resume`` names when it already reached ``config.steps`` with this student and
+    discriminator (resuming it would train nothing); None otherwise."""
+    from distill.train import TRAINING_RECORD, read_json_record, resolve_resume
+
+    path = resolve_resume(resume, out) if resume else None
+    if path is None or not (path / TRAINING_RECORD).is_file():
+        return None
+    record = read_json_record(path / TRAINING_RECORD)
+    saved = record.get("distill") if isinstance(record.get("distill"), dict) else {}
+    same = all(saved.get(part) == getattr(config, part).model_dump(mode="json") for part in ("student", "discriminator"))
+    step = record.get("step")
+    return path if same and isinstance(step, int) and step >= config.steps else None
 
 
 @app.command("export")
@@ -169,7 +190,9 @@ def infer_command(
         raise UserError(f"--mode {mode!r}: choose whole or face")
     if person_only not in (None, "keep", "stylize"):
         raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
+    refuse_missing([cascade], "--cascade")
     model_embedder, recognise = face_identities(embedder, gallery, assign or [])
+    track_ids, tracks_files = assigned_tracks(assign or [], inputs, out, mode, track)
     lines = ProgressLines("infer frames", unit="frames")
     summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
                     device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels,
@@ -178,6 +201,34 @@ def infer_command(
                     on_frame=lambda frames, files, total: lines.update(frames, f"file {files}/{total}"))
     lines.finish()
     typer.echo(json.dumps(summary))
+    refuse_unseen_tracks(track_ids, tracks_files)
+
+
+def assigned_tracks(assign: list[str], inputs: list[Path], out: Path, mode: str,
+                    track: bool) -> tuple[list[str], list[Path]]:
+    """The track ids ``--assign`` names and the tracks files a face-mode run will write (one per video);
+    ids with no tracked video among the inputs are refused before the run."""
+    from distill.infer import collect_inputs, parse_assignments
+
+    assignment = parse_assignments(assign)
+    ids = sorted(set(assignment.rules) - assignment.actors, key=int)
+    if not ids or mode != "face":  # whole-frame mode refuses --assign itself
+        return [], []
+    files = [t.output.with_name(f"{t.output.stem}.tracks.json") for t in collect_inputs(inputs, out) if t.video]
+    if not files or not track:
+        raise UserError(f"--assign {ids[0]}=...: track ids number the faces tracked in videos (--mode face, --track); "
+                        "no video among the inputs is tracked")
+    return ids, files
+
+
+def refuse_unseen_tracks(ids: list[str], files: list[Path]) -> None:
+    """Track ids ``--assign`` named that no video's tracks file holds: the rule converted no face."""
+    seen = sorted({key for path in files if path.is_file() for key in json.loads(path.read_text())["tracks"]}, key=int)
+    unseen = [key for key in ids if key not in seen]
+    if unseen:
+        raise UserError(f"--assign {', '.join(unseen)}: no such track id in the videos (tracks {', '.join(seen) or 'none'}; "
+                        f"see {', '.join(map(str, files))}); no face was assigned by it: the outputs were made without "
+                        "that rule, re-run with ids from the tracks files")
 
 
 def face_identities(embedder: str, gallery: Path | None, assign: list[str]):
