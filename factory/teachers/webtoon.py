@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from factory.sample import Sample
 from factory.teachers.base import Teacher, TeacherConfig
+from factory.teachers.glasses import Glasses, dark_ridges, find_glasses
 from factory.teachers.webtoon_style import BACKGROUNDS, BOUNDS, INTEGER_PARAMETERS, Background, Style, load_style
 
 log = logging.getLogger(__name__)
@@ -575,6 +576,25 @@ def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, pa
         paint(canvas, stroke_mask(shape, crease, line * 0.5) * params["crease"], ink)
 
 
+def draw_glasses(canvas: np.ndarray, glasses: Glasses, line: float) -> None:
+    """Clean frames where the photo's are (rims, bridge, arms) in the frame's hue, darkened; a glint on each lens."""
+    shape = canvas.shape
+    frame = to_lab(np.clip(glasses.colour, 0, 255).astype(np.uint8)[None, None])[0, 0]
+    width = max(1.0, line * 1.2)
+    alpha = np.zeros(shape[:2], np.float32)
+    for rim in glasses.rims:
+        alpha = np.maximum(alpha, stroke_mask(shape, np.vstack([rim, rim[:1]]), width))
+    alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(glasses.bridge, 12), width))
+    for arm in glasses.arms:
+        alpha = np.maximum(alpha, stroke_mask(shape, arm, width * 0.8))
+    for rim in glasses.rims:  # a short diagonal stroke in the lens's upper outer quarter (rim[0]: outer side, [16]: top)
+        centre = rim.mean(0)
+        top, outer = rim[16] - centre, rim[0] - centre
+        glint = np.array([centre + top * 0.8 + outer * 0.3, centre + top * 0.3 + outer * 0.75])
+        paint(canvas, stroke_mask(shape, glint, max(1.0, line * 0.8)) * 0.6, HIGHLIGHT)
+    paint(canvas, alpha, lab_colour([min(float(frame[0]), 30.0), frame[1] * 0.8, frame[2] * 0.8]))
+
+
 def draw_brow(canvas: np.ndarray, light: np.ndarray, skin_light: float, face: FaceFrame, brow, colour) -> None:
     """The photo's own brow shape (its pixels darker than the skin near the mesh's brow), in one flat colour.
 
@@ -667,12 +687,16 @@ class Regions(NamedTuple):
     hair: np.ndarray
     beard: np.ndarray
     clothes: np.ndarray
+    glasses: Glasses | None
 
 
 def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray) -> Regions:
-    """Skin, hair, beard and clothes of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
+    """Skin, hair, beard, clothes and glasses of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
     scale = image.shape[0] / 256.0
     face = FaceFrame(landmarks) if landmarks is not None else None
+    glasses = find_glasses(image, landmarks) if face is not None else None
+    if glasses is not None:  # the photo's frames are drawn anew: neither skin, shadow, brow nor line
+        image = cv2.inpaint(image, frame_mask(image, glasses, face.iod), 3, cv2.INPAINT_TELEA)
     photo_lab = to_lab(image)
     smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
                                    5 * scale)
@@ -683,7 +707,16 @@ def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         skin, person_skin = np.zeros(image.shape[:2], np.uint8), PHOTO_SKIN_LAB
     person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
                                                   scale)
-    return Regions(face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes)
+    return Regions(face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes, glasses)
+
+
+def frame_mask(image: np.ndarray, glasses: Glasses, iod: float) -> np.ndarray:
+    """The photo's frames (uint8 0/1): dark ridges within a tenth of the eye distance of the fitted frames."""
+    near = np.zeros(image.shape[:2], np.uint8)
+    for curve in (*glasses.rims, glasses.bridge):
+        cv2.polylines(near, [np.round(curve).astype(np.int32)], curve is not glasses.bridge, 1, odd(iod * 0.2))
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    return cv2.dilate((dark_ridges(gray, iod) > 0.015).astype(np.uint8) & near, np.ones((3, 3), np.uint8))
 
 
 def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray, params: dict,
@@ -693,11 +726,15 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     ``landmarks`` are mediapipe's 478 points in image pixels, or None (then no facial features are
     drawn: outlines and flat fills only). ``params`` are one sample's drawn parameters.
     """
+    return draw_regions(image, read_regions(image, landmarks, person), params, style)
+
+
+def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style) -> np.ndarray:
+    """Draw an aligned face photo (RGB uint8) from its :func:`read_regions`."""
     shape = image.shape
     scale = shape[0] / 256.0
     smooth = odd(5 * scale)
-    face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes = read_regions(
-        image, landmarks, person)
+    face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes, glasses = regions
     iod = face.iod if face is not None else shape[0] / 4.0
 
     canvas = background_layer(image, lab, params, smooth)
@@ -748,6 +785,8 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         draw_mouth(canvas, photo_lab, face, skin_lab, params, ink, line)
         for eye in EYES:
             draw_eye(canvas, photo_lab, face, eye, params, ink, line)
+    if glasses is not None:
+        draw_glasses(canvas, glasses, line)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -853,8 +892,10 @@ class WebtoonTeacher(Teacher):
         person, mask_source = self._person_mask(sample, image)
         if features == "none":
             log.debug("%s: no face mesh; drawing without facial features", sample.key)
-        drawing = draw_webtoon(image, landmarks, person, params, self.style)
-        return drawing, {**self.describe(), "drawn": params, "features": features, "mask": mask_source}
+        regions = read_regions(image, landmarks, person)
+        drawing = draw_regions(image, regions, params, self.style)
+        return drawing, {**self.describe(), "drawn": params, "features": features, "mask": mask_source,
+                         "glasses": regions.glasses is not None}
 
     def translate(self, images: list[np.ndarray], samples: list[Sample]) -> list[np.ndarray]:
         return [self.draw(image, sample)[0] for image, sample in zip(images, samples)]
