@@ -49,6 +49,19 @@ CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
+# Skin beyond the face oval (neck, ears, a bald scalp) keeps the face's hue within SKIN_HUE_SPREAD degrees
+# and SKIN_CHROMA_SHARE of its chroma, where the face's chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the
+# shared photos blonde hair is 9-25 degrees yellower than the face, grey hair under half as saturated,
+# and bald scalps 1-5 degrees off.
+SKIN_HUE_SPREAD = 9.0
+SKIN_CHROMA_SHARE = 0.65
+SKIN_HUE_CHROMA = 10.0
+# Drawn skin's CIELAB hue range and chroma: faces in the shared photos measure hue 12-71 degrees and chroma
+# 11-36 in white light (4-6: black-and-white photos, kept as they are); coloured light (blue, green,
+# magenta) is drawn as the median face's hue, a saturated one at most the upper chroma.
+SKIN_HUES = (10.0, 75.0)
+SKIN_CHROMA = (6.0, 38.0)
+SKIN_RELIT = (50.0, 20.0)  # hue and least chroma of skin whose hue the light moved out of range
 # Cel shapes (issue 25): at most this many per tone, none and no hole smaller than CEL_SPECK of the face
 # oval's area, boundaries rounded over CEL_ROUNDING of the inter-ocular distance (rounding over 0.06
 # took cross-style casting rank-1 from 90% to 72%: thin shadows along the nose and lips carry identity).
@@ -308,7 +321,13 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     across = offset @ np.array([-direction[1], direction[0]], np.float32)
     loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
-    beyond = ((loose < 4.0) & (person > 0.5) & ~oval & near_face).astype(np.uint8)  # neck, ears, a bald scalp
+    beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
+    chroma = float(np.hypot(median[1], median[2]))
+    if chroma >= SKIN_HUE_CHROMA:  # blonde hair is yellower than the skin it frames, grey hair paler: never skin
+        hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(median[2], median[1]))
+        beyond &= (np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
+            np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE)
+    beyond = beyond.astype(np.uint8)
     beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
     kernel = disc(face.iod * 0.08)
@@ -434,7 +453,22 @@ def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit
         tone[0] = min(tone[0], base[0] * (1 - step) ** n)
         tones.append(tone)
         previous = tone
-    return base, median(lit > 0.5, base), tones
+    shift = natural_skin(base) - base  # the base's correction moves every tone, each then kept in range itself
+    return natural_skin(base), natural_skin(median(lit > 0.5, base) + shift), [natural_skin(t + shift) for t in tones]
+
+
+def natural_skin(lab: np.ndarray) -> np.ndarray:
+    """A skin colour (Lab) as white light shows it: a hue outside SKIN_HUES (blue, green or magenta light)
+    becomes SKIN_RELIT's hue with at least its chroma, and chroma is capped (a saturated light). Lightness
+    is kept; so is a colour too grey to have a hue (a black-and-white photo)."""
+    chroma = float(np.hypot(lab[1], lab[2]))
+    if chroma < SKIN_CHROMA[0]:
+        return np.asarray(lab, np.float32)
+    hue = float(np.degrees(np.arctan2(lab[2], lab[1])))
+    if not SKIN_HUES[0] <= hue <= SKIN_HUES[1]:
+        hue, chroma = SKIN_RELIT[0], max(chroma, SKIN_RELIT[1])
+    chroma = min(chroma, SKIN_CHROMA[1])
+    return np.array([lab[0], chroma * np.cos(np.radians(hue)), chroma * np.sin(np.radians(hue))], np.float32)
 
 
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
