@@ -61,6 +61,7 @@ NO_HAIR_PROBE = {"matplotlib:grace_hopper", "deepface/img20.jpg", "deepface/img2
 IN_COLOURED_LIGHT = {"deepface/img27.jpg", "deepface/img67.jpg"}
 LIGHTS = {"blue": (0.75, 0.9, 1.3), "green": (0.85, 1.15, 0.8), "magenta": (1.15, 0.8, 1.2)}
 GREY_CHROMA, SKIN_HUES = 8.0, (20.0, 90.0)
+BEARD_DRAWN = 0.1
 
 
 def label(item: str) -> str:
@@ -183,8 +184,8 @@ def table(rows: list[dict], lit: list[dict]) -> str:
     for name, labels in (("blonde", BLONDE), ("grey", GREY)):
         shares = [r["hair_as_skin"] for r in rows if r["label"] in labels and "hair_as_skin" in r]
         lines.append(f"| {name} | {len(shares)} | {np.median(shares):.1%} / {max(shares):.1%} |")
-    lines += ["", "| beards | photos | lower face drawn as beard: median / min / max | drawn beard vs drawn hair "
-              "CIEDE2000 (median) |", "|---|---:|---:|---:|"]
+    lines += ["", f"| beards | photos | beard drawn (≥ {BEARD_DRAWN:.0%} of the lower face) | lower face drawn as beard: "
+              "median / min / max | drawn beard vs drawn hair CIEDE2000 (median) |", "|---|---:|---:|---:|---:|"]
     groups = (("bearded", lambda r: r["label"] in BEARD), ("stubble", lambda r: r["label"] in STUBBLE),
               ("clean-shaven men", lambda r: r["person"] in CLEAN_SHAVEN_MEN),
               ("women", lambda r: r["label"] in BLONDE | {"matplotlib:grace_hopper", "skimage:astronaut"}
@@ -193,7 +194,9 @@ def table(rows: list[dict], lit: list[dict]) -> str:
         group = [r for r in rows if test(r)]
         shares = [r["beard_share"] for r in group]
         colour = [r["beard_hair_de"] for r in group if "beard_hair_de" in r]
-        lines.append(f"| {name} | {len(group)} | {np.median(shares):.0%} / {min(shares):.0%} / {max(shares):.0%} | "
+        drawn = [r["label"].split("/")[-1] for r in group if r["beard_share"] >= BEARD_DRAWN]
+        listed = f" ({', '.join(drawn)})" if 0 < len(drawn) <= 3 else ""
+        lines.append(f"| {name} | {len(group)} | {len(drawn)}{listed} | {np.median(shares):.0%} / {min(shares):.0%} / {max(shares):.0%} | "
                      + (f"{np.median(colour):.1f} |" if colour else "– |"))
     lines += ["", "| light | faces | median \\|ΔITA°\\| toon vs untinted photo | worst | toon skin grey or off hue |",
               "|---|---:|---:|---:|---:|"]

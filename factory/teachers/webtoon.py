@@ -480,19 +480,21 @@ def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: floa
     return to_rgb(centres[None].astype(np.float32))[0][labels]
 
 
-def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float,
-              sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, sigma: float,
+              colour: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hair in ``tones`` flat tones of its own hue, shaped by its smoothed lightness: (RGB float image, base Lab).
 
     The tones follow the large light and shadow shapes of the hair (not its texture); their chroma
-    is the hair's, scaled by the style's saturation kept within 0.8-1.3 and capped, so blonde stays blonde.
+    is the hair's, scaled by the style's saturation kept within 0.8-1.3 and capped, so blonde stays blonde;
+    ``colour`` (a*, b*), when given, is used instead (a beard in the hair's colour).
     """
     weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)
     light = cv2.GaussianBlur(lab[..., 0] * region, (0, 0), sigma) / np.maximum(weight, 1e-3)
     inside = region > 0
     base = np.median(lab[inside], 0)
     chroma = np.hypot(base[1], base[2])
-    colour = base[1:] * min(float(np.clip(saturation, 0.8, 1.3)), 40.0 / max(chroma, 1e-3))
+    if colour is None:
+        colour = base[1:] * min(float(np.clip(saturation, 0.8, 1.3)), 40.0 / max(chroma, 1e-3))
     levels = np.quantile(light[inside], np.arange(1, tones) / tones)
     index = np.digitize(light, levels).astype(np.uint8)
     tone_light = np.array([np.median(light[inside & (index == k)]) if (inside & (index == k)).any() else base[0]
@@ -778,10 +780,12 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
         paint(canvas, cv2.GaussianBlur(clothes.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
     gray_photo = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     strand_width = max(0.8, params["line_width"] * iod * 0.6)
+    hair_colour = None  # a beard is drawn in the hair's colour (its own lightness): never a grey of skin and hair
     for region, tones in ((hair, int(params["hair_tones"])), (beard, 2)):
         if region.sum() <= 20:
             continue
-        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12)
+        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12, hair_colour)
+        hair_colour = base[1:]
         paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
         if face is not None and region is hair:
             highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
