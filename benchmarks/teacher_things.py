@@ -1,4 +1,4 @@
-"""Things faces carry: does the webtoon teacher draw glasses, beards, hair colour and skin under coloured light as they are?
+"""Things faces carry: does the webtoon teacher draw glasses, beards, hair and skin in coloured light as they are?
 
 Usage: python benchmarks/teacher_things.py [--assets ../shared/assets] [--out /tmp/teacher_things]
 
@@ -35,15 +35,12 @@ import numpy as np
 from skimage.color import deltaE_ciede2000
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cel_shapes import masked_samples  # noqa: E402
 from people import person_of, shared_photos  # noqa: E402
-from skin_tone import ASSETS, caption, load, write_grid  # noqa: E402
-from toon_likeness import face_sample  # noqa: E402
+from skin_tone import ASSETS, caption, write_grid  # noqa: E402
 
-from factory.sources.folders import packaged_portraits  # noqa: E402
-from factory.stages.segment import MediapipeMasker  # noqa: E402
 from factory.teachers.skin_tone import median_lab, skin_ita, skin_mask, to_lab  # noqa: E402
 from factory.teachers.webtoon import FACE_OVAL, LIPS_OUTER, FaceFrame, WebtoonConfig, polygon_mask, read_regions  # noqa: E402
-from factory.teachers.webtoon_style import align_face  # noqa: E402
 
 # Labels by looking (names: the packaged portrait's item, else the file's path under faces/).
 GLASSES = {"matplotlib:grace_hopper", "deepface/img24.jpg", "deepface/img25.jpg"}
@@ -106,18 +103,10 @@ def tint(rgb: np.ndarray, gains) -> np.ndarray:
 
 def measure(items: list[str]) -> list[dict]:
     """One row per photo with a face: label, person, crop, toon, provenance and the measures above."""
-    portraits = packaged_portraits()
     teacher = WebtoonConfig(kind="webtoon").build()
-    masker = MediapipeMasker()
     rows = []
-    for item in items:
-        aligned = align_face(load(item, portraits))
-        if aligned is None:
-            continue
-        crop, points = aligned
+    for item, crop, points, sample in masked_samples(items):
         name = label(item)
-        sample = face_sample(Path(item.split(":")[-1]).name, crop, points, len(rows))
-        sample.mask = (masker(crop) * 255).astype(np.uint8)
         person = sample.mask.astype(np.float32) / 255.0
         toon, meta = teacher.draw(crop, sample)
         regions = read_regions(crop, points, person)
@@ -196,7 +185,8 @@ def table(rows: list[dict], lit: list[dict]) -> str:
         colour = [r["beard_hair_de"] for r in group if "beard_hair_de" in r]
         drawn = [r["label"].split("/")[-1] for r in group if r["beard_share"] >= BEARD_DRAWN]
         listed = f" ({', '.join(drawn)})" if 0 < len(drawn) <= 3 else ""
-        lines.append(f"| {name} | {len(group)} | {len(drawn)}{listed} | {np.median(shares):.0%} / {min(shares):.0%} / {max(shares):.0%} | "
+        lines.append(f"| {name} | {len(group)} | {len(drawn)}{listed} | "
+                     f"{np.median(shares):.0%} / {min(shares):.0%} / {max(shares):.0%} | "
                      + (f"{np.median(colour):.1f} |" if colour else "– |"))
     lines += ["", "| light | faces | median \\|ΔITA°\\| toon vs untinted photo | worst | toon skin grey or off hue |",
               "|---|---:|---:|---:|---:|"]

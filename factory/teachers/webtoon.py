@@ -322,9 +322,11 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
     beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
-    chroma = float(np.hypot(median[1], median[2]))
+    forehead = inner & face.above(shape, 9)  # beyond the oval, skin goes on as the forehead's, not the cheeks'
+    reference = np.median(lab[forehead], 0) if forehead.sum() > 50 else median
+    chroma = float(np.hypot(reference[1], reference[2]))
     if chroma >= SKIN_HUE_CHROMA:  # blonde hair is yellower than the skin it frames, grey hair paler: never skin
-        hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(median[2], median[1]))
+        hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(reference[2], reference[1]))
         beyond &= (np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
             np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE)
     beyond = beyond.astype(np.uint8)
