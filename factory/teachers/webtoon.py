@@ -3,8 +3,8 @@
 Flat skin in the person's own tone with one or two cel-shadow tones and a lit tone that follow the
 photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, eyes (lash line,
 iris, highlight), nose and mouth drawn from the 478-point face mesh, hair and
-clothes in a few flat tones with strand lines and a highlight band, clean outlines of one weight,
-and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
+clothes in a few flat tones with strand lines and a highlight band, a beard in the hair's colour, glasses
+as clean frames where the photo has them, clean outlines of one weight, and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
 each sample draws its values from ``sample.rng("teacher")`` and records them in its provenance.
 
 Directions: ``real2toon`` makes the toon side from the real photo. ``toon2real`` makes the same
@@ -49,10 +49,10 @@ CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
-# Skin beyond the face oval (neck, ears, a bald scalp) keeps the face's hue within SKIN_HUE_SPREAD degrees
-# and SKIN_CHROMA_SHARE of its chroma, where the face's chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the
-# shared photos blonde hair is 9-25 degrees yellower than the face, grey hair under half as saturated,
-# and bald scalps 1-5 degrees off.
+# Skin beyond the face oval (neck, ears, a bald scalp) keeps the forehead's hue within SKIN_HUE_SPREAD degrees
+# and SKIN_CHROMA_SHARE of its chroma, where that chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the shared
+# photos blonde hair is 9-25 degrees yellower than the face, grey hair under half as saturated, bald scalps
+# 1-5 degrees off.
 SKIN_HUE_SPREAD = 9.0
 SKIN_CHROMA_SHARE = 0.65
 SKIN_HUE_CHROMA = 10.0
