@@ -60,19 +60,28 @@ def boundary_turns(mask: np.ndarray, arc: int = 3) -> np.ndarray:
     return np.concatenate(turns) if turns else np.zeros(0)
 
 
-def measure(items: list[str]) -> list[dict]:
-    """One row per photo with a face: the toon, its cel masks, and per tone its shapes, specks and curvature."""
+def masked_samples(items: list[str]):
+    """(item, crop, points, sample) for each item with a face: aligned as the pipeline aligns it (256 px), the
+    sample carrying the mesh and the selfie mask, numbered in order."""
     portraits = packaged_portraits()
-    teacher = WebtoonConfig(kind="webtoon").build()
     masker = MediapipeMasker()
-    rows = []
+    index = 0
     for item in items:
         aligned = align_face(load(item, portraits))
         if aligned is None:
             continue
         crop, points = aligned
-        sample = face_sample(Path(item.split(":")[-1]).name, crop, points, len(rows))
+        sample = face_sample(Path(item.split(":")[-1]).name, crop, points, index)
         sample.mask = (masker(crop) * 255).astype(np.uint8)
+        index += 1
+        yield item, crop, points, sample
+
+
+def measure(items: list[str]) -> list[dict]:
+    """One row per photo with a face: the toon, its cel masks, and per tone its shapes, specks and curvature."""
+    teacher = WebtoonConfig(kind="webtoon").build()
+    rows = []
+    for _, crop, points, sample in masked_samples(items):
         params = teacher.draw_parameters(sample.rng("teacher"))
         regions = read_regions(crop, points, sample.mask.astype(np.float32) / 255.0)
         shadows, lit = cel_shading(regions.photo_lab, regions.lab[..., 0], regions.skin, regions.face, params)

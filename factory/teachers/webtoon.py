@@ -3,8 +3,8 @@
 Flat skin in the person's own tone with one or two cel-shadow tones and a lit tone that follow the
 photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, eyes (lash line,
 iris, highlight), nose and mouth drawn from the 478-point face mesh, hair and
-clothes in a few flat tones with strand lines and a highlight band, clean outlines of one weight,
-and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
+clothes in a few flat tones with strand lines and a highlight band, a beard in the hair's colour, glasses
+as clean frames where the photo has them, clean outlines of one weight, and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
 each sample draws its values from ``sample.rng("teacher")`` and records them in its provenance.
 
 Directions: ``real2toon`` makes the toon side from the real photo. ``toon2real`` makes the same
@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from factory.sample import Sample
 from factory.teachers.base import Teacher, TeacherConfig
+from factory.teachers.glasses import Glasses, dark_ridges, find_glasses
 from factory.teachers.webtoon_style import BACKGROUNDS, BOUNDS, INTEGER_PARAMETERS, Background, Style, load_style
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,19 @@ CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
+# Skin beyond the face oval (neck, ears, a bald scalp) keeps the forehead's hue within SKIN_HUE_SPREAD degrees
+# and SKIN_CHROMA_SHARE of its chroma, where that chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the shared
+# photos blonde hair is 9-25 degrees yellower than the face, grey hair under half as saturated, bald scalps
+# 1-5 degrees off.
+SKIN_HUE_SPREAD = 9.0
+SKIN_CHROMA_SHARE = 0.65
+SKIN_HUE_CHROMA = 10.0
+# Drawn skin's CIELAB hue range and chroma: faces in the shared photos measure hue 12-71 degrees and chroma
+# 11-36 in white light (4-6: black-and-white photos, kept as they are); coloured light (blue, green,
+# magenta) is drawn as the median face's hue, a saturated one at most the upper chroma.
+SKIN_HUES = (10.0, 75.0)
+SKIN_CHROMA = (6.0, 38.0)
+SKIN_RELIT = (50.0, 20.0)  # hue and least chroma of skin whose hue the light moved out of range
 # Cel shapes (issue 25): at most this many per tone, none and no hole smaller than CEL_SPECK of the face
 # oval's area, boundaries rounded over CEL_ROUNDING of the inter-ocular distance (rounding over 0.06
 # took cross-style casting rank-1 from 90% to 72%: thin shadows along the nose and lips carry identity).
@@ -307,7 +321,15 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     across = offset @ np.array([-direction[1], direction[0]], np.float32)
     loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
-    beyond = ((loose < 4.0) & (person > 0.5) & ~oval & near_face).astype(np.uint8)  # neck, ears, a bald scalp
+    beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
+    forehead = inner & face.above(shape, 9)  # beyond the oval, skin goes on as the forehead's, not the cheeks'
+    reference = np.median(lab[forehead], 0) if forehead.sum() > 50 else median
+    chroma = float(np.hypot(reference[1], reference[2]))
+    if chroma >= SKIN_HUE_CHROMA:  # blonde hair is yellower than the skin it frames, grey hair paler: never skin
+        hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(reference[2], reference[1]))
+        beyond &= (np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
+            np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE)
+    beyond = beyond.astype(np.uint8)
     beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
     kernel = disc(face.iod * 0.08)
@@ -433,7 +455,22 @@ def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit
         tone[0] = min(tone[0], base[0] * (1 - step) ** n)
         tones.append(tone)
         previous = tone
-    return base, median(lit > 0.5, base), tones
+    shift = natural_skin(base) - base  # the base's correction moves every tone, each then kept in range itself
+    return natural_skin(base), natural_skin(median(lit > 0.5, base) + shift), [natural_skin(t + shift) for t in tones]
+
+
+def natural_skin(lab: np.ndarray) -> np.ndarray:
+    """A skin colour (Lab) as white light shows it: a hue outside SKIN_HUES (blue, green or magenta light)
+    becomes SKIN_RELIT's hue with at least its chroma, and chroma is capped (a saturated light). Lightness
+    is kept; so is a colour too grey to have a hue (a black-and-white photo)."""
+    chroma = float(np.hypot(lab[1], lab[2]))
+    if chroma < SKIN_CHROMA[0]:
+        return np.asarray(lab, np.float32)
+    hue = float(np.degrees(np.arctan2(lab[2], lab[1])))
+    if not SKIN_HUES[0] <= hue <= SKIN_HUES[1]:
+        hue, chroma = SKIN_RELIT[0], max(chroma, SKIN_RELIT[1])
+    chroma = min(chroma, SKIN_CHROMA[1])
+    return np.array([lab[0], chroma * np.cos(np.radians(hue)), chroma * np.sin(np.radians(hue))], np.float32)
 
 
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
@@ -445,19 +482,21 @@ def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: floa
     return to_rgb(centres[None].astype(np.float32))[0][labels]
 
 
-def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float,
-              sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, sigma: float,
+              colour: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hair in ``tones`` flat tones of its own hue, shaped by its smoothed lightness: (RGB float image, base Lab).
 
     The tones follow the large light and shadow shapes of the hair (not its texture); their chroma
-    is the hair's, scaled by the style's saturation kept within 0.8-1.3 and capped, so blonde stays blonde.
+    is the hair's, scaled by the style's saturation kept within 0.8-1.3 and capped, so blonde stays blonde;
+    ``colour`` (a*, b*), when given, is used instead (a beard in the hair's colour).
     """
     weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)
     light = cv2.GaussianBlur(lab[..., 0] * region, (0, 0), sigma) / np.maximum(weight, 1e-3)
     inside = region > 0
     base = np.median(lab[inside], 0)
     chroma = np.hypot(base[1], base[2])
-    colour = base[1:] * min(float(np.clip(saturation, 0.8, 1.3)), 40.0 / max(chroma, 1e-3))
+    if colour is None:
+        colour = base[1:] * min(float(np.clip(saturation, 0.8, 1.3)), 40.0 / max(chroma, 1e-3))
     levels = np.quantile(light[inside], np.arange(1, tones) / tones)
     index = np.digitize(light, levels).astype(np.uint8)
     tone_light = np.array([np.median(light[inside & (index == k)]) if (inside & (index == k)).any() else base[0]
@@ -575,6 +614,25 @@ def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, pa
         paint(canvas, stroke_mask(shape, crease, line * 0.5) * params["crease"], ink)
 
 
+def draw_glasses(canvas: np.ndarray, glasses: Glasses, line: float) -> None:
+    """Clean frames where the photo's are (rims, bridge, arms) in the frame's hue, darkened; a glint on each lens."""
+    shape = canvas.shape
+    frame = to_lab(np.clip(glasses.colour, 0, 255).astype(np.uint8)[None, None])[0, 0]
+    width = max(1.0, line * 1.2)
+    alpha = np.zeros(shape[:2], np.float32)
+    for rim in glasses.rims:
+        alpha = np.maximum(alpha, stroke_mask(shape, np.vstack([rim, rim[:1]]), width))
+    alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(glasses.bridge, 12), width))
+    for arm in glasses.arms:
+        alpha = np.maximum(alpha, stroke_mask(shape, arm, width * 0.8))
+    for rim in glasses.rims:  # a short diagonal stroke in the lens's upper outer quarter (rim[0]: outer side, [16]: top)
+        centre = rim.mean(0)
+        top, outer = rim[16] - centre, rim[0] - centre
+        glint = np.array([centre + top * 0.8 + outer * 0.3, centre + top * 0.3 + outer * 0.75])
+        paint(canvas, stroke_mask(shape, glint, max(1.0, line * 0.8)) * 0.6, HIGHLIGHT)
+    paint(canvas, alpha, lab_colour([min(float(frame[0]), 30.0), frame[1] * 0.8, frame[2] * 0.8]))
+
+
 def draw_brow(canvas: np.ndarray, light: np.ndarray, skin_light: float, face: FaceFrame, brow, colour) -> None:
     """The photo's own brow shape (its pixels darker than the skin near the mesh's brow), in one flat colour.
 
@@ -667,12 +725,16 @@ class Regions(NamedTuple):
     hair: np.ndarray
     beard: np.ndarray
     clothes: np.ndarray
+    glasses: Glasses | None
 
 
 def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray) -> Regions:
-    """Skin, hair, beard and clothes of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
+    """Skin, hair, beard, clothes and glasses of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
     scale = image.shape[0] / 256.0
     face = FaceFrame(landmarks) if landmarks is not None else None
+    glasses = find_glasses(image, landmarks) if face is not None else None
+    if glasses is not None:  # the photo's frames are drawn anew: neither skin, shadow, brow nor line
+        image = cv2.inpaint(image, frame_mask(image, glasses, face.iod), 3, cv2.INPAINT_TELEA)
     photo_lab = to_lab(image)
     smoothed = cv2.bilateralFilter(cv2.bilateralFilter(image, odd(7 * scale), 30, 5 * scale), odd(7 * scale), 30,
                                    5 * scale)
@@ -683,7 +745,16 @@ def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         skin, person_skin = np.zeros(image.shape[:2], np.uint8), PHOTO_SKIN_LAB
     person, hair, beard, clothes = person_regions(face, person, skin, photo_lab[..., 0], float(person_skin[0]),
                                                   scale)
-    return Regions(face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes)
+    return Regions(face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes, glasses)
+
+
+def frame_mask(image: np.ndarray, glasses: Glasses, iod: float) -> np.ndarray:
+    """The photo's frames (uint8 0/1): dark ridges within a tenth of the eye distance of the fitted frames."""
+    near = np.zeros(image.shape[:2], np.uint8)
+    for curve in (*glasses.rims, glasses.bridge):
+        cv2.polylines(near, [np.round(curve).astype(np.int32)], curve is not glasses.bridge, 1, odd(iod * 0.2))
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    return cv2.dilate((dark_ridges(gray, iod) > 0.015).astype(np.uint8) & near, np.ones((3, 3), np.uint8))
 
 
 def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray, params: dict,
@@ -693,11 +764,15 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
     ``landmarks`` are mediapipe's 478 points in image pixels, or None (then no facial features are
     drawn: outlines and flat fills only). ``params`` are one sample's drawn parameters.
     """
+    return draw_regions(image, read_regions(image, landmarks, person), params, style)
+
+
+def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style) -> np.ndarray:
+    """Draw an aligned face photo (RGB uint8) from its :func:`read_regions`."""
     shape = image.shape
     scale = shape[0] / 256.0
     smooth = odd(5 * scale)
-    face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes = read_regions(
-        image, landmarks, person)
+    face, photo_lab, smoothed, lab, skin, person_skin, person, hair, beard, clothes, glasses = regions
     iod = face.iod if face is not None else shape[0] / 4.0
 
     canvas = background_layer(image, lab, params, smooth)
@@ -707,10 +782,12 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         paint(canvas, cv2.GaussianBlur(clothes.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
     gray_photo = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     strand_width = max(0.8, params["line_width"] * iod * 0.6)
+    hair_colour = None  # a beard is drawn in the hair's colour (its own lightness): never a grey of skin and hair
     for region, tones in ((hair, int(params["hair_tones"])), (beard, 2)):
         if region.sum() <= 20:
             continue
-        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12)
+        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12, hair_colour)
+        hair_colour = base[1:]
         paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
         if face is not None and region is hair:
             highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
@@ -748,6 +825,8 @@ def draw_webtoon(image: np.ndarray, landmarks: np.ndarray | None, person: np.nda
         draw_mouth(canvas, photo_lab, face, skin_lab, params, ink, line)
         for eye in EYES:
             draw_eye(canvas, photo_lab, face, eye, params, ink, line)
+    if glasses is not None:
+        draw_glasses(canvas, glasses, line)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -853,8 +932,10 @@ class WebtoonTeacher(Teacher):
         person, mask_source = self._person_mask(sample, image)
         if features == "none":
             log.debug("%s: no face mesh; drawing without facial features", sample.key)
-        drawing = draw_webtoon(image, landmarks, person, params, self.style)
-        return drawing, {**self.describe(), "drawn": params, "features": features, "mask": mask_source}
+        regions = read_regions(image, landmarks, person)
+        drawing = draw_regions(image, regions, params, self.style)
+        return drawing, {**self.describe(), "drawn": params, "features": features, "mask": mask_source,
+                         "glasses": regions.glasses is not None}
 
     def translate(self, images: list[np.ndarray], samples: list[Sample]) -> list[np.ndarray]:
         return [self.draw(image, sample)[0] for image, sample in zip(images, samples)]
