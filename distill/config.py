@@ -72,7 +72,7 @@ class DistillConfig(Strict):
             raise ValueError(f"size {self.size} must be a multiple of 2**student.depth = {2**self.student.depth}")
         if self.crop is not None and (self.crop > self.size or self.crop % (2**self.student.depth)):
             raise ValueError(f"crop {self.crop} must be at most size {self.size} and a multiple of 2**student.depth = "
-                             f"{2**self.student.depth}")
+                             f"{2**self.student.depth} (a smaller size needs a smaller crop, or crop null: whole pairs)")
         return self
 
 

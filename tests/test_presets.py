@@ -44,7 +44,7 @@ def test_run_generates_trains_and_exports_then_resumes(tmp_path):
     import sys
 
     settings = ["output.count=8", "output.shard_size=4", "output.size=64", "distill.size=64", "distill.steps=4",
-                "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
+                "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "distill.crop=32", "tracking.mode=none"]
     args = [sys.executable, "-m", "toonfactory", "run", str(REPO / "recipes" / "quickstart.yaml"), "--out", str(tmp_path)]
     args += [a for s in settings for a in ("--set", s)]
     first = subprocess.run(args, capture_output=True, text=True, cwd=REPO)

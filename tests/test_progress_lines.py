@@ -22,7 +22,8 @@ from toonfactory.cli.common import ProgressLines  # noqa: E402
 
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
 TINY = ["output.count=2", "output.shard_size=1", "output.size=64", "tracking.mode=none", "distill.size=64",
-        "distill.steps=1", "distill.batch_size=2", "distill.workers=0", "distill.student.ngf=4", "export.formats=[safetensors]"]
+        "distill.steps=1", "distill.batch_size=2", "distill.workers=0", "distill.student.ngf=4", "export.formats=[safetensors]",
+        "distill.crop=32"]
 runner = CliRunner()
 
 

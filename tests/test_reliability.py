@@ -326,9 +326,10 @@ def test_a_48_megapixel_photo_stays_far_under_the_8_gb_it_once_needed(photo_48mp
     source_pixels, written, peak_kb = map(int, run.stdout.split()[-3:])
     print(f"48 MP photo: peak RSS {peak_kb / 1024:.0f} MB")
     assert source_pixels <= 16_000_000 and written == 1
-    # decoded reduced, the peak is 1.0 GB on a quiet machine; one CI run measured 2.05 GB (allocator
-    # arenas of the reader thread and torch's), so the bound is 3 GB: a full decode needed more than 8 GB
-    assert peak_kb < 3 * 1024 * 1024
+    # decoded reduced, the peak is 1.0-1.2 GB on a quiet machine; one CI run measured 2.05 GB and one run
+    # beside three other jobs 3.3 GB (allocator arenas of the reader thread and torch's), so the bound is
+    # 4 GB: a full decode needed more than 8 GB
+    assert peak_kb < 4 * 1024 * 1024
     assert Image.open(tmp_path / "out" / "big.png").size[0] * Image.open(tmp_path / "out" / "big.png").size[1] <= 4_000_000
 
 
@@ -493,8 +494,13 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(tmp_path,
     out = tmp_path / "out"
     monkeypatch.setattr(sys, "argv", ["toonfactory", "generate", str(QUICKSTART), "--out", str(out),
                                       *sets(["output.count=6", *SMALL[1:]])])
-    with pytest.raises(SystemExit) as info:
-        main()
+    # a suite started in a script's background inherits SIGINT ignored; a terminal's Ctrl-C is not
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as info:
+            main()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "interrupted" in line]
     assert info.value.code == 130 and "Traceback" not in err
