@@ -361,3 +361,21 @@ def test_boxes_of_every_detector_follow_the_anime_cascades_scale():
         assert det.box[:2] + det.box[2:] == pytest.approx([2 * 160.0, 2 * 400.0])  # moved to the page, centre kept
         assert det.size == pytest.approx(100 * BOX_SCALE[name])
     assert BOX_SCALE["anime"] == 1.0 and BOX_SCALE["mediapipe"] > 1.3 and BOX_SCALE["dlib"] > 1.3
+
+
+def test_pages_are_appended_to_a_journal_that_a_killed_run_leaves_readable(tmp_path):
+    out = tmp_path / "out"
+    ws = Workspace(out)
+    ingest_pages(ws, _pages(tmp_path / "pages", [1, 2, 3]), BoxDetector(), CropOptions(side=96, limits=Thresholds(min_face=20)),
+                 Summary())
+    assert not (out / "manifest.json").exists()  # nothing rewritten per page
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    with open(out / "journal.jsonl", "a") as journal:
+        journal.write(lines[0][: len(lines[0]) // 2])  # the line a kill cut short
+    again = Workspace(out)
+    assert again.manifest["faces"] == ws.manifest["faces"] and again.manifest["sources"] == ws.manifest["sources"]
+    assert all(np.array_equal(again.features[f], ws.features[f].astype(np.float32)) for f in ws.features)
+    again.save()
+    assert not (out / "journal.jsonl").exists()
+    assert Workspace(out).manifest["faces"] == ws.manifest["faces"]

@@ -76,6 +76,7 @@ def _source(ws: Workspace, path: Path, summary: Summary) -> tuple[str, np.ndarra
         image = read_image(path)
     except BadImage as exc:
         ws.manifest["sources"][sha] = {"file": str(path), "faces": [], "rejected": exc.reason}
+        ws.record(sha)
         summary.bad_sources[exc.reason] += 1
         return sha, None
     summary.new_sources += 1
@@ -84,7 +85,7 @@ def _source(ws: Workspace, path: Path, summary: Summary) -> tuple[str, np.ndarra
 
 def ingest_pages(ws: Workspace, files: list[Path], detector: ChainDetector, options: CropOptions, summary: Summary,
                  progress: Callable[[], None] | None = None) -> None:
-    """Detect, crop, super-resolve, filter and de-duplicate the faces of new pages (saved per page)."""
+    """Detect, crop, super-resolve, filter and de-duplicate the faces of new pages (each page appended to the journal)."""
     pool = [fid for fid, f in ws.manifest["faces"].items() if f.get("kind") == "drawn" and not f["reason"]]
     hashes = [np.frombuffer(bytes.fromhex(ws.manifest["faces"][f]["phash"]), np.uint8) for f in pool]
     vectors = [ws.features[f] for f in pool]
@@ -116,7 +117,7 @@ def ingest_pages(ws: Workspace, files: list[Path], detector: ChainDetector, opti
                 ids.append(face_id)
             summary.new_faces += len(ids)
             ws.manifest["sources"][sha] = {"file": str(path), "faces": ids}
-            ws.save()
+            ws.record(sha)
         if progress:
             progress()
 
@@ -270,6 +271,7 @@ def _embed_photo(ws, photo_id, path, sha, image, detector, embedder, options) ->
         crop, upscaled = options.finish(crop_square(image, face.box, options.margin))
         ws.write_crop(f"{photo_id}-{index}", crop)
         ws.manifest["faces"][photo_id].setdefault("superres", []).append(upscaled)
+    ws.record(sha)
 
 
 def _actor_crop(ws: Workspace, photo_id: str, entry: dict, index: int, options: CropOptions) -> None:

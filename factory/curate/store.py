@@ -6,10 +6,12 @@
     OUT/review/<group>.html        kept and dropped, with reasons and scores
     OUT/manifest.json              provenance and every decision
     OUT/features.npz               feature vectors by id (no pickles)
+    OUT/journal.jsonl              sources curated since the last save, one line each (appended per file;
+                                   folded into manifest.json and features.npz when the run saves)
     OUT/overrides.json             a person's decisions: {"<group>": {"<id>": "keep" | "drop"}}
 
 A source file already in the manifest (same sha256) is not read again; earlier decisions stay
-unless an override changes them.
+unless an override changes them. A run killed midway keeps every file its journal recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from factory.errors import UserError
-from factory.files import FolderLock, inside, staged, subfolder, write_atomic
+from factory.files import FolderLock, append_text, inside, staged, subfolder, write_atomic
 from factory.images import encode_png
 
 MANIFEST_VERSION = 1
@@ -32,8 +34,10 @@ class Workspace:
         self.manifest_path = self.root / "manifest.json"
         self.features_path = self.root / "features.npz"
         self.overrides_path = self.root / "overrides.json"
+        self.journal_path = self.root / "journal.jsonl"
         self.manifest = self._read_manifest()
         self.features = self._read_features()
+        self._replay_journal()
 
     def _read_manifest(self) -> dict:
         empty = {"version": MANIFEST_VERSION, "sources": {}, "faces": {}, "groups": {}}
@@ -55,6 +59,32 @@ class Workspace:
                 return {key: data[key] for key in data.files}
         except (OSError, ValueError) as exc:
             raise UserError(f"{self.features_path}: unreadable feature file ({exc})") from None
+
+    def _replay_journal(self) -> None:
+        """Sources a killed run recorded after its last save; a line cut short by the kill is left out."""
+        if not self.journal_path.is_file():
+            return
+        for line in self.journal_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                features = {k: np.frombuffer(bytes.fromhex(v["hex"]), "<f4").reshape(v["shape"])
+                            for k, v in entry["features"].items()}
+                sha, source, faces = entry["sha"], entry["source"], entry["faces"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.manifest["sources"][sha] = source
+            self.manifest["faces"].update(faces)
+            self.features.update(features)
+
+    def record(self, sha: str) -> None:
+        """Append one source's manifest entries and features to the journal (cheap, unlike :meth:`save`)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        source = self.manifest["sources"][sha]
+        faces = {f: self.manifest["faces"][f] for f in source["faces"]}
+        features = {f: {"shape": list(self.features[f].shape), "hex": self.features[f].astype("<f4").tobytes().hex()}
+                    for f in faces if f in self.features}
+        line = json.dumps({"sha": sha, "source": source, "faces": faces, "features": features}, sort_keys=True)
+        append_text(self.journal_path, line + "\n")
 
     def overrides(self) -> dict[str, dict[str, str]]:
         """``{group: {id: "keep" | "drop"}}`` from overrides.json (absent: none)."""
@@ -95,6 +125,7 @@ class Workspace:
             with staged(self.features_path) as tmp:
                 np.savez(tmp, **self.features)
         write_atomic(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode())
+        self.journal_path.unlink(missing_ok=True)  # folded into the two files above
 
     def published_files(self) -> list[Path]:
         files = [p for top in ("characters", "actors") for p in sorted((self.root / top).rglob("*.png"))]
