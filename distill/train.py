@@ -212,8 +212,8 @@ def set_random_states(tensors: dict, record: dict) -> None:
 
 
 def ink_lines(images, width: int = 7, depth: float = 0.15):
-    """1 where an image (-1..1) has a line: a stroke under ``width`` px darker by ``depth`` than its
-    surround (a black-hat: the grey closing minus the image), else 0."""
+    """1 where an image (-1..1) has a line: a stroke under ``width`` px darker than its surround by
+    ``depth`` of the full grey range (a black-hat: the grey closing minus the image), else 0."""
     import torch.nn.functional as F
 
     grey = images.mean(1, keepdim=True)
