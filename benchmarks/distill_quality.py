@@ -23,6 +23,8 @@ Writes ``--out/heldout_grid.png``: one column per held-out person (8 at most), r
 
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq                      # webtoon teacher
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq --set distill.steps=2000
+    # make demo's student on the 16 people it never saw (no training):
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-demo --student out/quickstart/student/checkpoints/step_0001500
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-cartoongan --recipe recipes/cartoongan.yaml
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-cartoonize --set teacher.kind=cartoonize
     # a toon2real student for casting (cast rank --realify, cast_accuracy.py --realifier), never on deepface people:
