@@ -1,8 +1,8 @@
 """Few-shot style adaptation of the generative teachers: one module per method.
 
-:mod:`factory.adapt.lora` trains a DreamBooth-style LoRA for the Stable Diffusion teacher;
-:mod:`factory.adapt.stylegan2` fine-tunes a StyleGAN2 generator for the Toonify teacher. Both
-share the loop, checkpoints and image folder of :mod:`factory.adapt.training`. The config models
+:mod:`adapt.lora` trains a DreamBooth-style LoRA for the Stable Diffusion teacher;
+:mod:`adapt.stylegan2` fine-tunes a StyleGAN2 generator for the Toonify teacher. Both
+share the loop, checkpoints and image folder of :mod:`adapt.training`. The config models
 are light (pydantic only); ``run()`` imports the heavy machinery.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from factory.adapt.lora import LoraAdaptConfig
-from factory.adapt.stylegan2 import StyleGAN2AdaptConfig
+from adapt.lora import LoraAdaptConfig
+from adapt.stylegan2 import StyleGAN2AdaptConfig
 
 AdaptConfig = Annotated[Union[LoraAdaptConfig, StyleGAN2AdaptConfig], Field(discriminator="kind")]

@@ -10,14 +10,14 @@ from typing import Callable
 
 import numpy as np
 
-from factory.curate import actors as actorlib
-from factory.curate.features import identity_features
-from factory.curate.filters import Thresholds, duplicate_of, phash, reject_reason
-from factory.curate.ingest import ChainDetector, crop_square
-from factory.curate.review import write_sheet
-from factory.curate.select import choose, cluster, similarity_to
-from factory.curate.store import Workspace, apply_decision
-from factory.curate.superres import SuperResolver, resize
+from curate import actors as actorlib
+from curate.features import identity_features
+from curate.filters import Thresholds, duplicate_of, phash, reject_reason
+from curate.ingest import ChainDetector, crop_square
+from curate.review import write_sheet
+from curate.select import choose, cluster, similarity_to
+from curate.store import Workspace, apply_decision
+from curate.superres import SuperResolver, resize
 from factory.errors import UserError
 from factory.faces import Face
 from factory.files import sha256_file

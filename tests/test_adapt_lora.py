@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_adapt_stylegan2 import cli  # noqa: E402
 from test_teacher_diffusion import SIZE, models, photos, teacher  # noqa: E402,F401  (models: the tiny pipeline)
 
-from factory.adapt.lora import LoraAdaptConfig, LoraAdaptation, bucket  # noqa: E402
-from factory.adapt.training import Checkpoints, adapt, recipe_field  # noqa: E402
+from adapt.lora import LoraAdaptConfig, LoraAdaptation, bucket  # noqa: E402
+from adapt.training import Checkpoints, adapt, recipe_field  # noqa: E402
 from factory.errors import UserError  # noqa: E402
 
 
