@@ -78,7 +78,7 @@ def test_the_webtoon_teacher_draws_skin_in_the_persons_own_tone(portraits, name,
     drawn parameters, and the same sample draws the same skin."""
     from factory.sample import Sample
     from factory.teachers.webtoon import WebtoonConfig
-    from factory.teachers.webtoon_style import align_face
+    from factory.teachers.webtoon_fit import align_face
 
     crop, points = align_face(darkened(portraits[name], light))
     photo = skin_ita(crop, points)

@@ -13,7 +13,8 @@ from factory.sample import Sample
 from factory.teachers.cartoonize import CartoonizeConfig, cartoonize
 from factory.teachers.style_features import style_features
 from factory.teachers.webtoon import WebtoonConfig
-from factory.teachers.webtoon_style import BOUNDS, align_face, fit_style_from_folder, load_style, preview
+from factory.teachers.webtoon_fit import align_face, fit_style_from_folder, preview
+from factory.teachers.webtoon_style import BOUNDS, load_style
 
 PHOTOS_NOT_ART = ["jisoo.jpg", "yooa.jpg", "paint_boy.jpg"]
 
