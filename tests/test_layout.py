@@ -99,6 +99,38 @@ def test_curation_and_adaptation_are_packages_beside_casting():
         assert f'"{package}*"' in pyproject, f"pyproject's package list leaves out {package}"
 
 
+MESH_HOME = Path("warping/landmarks.py")
+
+
+def mesh_indices(root: Path = REPO) -> list[str]:
+    """Places outside ``MESH_HOME`` that spell face-mesh indices: a subscript by a literal index of the
+    478-point mesh beyond dlib's 68 (``points[468]``), or a literal list of 4+ distinct indices, 3+ of them
+    beyond 68 (a region of the mesh)."""
+    found = []
+    for path in product_files(root):
+        if path.relative_to(root) == MESH_HOME:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Subscript):
+                items = node.slice.elts if isinstance(node.slice, (ast.List, ast.Tuple)) else [node.slice]
+                if any(isinstance(i, ast.Constant) and type(i.value) is int and 68 <= i.value < 478 for i in items):
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {ast.unparse(node)}")
+            elif isinstance(node, (ast.List, ast.Tuple)) and len(node.elts) >= 4 and \
+                    all(isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts):
+                values = [e.value for e in node.elts]
+                if all(0 <= v < 478 for v in values) and sum(v >= 68 for v in values) >= 3 and len(set(values)) == len(values):
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {ast.unparse(node)[:40]}")
+    return found
+
+
+def test_face_mesh_indices_live_in_one_module(tmp_path):
+    assert mesh_indices() == []
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "factory" / "a.py").write_text("LIPS = [61, 185, 40, 409, 291]\nKERNEL = [1, 3, 3, 1]\ndef f(p):\n    return p[468], p[3]\n")
+    assert mesh_indices(tmp_path) == ["factory/a.py:1 [61, 185, 40, 409, 291]", "factory/a.py:4 p[468]"]
+
+
 def test_the_check_catches_a_single_reversed_import(tmp_path):
     for package in PACKAGES:
         (tmp_path / package).mkdir()

@@ -45,7 +45,7 @@ def test_the_median_ignores_a_minority_of_drawn_lines():
 
 def test_the_skin_mask_covers_the_regions_it_is_given():
     points = np.zeros((478, 2), np.float32)
-    from factory.teachers.skin_tone import SKIN_REGIONS
+    from warping.landmarks import SKIN_REGIONS
 
     square = [(10, 10), (30, 10), (30, 30), (10, 30)]
     for name, indices in SKIN_REGIONS.items():

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from factory.errors import UserError
-from factory.teachers.webtoon import BROWS, CHEEKS, EYES, FACE_OVAL, LIPS_OUTER, draw_parameters, draw_webtoon, polygon_mask
+from factory.teachers.webtoon import draw_parameters, draw_webtoon, polygon_mask
 from factory.teachers.webtoon_style import BACKGROUNDS, BASE_RANGES, BOUNDS, Background, Style
+from warping.landmarks import BROWS, CHEEKS, EYES, FACE_OVAL, IRISES, LIPS_OUTER
 
 # The same measurement on real photos (median hair-zone chroma of the 76 shared deepface and
 # face_recognition faces): a style's saturation is relative to it.
@@ -42,7 +43,7 @@ def align_face_in_frame(image: np.ndarray, size: int = 256) -> tuple[np.ndarray,
 def hair_zone(oval: np.ndarray, points: np.ndarray, iod: float) -> np.ndarray:
     """Where an aligned face's hair is, more often than not: a band around the face oval above the eyes."""
     ring = cv2.dilate(oval.astype(np.uint8), np.ones((max(3, int(iod * 0.8) | 1),) * 2, np.uint8)) > 0
-    eye_line = float(min(points[468][1], points[473][1]))
+    eye_line = float(min(points[IRISES[0]][1], points[IRISES[1]][1]))
     return ring & ~oval & (np.arange(oval.shape[0])[:, None] < eye_line)
 
 
@@ -54,7 +55,7 @@ def measure_webtoon(crop: np.ndarray, points: np.ndarray, frame: np.ndarray | No
     measurements are None and the image says nothing about backgrounds.
     """
     lab = cv2.cvtColor(crop.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    iod = float(np.linalg.norm(points[473] - points[468]))
+    iod = float(np.linalg.norm(points[IRISES[1]] - points[IRISES[0]]))
     oval = polygon_mask(crop.shape, points[FACE_OVAL]) > 0.5
     features = np.zeros(crop.shape[:2], np.uint8)
     for part in [np.vstack([points[u], points[lo][::-1]]) for u, lo, _, _ in EYES] + \
@@ -90,7 +91,7 @@ def measure_webtoon(crop: np.ndarray, points: np.ndarray, frame: np.ndarray | No
     frame = np.ones(crop.shape[:2], np.uint8) if frame is None else (frame > 0.5).astype(np.uint8)
     beside_head = ~(cv2.dilate(oval.astype(np.uint8), np.ones((max(3, int(iod * 1.2) | 1),) * 2, np.uint8)) > 0)
     zone = (cv2.erode(frame, np.ones((5, 5), np.uint8)) > 0) & beside_head
-    zone[int(max(points[468][1], points[473][1])):] = False
+    zone[int(max(points[IRISES[0]][1], points[IRISES[1]][1])):] = False
     border = lab[zone] if zone.sum() >= 200 else None
     detail = np.abs(cv2.Laplacian(np.ascontiguousarray(lab[..., 0]), cv2.CV_32F))
     return {
