@@ -219,7 +219,7 @@ class VideoFile:
         raise error
 
 
-def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Target]:
+def collect_targets(inputs: list[Path], out_dir: Path) -> list[Target]:
     """Image files, folders of images (recursively) and video files, each with its output path.
 
     Outputs keep the inputs' sub-paths below the folder the inputs share (a folder keeps its own
@@ -591,7 +591,7 @@ def infer(
     if assignment.actors and recognise is None:
         raise UserError(f"--assign {sorted(assignment.actors)[0]}=...: actor names need --gallery (track ids are numbers)")
     refuse_out_in_inputs(out_dir, inputs)  # after the options: a mistaken option is named first
-    targets = collect_inputs(inputs, Path(out_dir))
+    targets = collect_targets(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
     student = Student(model, device=device, half=half)

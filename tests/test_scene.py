@@ -20,7 +20,7 @@ from factory.pipeline import build_pipeline  # noqa: E402
 from factory.recipe import Resolved, validate  # noqa: E402
 from factory.sample import Sample  # noqa: E402
 from factory.sources.video import VideoSourceConfig  # noqa: E402
-from factory.stages.faces import FacesConfig  # noqa: E402
+from factory.stages.face_crop import FacesConfig  # noqa: E402
 from factory.stages.gates import GatesConfig, GateStage  # noqa: E402
 from factory.stages.scene import (SceneConfig, SceneTeacherStage, SkinModel, blend_two_bands, body_skin,  # noqa: E402
                                   carry_skin, hull_mask, median_delta_e, seam_energy)
