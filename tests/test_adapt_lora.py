@@ -49,6 +49,7 @@ def fixed_loss(trainer: LoraAdaptation) -> float:
     return value
 
 
+@pytest.mark.slow
 def test_loss_falls_and_the_lora_loads_into_the_teacher(models, tmp_path):
     config = settings(models, tmp_path, train_text_encoder=True)
     trainer = LoraAdaptation(config, recipe_field)

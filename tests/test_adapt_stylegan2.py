@@ -155,6 +155,7 @@ def test_cli_mistakes_exit_2_naming_the_option(base, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_run_adapts_first_then_generates_with_the_adapted_teacher(base, tmp_path):
     import yaml
 

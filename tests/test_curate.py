@@ -89,6 +89,7 @@ def test_filters_record_reasons():
     assert reason == "text" and scores["text"] > limits.max_text
 
 
+@pytest.mark.slow
 def test_the_text_filter_drops_speech_bubbles_and_no_sprite_face_at_any_scale(assets):
     chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml")
     limits = Thresholds()
@@ -125,6 +126,7 @@ def test_duplicates_across_scales_but_not_other_drawings():
     assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [], vectors, lambda i: None, limits) is None
 
 
+@pytest.mark.slow
 def test_every_expression_of_a_sprite_is_kept_and_each_resaved_copy_dropped(assets, tmp_path):
     sprites = sorted((assets / "characters/renpy").glob("*/*.png"))
     copies = tmp_path / "copies"

@@ -170,6 +170,7 @@ def test_a_pasted_box_shows_a_seam_the_hull_paste_does_not():
     assert seam_energy(soft, hull, 6) < seam_energy(np.where(hull[..., None] > 0, drawn, scene), hull, 6)
 
 
+@pytest.mark.slow
 def test_scene_pairs_are_reproducible_from_the_seed_over_one_and_two_workers(tmp_path):
     data = scene_recipe({"kind": "samples"})
     made = {}
