@@ -27,8 +27,8 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
-from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, open_video,
-                            read_image, to_unit)
+from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, named_files, open_video, read_image,
+                            to_unit)
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +225,7 @@ def collect_targets(inputs: list[Path], out_dir: Path) -> list[Target]:
     Outputs keep the inputs' sub-paths below the folder the inputs share (a folder keeps its own
     name), so two inputs never get one output; an output that would replace an input is refused.
     """
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += [p for p in list_images(item) if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise UserError(f"{item}: input not found (give image files, folders of images or video files)")
+    files = named_files(inputs, "input not found (give image files, folders of images or video files)")
     files = list(dict.fromkeys(p.resolve() for p in files))
     if not files:
         return []

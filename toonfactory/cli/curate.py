@@ -72,13 +72,14 @@ def comics(
 ):
     """Pages -> faces (with provenance) -> filters with reasons -> characters by reference, or clusters."""
     from curate.ingest import DEFAULT_CHAIN, ChainDetector
-    from curate.run import Summary, cluster_characters, image_files, ingest_pages, reference_features, select_characters
+    from curate.run import Summary, cluster_characters, ingest_pages, reference_features, select_characters
     from curate.store import Workspace, locked
     from factory.files import refuse_out_in_inputs
+    from factory.images import named_files
 
     refuse_missing([cascade], "--cascade")
     named = _references(reference or [])
-    files = image_files(inputs)
+    files = named_files(inputs)
     if detector is None and cascade is None:
         console.print("warning: the anime detector is off: no --cascade given (lbpcascade_animeface.xml); "
                       "drawn faces are found by mediapipe and dlib only")
