@@ -23,9 +23,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from factory.adapt.lora import LoraAdaptConfig, LoraAdaptation  # noqa: E402
-from factory.adapt.stylegan2 import StyleGAN2AdaptConfig, StyleGAN2Adaptation  # noqa: E402
-from factory.adapt.training import recipe_field  # noqa: E402
+from adapt.lora import LoraAdaptConfig, LoraAdaptation  # noqa: E402
+from adapt.stylegan2 import StyleGAN2AdaptConfig, StyleGAN2Adaptation  # noqa: E402
+from adapt.training import recipe_field  # noqa: E402
 from factory.models import stylegan2  # noqa: E402
 
 

@@ -156,7 +156,7 @@ def webtoon_toons(crops, style: Path | None = None) -> list[np.ndarray]:
 
 def fitted_style(characters: list[Path], out: Path) -> Path:
     """A style fitted on 9 characters of three series (boxer, finger, ssam), saved as JSON."""
-    from factory.teachers.webtoon_style import fit_style
+    from factory.teachers.webtoon_fit import fit_style
 
     chosen = [p for p in characters if p.stem.split("_")[0] in ("boxer", "finger", "ssam")]
     style, _ = fit_style([read_image(p) for p in chosen], name="boxer+finger+ssam")

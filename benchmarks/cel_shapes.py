@@ -30,8 +30,9 @@ from toon_likeness import face_sample  # noqa: E402
 
 from factory.sources.folders import packaged_portraits  # noqa: E402
 from factory.stages.segment import MediapipeMasker  # noqa: E402
-from factory.teachers.webtoon import FACE_OVAL, WebtoonConfig, cel_shading, polygon_mask, read_regions  # noqa: E402
-from factory.teachers.webtoon_style import align_face  # noqa: E402
+from factory.teachers.webtoon import WebtoonConfig, cel_shading, polygon_mask, read_regions  # noqa: E402
+from factory.teachers.webtoon_fit import align_face  # noqa: E402
+from warping.landmarks import FACE_OVAL  # noqa: E402
 
 SHAPE_SHARE = 0.005  # of the face oval's area
 MAX_SHAPES = 6

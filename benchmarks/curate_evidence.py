@@ -38,13 +38,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from factory.curate.actors import PhotoFaces, judge
-from factory.curate.features import feature_matrix
-from factory.curate.filters import Thresholds, reject_reason, unconfirmed
-from factory.curate.ingest import ChainDetector, Detection, crop_square
-from factory.curate.run import CropOptions, Summary, ingest_pages
-from factory.curate.select import choose, cluster, purity, similarity_to
-from factory.curate.store import Workspace
+from curate.actors import PhotoFaces, judge
+from curate.features import feature_matrix
+from curate.filters import Thresholds, reject_reason, unconfirmed
+from curate.ingest import ChainDetector, Detection, crop_square
+from curate.run import CropOptions, Summary, ingest_pages
+from curate.select import choose, cluster, purity, similarity_to
+from curate.store import Workspace
 from factory.faces import DetectorChain
 from factory.images import read_image
 from factory.models.embedding import DlibEmbedder, embed

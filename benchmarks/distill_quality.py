@@ -217,7 +217,8 @@ def region_masks(pair: dict, masker) -> dict[str, np.ndarray]:
     face (the mesh's oval), hair and body (the rest of the photo's person mask), background."""
     import cv2
 
-    from factory.teachers.webtoon import FACE_OVAL, polygon_mask
+    from factory.teachers.webtoon import polygon_mask
+    from warping.landmarks import FACE_OVAL
 
     size = pair["target"].shape[0]
     light = cv2.cvtColor(pair["target"], cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * (100 / 255)

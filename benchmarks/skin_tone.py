@@ -30,9 +30,10 @@ from toon_likeness import face_sample  # noqa: E402
 
 from factory.sources.folders import packaged_portraits  # noqa: E402
 from factory.images import read_image  # noqa: E402
-from factory.teachers.skin_tone import ITA_CLASSES, SKIN_REGIONS, ita_class, skin_ita  # noqa: E402
+from factory.teachers.skin_tone import ITA_CLASSES, ita_class, skin_ita  # noqa: E402
 from factory.teachers.webtoon import WebtoonConfig  # noqa: E402
-from factory.teachers.webtoon_style import align_face  # noqa: E402
+from factory.teachers.webtoon_fit import align_face  # noqa: E402
+from warping.landmarks import SKIN_REGIONS  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
 TARGET_MEDIAN, TARGET_WORST = 8.0, 15.0

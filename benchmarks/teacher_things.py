@@ -40,7 +40,8 @@ from people import person_of, shared_photos  # noqa: E402
 from skin_tone import ASSETS, caption, write_grid  # noqa: E402
 
 from factory.teachers.skin_tone import median_lab, skin_ita, skin_mask, to_lab  # noqa: E402
-from factory.teachers.webtoon import FACE_OVAL, LIPS_OUTER, FaceFrame, WebtoonConfig, polygon_mask, read_regions  # noqa: E402
+from factory.teachers.webtoon import FaceFrame, WebtoonConfig, polygon_mask, read_regions  # noqa: E402
+from warping.landmarks import FACE_OVAL, LIPS_OUTER  # noqa: E402
 
 # Labels by looking (names: the packaged portrait's item, else the file's path under faces/).
 GLASSES = {"matplotlib:grace_hopper", "deepface/img24.jpg", "deepface/img25.jpg"}

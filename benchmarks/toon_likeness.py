@@ -40,7 +40,7 @@ from factory.sample import Sample
 from factory.teachers.cartoonize import CartoonizeConfig, cartoonize
 from factory.teachers.style_features import LogisticModel, cross_validated_accuracy, feature_matrix
 from factory.teachers.webtoon import WebtoonConfig, draw_webtoon
-from factory.teachers.webtoon_style import align_face, fit_style
+from factory.teachers.webtoon_fit import align_face, fit_style
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
 NOT_ART = {"jisoo.jpg", "yooa.jpg", "paint_boy.jpg"}

@@ -27,8 +27,8 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
-from factory.images import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, list_images, open_video,
-                            read_image, to_unit)
+from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, named_files, open_video, read_image,
+                            to_unit)
 
 log = logging.getLogger(__name__)
 
@@ -219,20 +219,13 @@ class VideoFile:
         raise error
 
 
-def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Target]:
+def collect_targets(inputs: list[Path], out_dir: Path) -> list[Target]:
     """Image files, folders of images (recursively) and video files, each with its output path.
 
     Outputs keep the inputs' sub-paths below the folder the inputs share (a folder keeps its own
     name), so two inputs never get one output; an output that would replace an input is refused.
     """
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += [p for p in list_images(item) if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise UserError(f"{item}: input not found (give image files, folders of images or video files)")
+    files = named_files(inputs, "input not found (give image files, folders of images or video files)")
     files = list(dict.fromkeys(p.resolve() for p in files))
     if not files:
         return []
@@ -591,7 +584,7 @@ def infer(
     if assignment.actors and recognise is None:
         raise UserError(f"--assign {sorted(assignment.actors)[0]}=...: actor names need --gallery (track ids are numbers)")
     refuse_out_in_inputs(out_dir, inputs)  # after the options: a mistaken option is named first
-    targets = collect_inputs(inputs, Path(out_dir))
+    targets = collect_targets(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
     student = Student(model, device=device, half=half)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from factory import plan
-from factory.dataset.layout import is_done, read_json, shard_paths
+from factory.dataset.layout import is_done, read_json, shard_outputs
 from factory.errors import UserError
 from factory.pipeline import build_pipeline
 from factory.recipe import Recipe
@@ -249,7 +249,7 @@ def _ray_check(recipe: Recipe) -> str | None:
 def _ray_shard(recipe: Recipe, task: plan.ShardTask, out: str) -> dict:
     out = Path(out)
     if is_done(out, task):  # a retried task whose first try finished
-        return read_json(shard_paths(out, task.name)["stats"])
+        return read_json(shard_outputs(out, task.name)["stats"])
     return make_shard(_ray_pipeline(recipe), task, out, recipe.seed)
 
 

@@ -16,16 +16,10 @@ import cv2
 import numpy as np
 
 from factory.errors import ModelLoadError, UserError
+from warping.landmarks import KEYPOINTS5
 
 log = logging.getLogger(__name__)
 
-# Indices of (left eye, right eye, nose tip, left mouth corner, right mouth corner), "left" as seen
-# in the image, for each landmark scheme. Eyes of the 478-point mesh are its iris centres.
-KEYPOINTS5 = {
-    "mediapipe478": ([468], [473], [1], [61], [291]),
-    "dlib68": (list(range(36, 42)), list(range(42, 48)), [30], [48], [54]),
-    "keypoints5": ([0], [1], [2], [3], [4]),
-}
 
 
 @dataclass

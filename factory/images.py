@@ -148,6 +148,20 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
 
 
+def named_files(inputs: list[Path], missing: str = "no such file or folder") -> list[Path]:
+    """Files named directly, and the images under the folders named (recursively), in order; a path that
+    is neither is a UserError ``"{path}: {missing}"``."""
+    files: list[Path] = []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            files += [p for p in list_images(path) if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: {missing}")
+    return files
+
+
 def _holds_images(folder: Path) -> bool:
     return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
 

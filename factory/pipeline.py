@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from factory.stages.augment import AugmentStage
-from factory.stages.faces import FaceStage
+from factory.stages.face_crop import FaceStage
 from factory.stages.gates import GateStage
 from factory.stages.scene import SceneConfig, SceneCropStage, SceneTeacherStage
 from factory.stages.segment import SegmentConfig

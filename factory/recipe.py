@@ -19,7 +19,7 @@ from factory.config import Strict, apply_overrides, blame_overrides, missing_pat
 from factory.errors import RecipeError
 from factory.kinds import SourceConfig, TeacherConfig
 from factory.stages.augment import AugmentConfig
-from factory.stages.faces import FacesConfig
+from factory.stages.face_crop import FacesConfig
 from factory.stages.gates import GatesConfig
 from factory.stages.scene import SceneConfig
 from factory.stages.segment import SegmentConfig

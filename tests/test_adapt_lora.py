@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_adapt_stylegan2 import cli  # noqa: E402
 from test_teacher_diffusion import SIZE, models, photos, teacher  # noqa: E402,F401  (models: the tiny pipeline)
 
-from factory.adapt.lora import LoraAdaptConfig, LoraAdaptation, bucket  # noqa: E402
-from factory.adapt.training import Checkpoints, adapt, recipe_field  # noqa: E402
+from adapt.lora import LoraAdaptConfig, LoraAdaptation, bucket  # noqa: E402
+from adapt.training import Checkpoints, adapt, recipe_field  # noqa: E402
 from factory.errors import UserError  # noqa: E402
 
 
@@ -49,6 +49,7 @@ def fixed_loss(trainer: LoraAdaptation) -> float:
     return value
 
 
+@pytest.mark.slow
 def test_loss_falls_and_the_lora_loads_into_the_teacher(models, tmp_path):
     config = settings(models, tmp_path, train_text_encoder=True)
     trainer = LoraAdaptation(config, recipe_field)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from test_teacher_stylegan2 import sample, save_rosinality, tiny  # noqa: E402
 
-from factory.adapt.stylegan2 import StyleGAN2AdaptConfig, StyleGAN2Adaptation, diff_augment  # noqa: E402
-from factory.adapt.training import Checkpoints, adapt, recipe_field  # noqa: E402
+from adapt.stylegan2 import StyleGAN2AdaptConfig, StyleGAN2Adaptation, diff_augment  # noqa: E402
+from adapt.training import Checkpoints, adapt, recipe_field  # noqa: E402
 from factory.errors import UserError  # noqa: E402
 from factory.models import stylegan2  # noqa: E402
 from factory.teachers.toonify import ToonifyConfig  # noqa: E402
@@ -155,6 +155,7 @@ def test_cli_mistakes_exit_2_naming_the_option(base, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_run_adapts_first_then_generates_with_the_adapted_teacher(base, tmp_path):
     import yaml
 
@@ -191,7 +192,7 @@ def test_run_adapts_first_then_generates_with_the_adapted_teacher(base, tmp_path
 def test_a_second_run_into_the_same_output_is_refused(tmp_path):
     import fcntl
 
-    from factory.adapt.training import exclusive
+    from adapt.training import exclusive
 
     with exclusive(tmp_path / "work", recipe_field):
         with open(tmp_path / "work" / ".lock") as other:  # what another process would try

@@ -9,7 +9,7 @@ import pytest
 
 from factory import faces
 from factory.sample import Sample
-from factory.stages.faces import FacesConfig, FaceStage
+from factory.stages.face_crop import FacesConfig, FaceStage
 from factory.stages.gates import GatesConfig, GateStage
 
 

@@ -14,7 +14,7 @@ from casting.realify import HUMAN_SPREAD, InverseWebtoonWarp, parse_unwarp
 from factory.errors import UserError
 from factory.faces import DetectorChain, Face, parse_detector_spec
 from factory.images import read_image
-from factory.stages.faces import FacesConfig
+from factory.stages.face_crop import FacesConfig
 from test_cast import COLOURS, ColourEmbedder, SquareDetector, actors_dir, build, face_image, save  # noqa: F401 (fixture)
 from warping import landmarks as lm
 from warping.profile import load_profile

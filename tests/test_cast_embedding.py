@@ -122,6 +122,7 @@ def test_teacher_yaml_must_realify(tmp_path):
         load_realifier(tmp_path / "t.yaml")
 
 
+@pytest.mark.slow
 def test_casting_real_photos(tmp_path, dlib_embedder):
     """Two actors from face_recognition/train; obama1 and the two-person photo ranked against them."""
     root = ASSETS / "faces" / "face_recognition"

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from factory.curate.actors import PhotoFaces, judge
-from factory.curate.features import identity_features
-from factory.curate.filters import (LONE_MIN_SCORE, Thresholds, drawing_difference, duplicate_of, phash, reject_reason,
+from curate.actors import PhotoFaces, judge
+from curate.features import identity_features
+from curate.filters import (LONE_MIN_SCORE, Thresholds, drawing_difference, duplicate_of, phash, reject_reason,
                                     same_drawing, text_score)
-from factory.curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
-from factory.curate.run import CropOptions, Summary, cluster_characters, ingest_pages, select_characters
-from factory.curate.select import choose, cluster, purity, similarity_to
-from factory.curate.store import Workspace, locked
+from curate.ingest import ChainDetector, Detection, crop_square, merge, slices, tiles
+from curate.run import CropOptions, Summary, cluster_characters, ingest_pages, select_characters
+from curate.select import choose, cluster, purity, similarity_to
+from curate.store import Workspace, locked
 from factory.errors import ModelLoadError, UserError
 from factory.faces import Face
 from factory.images import read_image
@@ -89,6 +89,7 @@ def test_filters_record_reasons():
     assert reason == "text" and scores["text"] > limits.max_text
 
 
+@pytest.mark.slow
 def test_the_text_filter_drops_speech_bubbles_and_no_sprite_face_at_any_scale(assets):
     chain = ChainDetector("anime", cascade=assets / "models/lbpcascade_animeface.xml")
     limits = Thresholds()
@@ -125,6 +126,7 @@ def test_duplicates_across_scales_but_not_other_drawings():
     assert duplicate_of(smaller, phash(smaller), identity_features(smaller), [], vectors, lambda i: None, limits) is None
 
 
+@pytest.mark.slow
 def test_every_expression_of_a_sprite_is_kept_and_each_resaved_copy_dropped(assets, tmp_path):
     sprites = sorted((assets / "characters/renpy").glob("*/*.png"))
     copies = tmp_path / "copies"
@@ -285,7 +287,7 @@ def test_two_runs_on_one_folder_are_refused(tmp_path):
 
 @pytest.mark.slow  # importing spandrel's architectures takes seconds
 def test_superres_on_shared_weights_tiles_and_refuses_pickles(assets, tmp_path):
-    from factory.curate.superres import SuperResolver
+    from curate.superres import SuperResolver
 
     model = SuperResolver(assets / "models/realesr-animevideov3.pth", tile=64, pad=12)
     tile = read_image(assets / "anime/grid36.jpg")[:512, 512:1024]
@@ -353,7 +355,7 @@ def test_mediapipe_finds_a_small_face_on_a_large_page_through_tiles():
 
 def test_boxes_of_every_detector_follow_the_anime_cascades_scale():
     """One face found by mediapipe or dlib is cropped as if the anime cascade had found it (same centre)."""
-    from factory.curate.ingest import BOX_SCALE, Slice, _on_page
+    from curate.ingest import BOX_SCALE, Slice, _on_page
 
     part = Slice(1, 300, 900)
     for name in ("anime", "mediapipe", "dlib"):

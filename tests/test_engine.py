@@ -98,12 +98,14 @@ def test_huggingface_datasets_reads_the_shards(reference):
     assert row["json"]["teacher"]["kind"] == "webtoon"
 
 
+@pytest.mark.slow
 def test_two_workers_make_the_same_bytes(reference, tmp_path):
     result = make(tmp_path, workers=2)
     assert not result.failed
     same_dataset(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_ray_on_two_cpus_makes_the_same_bytes(reference, tmp_path):
     ray = pytest.importorskip("ray")
     try:
@@ -114,6 +116,7 @@ def test_ray_on_two_cpus_makes_the_same_bytes(reference, tmp_path):
     same_dataset(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_accelerate_launch_on_two_processes_makes_the_same_bytes(reference, tmp_path):
     launcher = Path(sys.executable).with_name("accelerate")
     args = [str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
@@ -124,6 +127,7 @@ def test_accelerate_launch_on_two_processes_makes_the_same_bytes(reference, tmp_
     same_dataset(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(reference, tmp_path):
     out = tmp_path / "killed"
     proc = cli("generate", QUICKSTART, "--out", out, *[a for s in SMALL for a in ("--set", s)])
@@ -180,6 +184,7 @@ def test_rerunning_a_finished_run_says_so_and_writes_nothing(reference, tmp_path
     assert result.sealed_before and result.made == [] and result.skipped == 6
 
 
+@pytest.mark.slow
 def test_a_mistake_is_the_first_line_and_found_before_torch_loads(reference, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(reference, other)
@@ -200,6 +205,7 @@ def test_another_recipe_may_not_write_into_a_dataset(reference, tmp_path):
     assert "different recipe" in err
 
 
+@pytest.mark.slow
 def test_user_mistakes_exit_2_and_write_nothing(tmp_path):
     out = tmp_path / "out"
     missing = cli("generate", QUICKSTART, "--out", out, "--set", f"source.folders=[{tmp_path / 'nowhere'}]",
@@ -256,6 +262,7 @@ def test_validate_reports_every_missing_model_and_folder(tmp_path):
     assert run.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_native_log_lines_stay_off_the_terminal_unless_verbose(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL")}
     quiet = cli("generate", QUICKSTART, "--out", tmp_path / "q", *sum((["--set", o] for o in SMALL[:3]), []),

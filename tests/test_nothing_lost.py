@@ -310,6 +310,7 @@ def test_curate_refuses_an_out_inside_its_pages_and_a_folder_it_did_not_make(tmp
     assert snapshot(pages) == before and snapshot(other) == {"notes.txt": b"mine"}
 
 
+@pytest.mark.slow
 def test_a_page_is_never_shared_and_only_its_own_address_may_drive_it(small_dataset, tmp_path, monkeypatch):
     import socket
     import urllib.error
@@ -563,6 +564,7 @@ def killed_while(args: list[str], debris: str, folder: Path) -> list[Path]:
     return list(folder.glob(debris))
 
 
+@pytest.mark.slow
 def test_a_killed_infers_temporary_video_is_removed_by_the_next_run_and_a_users_file_kept(student, tmp_path, assets):
     from distill.infer import infer
 
@@ -579,6 +581,7 @@ def test_a_killed_infers_temporary_video_is_removed_by_the_next_run_and_a_users_
     assert sorted(p.name for p in out.iterdir()) == [".toonfactory.made-by", ".x.png.notmine.tmp.png", "a.png", "notes.txt"]
 
 
+@pytest.mark.slow
 def test_generate_removes_a_killed_runs_temporary_files_but_not_a_live_writers(tmp_path):
     from factory.files import staged
 

@@ -312,8 +312,9 @@ def test_cast_gallery_and_rank(tmp_path):
     check(rank, tmp_path, ["ranking.json", "report.html", "report.png", "faces/character_0.jpg", "actors"])
 
 
+@pytest.mark.slow
 def test_adapt_stylegan2(tmp_path, base):
-    from factory.adapt.training import adapt
+    from adapt.training import adapt
     from tests.test_adapt_stylegan2 import settings
 
     config = settings(base, tmp_path / "inputs", steps=4, checkpoint_every=2, validate_every=2)

@@ -39,6 +39,7 @@ def test_person_only_is_refused_with_a_generative_source(tmp_path):
         load_recipe(path)
 
 
+@pytest.mark.slow
 def test_run_generates_trains_and_exports_then_resumes(tmp_path):
     import subprocess
     import sys

@@ -92,6 +92,7 @@ def test_realify_recipes_train_the_way_back():
         assert load_recipe(path).recipe.distill.direction == "toon2real", path.name
 
 
+@pytest.mark.slow
 def test_validate_command_exits_2_listing_problems(tmp_path):
     path = write(tmp_path, {**GOOD, "teacher": {"kind": "cartoonize", "colors": 100}})
     run = subprocess.run([sys.executable, "-m", "toonfactory", "validate", path], capture_output=True, text=True)

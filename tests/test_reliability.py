@@ -311,6 +311,7 @@ def photo_48mp(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_48_megapixel_photo_stays_far_under_the_8_gb_it_once_needed(photo_48mp, tmp_path):
     checkpoint = write_checkpoint(tmp_path / "ckpt", ngf=8, depth=3, size=64)
     script = ("import resource, sys\nfrom pathlib import Path\nfrom distill.infer import infer\n"
@@ -521,6 +522,7 @@ def test_ctrl_c_in_training_says_which_checkpoint_is_kept(pairs, tmp_path):
         pytest.fail("Ctrl-C came out of training as a bare KeyboardInterrupt (a traceback)")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_cleanly_with_clearml_tracking(pairs, tmp_path):
     """A scheduler's SIGTERM ends `train` as Ctrl-C does (ClearML's own hook used to hang the run for good)."""
     import yaml

@@ -20,7 +20,7 @@ from factory.pipeline import build_pipeline  # noqa: E402
 from factory.recipe import Resolved, validate  # noqa: E402
 from factory.sample import Sample  # noqa: E402
 from factory.sources.video import VideoSourceConfig  # noqa: E402
-from factory.stages.faces import FacesConfig  # noqa: E402
+from factory.stages.face_crop import FacesConfig  # noqa: E402
 from factory.stages.gates import GatesConfig, GateStage  # noqa: E402
 from factory.stages.scene import (SceneConfig, SceneTeacherStage, SkinModel, blend_two_bands, body_skin,  # noqa: E402
                                   carry_skin, hull_mask, median_delta_e, seam_energy)
@@ -170,6 +170,7 @@ def test_a_pasted_box_shows_a_seam_the_hull_paste_does_not():
     assert seam_energy(soft, hull, 6) < seam_energy(np.where(hull[..., None] > 0, drawn, scene), hull, 6)
 
 
+@pytest.mark.slow
 def test_scene_pairs_are_reproducible_from_the_seed_over_one_and_two_workers(tmp_path):
     data = scene_recipe({"kind": "samples"})
     made = {}

@@ -45,7 +45,7 @@ def test_the_median_ignores_a_minority_of_drawn_lines():
 
 def test_the_skin_mask_covers_the_regions_it_is_given():
     points = np.zeros((478, 2), np.float32)
-    from factory.teachers.skin_tone import SKIN_REGIONS
+    from warping.landmarks import SKIN_REGIONS
 
     square = [(10, 10), (30, 10), (30, 30), (10, 30)]
     for name, indices in SKIN_REGIONS.items():
@@ -78,7 +78,7 @@ def test_the_webtoon_teacher_draws_skin_in_the_persons_own_tone(portraits, name,
     drawn parameters, and the same sample draws the same skin."""
     from factory.sample import Sample
     from factory.teachers.webtoon import WebtoonConfig
-    from factory.teachers.webtoon_style import align_face
+    from factory.teachers.webtoon_fit import align_face
 
     crop, points = align_face(darkened(portraits[name], light))
     photo = skin_ita(crop, points)

@@ -83,6 +83,7 @@ def test_mistakes_exit_with_the_option_named_and_write_nothing(tmp_path, photo):
     assert not style_out.exists()
 
 
+@pytest.mark.slow
 def test_the_installed_command_previews_the_packaged_default(tmp_path, photo):
     out = tmp_path / "sheet.png"
     done = subprocess.run([sys.executable, "-m", "toonfactory", "style", "preview", str(photo), "--style",

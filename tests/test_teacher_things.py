@@ -10,8 +10,9 @@ from skimage.color import deltaE_ciede2000
 from factory.sample import Sample
 from factory.teachers.glasses import find_glasses
 from factory.teachers.skin_tone import median_lab, skin_mask
-from factory.teachers.webtoon import FACE_OVAL, FaceFrame, WebtoonConfig, polygon_mask, read_regions, skin_region
-from factory.teachers.webtoon_style import align_face
+from factory.teachers.webtoon import FaceFrame, WebtoonConfig, polygon_mask, read_regions, skin_region
+from factory.teachers.webtoon_fit import align_face
+from warping.landmarks import FACE_OVAL
 
 # Labelled by looking at them (benchmarks/teacher_things.py labels every shared photo).
 WITH_GLASSES = ["deepface/img24.jpg", "deepface/img25.jpg"]

@@ -13,7 +13,8 @@ from factory.sample import Sample
 from factory.teachers.cartoonize import CartoonizeConfig, cartoonize
 from factory.teachers.style_features import style_features
 from factory.teachers.webtoon import WebtoonConfig
-from factory.teachers.webtoon_style import BOUNDS, align_face, fit_style_from_folder, load_style, preview
+from factory.teachers.webtoon_fit import align_face, fit_style_from_folder, preview
+from factory.teachers.webtoon_style import BOUNDS, load_style
 
 PHOTOS_NOT_ART = ["jisoo.jpg", "yooa.jpg", "paint_boy.jpg"]
 
@@ -214,7 +215,8 @@ def test_cel_shadows_follow_the_photos_forms(astronaut):
 @pytest.mark.parametrize("detail", [0.0, 1.0])
 def test_cel_tones_are_a_few_smooth_shapes_without_specks(astronaut, detail):
     """Issue 25: per tone at most 6 shapes, none and no hole in one under 0.5% of the face oval."""
-    from factory.teachers.webtoon import FACE_OVAL, cel_shading, polygon_mask, read_regions
+    from factory.teachers.webtoon import cel_shading, polygon_mask, read_regions
+    from warping.landmarks import FACE_OVAL
 
     crop, points = astronaut
     regions = read_regions(crop, points, np.ones(crop.shape[:2], np.float32))
@@ -232,7 +234,8 @@ def test_cel_tones_are_a_few_smooth_shapes_without_specks(astronaut, detail):
 
 def test_brows_take_the_photos_shape(astronaut):
     """Dark brows are drawn in the photo's own shape; pale ones (the astronaut's) as a stroke along the mesh."""
-    from factory.teachers.webtoon import BROWS, FaceFrame, draw_brow, to_lab
+    from factory.teachers.webtoon import FaceFrame, draw_brow, to_lab
+    from warping.landmarks import BROWS
 
     crop, points = astronaut
     face = FaceFrame(points)

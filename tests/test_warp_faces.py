@@ -53,6 +53,7 @@ def shared_faces():
     return found
 
 
+@pytest.mark.slow
 def test_no_fold_on_any_shared_face_for_strengths_0_to_1(shared_faces):
     assert len(shared_faces) >= 61 + 25
     profile = load_profile()

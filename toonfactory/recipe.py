@@ -3,7 +3,7 @@
 
 Assembled here, in the composition root, so the factory knows only its own sections. These sections
 never change the recipe hash: retraining leaves a dataset valid, and an adapted teacher's output
-refuses to be overwritten by a different adaptation (see :func:`factory.adapt.training.finished`).
+refuses to be overwritten by a different adaptation (see :func:`adapt.training.finished`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import model_validator
 
 from distill.config import DistillConfig, ExportConfig
 from factory import recipe as recipes
-from factory.adapt import AdaptConfig
+from adapt import AdaptConfig
 from factory.recipe import Recipe, Resolved
 
 

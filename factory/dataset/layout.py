@@ -13,7 +13,8 @@ RECIPE = "recipe.json"
 MAX_RECORD_BYTES = 64 << 20  # a dataset's json records (manifest, recipe, review) are sized before reading
 
 
-def shard_paths(out: Path, name: str) -> dict[str, Path]:
+def shard_outputs(out: Path, name: str) -> dict[str, Path]:
+    """The files one shard writes in dataset ``out``: its tar, the tar while written, its stats, its marker."""
     return {
         "tar": out / "shards" / f"{name}.tar",
         "tmp": out / "shards" / f"{name}.tar.tmp",
@@ -31,7 +32,7 @@ def valid_stats(record) -> bool:
 def read_marker(out: Path, name: str) -> dict | None:
     """A shard's completion marker (planned size, samples, tar bytes and sha256), None when absent or damaged."""
     try:
-        marker = json.loads(shard_paths(out, name)["marker"].read_text())
+        marker = json.loads(shard_outputs(out, name)["marker"].read_text())
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
@@ -41,7 +42,7 @@ def is_done(out: Path, task, verify: bool = False) -> bool:
     """True when the shard was completed for the same planned size, its stats are readable and its tar is
     the one the marker recorded: same size always, same sha256 too when ``verify`` (a resume reads every
     tar once)."""
-    paths = shard_paths(out, task.name)
+    paths = shard_outputs(out, task.name)
     tar, marker = paths["tar"], read_marker(out, task.name)
     if marker is None or marker.get("size") != task.size or not tar.is_file():
         return False

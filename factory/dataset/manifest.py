@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from factory.dataset.card import write_card
-from factory.dataset.layout import MANIFEST, shard_paths
+from factory.dataset.layout import MANIFEST, shard_outputs
 from factory.dataset.reader import shard_members
 from factory.dataset.report import merge_stats, shard_stats
 from factory.files import sha256_file, write_atomic
@@ -41,7 +41,7 @@ def seal(out: Path, *, name: str, recipe_hash: str, recipe: dict, shard_names: l
     stats = {s["shard"]: s for s in shard_stats(out)}
     shards = []
     for shard in shard_names:
-        tar = shard_paths(out, shard)["tar"]
+        tar = shard_outputs(out, shard)["tar"]
         shards.append({"name": tar.name, "samples": stats[shard]["accepted"], "sha256": sha256_file(tar)})
     merged = merge_stats([stats[shard] for shard in shard_names])
     manifest = {

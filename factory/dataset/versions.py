@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_paths
+from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_outputs
 from factory.dataset.manifest import seal
 from factory.dataset.reader import manifest_shards, read_member, shard_members
 from factory.dataset.review import read_review
@@ -70,7 +70,7 @@ def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[st
     tar_path = src / "shards" / shard["name"]
     keys = dict.fromkeys(key for _, _, key, _ in shard_members(tar_path))
     removed = [key for key in keys if key in marks]
-    parent_stats = json.loads(shard_paths(src, name)["stats"].read_text())
+    parent_stats = json.loads(shard_outputs(src, name)["stats"].read_text())
     writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats["planned"], 1.0))
     items = {}
     for key, files in _samples(tar_path):

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from factory.dataset.layout import shard_paths
+from factory.dataset.layout import shard_outputs
 from factory.files import open_new, refuse_link, sha256_file, subfolder, write_atomic
 from factory.images import encode_png
 from factory.plan import ShardTask
@@ -29,7 +29,7 @@ class ShardWriter:
         import webdataset as wds  # imports torch: only where a shard is written, not where a run is checked
 
         self.task = task
-        self.paths = shard_paths(out, task.name)
+        self.paths = shard_outputs(out, task.name)
         for folder in ("shards", "stats"):
             subfolder(out, folder)
         for key in ("tar", "tmp", "stats", "marker"):

@@ -19,15 +19,10 @@ from factory.errors import ModelLoadError, UserError
 from factory.faces import Face, dlib_model_path
 from factory.files import sha256_file
 from factory.models.onnx import open_session
+from warping.landmarks import DLIB5_FROM
 
 log = logging.getLogger(__name__)
 
-# dlib's 5-point layout (image-right eye outer, inner; image-left eye outer, inner; nose base)
-# as indices of other landmark schemes.
-DLIB5_FROM = {
-    "dlib68": [45, 42, 36, 39, 33],
-    "mediapipe478": [263, 362, 33, 133, 2],
-}
 
 # ArcFace's 112×112 template: eyes, nose tip, mouth corners ("left" as seen in the image).
 ARCFACE_TEMPLATE = np.array(

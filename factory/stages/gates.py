@@ -11,7 +11,7 @@ from pydantic import Field
 from factory.config import Strict
 from factory.sample import Sample
 from factory.stage import Stage
-from factory.stages.faces import FacesConfig
+from factory.stages.face_crop import FacesConfig
 
 
 class GatesConfig(Strict):

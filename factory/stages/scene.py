@@ -19,7 +19,7 @@ from factory.faces import Face, alignment_matrix, crop, invert_matrix, transform
 from factory.kinds import TeacherConfig
 from factory.sample import Sample, sample_seed
 from factory.stage import Stage
-from factory.stages.faces import FacesConfig
+from factory.stages.face_crop import FacesConfig
 from factory.teachers.webtoon import (FaceFrame, WebtoonConfig, WebtoonScene, WebtoonTeacher, bare_face, odd,
                                       remove_specks, to_lab, to_rgb)
 

@@ -19,9 +19,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from warping.landmarks import IRISES, MOUTH_CORNERS, TEMPLES
+
 GLASSES_SCORE = 0.028
-IRISES = (468, 473)  # image-left, image-right
-TEMPLES = (127, 356)  # where the arms meet the face's side, near the ears
 # Candidate rims, times the inter-ocular distance: half width, half height, outward and upward offset.
 _GRID = np.stack([a.ravel() for a in np.meshgrid(np.linspace(0.4, 0.7, 7), np.linspace(0.2, 0.4, 5),
                                                   np.linspace(-0.05, 0.2, 6), np.linspace(-0.18, 0.08, 6),
@@ -48,7 +48,7 @@ def face_axes(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     right = points[IRISES[1]] - points[IRISES[0]]
     iod = float(max(np.linalg.norm(right), 4.0))
     right = right / max(np.linalg.norm(right), 1e-6)
-    up = (points[IRISES[0]] + points[IRISES[1]]) / 2 - (points[61] + points[291]) / 2
+    up = (points[IRISES[0]] + points[IRISES[1]]) / 2 - (points[MOUTH_CORNERS[0]] + points[MOUTH_CORNERS[1]]) / 2
     return iod, right, up / max(np.linalg.norm(up), 1e-6)
 
 

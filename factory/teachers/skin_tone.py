@@ -16,14 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# mediapipe478 indices; "left" is left in the image. Cheek polygons around the cheek centres (205, 425) below
-# the eyes and outside the nose; the forehead between the brows' tops and the middle of the forehead (low
-# enough to stay under most fringes).
-SKIN_REGIONS = {
-    "left_cheek": (117, 118, 101, 36, 205, 187, 123, 50),
-    "right_cheek": (346, 347, 330, 266, 425, 411, 352, 280),
-    "forehead": (69, 108, 151, 337, 299, 296, 9, 66),
-}
+from warping.landmarks import SKIN_REGIONS
 
 # (name, lower bound in degrees), lightest first; a value belongs to the first class whose bound it exceeds.
 ITA_CLASSES = (("very light", 55.0), ("light", 41.0), ("intermediate", 28.0), ("tan", 10.0), ("brown", -30.0),

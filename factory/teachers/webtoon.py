@@ -28,24 +28,11 @@ from factory.sample import Sample
 from factory.teachers.base import Teacher, TeacherConfig
 from factory.teachers.glasses import Glasses, dark_ridges, find_glasses
 from factory.teachers.webtoon_style import BACKGROUNDS, BOUNDS, INTEGER_PARAMETERS, Background, Style, load_style
+from warping.landmarks import (BROWS, CHEEKS, CHIN, EYES, FACE_OVAL, IRISES, JAW, LIPS_INNER_LOWER, LIPS_INNER_MIDDLE,
+                               LIPS_INNER_UPPER, LIPS_OUTER, MOUTH_CORNERS, NOSE_UNDER, UNDER_LOWER_LIP)
 
 log = logging.getLogger(__name__)
 
-# Indices into mediapipe's 478-point mesh. Eye and brow lists run from the outer end to the inner end.
-FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-             149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
-JAW = [361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132]
-EYES = (  # (upper lid, lower lid, iris centre, iris ring): the image-left eye, then the image-right one
-    ([33, 246, 161, 160, 159, 158, 157, 173, 133], [33, 7, 163, 144, 145, 153, 154, 155, 133], 468, [469, 470, 471, 472]),
-    ([263, 466, 388, 387, 386, 385, 384, 398, 362], [263, 249, 390, 373, 374, 380, 381, 382, 362], 473, [474, 475, 476, 477]),
-)
-BROWS = (([70, 63, 105, 66, 107], [46, 53, 52, 65, 55]), ([300, 293, 334, 296, 336], [276, 283, 282, 295, 285]))
-LIPS_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
-LIPS_INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
-LIPS_INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
-NOSE_UNDER = [98, 97, 2, 326, 327]
-CHEEKS = [205, 425]
-CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
@@ -271,12 +258,12 @@ class FaceFrame:
 
     def __init__(self, points: np.ndarray):
         self.points = points
-        self.iod = float(max(np.linalg.norm(points[473] - points[468]), 4.0))
-        eye_mid = (points[468] + points[473]) / 2
-        mouth_mid = (points[61] + points[291]) / 2
+        self.iod = float(max(np.linalg.norm(points[IRISES[1]] - points[IRISES[0]]), 4.0))
+        eye_mid = (points[IRISES[0]] + points[IRISES[1]]) / 2
+        mouth_mid = (points[MOUTH_CORNERS[0]] + points[MOUTH_CORNERS[1]]) / 2
         up = eye_mid - mouth_mid
         self.up = up / max(np.linalg.norm(up), 1e-6)
-        right = points[473] - points[468]
+        right = points[IRISES[1]] - points[IRISES[0]]
         self.right = right / max(np.linalg.norm(right), 1e-6)
 
     def above(self, shape, index: int) -> np.ndarray:
@@ -528,7 +515,7 @@ def hair_strands(gray: np.ndarray, hair: np.ndarray, iod: float, share: float, w
 def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: float) -> np.ndarray:
     """A comb-shaped crescent on the top of the head, inside the hair."""
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    centre = (face.points[468] + face.points[473]) / 2 + face.up * face.iod * 0.2
+    centre = (face.points[IRISES[0]] + face.points[IRISES[1]]) / 2 + face.up * face.iod * 0.2
     dx, dy = xs - centre[0], ys - centre[1]
     along_up = dx * face.up[0] + dy * face.up[1]
     along_right = dx * face.right[0] + dy * face.right[1]
@@ -671,14 +658,14 @@ def draw_mouth(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, skin_
     lip[0] = max(lip[0], skin_lab[0] - 22)
     paint(canvas, lips * 0.9, lab_colour(lip))
     upper_in, lower_in = smooth_curve(pts[LIPS_INNER_UPPER]), smooth_curve(pts[LIPS_INNER_LOWER])
-    gap = float(np.linalg.norm(pts[13] - pts[14]))
+    gap = float(np.linalg.norm(pts[LIPS_INNER_MIDDLE[0]] - pts[LIPS_INNER_MIDDLE[1]]))
     if gap > face.iod * 0.06:
         inside = polygon_mask(shape, np.vstack([upper_in, lower_in[::-1]]))
         paint(canvas, inside, lab_colour([28.0, 28.0, 12.0]))
         teeth = inside * polygon_mask(shape, np.vstack([upper_in, (upper_in - face.up * gap * 0.35)[::-1]]))
         paint(canvas, teeth, (246.0, 244.0, 238.0))
     paint(canvas, stroke_mask(shape, upper_in, line * 0.9) * params["line_darkness"], ink)
-    under = smooth_curve(pts[[84, 17, 314]]) - face.up * face.iod * 0.06
+    under = smooth_curve(pts[UNDER_LOWER_LIP]) - face.up * face.iod * 0.06
     paint(canvas, stroke_mask(shape, under, line * 0.5) * 0.35, ink)
 
 

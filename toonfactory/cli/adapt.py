@@ -34,7 +34,7 @@ def adapt_tracked(config, tracking, resume: str | None, field) -> Path:
     """Adapt with a progress bar showing the latest losses, tracked in ClearML from the main process."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from factory.adapt.training import adapt
+    from adapt.training import adapt
     from factory.tracking import start_tracking
 
     def start_tracker():
@@ -78,7 +78,7 @@ def lora_command(
     tracking: str = TrackingOption,
 ):
     """DreamBooth-style LoRA of a Stable Diffusion model, for `teacher: {kind: diffusion, lora: [{path: OUT}]}`."""
-    from factory.adapt.lora import LoraAdaptConfig
+    from adapt.lora import LoraAdaptConfig
 
     options = dict(images=images, base=base, out=out, config=config, token=token, instance_prompt=instance_prompt,
                    steps=steps, lr=lr, train_text_encoder=train_text_encoder or None,
@@ -100,7 +100,7 @@ def stylegan2_command(
     tracking: str = TrackingOption,
 ):
     """Fine-tune a StyleGAN2 on a few aligned webtoon faces, for `teacher: {kind: toonify, toon: OUT}`."""
-    from factory.adapt.stylegan2 import StyleGAN2AdaptConfig
+    from adapt.stylegan2 import StyleGAN2AdaptConfig
 
     options = dict(images=images, base=base, out=out, steps=steps, lr=lr, batch_size=batch_size)
     settings = from_options(StyleGAN2AdaptConfig, options, set_ or [], "toonfactory adapt stylegan2")

@@ -25,9 +25,9 @@ TrackingOption = typer.Option("offline", help="ClearML dataset version: offline 
 
 
 def _crop_options(margin: float, size: int, min_face: int, superres: Optional[Path]):
-    from factory.curate.filters import Thresholds
-    from factory.curate.run import CropOptions
-    from factory.curate.superres import SuperResolver
+    from curate.filters import Thresholds
+    from curate.run import CropOptions
+    from curate.superres import SuperResolver
 
     if margin < 1.0:
         raise typer.BadParameter(f"{margin} < 1 would cut the face", param_hint="--margin")
@@ -71,14 +71,15 @@ def comics(
     tracking: str = TrackingOption,
 ):
     """Pages -> faces (with provenance) -> filters with reasons -> characters by reference, or clusters."""
-    from factory.curate.ingest import DEFAULT_CHAIN, ChainDetector
-    from factory.curate.run import Summary, cluster_characters, image_files, ingest_pages, reference_features, select_characters
-    from factory.curate.store import Workspace, locked
+    from curate.ingest import DEFAULT_CHAIN, ChainDetector
+    from curate.run import Summary, cluster_characters, ingest_pages, reference_features, select_characters
+    from curate.store import Workspace, locked
     from factory.files import refuse_out_in_inputs
+    from factory.images import named_files
 
     refuse_missing([cascade], "--cascade")
     named = _references(reference or [])
-    files = image_files(inputs)
+    files = named_files(inputs)
     if detector is None and cascade is None:
         console.print("warning: the anime detector is off: no --cascade given (lbpcascade_animeface.xml); "
                       "drawn faces are found by mediapipe and dlib only")
@@ -119,8 +120,8 @@ def actors(
 ):
     """Per actor: keep each photo's face that matches the majority identity; drop namesakes, group
     shots with no match, duplicates and tiny faces."""
-    from factory.curate.run import Summary, curate_actors
-    from factory.curate.store import Workspace, locked
+    from curate.run import Summary, curate_actors
+    from curate.store import Workspace, locked
     from factory.faces import DetectorChain
     from factory.files import refuse_out_in_inputs
     from factory.models.embedding import build_embedder

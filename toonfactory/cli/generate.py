@@ -133,7 +133,7 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
 
     first = load_recipe(recipe, set_ or [])
     if first.recipe.adapt is not None:
-        from factory.adapt.training import recipe_field
+        from adapt.training import recipe_field
         from factory.recipe import check_paths
         from toonfactory.cli.adapt import adapt_tracked
 

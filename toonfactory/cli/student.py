@@ -208,13 +208,13 @@ def assigned_tracks(assign: list[str], inputs: list[Path], out: Path, mode: str,
                     track: bool) -> tuple[list[str], list[Path]]:
     """The track ids ``--assign`` names and the tracks files a face-mode run will write (one per video);
     ids with no tracked video among the inputs are refused before the run."""
-    from distill.infer import collect_inputs, parse_assignments
+    from distill.infer import collect_targets, parse_assignments
 
     assignment = parse_assignments(assign)
     ids = sorted(set(assignment.rules) - assignment.actors, key=int)
     if not ids or mode != "face":  # whole-frame mode refuses --assign itself
         return [], []
-    files = [t.output.with_name(f"{t.output.stem}.tracks.json") for t in collect_inputs(inputs, out) if t.video]
+    files = [t.output.with_name(f"{t.output.stem}.tracks.json") for t in collect_targets(inputs, out) if t.video]
     if not files or not track:
         raise UserError(f"--assign {ids[0]}=...: track ids number the faces tracked in videos (--mode face, --track); "
                         "no video among the inputs is tracked")

@@ -33,7 +33,7 @@ def fit(
     name: Optional[str] = typer.Option(None, "--name", help="the style's name (default: the folder's)"),
 ):
     """Estimate a webtoon style (skin and ink colours, shadows, lines, eyes, backgrounds) from images."""
-    from factory.teachers.webtoon_style import fit_style_from_folder
+    from factory.teachers.webtoon_fit import fit_style_from_folder
 
     _check_out(out, ".json", [toon])
     if not toon.is_dir():
@@ -61,7 +61,8 @@ def preview(
     """Draw the photo's face with the packaged default style and each given style, side by side."""
     from factory.files import write_atomic
     from factory.images import BadImage, encode_png, read_image
-    from factory.teachers.webtoon_style import load_style, preview as draw_preview
+    from factory.teachers.webtoon_fit import preview as draw_preview
+    from factory.teachers.webtoon_style import load_style
 
     _check_out(out, ".png", [photo, *style])
     styles = {"default": load_style()}

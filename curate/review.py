@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 
-from factory.curate.store import Workspace
+from curate.store import Workspace
 from factory.files import write_atomic
 
 STYLE = ("body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:4px;width:140px;"

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from factory.adapt.training import AdaptSettings, Adaptation, FieldName, read_examples
+from adapt.training import AdaptSettings, Adaptation, FieldName, read_examples
 from factory.errors import ModelLoadError, UserError
 
 log = logging.getLogger(__name__)

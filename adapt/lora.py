@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from factory.adapt.training import AdaptSettings, Adaptation, FieldName, mixed_precision, read_examples
+from adapt.training import AdaptSettings, Adaptation, FieldName, mixed_precision, read_examples
 from factory.config import Strict
 from factory.errors import UserError
 

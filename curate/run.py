@@ -10,18 +10,18 @@ from typing import Callable
 
 import numpy as np
 
-from factory.curate import actors as actorlib
-from factory.curate.features import identity_features
-from factory.curate.filters import Thresholds, duplicate_of, phash, reject_reason
-from factory.curate.ingest import ChainDetector, crop_square
-from factory.curate.review import write_sheet
-from factory.curate.select import choose, cluster, similarity_to
-from factory.curate.store import Workspace, apply_decision
-from factory.curate.superres import SuperResolver, resize
+from curate import actors as actorlib
+from curate.features import identity_features
+from curate.filters import Thresholds, duplicate_of, phash, reject_reason
+from curate.ingest import ChainDetector, crop_square
+from curate.review import write_sheet
+from curate.select import choose, cluster, similarity_to
+from curate.store import Workspace, apply_decision
+from curate.superres import SuperResolver, resize
 from factory.errors import UserError
 from factory.faces import Face
 from factory.files import sha256_file
-from factory.images import IMAGE_SUFFIXES, BadImage, actor_folders, list_images, read_image
+from factory.images import IMAGE_SUFFIXES, BadImage, actor_folders, read_image
 
 log = logging.getLogger(__name__)
 FILTERED = "filtered"
@@ -51,19 +51,6 @@ class Summary:
     groups: dict[str, tuple[int, int]] = field(default_factory=dict)
     sheets: list[str] = field(default_factory=list)
     unclustered: int = 0
-
-
-def image_files(inputs: list[Path]) -> list[Path]:
-    """Image files named directly or found under the folders named."""
-    files = []
-    for path in map(Path, inputs):
-        if path.is_dir():
-            files += [p for p in list_images(path) if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or folder")
-    return files
 
 
 def _source(ws: Workspace, path: Path, summary: Summary) -> tuple[str, np.ndarray | None]:

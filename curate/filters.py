@@ -7,8 +7,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from factory.curate.ingest import Detection
-from factory.curate.superres import resize
+from curate.ingest import Detection
+from curate.superres import resize
 
 
 def sharpness(crop: np.ndarray) -> float:
