@@ -48,6 +48,8 @@ class DistillConfig(Strict):
     batch_size: int = Field(8, ge=1, description="per device, per accumulation step")
     gradient_accumulation: int = Field(1, ge=1)
     lr: float = Field(2e-4, gt=0.0)
+    lr_decay: float = Field(0.0, ge=0.0, le=1.0, description="share of the steps at the end over which lr falls "
+                            "linearly to zero (pix2pix: 0.5): a GAN's last checkpoint settles instead of oscillating")
     betas: tuple[float, float] = (0.5, 0.999)
     grad_clip: float = Field(1.0, ge=0.0, description="max gradient norm; 0 turns clipping off")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of the generator used for validation and export")
@@ -64,6 +66,8 @@ class DistillConfig(Strict):
     log_every: int = Field(10, ge=1)
     flip: bool = Field(True, description="random horizontal flip of both sides")
     scale_jitter: float = Field(0.1, ge=0.0, le=0.5, description="random scale/shift of both sides")
+    colour_jitter: float = Field(0.0, ge=0.0, le=1.0, description="random hue turn (up to 60 degrees x this) and "
+                                 "saturation scale (1 +- this / 2) of both sides: colours the people never had")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -97,10 +97,52 @@ def train_loader(config: DistillConfig, data_dir: Path, seed_offset: int = 0):
     from accelerate.state import PartialState
 
     state = PartialState()
+    seed = config.seed + seed_offset + 7919 * state.process_index  # a stream of its own per process
     cached = PairCache.load(config, data_dir)
-    if cached is not None:
-        return cached.batches(config.seed + seed_offset + 7919 * state.process_index)  # a stream of its own per process
-    return _stream(config, data_dir, seed_offset, state.num_processes)
+    batches = cached.batches(seed) if cached is not None else _stream(config, data_dir, seed_offset, state.num_processes)
+    if config.colour_jitter > 0:
+        return recoloured(batches, config.colour_jitter, seed)
+    return batches
+
+
+def recoloured(batches, strength: float, seed: int):
+    """``batches`` with each pair's colours turned and its saturation scaled, both sides alike."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 104729)
+    for source, target in batches:
+        matrix = colour_matrices(len(source), strength, generator)
+        yield recolour(source, matrix), recolour(target, matrix)
+
+
+# RGB <-> YIQ: luma and two chroma axes; a turn of the chroma plane changes hue, a scale saturation.
+RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def colour_matrices(count: int, strength: float, generator):
+    """One RGB matrix per pair: hue turned by up to ``strength`` x 60 degrees, saturation scaled by
+    1 +- ``strength`` / 2. Grey (ink, white paper) stays grey, lightness stays."""
+    import math
+
+    import torch
+
+    to_yiq = torch.tensor(RGB_TO_YIQ)
+    angle = (torch.rand(count, generator=generator) * 2 - 1) * strength * math.pi / 3
+    scale = 1 + (torch.rand(count, generator=generator) * 2 - 1) * strength / 2
+    chroma = torch.zeros(count, 3, 3)
+    chroma[:, 0, 0] = 1
+    chroma[:, 1, 1] = chroma[:, 2, 2] = scale * angle.cos()
+    chroma[:, 1, 2] = -scale * angle.sin()
+    chroma[:, 2, 1] = scale * angle.sin()
+    return torch.linalg.inv(to_yiq) @ chroma @ to_yiq
+
+
+def recolour(images, matrices):
+    """Images (-1..1, N x 3 x H x W) through one colour matrix each, clipped to the range."""
+    import torch
+
+    unit = (images + 1) / 2
+    return (torch.einsum("nij,njhw->nihw", matrices.to(images), unit) * 2 - 1).clamp(-1, 1)
 
 
 def _declared_pairs(data_dir: Path) -> int | None:

@@ -211,6 +211,14 @@ def set_random_states(tensors: dict, record: dict) -> None:
     random.setstate((version, tuple(python_state), python_gauss))
 
 
+def learning_rate(config: DistillConfig, step: int) -> float:
+    """``lr`` until the last ``lr_decay`` share of the steps, then falling linearly to zero (pix2pix's schedule)."""
+    decay_steps = config.lr_decay * config.steps
+    if decay_steps <= 0:
+        return config.lr
+    return config.lr * min(1.0, (config.steps - step) / decay_steps)
+
+
 def ink_lines(images, width: int = 7, depth: float = 0.15):
     """1 where an image (-1..1) has a line: a stroke under ``width`` px darker than its surround by
     ``depth`` of the full grey range (a black-hat: the grey closing minus the image), else 0."""
@@ -365,6 +373,10 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         disc = config.discriminator
         totals: dict[str, float] = {}
+        lr = learning_rate(config, self.step_count)
+        for optimizer in self._optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         for _ in range(config.gradient_accumulation):
             source, target = (t.to(accelerator.device, non_blocking=True) for t in next(batches))
             with accelerator.accumulate(*(m for m in (self.generator, self.discriminator) if m is not None)):

@@ -271,3 +271,35 @@ def test_ink_lines_are_thin_dark_strokes_and_weigh_more_in_the_loss(dataset, tmp
     records = []
     train(tiny(steps=2, ink_weight=4.0, save_every=100), lined, tmp_path / "run", on_step=lambda s, t, r: records.append(r))
     assert records[-1]["loss_g"] > 1.05 * 100 * records[-1]["l1"]  # line pixels count five times
+
+
+def test_colour_jitter_turns_both_sides_alike_and_keeps_grey_grey(dataset, tmp_path):
+    from distill.data import colour_matrices, recolour, recoloured
+
+    grey = torch.linspace(-1, 1, 5).view(1, 1, 5, 1).expand(1, 3, 5, 4)
+    matrix = colour_matrices(1, 1.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(recolour(grey, matrix), grey, atol=1e-5)  # ink and paper keep their grey
+    red = torch.tensor([0.4, -0.3, -0.3]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    turned = torch.stack([recolour(red, colour_matrices(1, 1.0, torch.Generator().manual_seed(s)))[0, :, 0, 0]
+                          for s in range(8)])
+    assert (turned - red[0, :, 0, 0]).abs().max() > 0.2  # the hue moves
+    luma = turned @ torch.tensor([0.299, 0.587, 0.114])
+    assert torch.allclose(luma, luma[0], atol=1e-4)  # lightness stays
+    assert torch.allclose(recolour(red, colour_matrices(1, 0.0, torch.Generator())), red, atol=1e-5)
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    source, target = next(recoloured(iter([(images, images.clone())]), 0.8, seed=1))
+    assert torch.equal(source, target) and not torch.allclose(source, images)
+    records = []
+    train(tiny(steps=2, colour_jitter=0.5, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: records.append(r))
+    assert len(records) == 2
+
+
+def test_learning_rate_holds_then_falls_linearly_to_zero_over_the_last_share_of_steps():
+    from distill.train import learning_rate
+
+    config = tiny(steps=100, lr=1e-3, lr_decay=0.5)
+    rates = [learning_rate(config, step) for step in range(100)]
+    assert rates[:51] == [1e-3] * 51
+    assert all(a > b for a, b in zip(rates[50:], rates[51:]))  # falling every step of the last half
+    assert rates[-1] == pytest.approx(1e-3 / 50) and rates[75] == pytest.approx(0.5e-3)
+    assert {learning_rate(tiny(steps=100, lr=1e-3), step) for step in range(100)} == {1e-3}
