@@ -102,3 +102,120 @@ def small_page_data(tmp_path) -> Path:
     from distill_fixtures import write_dataset
 
     return write_dataset(tmp_path / "pairs", shards=1, per_shard=2, size=32)
+
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+SMALL = ["output.count=6", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
+
+
+def fake_cluster(monkeypatch, dies_with):
+    """``--executor ray`` on a stand-in for a Ray cluster (the real driver loop, ``ray_results``, over a
+    fake ``ray``): shards are made here, in order, until the second one, whose ``ray.get`` raises
+    ``dies_with`` (what Ray raises when its raylet, agent, node or worker dies, or a shard's code raised)."""
+    ray = pytest.importorskip("ray")
+    from factory import executors
+
+    class FakeCluster(executors.RayExecutor):
+        def start(self, recipe, out, shards):
+            self.recipe, self.out, self.cancelled = recipe, str(out), []
+
+        def run(self, tasks):
+            calls = {"get": 0}
+
+            def get(task):
+                calls["get"] += 1
+                if calls["get"] == 2:
+                    raise dies_with
+                return executors._ray_shard(self.recipe, task, self.out)
+
+            fake = type("FakeRay", (), {
+                "exceptions": ray.exceptions,
+                "wait": staticmethod(lambda refs, num_returns: (refs[:1], refs[1:])),
+                "get": staticmethod(get),
+                "cancel": staticmethod(lambda ref, force: self.cancelled.append(ref.name)),
+            })
+            yield from executors.ray_results(fake, {task: task for task in tasks})
+
+    monkeypatch.setattr(executors, "RayExecutor", FakeCluster)
+    return FakeCluster
+
+
+@pytest.mark.parametrize("dies_with, said", [
+    ("LocalRayletDiedError", "Ray's raylet on this machine died"),
+    ("WorkerCrashedError", "its Ray worker process died on every try"),
+    ("NodeDiedError", "the Ray node running it died"),
+    ("OutOfMemoryError", "Ray killed its worker: the machine ran out of memory"),
+])
+def test_a_dying_ray_cluster_is_one_line_and_exit_2_keeping_finished_shards(dies_with, said, tmp_path, monkeypatch):
+    import ray.exceptions
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    kind = getattr(ray.exceptions, dies_with)
+    error = kind("node 1f2e died") if dies_with in ("NodeDiedError", "OutOfMemoryError") else kind()
+    fake_cluster(monkeypatch, error)
+    out = tmp_path / "pairs"
+    result = CliRunner().invoke(app, ["generate", str(QUICKSTART), "--out", str(out), "--executor", "ray",
+                                      *[a for s in SMALL for a in ("--set", s)]])
+    assert isinstance(result.exception, UserError) and result.exception.exit_code == 2, result.output
+    message = str(result.exception)  # the CLI prints a UserError as its one line and exits 2
+    assert "\n" not in message and message.startswith(f"--executor ray: shard 00001 stopped: {said}"), message
+    assert f"1 of 3 shards finished and kept in {out}; re-run the same command to resume" in message
+    assert "Traceback" not in result.output and "shard(s) failed" not in result.output
+    assert sorted(p.name for p in (out / "stats").glob("*.done")) == ["00000.done"]
+
+
+def test_a_shards_own_error_under_ray_stays_a_failed_shard(tmp_path, monkeypatch):
+    import ray.exceptions
+
+    from factory import executors
+    from factory.generate import generate
+    from toonfactory.recipe import load as load_recipe
+
+    error = ray.exceptions.RayTaskError("_ray_shard", "Traceback ...\nValueError: bad sample", ValueError("bad sample"))
+    cluster = fake_cluster(monkeypatch, error)
+    result = generate(load_recipe(QUICKSTART, SMALL), tmp_path / "pairs", cluster())
+    assert [s["shard"] for s in result.failed] == ["00001"] and len(result.made) == 2
+
+
+def test_killing_rays_agent_mid_run_is_one_line_and_exit_2(tmp_path):
+    """The issue's case on a real local cluster: Ray's dashboard agent is killed while a shard is made;
+    Ray then ends its driver with a bare exit 1. The run says what died in one line and exits 2."""
+    import os
+    import signal
+    import subprocess
+
+    pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "pairs"
+    command = [sys.executable, "-m", "toonfactory", "generate", str(QUICKSTART), "--out", str(out), "--executor", "ray",
+               "--workers", "2", *[a for s in SMALL for a in ("--set", s)]]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        def titles() -> dict[int, str]:
+            found = {}
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    found[child.pid] = " ".join(child.cmdline())
+                except psutil.Error:
+                    pass
+            return found
+
+        assert eventually(lambda: proc.poll() is None and any("ray::_ray_shard" in t for t in titles().values()),
+                          timeout=400), "no shard started on the Ray cluster"
+        agent = [pid for pid, title in titles().items() if "ray::DashboardAgent" in title]
+        assert agent, titles()
+        os.kill(agent[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: --executor ray: ") and "died" in last, output[-3000:]
+    assert f"of 3 shards finished and kept in {out}; re-run the same command to resume" in last
+    assert "Traceback" not in output and "(raylet)" not in output, output[-3000:]
