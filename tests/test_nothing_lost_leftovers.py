@@ -219,3 +219,78 @@ def test_killing_rays_agent_mid_run_is_one_line_and_exit_2(tmp_path):
     assert last.startswith("error: --executor ray: ") and "died" in last, output[-3000:]
     assert f"of 3 shards finished and kept in {out}; re-run the same command to resume" in last
     assert "Traceback" not in output and "(raylet)" not in output, output[-3000:]
+
+
+def mjpeg_stream(path: Path, sizes: list[int]) -> Path:
+    """A raw MJPEG stream (JPEG frames one after another; FFmpeg finds it by its content) whose frames
+    have the given sides: a stream whose frame size changes in its middle."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    path.write_bytes(b"".join(cv2.imencode(".jpg", rng.integers(0, 255, (side, side, 3), dtype=np.uint8))[1].tobytes()
+                              for side in sizes))
+    return path
+
+
+@pytest.fixture
+def grows(monkeypatch):
+    """OpenCV's VideoCapture, except that videos named grow.* hand over a 64x64 frame from their third
+    frame on (what a reader that follows a stream's new size does; OpenCV 4.11's FFmpeg reader instead
+    returns the first size, see the next test)."""
+    import cv2
+
+    real = cv2.VideoCapture
+
+    class Growing:
+        def __init__(self, name, *args):
+            self.capture, self.grows = real(name, *args), Path(str(name)).stem == "grow"
+
+        def read(self):
+            position = self.capture.get(cv2.CAP_PROP_POS_FRAMES)
+            ok, frame = self.capture.read()
+            if ok and self.grows and position >= 2:
+                frame = np.zeros((64, 64, 3), np.uint8)
+            return ok, frame
+
+        def __getattr__(self, name):
+            return getattr(self.capture, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", Growing)
+
+
+def test_a_video_whose_frames_grow_in_its_middle_is_skipped_with_its_reason(grows, tmp_path, caplog):
+    from distill.infer import infer
+    from factory.sources.video import VideoSource
+
+    student = write_checkpoint(tmp_path / "student", ngf=4, depth=2, size=32)
+    (tmp_path / "in").mkdir()
+    video = mjpeg_stream(tmp_path / "in" / "grow.avi", [32] * 6)
+    Image.fromarray(real_image(np.random.default_rng(6), 32)).save(tmp_path / "in" / "a.png")
+    summary = infer(student, [video, tmp_path / "in" / "a.png"], tmp_path / "out")
+    assert (summary["skipped"], summary["written"]) == (1, 1)
+    assert f"{video}: skipped (frame_size_changed: a frame of 64x64 pixels in a stream of 32x32)" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")) == \
+        ["a.png"]  # the two frames before it are no output, and no temporary file is left
+    assert not [p for p in (tmp_path / "out").rglob("*.tmp*")]
+    with pytest.raises(UserError, match=rf"{video}: frame_size_changed: a frame of 64x64"):
+        VideoSource([video], every=1)
+
+
+def test_a_real_stream_whose_frames_grow_never_hands_over_a_larger_frame(tmp_path):
+    """With the installed OpenCV a stream of 32x32 frames that turns into 1024x1024 ones is read at
+    32x32 whatever it holds, or refused with its reason; never a larger array (memory stays the declared size's)."""
+    from factory.images import BadImage, open_video
+
+    capture = open_video(mjpeg_stream(tmp_path / "stream.avi", [32, 32, 1024, 1024, 32]))
+    shapes = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            shapes.append(frame.shape)
+    except BadImage as exc:
+        assert exc.reason == "frame_size_changed"
+    finally:
+        capture.release()
+    assert shapes and set(shapes) == {(32, 32, 3)}

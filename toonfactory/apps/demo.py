@@ -74,6 +74,8 @@ class StudentDemo:
                 except BaseException:
                     self.runners.pop(name, None)  # a failed runner's threads and queues are not reused
                     raise
+                if target.skipped:  # unreadable, frames too large or changing size: one line, not a broken tab
+                    raise UserError(f"{source.name}: {target.skipped}")
                 frames = max(summary["frames"] - before, 1)
                 output = to_webm(target.output) if video else target.output
                 results[name] = (output, 1000 * summary["seconds"] / frames)
@@ -150,7 +152,10 @@ def build(model: Path, gallery_dir: Path | None = None, sessions: Sessions | Non
         if not path:
             raise gr.Error("upload a short video first")
         sessions.claim(request.session_hash, path)
-        return show(student.run(Path(path), progress, sessions.folder(request.session_hash)), str)
+        try:
+            return show(student.run(Path(path), progress, sessions.folder(request.session_hash)), str)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
 
     def on_cast(files, top, request: gr.Request, progress=gr.Progress()):
         if casting is None:
