@@ -116,6 +116,22 @@ def remove_debris(root: Path, folders: tuple[str, ...] = ()) -> list[Path]:
     return removed
 
 
+def remove_staged(path: Path) -> list[Path]:
+    """Remove the temporary files :func:`staged` made for ``path`` itself (``.NAME.<hex>.tmp.EXT`` beside it)
+    whose writer is gone: for an output that lives in a folder its command does not own (a StyleGAN2
+    adaptation's file), where :func:`remove_debris` may not sweep. Nothing else there is touched."""
+    path = Path(path)
+    mine = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp{re.escape(path.suffix)}")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    removed = [path.parent / name for name in names if mine.fullmatch(name) and _remove_if_dead(path.parent / name)]
+    if removed:
+        log.info("%s: removed %d temporary file(s) a killed run left", path, len(removed))
+    return removed
+
+
 def append_text(path: Path, text: str) -> None:
     """Append ``text`` to a log file (created when absent; a link there is refused, never followed)."""
     try:

@@ -294,3 +294,51 @@ def test_a_real_stream_whose_frames_grow_never_hands_over_a_larger_frame(tmp_pat
     finally:
         capture.release()
     assert shapes and set(shapes) == {(32, 32, 3)}
+
+
+from tests.test_adapt_stylegan2 import base, settings  # noqa: E402,F401 (the tiny StyleGAN2 base checkpoint)
+
+
+def test_stylegan2_adaptation_removes_its_killed_exports_temporary_files_and_nothing_else(base, tmp_path):
+    """The output file lives in a folder adapt does not own (its work folder is beside it), so what a
+    SIGKILL during the export left there (a staged temporary file, created O_EXCL|O_NOFOLLOW and flocked)
+    is removed by the next run: only the output's own, and only one whose writer is gone."""
+    import fcntl
+
+    from factory.adapt.training import adapt
+
+    config = settings(base, tmp_path, steps=2, checkpoint_every=2, validate_every=0)
+    stale = tmp_path / ".toon.safetensors.89abcdef.tmp.safetensors"  # the export a SIGKILL cut short
+    stale.write_bytes(b"half")
+    live = tmp_path / ".toon.safetensors.01234567.tmp.safetensors"  # another process is writing it now
+    live.write_bytes(b"being written")
+    others = {".other.pt.89abcdef.tmp.pt": b"not this output's", "notes.txt": b"mine",
+              ".toon.safetensors.backup": b"mine too"}
+    for name, data in others.items():
+        (tmp_path / name).write_bytes(data)
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        adapt(config)
+    assert not stale.exists() and live.read_bytes() == b"being written"
+    assert all((tmp_path / name).read_bytes() == data for name, data in others.items())
+    assert config.out.is_file()
+
+
+def test_stylegan2_adaptation_names_its_output_only_once_it_reads_back(base, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from factory.adapt.training import adapt
+
+    real = safetensors.torch.save_file
+
+    def damaged(tensors, filename, *args, **kwargs):  # the export's file comes out unreadable
+        if Path(filename).name.startswith(".toon.safetensors."):
+            Path(filename).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+            return
+        real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", damaged)
+    config = settings(base, tmp_path, steps=2, checkpoint_every=2, validate_every=0)
+    with pytest.raises(UserError, match=r"toon\.safetensors: the adapted weights did not read back"):
+        adapt(config)
+    assert not config.out.exists() and not list(tmp_path.glob(".toon.safetensors.*"))

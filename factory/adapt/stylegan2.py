@@ -66,6 +66,22 @@ class StyleGAN2AdaptConfig(AdaptSettings):
         return StyleGAN2Adaptation
 
 
+def check_export(staging: Path, out: Path, parts: dict) -> None:
+    """The written file reads back (weights only) with every tensor of every part at its shape; else a
+    UserError names ``out`` (and the temporary file is removed, ``out`` left as it was)."""
+    from factory.errors import ModelLoadError, UserError
+    from factory.models.stylegan2 import _part, read_checkpoint
+
+    try:
+        checkpoint = read_checkpoint(staging)
+    except ModelLoadError as exc:
+        raise UserError(f"{out}: the adapted weights did not read back ({exc}); not kept") from None
+    for name, state in parts.items():
+        found = _part(checkpoint, name) or {}
+        if {k: tuple(v.shape) for k, v in found.items()} != {k: tuple(v.shape) for k, v in state.items()}:
+            raise UserError(f"{out}: the adapted weights did not read back whole (`{name}` differs); not kept")
+
+
 def diff_augment(images, policy: list[str], rng):
     """DiffAugment (Zhao et al. 2020) on a [-1, 1] NCHW batch: every op differentiable, draws from ``rng``."""
     import torch
@@ -274,3 +290,4 @@ class StyleGAN2Adaptation(Adaptation):
             else:  # a plain dict of tensors: torch.load(weights_only=True) reads it, stylegan2-pytorch too
                 torch.save({name: {k: v.detach().cpu() for k, v in state.items()} for name, state in parts.items()},
                            staging)
+            check_export(staging, out, parts)  # it takes its name only once it reads back whole
