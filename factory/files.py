@@ -64,8 +64,10 @@ def staged(path: Path) -> Iterator[Path]:
                 os.close(fd)
             refuse_link(path)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.filename is None:  # a library's write that did not say where
+                exc.filename = str(path)
             raise
 
 
@@ -75,6 +77,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+
+
+def save_tensors(tensors: dict, path: Path) -> None:
+    """``safetensors.torch.save_file`` (into a staged file, a checkpoint's staging folder): an I/O failure
+    inside it (a full disk) is an OSError naming ``path``, as any other write's, not a SafetensorError."""
+    import numpy as np
+    from safetensors import SafetensorError
+
+    if any(isinstance(value, np.ndarray) for value in tensors.values()):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 STAGED_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")

@@ -342,3 +342,42 @@ def test_stylegan2_adaptation_names_its_output_only_once_it_reads_back(base, tmp
     with pytest.raises(UserError, match=r"toon\.safetensors: the adapted weights did not read back"):
         adapt(config)
     assert not config.out.exists() and not list(tmp_path.glob(".toon.safetensors.*"))
+
+
+def limited(limit: int, *args) -> tuple[int, str]:
+    """``toonfactory ARGS`` in a process whose files may not grow past ``limit`` bytes (``ulimit -f``): each
+    write past it fails as on a full disk (EFBIG), in Python and in native writers alike."""
+    import os
+    import resource
+    import subprocess
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = subprocess.run([sys.executable, "-m", "toonfactory", *map(str, args)], cwd=REPO, preexec_fn=cap,
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"})
+    return run.returncode, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("fmt, name", [("torchscript", "student.torchscript.pt"), ("onnx", "student.onnx")])
+def test_an_export_that_cannot_be_written_whole_is_one_line_naming_it(fmt, name, tmp_path):
+    """TorchScript's own writer aborted the process (exit -6, not a word); ONNX's was a traceback."""
+    student = write_checkpoint(tmp_path / "student", ngf=8, depth=3, size=32)
+    code, output = limited(20_000, "export", student, "--format", fmt, "--out", tmp_path / "export")
+    assert code == 2, output[-2000:]
+    assert f"{tmp_path / 'export' / name}: File too large" in output and "Traceback" not in output, output[-2000:]
+    assert not (tmp_path / "export" / name).exists()
+
+
+def test_a_training_checkpoint_that_cannot_be_written_whole_is_one_line_naming_it(tmp_path):
+    """safetensors reported the full disk as a SafetensorError traceback (exit 1)."""
+    from distill_fixtures import write_dataset
+
+    data = write_dataset(tmp_path / "pairs", shards=1, per_shard=4, size=32)
+    code, output = limited(60_000, "train", "--data", data, "--out", tmp_path / "run",
+                           *[a for s in ("distill.steps=2", "distill.size=32", "distill.save_every=2", "distill.val_every=2",
+                                         "distill.student.ngf=8", "distill.student.depth=3", "tracking.mode=none")
+                             for a in ("--set", s)])
+    assert code == 2, output[-2000:]
+    assert "Traceback" not in output and "step_0000002.tmp/" in output and ": File too large;" in output, output[-2000:]

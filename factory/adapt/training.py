@@ -158,7 +158,7 @@ class Checkpoints:
         return Path(resume)
 
     def save(self, step: int, tensors: dict, record: dict) -> Path:
-        from safetensors.torch import save_file
+        from factory.files import save_tensors
 
         final = self.root / f"step_{step:07d}"
         staging = final.with_name(final.name + ".tmp")
@@ -166,7 +166,7 @@ class Checkpoints:
         if refuse_link(staging).exists():
             shutil.rmtree(staging)
         staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
-        save_file(tensors, str(staging / STATE_TENSORS))
+        save_tensors(tensors, staging / STATE_TENSORS)
         (staging / STATE_RECORD).write_text(json.dumps(record, indent=1))
         if refuse_link(final).exists():
             shutil.rmtree(final)
