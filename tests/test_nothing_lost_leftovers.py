@@ -381,3 +381,56 @@ def test_a_training_checkpoint_that_cannot_be_written_whole_is_one_line_naming_i
                              for a in ("--set", s)])
     assert code == 2, output[-2000:]
     assert "Traceback" not in output and "step_0000002.tmp/" in output and ": File too large;" in output, output[-2000:]
+
+
+def damaged_pairs(folder: Path) -> Path:
+    """A dataset of 8 pairs whose every real.png is not an image (a damaged or hostile shard)."""
+    import io
+    import tarfile
+
+    from distill_fixtures import write_dataset
+
+    write_dataset(folder, shards=1, per_shard=8, size=32)
+    tar_path = next((folder / "shards").glob("*.tar"))
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for member, data in members:
+            data = b"not a png" if member.name.endswith("real.png") else data
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    tar_path.write_bytes(buffer.getvalue())
+    return folder
+
+
+@pytest.mark.parametrize("loader", [{"workers": 0}, {"workers": 0, "cache_mb": 0}, {"workers": 2, "cache_mb": 0}],
+                         ids=["in-memory", "streamed", "streamed-by-2-workers"])
+def test_training_on_a_damaged_shard_is_one_line_naming_the_pair(loader, tmp_path):
+    """It was a BadImage (or DecompressionBomb) traceback, exit 1; from a loader worker, torch's wrapping."""
+    from distill.train import train
+    from tests.test_reliability import tiny
+
+    data = damaged_pairs(tmp_path / "pairs")
+    with pytest.raises(UserError) as raised:
+        train(tiny(steps=2, **loader), data, tmp_path / "run")
+    message = str(raised.value)
+    assert "\n" not in message and "is not a readable image" in message and ".tar: pair " in message, message
+
+
+def test_a_deeply_nested_review_is_one_line_for_filter_and_the_viewer(tiny_dataset, tmp_path):
+    """The issue's deeply nested review.json (a RecursionError in json): named in one line, never a traceback."""
+    import shutil
+
+    from factory.dataset.review import read_review
+    from factory.dataset.versions import filter_dataset
+
+    from toonfactory.apps.viewer import Viewer
+
+    data = Path(shutil.copytree(tiny_dataset, tmp_path / "data"))
+    (data / "review.json").write_text('{"marks": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    for call in (lambda: read_review(data / "review.json"), lambda: Viewer(data),
+                 lambda: filter_dataset(data, data / "review.json", tmp_path / "clean")):
+        with pytest.raises(UserError, match=r"review\.json: not a readable JSON record \(RecursionError"):
+            call()
+    assert not (tmp_path / "clean").exists()
