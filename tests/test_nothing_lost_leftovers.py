@@ -434,3 +434,36 @@ def test_a_deeply_nested_review_is_one_line_for_filter_and_the_viewer(tiny_datas
         with pytest.raises(UserError, match=r"review\.json: not a readable JSON record \(RecursionError"):
             call()
     assert not (tmp_path / "clean").exists()
+
+
+def test_a_curate_lock_whose_holder_was_killed_is_taken_over(tmp_path):
+    """The issue's 'the curate lock survives SIGKILL (other commands take dead locks over)': a curate run
+    killed while holding its folder leaves a lock file that the next run takes over (the case had no test)."""
+    import subprocess
+
+    from factory.curate.store import locked
+
+    folder = tmp_path / "curated"
+    killed = subprocess.run([sys.executable, "-c", "import os, signal, sys\nfrom pathlib import Path\n"
+                             "from factory.curate.store import locked\n"
+                             "with locked(Path(sys.argv[1])):\n    os.kill(os.getpid(), signal.SIGKILL)\n", str(folder)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert (folder / ".toonfactory.lock").exists()  # left behind by the killed holder
+    with locked(folder):
+        pass
+
+
+def test_a_filtered_version_that_cannot_be_written_whole_is_one_line_naming_the_file(tiny_dataset, tmp_path):
+    """dataset filter's shard copy failed without a file name (and EFBIG was a traceback)."""
+    import shutil
+
+    from factory.dataset.reader import index_samples
+    from factory.dataset.review import mark
+
+    data = Path(shutil.copytree(tiny_dataset, tmp_path / "data"))
+    mark(data, index_samples(data)[0].key, "bad")
+    code, output = limited(2_000, "dataset", "filter", data, "--out", tmp_path / "clean")
+    assert code == 2 and "Traceback" not in output, output[-2000:]
+    assert ".tar.tmp: File too large;" in output or "clean" in output.split("File too large")[0], output[-2000:]
+    assert not (tmp_path / "clean").exists() and not list(tmp_path.glob(".clean.*"))

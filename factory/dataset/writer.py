@@ -76,6 +76,9 @@ class ShardWriter:
             raise
 
     def abort(self) -> None:
-        self._tar.close()
-        self._file.close()
+        """Drop the shard being written; a close that fails again (the disk is still full) is not reported
+        twice, nor later by the interpreter."""
+        for close in (self._tar.close, self._file.close):
+            with contextlib.suppress(OSError):
+                close()
         self.paths["tmp"].unlink(missing_ok=True)
