@@ -219,6 +219,11 @@ def test_killing_rays_agent_mid_run_is_one_line_and_exit_2(tmp_path):
     assert last.startswith("error: --executor ray: ") and "died" in last, output[-3000:]
     assert f"of 3 shards finished and kept in {out}; re-run the same command to resume" in last
     assert "Traceback" not in output and "(raylet)" not in output, output[-3000:]
+    import re
+
+    said = re.search(r"what Ray said: (\S+?\.log)", last)
+    assert said and Path(said.group(1)).is_file(), last  # Ray's own lines, kept for the user, named in the line
+    Path(said.group(1)).unlink()
 
 
 def mjpeg_stream(path: Path, sizes: list[int]) -> Path:
