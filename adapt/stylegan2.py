@@ -11,6 +11,7 @@ and the discriminator as tensors only: ``.safetensors``, or a weights-only ``.pt
 from __future__ import annotations
 
 import copy
+import io
 import logging
 from pathlib import Path
 from typing import Literal
@@ -64,6 +65,22 @@ class StyleGAN2AdaptConfig(AdaptSettings):
 
     def trainer(self):
         return StyleGAN2Adaptation
+
+
+def check_export(staging: Path, out: Path, parts: dict) -> None:
+    """The written file reads back (weights only) with every tensor of every part at its shape; else a
+    UserError names ``out`` (and the temporary file is removed, ``out`` left as it was)."""
+    from factory.errors import ModelLoadError, UserError
+    from factory.models.stylegan2 import _part, read_checkpoint
+
+    try:
+        checkpoint = read_checkpoint(staging)
+    except ModelLoadError as exc:
+        raise UserError(f"{out}: the adapted weights did not read back ({exc}); not kept") from None
+    for name, state in parts.items():
+        found = _part(checkpoint, name) or {}
+        if {k: tuple(v.shape) for k, v in found.items()} != {k: tuple(v.shape) for k, v in state.items()}:
+            raise UserError(f"{out}: the adapted weights did not read back whole (`{name}` differs); not kept")
 
 
 def diff_augment(images, policy: list[str], rng):
@@ -259,9 +276,8 @@ class StyleGAN2Adaptation(Adaptation):
     def export(self) -> None:
         """``g_ema`` and ``d`` as tensors only, replacing the output in one rename."""
         import torch
-        from safetensors.torch import save_file
 
-        from factory.files import staged
+        from factory.files import save_tensors, staged
 
         out = Path(self.config.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,8 +285,12 @@ class StyleGAN2Adaptation(Adaptation):
                  "d": self.accelerator.unwrap_model(self.discriminator).state_dict()}
         with staged(out) as staging:
             if out.suffix == ".safetensors":
-                save_file({f"{name}.{k}": v.detach().cpu().contiguous() for name, state in parts.items()
-                           for k, v in state.items()}, str(staging))
+                save_tensors({f"{name}.{k}": v.detach().cpu().contiguous() for name, state in parts.items()
+                              for k, v in state.items()}, staging)
             else:  # a plain dict of tensors: torch.load(weights_only=True) reads it, stylegan2-pytorch too
+                buffer = io.BytesIO()  # torch's own writer reports a full disk as a RuntimeError; a write names it
                 torch.save({name: {k: v.detach().cpu() for k, v in state.items()} for name, state in parts.items()},
-                           staging)
+                           buffer)
+                with open(staging, "r+b") as handle:
+                    handle.write(buffer.getbuffer())
+            check_export(staging, out, parts)  # it takes its name only once it reads back whole

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from factory.config import Strict
 from factory.errors import UserError
-from factory.files import refuse_link, remove_debris, subfolder, write_atomic
+from factory.files import refuse_link, remove_debris, remove_staged, subfolder, write_atomic
 from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class Checkpoints:
         return Path(resume)
 
     def save(self, step: int, tensors: dict, record: dict) -> Path:
-        from safetensors.torch import save_file
+        from factory.files import save_tensors
 
         final = self.root / f"step_{step:07d}"
         staging = final.with_name(final.name + ".tmp")
@@ -166,7 +166,7 @@ class Checkpoints:
         if refuse_link(staging).exists():
             shutil.rmtree(staging)
         staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
-        save_file(tensors, str(staging / STATE_TENSORS))
+        save_tensors(tensors, staging / STATE_TENSORS)
         (staging / STATE_RECORD).write_text(json.dumps(record, indent=1))
         if refuse_link(final).exists():
             shutil.rmtree(final)
@@ -355,7 +355,7 @@ def adapt(config, *, resume: str | None = None, field: FieldName = recipe_field,
     check_inputs(config, field, config.optional_paths())
     start = Checkpoints(config.work_dir() / "checkpoints", config.keep_checkpoints).resolve(resume, field)
     trainer = config.trainer()(config, field)
-    with exclusive(config.work_dir(), field):
+    with exclusive(config.work_dir(), field, output=Path(config.out)):
         if start_tracker is not None and trainer.accelerator.is_main_process:
             trainer.tracker = start_tracker()
         trainer.on_step = on_step
@@ -366,10 +366,11 @@ def adapt(config, *, resume: str | None = None, field: FieldName = recipe_field,
 
 
 @contextlib.contextmanager
-def exclusive(work: Path, field: FieldName):
+def exclusive(work: Path, field: FieldName, output: Path | None = None):
     """Hold ``work/.lock`` for the run: a second run into the same output stops at once (exit 2).
     The operating system releases the lock when the process dies, however it dies; what a killed run
-    left (temporary files, checkpoint and export staging folders) is removed once it is held."""
+    left (temporary files, checkpoint and export staging folders, and the temporary files of ``output``
+    when it lives outside ``work``: a StyleGAN2 file beside it) is removed once it is held."""
     import fcntl
 
     work.mkdir(parents=True, exist_ok=True)
@@ -381,4 +382,6 @@ def exclusive(work: Path, field: FieldName):
         except BlockingIOError:
             raise UserError(f"{field('out')}: another process is adapting into {work}") from None
         remove_debris(work, ("checkpoints/step_*.tmp", ".export-*"))
+        if output is not None:
+            remove_staged(output)
         yield

@@ -111,11 +111,11 @@ class Gallery:
 
     def save(self) -> None:
         """Embeddings first, the json last (atomically): a reader never sees a json without its rows."""
-        from safetensors.numpy import save_file
+        from factory.files import save_tensors
 
         self.root.mkdir(parents=True, exist_ok=True)
         with staged(self.root / EMBEDDINGS_FILE) as tmp:
-            save_file({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)}, str(tmp))
+            save_tensors({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)}, tmp)
         meta = {"format": GALLERY_FORMAT, "embedder": self.embedder, "detector": self.detector,
                 "actors": self.actors, "entries": self.entries, "rejected": self.rejected}
         write_atomic(self.root / GALLERY_JSON, json.dumps(meta, indent=1, ensure_ascii=False).encode())

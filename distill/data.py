@@ -77,13 +77,17 @@ class PairDecoder:
         self.transform = A.Compose(transforms, additional_targets={"target": "image"}, seed=config.seed)
 
     def images(self, sample: dict) -> tuple[np.ndarray, np.ndarray]:
-        from factory.images import read_image
+        from factory.images import BadImage, read_image
 
         key = sample["__key__"]
         missing = [ext for ext in (self.source_ext, self.target_ext) if ext not in sample]
         if missing:
             raise ValueError(f"{sample.get('__url__', '?')}: sample {key} has no {', '.join(missing)}")
-        source, target = read_image(sample[self.source_ext]), read_image(sample[self.target_ext])
+        try:
+            source, target = read_image(sample[self.source_ext]), read_image(sample[self.target_ext])
+        except BadImage as exc:  # a damaged or hostile shard: named, as inspect and view name it
+            raise UserError(f"{sample.get('__url__', '?')}: pair {key} is not a readable image ({exc}); "
+                            "regenerate the shard or leave the pair out (`toonfactory view`, `dataset filter`)") from None
         out = self.transform(image=source, target=target)
         return out["image"], out["target"]
 
@@ -257,13 +261,25 @@ def _stream(config: DistillConfig, data_dir: Path, seed_offset: int, world: int)
     )
     if repeat:
         pipeline = pipeline.repeat(nepochs=10**9)
-    return wds.WebLoader(
+    return _own_errors(wds.WebLoader(
         pipeline,
         batch_size=config.batch_size,
         num_workers=config.workers,
         persistent_workers=config.workers > 0,
         drop_last=True,
-    )
+    ))
+
+
+def _own_errors(batches):
+    """``batches``, with a UserError raised in a data-loader worker process re-raised as its own one line
+    (torch hands it over wrapped in the worker's traceback text)."""
+    try:
+        yield from batches
+    except UserError as exc:
+        text = str(exc).strip()
+        if "Original Traceback" not in text:
+            raise
+        raise UserError(text.splitlines()[-1].split("UserError: ", 1)[-1]) from None
 
 
 def split_pairs(config: DistillConfig, data_dir: Path, held_out: bool):

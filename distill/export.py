@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -166,8 +167,11 @@ def export_torchscript(model, record: dict, path: Path, tolerance: float = 1e-3)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still widely deployed
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
+        buffer = io.BytesIO()  # torch's C++ writer aborts the process on a full disk (exit 134, no line)
+        torch.jit.save(traced, buffer)
         with staged(path) as tmp:
-            traced.save(str(tmp))
+            with open(tmp, "r+b") as handle:
+                handle.write(buffer.getbuffer())
             loaded = torch.jit.load(str(tmp))
             return _check("TorchScript", path, lambda x: loaded(torch.from_numpy(x)).numpy(), model, size, tolerance)
 

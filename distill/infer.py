@@ -115,6 +115,7 @@ class Target:
     video: bool
     root: Path  # the output folder: folders below it on the way to ``output`` are made, never followed
     fps: float = 25.0
+    skipped: str | None = None  # why a video stopped in its middle: its output is not kept
 
     def output_folder(self) -> Path:
         """The folder of ``output``, made inside ``root`` (a link on the way is refused)."""
@@ -423,6 +424,7 @@ class Inference:
                         index += 1
                     self._finish_tracks(target)
                 except BadImage as exc:
+                    target.skipped = str(exc)  # set before any later frame is queued: the writer drops its video
                     log.warning("%s: skipped (%s)", target.source, exc)
                     self.stats["skipped"] += 1
             flush()
@@ -488,6 +490,9 @@ class Inference:
                 pass
 
     def _close(self, video: VideoFile) -> None:
+        if video.target.skipped:  # stopped in its middle: the frames written so far are not an output
+            video.abort(BadImage("skipped", video.target.skipped))
+            return
         video.close()
         self.stats["written"] += 1
 

@@ -94,7 +94,7 @@ def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int =
                         residual: bool = True, upsample: str = "resize") -> Path:
     """A student checkpoint folder with random weights, for speed benchmarks and tests; returns ``folder``."""
     import torch
-    from safetensors.torch import save_file
+    from factory.files import save_tensors
 
     from distill.models import UNetGenerator
 
@@ -103,7 +103,7 @@ def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int =
     model = UNetGenerator(config.student)
     folder.mkdir(parents=True, exist_ok=True)
     with staged(folder / STUDENT_WEIGHTS) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        save_tensors({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
     write_atomic(folder / STUDENT_CONFIG, json.dumps(student_record(config, step=0)).encode())
     return folder
 
@@ -322,7 +322,7 @@ class Trainer:
 
     def save(self) -> Path:
         """Write a complete checkpoint for the current step; prune the oldest beyond the limit."""
-        from safetensors.torch import save_file
+        from factory.files import save_tensors
 
         final = self.out_dir / "checkpoints" / f"step_{self.step_count:07d}"
         staging = final.with_name(final.name + ".tmp")
@@ -334,7 +334,7 @@ class Trainer:
             staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
         self.accelerator.wait_for_everyone()
         tensors, record = random_states()
-        save_file(tensors, str(staging / f"rng_{self.accelerator.process_index}.safetensors"))
+        save_tensors(tensors, staging / f"rng_{self.accelerator.process_index}.safetensors")
         (staging / f"rng_{self.accelerator.process_index}.json").write_text(json.dumps(record))
         self.accelerator.wait_for_everyone()
         if main:
@@ -349,10 +349,10 @@ class Trainer:
                 tensors.update(flatten({f"{i}.{k}": v for i, entry in state["state"].items() for k, v in entry.items()},
                                        name + "."))
                 record[name] = [{k: v for k, v in group.items()} for group in state["param_groups"]]
-            save_file(tensors, str(staging / TRAINING_TENSORS))
+            save_tensors(tensors, staging / TRAINING_TENSORS)
             (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=1))
             weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
-            save_file(weights, str(staging / STUDENT_WEIGHTS))
+            save_tensors(weights, staging / STUDENT_WEIGHTS)
             (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.step_count), indent=2))
             if refuse_link(final).exists():
                 shutil.rmtree(final)

@@ -64,8 +64,10 @@ def staged(path: Path) -> Iterator[Path]:
                 os.close(fd)
             refuse_link(path)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.filename is None:  # a library's write that did not say where
+                exc.filename = str(path)
             raise
 
 
@@ -75,6 +77,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+
+
+def save_tensors(tensors: dict, path: Path) -> None:
+    """``safetensors.torch.save_file`` (into a staged file, a checkpoint's staging folder): an I/O failure
+    inside it (a full disk) is an OSError naming ``path``, as any other write's, not a SafetensorError."""
+    import numpy as np
+    from safetensors import SafetensorError
+
+    if any(isinstance(value, np.ndarray) for value in tensors.values()):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 STAGED_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
@@ -113,6 +134,22 @@ def remove_debris(root: Path, folders: tuple[str, ...] = ()) -> list[Path]:
                 removed.append(path)
     if removed:
         log.info("%s: removed %d file(s) a killed run left: %s", root, len(removed), ", ".join(map(str, removed[:5])))
+    return removed
+
+
+def remove_staged(path: Path) -> list[Path]:
+    """Remove the temporary files :func:`staged` made for ``path`` itself (``.NAME.<hex>.tmp.EXT`` beside it)
+    whose writer is gone: for an output that lives in a folder its command does not own (a StyleGAN2
+    adaptation's file), where :func:`remove_debris` may not sweep. Nothing else there is touched."""
+    path = Path(path)
+    mine = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp{re.escape(path.suffix)}")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    removed = [path.parent / name for name in names if mine.fullmatch(name) and _remove_if_dead(path.parent / name)]
+    if removed:
+        log.info("%s: removed %d temporary file(s) a killed run left", path, len(removed))
     return removed
 
 

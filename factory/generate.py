@@ -21,7 +21,7 @@ from factory.dataset.layout import finished_shards, is_done, read_manifest, read
 from factory.dataset.manifest import write_manifest
 from factory.errors import Interrupted, UserError
 from factory.files import FolderLock, disk_full, folder_entries, output_folder, refuse_link, remove_debris
-from factory.executors import Executor, InProcess
+from factory.executors import Executor, ExecutorLost, InProcess
 from factory.recipe import Resolved, check_paths
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
         if full is None:
             raise
         raise full from None
+    except ExecutorLost as exc:  # the workers or the Ray cluster died under the run
+        raise UserError(f"{exc}; {kept()}; re-run the same command to resume") from None
     except UserError as exc:  # a disk that filled up under a shard (here or in a worker)
         raise UserError(f"{exc}; {kept()}; free some space and re-run the same command to resume") from None
     return result

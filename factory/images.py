@@ -80,10 +80,11 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise BadImage("corrupt_image", str(exc)) from None
 
 
-def open_video(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> cv2.VideoCapture:
+def open_video(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> "CheckedCapture":
     """A video opened for reading, refused (BadImage) when its frames are larger than ``max_pixels``: the
     frame size the container and codec declare is read before any frame is decoded (OpenCV cannot decode a
-    video frame reduced, as libjpeg does a photo)."""
+    video frame reduced, as libjpeg does a photo). Every frame read is then held to that size
+    (``CheckedCapture``)."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise BadImage("unreadable_video", "OpenCV cannot open this video")
@@ -91,7 +92,36 @@ def open_video(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> cv2.VideoCap
     if width * height > max_pixels:
         capture.release()
         raise BadImage("frame_too_large", f"frames of {width}x{height} pixels > {max_pixels}")
-    return capture
+    return CheckedCapture(capture, width, height, max_pixels)
+
+
+class CheckedCapture:
+    """A ``cv2.VideoCapture`` whose ``read`` refuses (BadImage ``frame_size_changed``) a frame of another size
+    than the stream declared (or, when it declared none, than its first frame, itself held to
+    ``max_pixels``), before the frame goes anywhere: a stream whose frames grow in its middle is stopped
+    at the first such frame, so what is read stays the declared size whatever the stream does. (With
+    OpenCV 4.11's FFmpeg reader a grown frame comes back at the first size, its decode failed; the
+    check holds for readers that hand it over.) Anything else goes to the capture."""
+
+    def __init__(self, capture: cv2.VideoCapture, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.capture, self.size, self.max_pixels = capture, (height, width), max_pixels
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        ok, frame = self.capture.read()
+        if not ok or frame is None:
+            return False, None
+        height, width = frame.shape[:2]
+        if self.size == (0, 0):  # declared no size: the first frame sets it
+            if width * height > self.max_pixels:
+                raise BadImage("frame_too_large", f"frames of {width}x{height} pixels > {self.max_pixels}")
+            self.size = (height, width)
+        if (height, width) not in (self.size, self.size[::-1]):  # a rotated stream reads transposed
+            raise BadImage("frame_size_changed", f"a frame of {width}x{height} pixels in a stream of "
+                           f"{self.size[1]}x{self.size[0]}")
+        return True, frame
+
+    def __getattr__(self, name):
+        return getattr(self.capture, name)
 
 
 def _reduced(img: Image.Image, fit_pixels: int) -> Image.Image:

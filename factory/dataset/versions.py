@@ -73,17 +73,22 @@ def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[st
     parent_stats = json.loads(shard_outputs(src, name)["stats"].read_text())
     writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats["planned"], 1.0))
     items = {}
-    for key, files in _samples(tar_path):
-        if key in marks:
-            items[key] = (json.loads(files.get("json") or "{}").get("source") or {}).get("item")
-        else:
-            writer.write_record({"__key__": key, **files})
-    rejected = dict(parent_stats["rejected"])
-    if removed:
-        rejected[REVIEW_REASON] = rejected.get(REVIEW_REASON, 0) + len(removed)
-    rows = [{"key": key, "item": items.get(key), "reason": REVIEW_REASON, "note": marks[key].get("note", "")} for key in removed]
-    writer.finish({**parent_stats, "accepted": writer.count, "rejected": rejected,
-                   "rejects": parent_stats["rejects"] + rows})
+    try:
+        for key, files in _samples(tar_path):
+            if key in marks:
+                items[key] = (json.loads(files.get("json") or "{}").get("source") or {}).get("item")
+            else:
+                writer.write_record({"__key__": key, **files})
+        rejected = dict(parent_stats["rejected"])
+        if removed:
+            rejected[REVIEW_REASON] = rejected.get(REVIEW_REASON, 0) + len(removed)
+        rows = [{"key": key, "item": items.get(key), "reason": REVIEW_REASON, "note": marks[key].get("note", "")}
+                for key in removed]
+        writer.finish({**parent_stats, "accepted": writer.count, "rejected": rejected,
+                       "rejects": parent_stats["rejects"] + rows})
+    except BaseException:  # a full disk: the tar is closed once, here, not again by the interpreter at exit
+        writer.abort()
+        raise
     return removed
 
 

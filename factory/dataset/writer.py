@@ -7,6 +7,7 @@ matching it) is the debris of an interrupted run and is made anew.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -47,22 +48,37 @@ class ShardWriter:
 
     def write_record(self, record: dict[str, bytes | str]) -> None:
         """One sample as already encoded files: ``__key__`` and bytes by field (``real.png``, ``json``, ...)."""
-        self._tar.write(record)
+        with self._naming():
+            self._tar.write(record)
         self.count += 1
 
     def finish(self, stats: dict) -> None:
         """Close and rename the tar, then write the stats, then the completion marker."""
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with self._naming():
+            self._tar.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         record = {"size": self.task.size, "samples": self.count, "bytes": self.paths["tmp"].stat().st_size,
                   "sha256": sha256_file(self.paths["tmp"])}
         os.replace(self.paths["tmp"], refuse_link(self.paths["tar"]))
         write_atomic(self.paths["stats"], json.dumps(stats, indent=1).encode())  # stages in pipeline order
         write_atomic(self.paths["marker"], dumps(record))
 
+    @contextlib.contextmanager
+    def _naming(self):
+        """A write into the tar that fails (a full disk) names the shard's file, as every other write does."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self.paths["tmp"])
+            raise
+
     def abort(self) -> None:
-        self._tar.close()
-        self._file.close()
+        """Drop the shard being written; a close that fails again (the disk is still full) is not reported
+        twice, nor later by the interpreter."""
+        for close in (self._tar.close, self._file.close):
+            with contextlib.suppress(OSError):
+                close()
         self.paths["tmp"].unlink(missing_ok=True)

@@ -76,7 +76,10 @@ def shots(path: Path, threshold: float) -> list[Shot]:
     cuts, found, index = SceneCuts(threshold), [0], 0
     try:
         while True:
-            ok, frame = capture.read()
+            try:
+                ok, frame = capture.read()
+            except BadImage as exc:
+                raise UserError(f"{path}: {exc} (a source of the recipe)") from None
             if not ok:
                 break
             if cuts(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)):
@@ -127,6 +130,8 @@ def read_frame(path: Path, frame: int, max_pixels: int = DECODE_PIXELS) -> np.nd
     try:
         capture.set(cv2.CAP_PROP_POS_FRAMES, frame)
         ok, image = capture.read()
+    except BadImage:
+        return None
     finally:
         capture.release()
     if not ok:

@@ -13,7 +13,8 @@ import pandas as pd
 
 from distill.infer import Inference, Student, Target
 from factory.errors import UserError
-from factory.images import VIDEO_SUFFIXES, encode_png, read_image
+from factory.images import VIDEO_SUFFIXES, BadImage, encode_png, read_image
+from toonfactory.apps import Sessions
 
 MODES = {"whole": {"mode": "whole"}, "face": {"mode": "face"}, "person only": {"mode": "whole", "person_only": "keep"}}
 MAX_VIDEO_FRAMES = 90
@@ -54,12 +55,13 @@ class StudentDemo:
             self.runners[name] = Inference(self.student, batch_size=4, max_frames=MAX_VIDEO_FRAMES, **MODES[name])
         return self.runners[name]
 
-    def run(self, source: Path, progress=None) -> dict[str, tuple[Path, float]]:
-        """Every mode on one image or video: the output file and milliseconds per frame, by mode."""
+    def run(self, source: Path, progress=None, work: Path | None = None) -> dict[str, tuple[Path, float]]:
+        """Every mode on one image or video: the output file and milliseconds per frame, by mode (written
+        under ``work``, the session's folder, else this demo's own temporary folder)."""
         video = source.suffix.lower() in VIDEO_SUFFIXES
         with self.lock:
             self.requests += 1
-            folder = Path(self.work.name) / f"request-{self.requests:05d}"
+            folder = Path(work or self.work.name) / f"request-{self.requests:05d}"
             results = {}
             for n, name in enumerate(MODES):
                 if progress is not None:
@@ -72,18 +74,20 @@ class StudentDemo:
                 except BaseException:
                     self.runners.pop(name, None)  # a failed runner's threads and queues are not reused
                     raise
+                if target.skipped:  # unreadable, frames too large or changing size: one line, not a broken tab
+                    raise UserError(f"{source.name}: {target.skipped}")
                 frames = max(summary["frames"] - before, 1)
                 output = to_webm(target.output) if video else target.output
                 results[name] = (output, 1000 * summary["seconds"] / frames)
         return results
 
-    def run_image(self, image: np.ndarray, progress=None) -> dict[str, tuple[Path, float]]:
-        handle, name = tempfile.mkstemp(prefix="upload-", suffix=".png", dir=self.work.name)
+    def run_image(self, image: np.ndarray, progress=None, work: Path | None = None) -> dict[str, tuple[Path, float]]:
+        handle, name = tempfile.mkstemp(prefix="upload-", suffix=".png", dir=work or self.work.name)
         with open(handle, "wb") as file:
             file.write(encode_png(image))
         source = Path(name)
         try:
-            return self.run(source, progress)
+            return self.run(source, progress, work)
         finally:
             source.unlink(missing_ok=True)  # the upload is not kept once its outputs exist
 
@@ -102,7 +106,7 @@ class CastingDemo:
         self.work = work
         self.runs = 0
 
-    def rank(self, images: list[Path], top: int, progress=None) -> tuple[Path, pd.DataFrame, Path]:
+    def rank(self, images: list[Path], top: int, progress=None, work: Path | None = None) -> tuple[Path, pd.DataFrame, Path]:
         from casting.rank import cast
         from casting.report import write_report
 
@@ -115,15 +119,17 @@ class CastingDemo:
 
         result = cast(self.gallery, images, self.embedder, self.detector, top=top, progress=tick)
         self.runs += 1
-        paths = write_report(result, self.gallery, self.work / f"cast-{self.runs:05d}")
+        paths = write_report(result, self.gallery, (work or self.work) / f"cast-{self.runs:05d}")
         table = pd.DataFrame(result.overall[:top])
         return paths["png"], table, paths["html"]
 
 
-def build(model: Path, gallery_dir: Path | None = None):
-    """The demo's gradio Blocks: a student tab and, with a gallery, a casting tab."""
+def build(model: Path, gallery_dir: Path | None = None, sessions: Sessions | None = None):
+    """The demo's gradio Blocks: a student tab and, with a gallery, a casting tab. Each browser session's
+    uploads and outputs are deleted when it ends (``Sessions``)."""
     import gradio as gr
 
+    sessions = sessions or Sessions()
     student = StudentDemo(model)
     casting = CastingDemo(gallery_dir, Path(student.work.name)) if gallery_dir is not None else None
 
@@ -132,23 +138,34 @@ def build(model: Path, gallery_dir: Path | None = None):
         return (*(reader(path) for path, _ in results.values()),
                 f"{timings} ({student.student.backend}, {student.student.size} px student)")
 
-    def on_image(image, progress=gr.Progress()):
-        if image is None:
+    def on_image(path, request: gr.Request, progress=gr.Progress()):
+        if not path:
             raise gr.Error("upload a photo or take a webcam frame first")
-        return show(student.run_image(image, progress), read_image)
+        sessions.claim(request.session_hash, path)
+        try:
+            image = read_image(Path(path))
+        except BadImage as exc:
+            raise gr.Error(f"this photo cannot be used: {exc}") from None
+        return show(student.run_image(image, progress, sessions.folder(request.session_hash)), str)
 
-    def on_video(path, progress=gr.Progress()):
+    def on_video(path, request: gr.Request, progress=gr.Progress()):
         if not path:
             raise gr.Error("upload a short video first")
-        return show(student.run(Path(path), progress), str)
+        sessions.claim(request.session_hash, path)
+        try:
+            return show(student.run(Path(path), progress, sessions.folder(request.session_hash)), str)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
 
-    def on_cast(files, top, progress=gr.Progress()):
+    def on_cast(files, top, request: gr.Request, progress=gr.Progress()):
         if casting is None:
             raise gr.Error("start the demo with --gallery GALLERY to cast actors")
         if not files:
             raise gr.Error("upload one or more images of the character")
+        sessions.claim(request.session_hash, *files)
         try:
-            png, table, html = casting.rank([Path(f) for f in files], int(top), progress)
+            png, table, html = casting.rank([Path(f) for f in files], int(top), progress,
+                                            sessions.folder(request.session_hash))
         except UserError as exc:
             raise gr.Error(str(exc)) from None
         return str(png), table, str(html)
@@ -157,7 +174,8 @@ def build(model: Path, gallery_dir: Path | None = None):
         gr.Markdown(f"## toonfactory demo · student `{model}` · {student.student.backend}")
         with gr.Tab("Photo or webcam"):
             with gr.Row():
-                photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="numpy", label="photo", elem_id="photo")
+                photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
+                                 label="photo", elem_id="photo")
                 photo_button = gr.Button("Run the student", variant="primary", elem_id="run-photo")
             photo_timing = gr.Markdown(elem_id="photo-timing")
             with gr.Row():
@@ -188,4 +206,5 @@ def build(model: Path, gallery_dir: Path | None = None):
         photo_button.click(on_image, [photo], [*photo_outputs, photo_timing])
         clip_button.click(on_video, [clip], [*clip_outputs, clip_timing])
         cast_button.click(on_cast, [character, top], [report, ranking, report_html])
+        sessions.attach(page)
     return page

@@ -14,7 +14,7 @@ from factory.errors import UserError
 from toonfactory.cli import adapt, cast, curate, dataset, generate, pages, student, style, warp
 from toonfactory.cli.common import configure_logging, console, filter_native_logs
 
-FILE_TROUBLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+FILE_TROUBLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)  # EFBIG: a file-size limit (ulimit -f)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
 app.add_typer(generate.app)

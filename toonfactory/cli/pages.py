@@ -26,7 +26,7 @@ def view(dataset_dir: Path, port: int = PortOption, open_browser: bool = OpenOpt
     with console.status(f"indexing {dataset_dir}"):
         page = build(dataset_dir)
     console.print(f"viewer on [bold]http://{HOST}:{port}[/bold] (Ctrl-C stops it)")
-    launch(page, port, open_browser)
+    launch(page, port, open_browser, uploads=False)  # the viewer has nothing to upload
 
 
 @app.command()
