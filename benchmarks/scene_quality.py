@@ -15,7 +15,7 @@ Three tables, each printed when its inputs are there:
   pairs, seam energy (mean gradient magnitude along the paste boundary over the same in a band just
   inside it; target <= 1.5), the scene drawing's own at the same boundary, and the median CIEDE2000
   between the drawn face's skin tone and the drawn body skin (target <= 8); with the `visible_seam`
-  rejects from the shard stats.
+  rejects from the shard stats. Writes ``--out``/scene_pairs.png (3 photo pairs, 5 frames over the clip).
 - **likeness** (``--student``): held-out scene pairs made here by the same recipe from `faces/deepface`'s
   photos (people neither the student nor the judge saw; seed 1, 256 px), converted whole by the student.
   The judge is `toon_likeness.py`'s (webtoon characters against `faces/face_recognition`'s photos). It
@@ -114,11 +114,45 @@ def speed_table(count: int, size: int, root: Path) -> None:
               f"{stats['accepted']} / {stats['attempted']} | {rate / face_rate:.2f}x |")
 
 
-def seam_table(data: Path) -> None:
+def label(image: np.ndarray, text: str) -> np.ndarray:
+    strip = np.full((22, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    return np.vstack([image, strip])
+
+
+def pair_sheet(data: Path, entries: list, path: Path, photos: int = 3, frames: int = 5) -> Path:
+    """real | toon of ``photos`` photo pairs and ``frames`` video frames spread over the clip, each under
+    its key, the seam energy of its faces and the median CIEDE2000 of face to body skin."""
+    from factory.dataset.reader import read_field
+    from factory.images import decode_png
+
+    stills = [e for e in entries if "#" not in str(e.meta["source"].get("item", ""))][:photos]
+    video = sorted((e for e in entries if "#" in str(e.meta["source"].get("item", ""))),
+                   key=lambda e: int(str(e.meta["source"]["item"]).rsplit("#", 1)[1]))
+    chosen = stills + [video[i] for i in np.linspace(0, len(video) - 1, frames).round().astype(int)] if video else stills
+    cells = []
+    for entry in chosen:
+        faces = entry.meta.get("teacher", {}).get("faces") or []
+        seams = "/".join(f"{f['seam']:.2f}" for f in faces if f.get("seam") is not None)
+        skin = [f["skin"]["delta_e"] for f in faces if (f.get("skin") or {}).get("delta_e") is not None]
+        text = f"{entry.key} seam {seams or '-'}" + (f" skin dE {np.median(skin):.1f}" if skin else "")
+        pair = np.hstack([decode_png(read_field(data, entry, side)) for side in ("real", "toon")])
+        cells.append(label(cv2.resize(pair, (512, 256), interpolation=cv2.INTER_AREA), text))
+    while len(cells) % 4:
+        cells.append(np.full_like(cells[0], 255))
+    rows = [np.hstack([np.pad(c, ((0, 4), (0, 4), (0, 0)), constant_values=255) for c in cells[i:i + 4]])
+            for i in range(0, len(cells), 4)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def seam_table(data: Path, sheet: Path) -> None:
     from factory.dataset.reader import index_samples
 
     seams, scene_seams, delta_e, several, pairs = [], [], [], 0, 0
-    for entry in index_samples(data):
+    entries = list(index_samples(data))
+    for entry in entries:
         faces = entry.meta.get("teacher", {}).get("faces") or []
         pairs += 1
         several += len(faces) > 1
@@ -141,6 +175,7 @@ def seam_table(data: Path) -> None:
     print(f"| the scene drawing's own, same boundary | {q(scene_seams, 50)} | {q(scene_seams, 90)} | {q(scene_seams, 100)} | - | - |")
     print(f"| CIEDE2000 drawn face skin vs body skin ({len(delta_e)} faces with body skin) | {q(delta_e, 50)} | "
           f"{q(delta_e, 90)} | {q(delta_e, 100)} | <= 8 | {'yes' if delta_e and np.median(delta_e) <= 8 else 'no'} |")
+    print(f"\nwrote {pair_sheet(data, entries, sheet)} (real | toon; seam energy of each pasted face, skin CIEDE2000)")
 
 
 def heldout_photos(root: Path) -> Path:
@@ -231,7 +266,7 @@ def main() -> None:
     if args.speed_count:
         speed_table(args.speed_count, args.size, root)
     if args.data:
-        seam_table(args.data)
+        seam_table(args.data, args.out / "scene_pairs.png")
     if args.student:
         args.out.mkdir(parents=True, exist_ok=True)
         likeness_table(args.student, args.heldout_count, args.out, args.out / "heldout_sheet.png")
