@@ -197,16 +197,21 @@ def face_crops(images: list[np.ndarray], landmarks: list) -> list[list[np.ndarra
     return [[crop(image, matrix, 256) for matrix in matrices] for image in images]
 
 
-def likeness_table(student_path: Path, count: int, root: Path, sheet: Path) -> None:
+def likeness_table(student_path: Path, count: int, root: Path, sheet: Path, pairs_dir: Path | None = None) -> None:
+    """The judge on held-out scene pairs made here, or on ``pairs_dir``'s pairs (e.g. the student's own
+    training set: what it learned at the scale it trained on)."""
     from distill.infer import Student, to_input, to_uint8
     from factory.dataset.reader import index_samples, read_field
     from factory.images import decode_png
     from factory.teachers.style_features import feature_matrix
     from toon_likeness import aligned_folder, fit_judge, webtoon_characters
 
-    resolved = recipe(["seed=1", f"output.count={count}", "output.size=256", "output.shard_size=20"],
-                      source={"kind": "folder", "path": str(heldout_photos(root))})
-    pairs_dir, _ = make(resolved, root / f"heldout-{resolved.hash}")
+    what = f"scene pairs of {pairs_dir}"
+    if pairs_dir is None:
+        resolved = recipe(["seed=1", f"output.count={count}", "output.size=256", "output.shard_size=20"],
+                          source={"kind": "folder", "path": str(heldout_photos(root))})
+        pairs_dir, _ = make(resolved, root / f"heldout-{resolved.hash}")
+        what = "held-out scene pairs of faces/deepface (256 px)"
 
     photos = sorted(p for p in (ASSETS / "faces" / "face_recognition").rglob("*")
                     if p.suffix.lower() in {".jpg", ".jpeg", ".png"} and "edge_cases" not in p.parts)
@@ -234,7 +239,7 @@ def likeness_table(student_path: Path, count: int, root: Path, sheet: Path) -> N
             rows[name].append(images[name])
             psnr[name].append(cv2.PSNR(images[name], toon))
     frames = len(frame_p["teacher"])
-    print(f"\n### likeness: {frames} held-out scene pairs of faces/deepface (256 px; {len(face_p['teacher'])} faces), "
+    print(f"\n### likeness: {frames} {what} ({len(face_p['teacher'])} faces), "
           f"student {student_path} ({student.backend})\n")
     print(f"judge: {len(art)} webtoon characters vs {len(seen)} face_recognition photos, 5-fold CV accuracy {accuracy:.1%}\n")
     print("| frames drawn by | called webtoon (frames) | faces called webtoon | mean P(webtoon) | PSNR vs teacher dB |")
@@ -261,6 +266,8 @@ def main() -> None:
     parser.add_argument("--speed-video", action="store_true", help="speed on the Hamilton clip too (its small "
                         "faces make face crops at 512 px mostly `blurry` rejects, so pairs/s compare rejects)")
     parser.add_argument("--heldout-count", type=int, default=40)
+    parser.add_argument("--likeness-on-data", action="store_true", help="with --data and --student: the judge on "
+                        "--data's pairs too (the student's training pairs, when --data made it)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/scene_quality"))
     args = parser.parse_args()
     import logging
@@ -274,6 +281,8 @@ def main() -> None:
     if args.student:
         args.out.mkdir(parents=True, exist_ok=True)
         likeness_table(args.student, args.heldout_count, args.out, args.out / "heldout_sheet.png")
+        if args.data and args.likeness_on_data:
+            likeness_table(args.student, 0, args.out, args.out / "data_sheet.png", args.data)
 
 
 if __name__ == "__main__":
