@@ -9,12 +9,16 @@ parts `infer` uses.
 - flicker: over pixels of the faces (boxes of this and the previous frame) where the input barely
   changed (grey difference < 3 levels), the mean output change divided by the mean input change;
   1.0 = the output moves only as much as the input, higher = flicker added by the conversion.
+- whole mode (``--whole STUDENT``, a whole-frame student): every frame converted whole, the same flicker
+  on the same face pixels (faces found every frame, for the region only), and over every pixel of the
+  frame that barely changed ("frame" column; in face mode the frame outside faces is the input's).
 - identity switches: on the Hamilton clip, against a hand labelling of who is where (the singer,
   before and after the cuts; four audience members by position, from frame 211): times a person's
   track id changes between their consecutive appearances, plus ids shared by two people. On any
   clip: "jumps", a track moving more than one face size between consecutive frames.
 
-    .venv/bin/python benchmarks/video_stability.py [--model CKPT] [--detect-every 5] [--max-frames N]
+    .venv/bin/python benchmarks/video_stability.py [--model CKPT] [--whole CKPT] [--detect-every 5] [--max-frames N]
+        [--clips hamilton]
 """
 
 from __future__ import annotations
@@ -73,22 +77,31 @@ def convert(student: Student, image: np.ndarray, keypoints: list[np.ndarray]) ->
     return image
 
 
+def convert_whole(student: Student, image: np.ndarray) -> np.ndarray:
+    return to_uint8(student(to_input(image, student.multiple)[None])[0], *image.shape[:2])
+
+
 def measure(path: Path, student: Student, detector, embedder, setting: str, k: int, limit: int | None, labels) -> dict:
     tracks = None
     previous_in = previous_out = previous_boxes = None
-    ratios, jumps, history = [], 0, {}
+    ratios, frame_ratios, jumps, history = [], [], 0, {}
     last_box: dict[int, tuple[int, np.ndarray]] = {}
     start = time.perf_counter()
     for index, (fps, image) in enumerate(frames_of(path, limit)):
-        if setting == "per-frame":
+        if setting in ("per-frame", "whole"):
             faces = [(None, f.box, f.keypoints5()) for f in detector.detect(image)[:4]]
         else:
             if tracks is None:
                 tracks = FaceTracks(detector, embedder, detect_every=k, smooth=setting.endswith("stabiliser"), fps=fps)
             faces = [(f.track, f.face.box, f.keypoints) for f in tracks(image)]
-        output = convert(student, image, [kp for _, _, kp in faces])
+        output = convert_whole(student, image) if setting == "whole" else convert(student, image, [kp for _, _, kp in faces])
         boxes = [box for _, box, _ in faces]
         grey_in, grey_out = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) for x in (image, output))
+        if previous_in is not None:
+            still = np.abs(grey_in - previous_in) < 3
+            if still.sum() > 100:
+                change_in = np.abs(grey_in - previous_in)[still].mean()
+                frame_ratios.append(np.abs(grey_out - previous_out)[still].mean() / max(change_in, 0.25))
         if previous_in is not None and (boxes or previous_boxes):
             region = np.zeros(grey_in.shape, bool)
             for x0, y0, x1, y1 in (np.round(b).astype(int) for b in [*boxes, *previous_boxes]):
@@ -108,7 +121,8 @@ def measure(path: Path, student: Student, detector, embedder, setting: str, k: i
             if labels is not None and (person := labels(index, box)) is not None:
                 history.setdefault(person, []).append(track)
         previous_in, previous_out, previous_boxes = grey_in, grey_out, boxes
-    row = {"flicker": float(np.mean(ratios)) if ratios else float("nan"), "frames": index + 1, "rows": tracks and tracks.rows,
+    row = {"flicker": float(np.mean(ratios)) if ratios else float("nan"),
+           "frame_flicker": float(np.mean(frame_ratios)) if frame_ratios else float("nan"), "frames": index + 1, "rows": tracks and tracks.rows,
            "seconds": time.perf_counter() - start, "jumps": jumps if tracks else None,
            "tracks": tracks.summary()["tracks"] if tracks else None}
     if labels is not None and tracks is not None:
@@ -129,22 +143,29 @@ def main():
     parser.add_argument("--detect-every", type=int, default=5)
     parser.add_argument("--max-frames", type=int)
     parser.add_argument("--strip", type=Path, help="write a PNG of Hamilton frames with the track ids drawn")
+    parser.add_argument("--whole", type=Path, help="a whole-frame student (checkpoint or .onnx): adds a whole-mode row")
+    parser.add_argument("--clips", nargs="+", default=["hamilton", "peppercarrot"])
     args = parser.parse_args()
     model = args.model or save_random_student(Path(tempfile.mkdtemp()) / "student", ngf=16, depth=5, size=256)
     student = Student(model, device="cpu")
+    whole = Student(args.whole, device="cpu") if args.whole else None
     embedder = build_embedder("dlib")
     clips = [("hamilton", HAMILTON, build_detector("mediapipe", min_size=24), hamilton_person),
              ("peppercarrot", PEPPER, build_detector("anime", min_size=24, cascade=CASCADE), None)]
-    print(f"| clip | setting | flicker (out/in change, static face pixels) | tracks | id switches | ids shared | jumps | s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| clip | setting | flicker (out/in change, static face pixels) | frame | tracks | id switches | ids shared | jumps | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, path, detector, labels in clips:
+        if name not in args.clips:
+            continue
         if not path.is_file():
             print(f"| {name} | missing: {path} |")
             continue
-        for setting in ("per-frame", "tracks", "tracks + stabiliser"):
-            row = measure(path, student, detector, embedder, setting, args.detect_every, args.max_frames, labels)
+        settings = ["per-frame", "tracks", "tracks + stabiliser"] + (["whole"] if whole is not None else [])
+        for setting in settings:
+            row = measure(path, whole if setting == "whole" else student, detector, embedder, setting, args.detect_every,
+                          args.max_frames, labels)
             fmt = lambda key: "-" if row.get(key) is None else str(row[key])  # noqa: E731
-            print(f"| {name} | {setting} | {row['flicker']:.2f} | {fmt('tracks')} | {fmt('switches')} | "
+            print(f"| {name} | {setting} | {row['flicker']:.2f} | {row['frame_flicker']:.2f} | {fmt('tracks')} | {fmt('switches')} | "
                   f"{fmt('shared')} | {fmt('jumps')} | {row['seconds']:.0f} |", flush=True)
             if row.get("ids"):
                 print(f"|  |  | ids per person: {row['ids']} |")

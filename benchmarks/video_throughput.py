@@ -5,10 +5,14 @@ model; writer thread: paste, encode); the shares are of their sum. "hidden" is h
 the three threads overlap: 1 - wall / sum. "model waits" is the share of wall time the model
 thread waited for input. Face mode runs per-frame detection (tracks off, the behaviour before
 tracks) as the baseline, then tracks (detect every k frames, optical flow between, dlib
-re-identification, stabilised keypoints). Random-weight students (speed does not depend on weights).
+re-identification, stabilised keypoints). Random-weight students (speed does not depend on weights;
+``--model`` times a trained one instead); whole frames run in PyTorch and, exported, in ONNX Runtime
+(its default threads: one per core), and the model alone in CPU time per frame, one thread (a figure
+a shared machine disturbs less than wall time). ``--whole-only`` skips face mode.
 The machine is shared: every setting runs ``--repeat`` times, interleaved, and its fastest run is shown.
 
     .venv/bin/python benchmarks/video_throughput.py [--video V] [--frames 150] [--ngf 16] [--sizes 256 512]
+        [--model STUDENT] [--threads 2] [--whole-only]
 """
 
 from __future__ import annotations
@@ -18,11 +22,55 @@ import os
 import tempfile
 from pathlib import Path
 
+from distill.export import export
 from distill.infer import infer
 from distill.train import save_random_student
 
 VIDEO = Path(__file__).resolve().parents[2] / "shared" / "assets" / "video" / "short_hamilton_clip.mp4"
 PARTS = ("decode", "detect", "embed", "track", "align", "model", "paste", "encode")
+
+
+def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int) -> None:
+    """The model alone on ``frames`` frames, one thread, in CPU seconds (what the other jobs on a shared
+    machine take from wall time, CPU time mostly keeps): frames per core-second, PyTorch and ONNX Runtime."""
+    import time
+
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from distill.infer import Student, to_input
+
+    capture = cv2.VideoCapture(str(video))
+    batch = []
+    while len(batch) < frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    student = Student(whole, device="cpu")
+    inputs = [to_input(frame, student.multiple)[None] for frame in batch]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    backends = {"pytorch (BatchNorm folded, channels_last)": student,
+                "onnxruntime": lambda x: session.run(None, {"input": x})[0]}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    print(f"\nmodel only, {len(inputs)} frames of {batch[0].shape[1]}x{batch[0].shape[0]} (padded to "
+          f"{inputs[0].shape[3]}x{inputs[0].shape[2]}), one thread, CPU time:\n")
+    print("| backend | CPU ms / frame | frames per core-second | x2 cores (if it scaled) | wall ms / frame |")
+    print("|---|---:|---:|---:|---:|")
+    for name, run in backends.items():
+        run(inputs[0])  # warm-up
+        cpu, wall = time.process_time(), time.perf_counter()
+        for x in inputs:
+            run(x)
+        cpu, wall = (time.process_time() - cpu) / len(inputs), (time.perf_counter() - wall) / len(inputs)
+        print(f"| {name} | {1000 * cpu:.0f} | {1 / cpu:.1f} | {2 / cpu:.1f} | {1000 * wall:.0f} |", flush=True)
+    torch.set_num_threads(threads)
 
 
 def main():
@@ -34,20 +82,30 @@ def main():
     parser.add_argument("--detect-every", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", type=Path, help="a trained student (checkpoint folder) for the whole-frame rows")
+    parser.add_argument("--threads", type=int, help="PyTorch threads (default: torch's, OMP_NUM_THREADS)")
+    parser.add_argument("--whole-only", action="store_true", help="whole frames only (no face mode)")
     args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp())
-    runs = [("whole", args.sizes[0], {"mode": "whole"})]
-    for size in args.sizes:
+    whole = args.model or save_random_student(root / "whole", ngf=args.ngf, depth=5, size=args.sizes[0])
+    onnx = export(whole, "onnx", root / "whole-onnx")
+    model_cpu_table(whole, onnx, args.video, min(args.frames, 30))
+    runs = [("whole, pytorch", args.sizes[0], {"mode": "whole"}), ("whole, onnxruntime", args.sizes[0], {"mode": "whole"})]
+    for size in [] if args.whole_only else args.sizes:
         runs += [("face, per-frame detection", size, {"mode": "face", "track": False}),
                  (f"face, tracks (k={args.detect_every})", size, {"mode": "face", "detect_every": args.detect_every})]
-    print(f"{args.video.name}, {args.frames} frames, ngf {args.ngf}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(f"{args.video.name}, {args.frames} frames, ngf {args.ngf}, whole frames by {args.model or 'a random student'}, "
+          f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f} at start")
     print("| mode | px | fps | vs per-frame | model waits | hidden | " + " | ".join(PARTS) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(PARTS))
     best: dict[int, dict] = {}
     for _ in range(args.repeat):
         for number, (name, size, options) in enumerate(runs):
-            model = root / f"student{size}"
+            model = onnx if "onnxruntime" in name else whole if options["mode"] == "whole" else root / f"student{size}"
             if not model.exists():
                 save_random_student(model, ngf=args.ngf, depth=5, size=size)
             summary = infer(model, [args.video], root / "out", batch_size=args.batch_size, max_frames=args.frames,

@@ -140,7 +140,8 @@ def test_demo_shows_the_students_output_for_an_uploaded_photo(browser, tmp_path)
     from distill_fixtures import write_checkpoint
 
     checkpoint = write_checkpoint(tmp_path / "student", ngf=8, depth=3, size=64)
-    proc, url = serve("demo", checkpoint)
+    whole = write_checkpoint(tmp_path / "whole", ngf=8, depth=3, size=64, seed=1)
+    proc, url = serve("demo", checkpoint, "--whole", whole)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
@@ -150,7 +151,9 @@ def test_demo_shows_the_students_output_for_an_uploaded_photo(browser, tmp_path)
         page.locator("#run-photo").click()
         for name in ("whole", "face", "person-only"):
             page.wait_for_selector(f"#out-{name} img", timeout=180_000)
-        assert "ms/frame" in page.locator("#photo-timing").inner_text()
+        timing = page.locator("#photo-timing").inner_text()
+        assert "ms/frame" in timing and "whole-frame student" in timing
+        assert page.get_by_text("whole (whole-frame student)").count() >= 1
         size = page.locator("#out-whole img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert size == [512, 600]  # the whole frame at its own size (Grace Hopper is 512 x 600)
         screenshot(page, tmp_path, "demo.png")

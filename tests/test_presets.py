@@ -60,3 +60,32 @@ def test_run_generates_trains_and_exports_then_resumes(tmp_path):
     assert (tmp_path / "shards" / "00000.tar").stat().st_mtime_ns == shard  # shards skipped
     assert not (tmp_path / "student" / "checkpoints" / "step_0000006").exists()  # training not redone
     assert onnx.stat().st_mtime_ns >= stamp
+
+
+@pytest.mark.slow
+def test_fullbody_run_exports_a_whole_frame_student_that_infer_runs_on_a_frame(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from factory.images import encode_png, read_image
+
+    settings = ["output.count=2", "output.shard_size=2", "output.size=128", "distill.size=64", "distill.crop=32",
+                "distill.steps=2", "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
+    run = [sys.executable, "-m", "toonfactory", "run", str(REPO / "recipes" / "fullbody.yaml"), "--out", str(tmp_path / "run")]
+    done = subprocess.run(run + [a for s in settings for a in ("--set", s)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["recipe"]["output"]["frame"] == "scene" and manifest["counts"]["accepted"] == 2
+    onnx = tmp_path / "run" / "student" / "export" / "student.onnx"
+    assert onnx.is_file()
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)  # a 16:9 frame, not a multiple of 32
+    (tmp_path / "frame.png").write_bytes(encode_png(frame))
+    infer = [sys.executable, "-m", "toonfactory", "infer", str(onnx), str(tmp_path / "frame.png"), "--mode", "whole",
+             "--out", str(tmp_path / "out")]
+    done = subprocess.run(infer, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    drawn = read_image(next((tmp_path / "out").rglob("frame*.png")))
+    assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)

@@ -187,6 +187,20 @@ def test_scene_pairs_are_reproducible_from_the_seed_over_one_and_two_workers(tmp
             for p in sorted((tmp_path / "seed4" / "shards").glob("*.tar"))} != made[1]
 
 
+def test_scene_pairs_from_a_video_are_byte_identical_over_one_and_two_workers(tmp_path):
+    # each frame is decoded by seeking, so a worker that starts mid-clip loads the frames one worker loads
+    video = write_video(tmp_path / "clip.mp4", [image for image, _ in two_face_frames(40, cut_at=22, gap=0)])
+    data = scene_recipe({"kind": "video", "path": str(video), "every": 6}, gates={"face_on_toon": True, "max_seam": 3.0})
+    made = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        result = generate(Resolved(validate(data, "test"), "test"), out, executors.choose("local", workers))
+        assert not result.failed and result.manifest["counts"]["accepted"] == 4
+        made[workers] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in sorted((out / "shards").glob("*.tar"))}
+    assert len(made[1]) == 2 and made[1] == made[2]
+
+
 def test_video_frames_are_every_k_apart_within_a_shot_and_never_across_a_cut(tmp_path):
     frames = [image for image, _ in two_face_frames(60, cut_at=33, gap=0)]
     video = write_video(tmp_path / "clip.mp4", frames)

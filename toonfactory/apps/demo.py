@@ -1,6 +1,10 @@
-"""`toonfactory demo MODEL [--gallery G]`: the student on an uploaded photo, a short video or a webcam
-frame (whole frame, faces pasted back, people only) with its time per frame; and a casting tab that
-ranks a gallery's actors for a character's images. Runs on a CPU; the model loads once.
+"""`toonfactory demo MODEL [--whole WHOLE] [--gallery G]`: the student on an uploaded photo, a short video
+or a webcam frame (whole frame, faces pasted back, people only) with its time per frame; and a casting
+tab that ranks a gallery's actors for a character's images. Runs on a CPU; the models load once.
+
+MODEL converts every output; with ``--whole`` a whole-frame student (trained on scene pairs,
+``recipes/fullbody.yaml``) converts the whole and person-only outputs instead, and MODEL (a face-crop
+student) the faces: a face-crop student given a whole frame returns the frame.
 """
 
 import tempfile
@@ -17,6 +21,7 @@ from factory.images import VIDEO_SUFFIXES, BadImage, encode_png, read_image
 from toonfactory.apps import Sessions
 
 MODES = {"whole": {"mode": "whole"}, "face": {"mode": "face"}, "person only": {"mode": "whole", "person_only": "keep"}}
+WHOLE_FRAME_MODES = ("whole", "person only")  # converted by the whole-frame student when there is one
 MAX_VIDEO_FRAMES = 90
 
 
@@ -41,10 +46,11 @@ def to_webm(source: Path) -> Path:
 
 
 class StudentDemo:
-    """The student and one inference runner per mode, kept between requests (one request at a time)."""
+    """The students and one inference runner per mode, kept between requests (one request at a time)."""
 
-    def __init__(self, model: Path):
+    def __init__(self, model: Path, whole_model: Path | None = None):
         self.student = Student(model)
+        self.whole = Student(whole_model) if whole_model is not None else None
         self.runners: dict[str, Inference] = {}
         self.work = tempfile.TemporaryDirectory(prefix="toonfactory-demo-")
         self.requests = 0
@@ -52,8 +58,18 @@ class StudentDemo:
 
     def _runner(self, name: str) -> Inference:
         if name not in self.runners:
-            self.runners[name] = Inference(self.student, batch_size=4, max_frames=MAX_VIDEO_FRAMES, **MODES[name])
+            self.runners[name] = Inference(self.student_for(name), batch_size=4, max_frames=MAX_VIDEO_FRAMES, **MODES[name])
         return self.runners[name]
+
+    def student_for(self, name: str) -> Student:
+        """The student that converts mode ``name``: the whole-frame one for whole frames, when given."""
+        return self.whole if self.whole is not None and name in WHOLE_FRAME_MODES else self.student
+
+    def describe(self, name: str) -> str:
+        """The output's label: the mode, and which student drew it when there are two."""
+        if self.whole is None:
+            return name
+        return f"{name} (whole-frame student)" if name in WHOLE_FRAME_MODES else f"{name} (face student)"
 
     def run(self, source: Path, progress=None, work: Path | None = None) -> dict[str, tuple[Path, float]]:
         """Every mode on one image or video: the output file and milliseconds per frame, by mode (written
@@ -124,19 +140,22 @@ class CastingDemo:
         return paths["png"], table, paths["html"]
 
 
-def build(model: Path, gallery_dir: Path | None = None, sessions: Sessions | None = None):
+def build(model: Path, gallery_dir: Path | None = None, whole_model: Path | None = None,
+          sessions: Sessions | None = None):
     """The demo's gradio Blocks: a student tab and, with a gallery, a casting tab. Each browser session's
     uploads and outputs are deleted when it ends (``Sessions``)."""
     import gradio as gr
 
     sessions = sessions or Sessions()
-    student = StudentDemo(model)
+    student = StudentDemo(model, whole_model)
     casting = CastingDemo(gallery_dir, Path(student.work.name)) if gallery_dir is not None else None
 
     def show(results: dict[str, tuple[Path, float]], reader):
         timings = " · ".join(f"**{name}** {ms:.0f} ms/frame" for name, (_, ms) in results.items())
-        return (*(reader(path) for path, _ in results.values()),
-                f"{timings} ({student.student.backend}, {student.student.size} px student)")
+        models = [f"{student.student.backend}, {student.student.size} px student"]
+        if student.whole is not None:
+            models.append(f"whole frames: {student.whole.backend}, {student.whole.size} px whole-frame student")
+        return (*(reader(path) for path, _ in results.values()), f"{timings} ({'; '.join(models)})")
 
     def on_image(path, request: gr.Request, progress=gr.Progress()):
         if not path:
@@ -171,7 +190,8 @@ def build(model: Path, gallery_dir: Path | None = None, sessions: Sessions | Non
         return str(png), table, str(html)
 
     with gr.Blocks(title="toonfactory demo") as page:
-        gr.Markdown(f"## toonfactory demo · student `{model}` · {student.student.backend}")
+        gr.Markdown(f"## toonfactory demo · student `{model}` · {student.student.backend}"
+                    + (f" · whole-frame student `{whole_model}`" if whole_model is not None else ""))
         with gr.Tab("Photo or webcam"):
             with gr.Row():
                 photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
@@ -179,7 +199,7 @@ def build(model: Path, gallery_dir: Path | None = None, sessions: Sessions | Non
                 photo_button = gr.Button("Run the student", variant="primary", elem_id="run-photo")
             photo_timing = gr.Markdown(elem_id="photo-timing")
             with gr.Row():
-                photo_outputs = [gr.Image(label=name, interactive=False, elem_id=f"out-{name.replace(' ', '-')}")
+                photo_outputs = [gr.Image(label=student.describe(name), interactive=False, elem_id=f"out-{name.replace(' ', '-')}")
                                  for name in MODES]
         with gr.Tab("Short video"):
             with gr.Row():
@@ -187,7 +207,7 @@ def build(model: Path, gallery_dir: Path | None = None, sessions: Sessions | Non
                 clip_button = gr.Button("Run the student", variant="primary", elem_id="run-video")
             clip_timing = gr.Markdown()
             with gr.Row():
-                clip_outputs = [gr.Video(label=name, interactive=False) for name in MODES]
+                clip_outputs = [gr.Video(label=student.describe(name), interactive=False) for name in MODES]
         with gr.Tab("Casting"):
             if casting is None:
                 gr.Markdown("Start the demo with `--gallery GALLERY` (made by `toonfactory cast gallery`) to cast actors.")

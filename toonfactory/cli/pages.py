@@ -31,12 +31,14 @@ def view(dataset_dir: Path, port: int = PortOption, open_browser: bool = OpenOpt
 
 @app.command()
 def demo(model: Path, gallery_dir: Optional[Path] = typer.Option(None, "--gallery", help="an actor gallery (`cast gallery`) for the casting tab"),
+         whole_model: Optional[Path] = typer.Option(None, "--whole", help="a whole-frame student (trained on scene pairs, "
+                                                    "recipes/fullbody.yaml) for the whole and person-only outputs; MODEL draws the faces"),
          port: int = PortOption, open_browser: bool = OpenOption):
     """Try the student on a photo, a short video or a webcam frame; cast actors for a character (--gallery)."""
     from toonfactory.apps import HOST, launch
     from toonfactory.apps.demo import build
 
-    with console.status(f"loading {model}"):
-        page = build(model, gallery_dir)
+    with console.status(f"loading {model}" + (f" and {whole_model}" if whole_model else "")):
+        page = build(model, gallery_dir, whole_model)
     console.print(f"demo on [bold]http://{HOST}:{port}[/bold] (Ctrl-C stops it)")
     launch(page, port, open_browser)
