@@ -49,13 +49,14 @@ CHIN = 152
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
-# Skin beyond the face oval (neck, ears, a bald scalp) keeps the forehead's hue within SKIN_HUE_SPREAD degrees
-# and SKIN_CHROMA_SHARE of its chroma, where that chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the shared
-# photos blonde hair is 9-25 degrees yellower than the face, grey hair under half as saturated, bald scalps
-# 1-5 degrees off.
+# Skin beyond the face oval (neck, ears, a bald scalp) keeps the hue of the bare skin nearby (a Gaussian over
+# SKIN_NEARBY of the inter-ocular distance) within SKIN_HUE_SPREAD degrees and SKIN_CHROMA_SHARE of its chroma,
+# where that chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the shared photos blonde hair is 9-25 degrees
+# yellower than the face, grey hair under half as saturated, bald scalps 1-5 degrees off.
 SKIN_HUE_SPREAD = 9.0
 SKIN_CHROMA_SHARE = 0.65
 SKIN_HUE_CHROMA = 10.0
+SKIN_NEARBY = 0.4
 # Drawn skin's CIELAB hue range and chroma: faces in the shared photos measure hue 12-71 degrees and chroma
 # 11-36 in white light (4-6: black-and-white photos, kept as they are); coloured light (blue, green,
 # magenta) is drawn as the median face's hue, a saturated one at most the upper chroma.
@@ -322,13 +323,15 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
     beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
-    forehead = inner & face.above(shape, 9)  # beyond the oval, skin goes on as the forehead's, not the cheeks'
-    reference = np.median(lab[forehead], 0) if forehead.sum() > 50 else median
-    chroma = float(np.hypot(reference[1], reference[2]))
-    if chroma >= SKIN_HUE_CHROMA:  # blonde hair is yellower than the skin it frames, grey hair paler: never skin
-        hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(reference[2], reference[1]))
-        beyond &= (np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
-            np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE)
+    # Beyond the oval skin goes on in the colour of the nearest bare skin (a shaded temple as the shaded skin
+    # beside it, not as the lit forehead): blonde hair is yellower than the skin it frames, grey hair paler.
+    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), face.iod * SKIN_NEARBY)
+    nearby = cv2.GaussianBlur(lab[..., 1:] * inner[..., None], (0, 0), face.iod * SKIN_NEARBY)
+    nearby = np.where(weight[..., None] > 1e-4, nearby / np.maximum(weight, 1e-4)[..., None], median[1:])
+    chroma = np.hypot(nearby[..., 0], nearby[..., 1])
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(nearby[..., 1], nearby[..., 0]))
+    beyond &= (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
+        np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
     beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
