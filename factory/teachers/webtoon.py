@@ -560,8 +560,26 @@ def background_layer(image: np.ndarray, lab_smooth: np.ndarray, params: dict, sm
                       params["saturation"], odd(smooth * 1.5))
 
 
+def iris_gradient(shape, centre: np.ndarray, radius: float, up: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """The iris's colours (RGB float image, set around ``centre``): dark under the upper lid, lighter and a
+    little more saturated toward the bottom, as webtoon irises are painted."""
+    colour = np.zeros((*shape[:2], 3), np.float32)
+    x0, y0 = np.maximum(np.floor(centre - radius - 1).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(centre + radius + 2).astype(int), [shape[1], shape[0]])
+    if x1 <= x0 or y1 <= y0:
+        return colour
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    down = -((xs - centre[0]) * up[0] + (ys - centre[1]) * up[1]) / radius  # -1 at the top, 1 at the bottom
+    t = np.clip((down + 0.7) / 1.6, 0, 1)[..., None]
+    t = t * t * (3 - 2 * t)
+    dark = iris * np.array([0.5, 0.8, 0.8], np.float32)
+    light = np.array([min(iris[0] * 1.3 + 6, 75.0), iris[1] * 1.25, iris[2] * 1.25], np.float32)
+    colour[y0:y1, x0:x1] = to_rgb(dark + t * (light - dark))
+    return colour
+
+
 def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, params: dict, ink, line: float) -> None:
-    """Eye white, iris with pupil and highlight, thick upper lash line, lower lid and crease."""
+    """Eye white, iris (a gradient, pupil, ring, two catch-lights), thick tapered upper lash line, lower lid, crease."""
     upper_idx, lower_idx, iris_idx, ring_idx = eye
     pts = face.points
     shape = canvas.shape
@@ -587,20 +605,17 @@ def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, pa
     photo_iris = photo_lab[(iris_zone > 0.5) & (white > 0.5)]
     iris = np.median(photo_iris, 0) if len(photo_iris) else np.array([30.0, 5.0, 10.0])
     iris = np.array([np.clip(iris[0] * 0.8, 14, 45), iris[1] * 1.4, iris[2] * 1.4], np.float32)
-    disc = circle_mask(shape, centre, radius) * white
-    paint(canvas, disc, lab_colour(iris))
-    top = circle_mask(shape, centre - face.up * radius * 0.55, radius * 0.85) * disc
-    paint(canvas, top * 0.7, lab_colour(iris * [0.55, 0.8, 0.8]))
+    paint(canvas, circle_mask(shape, centre, radius) * white, iris_gradient(shape, centre, radius, face.up, iris))
     paint(canvas, circle_mask(shape, centre, radius * 0.42) * white, lab_colour(iris * [0.35, 0.6, 0.6]))
     ring = np.zeros(shape[:2], np.uint8)
     cv2.circle(ring, tuple(int(v) for v in np.round(centre * 16)), int(round(radius * 16)), 255,
                max(1, int(round(line * 0.6))), cv2.LINE_AA, shift=4)
     paint(canvas, ring.astype(np.float32) / 255.0 * white * 0.8, ink)
-    if params["highlight_size"] > 0.02:
-        spot = centre + (face.up - face.right * 0.8) * radius * 0.4
-        paint(canvas, circle_mask(shape, spot, radius * params["highlight_size"]) * white, HIGHLIGHT)
-        spot2 = centre - (face.up - face.right * 0.8) * radius * 0.35
-        paint(canvas, circle_mask(shape, spot2, radius * params["highlight_size"] * 0.45) * white * 0.8, HIGHLIGHT)
+    if params["highlight_size"] > 0.02:  # two catch-lights: the light's, upper and toward it, and a small reflection
+        towards = face.up - face.right * 0.8
+        size = radius * params["highlight_size"]
+        paint(canvas, circle_mask(shape, centre + towards * radius * 0.4, max(size, 1.2)) * white, HIGHLIGHT)
+        paint(canvas, circle_mask(shape, centre - towards * radius * 0.4, max(size * 0.5, 0.9)) * white * 0.9, HIGHLIGHT)
 
     s = np.linspace(1.0, 0.0, len(upper))  # 1 at the outer corner
     lash = params["lash_width"] * face.iod * (0.3 + 0.7 * s ** 0.6)
