@@ -69,6 +69,10 @@ SKIN_RELIT = (50.0, 20.0)  # hue and least chroma of skin whose hue the light mo
 CEL_SHAPES = 6
 CEL_SPECK = 0.005
 CEL_ROUNDING = 0.02
+# Open lines thin toward their ends over this share of the inter-ocular distance (their width is one too).
+LINE_TAPER = 0.25
+# Hair strands are the photo's creases averaged along the hair's flow over this share of the inter-ocular distance.
+STRAND_REACH = 0.5
 
 # Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
 # 30 shared deepface photos; stands in for the person's skin where no face mesh is found.
@@ -517,19 +521,76 @@ def even_lines(binary: np.ndarray, width: float) -> np.ndarray:
     return np.clip(width / 2 + 0.5 - distance, 0, 1)
 
 
-def hair_strands(gray: np.ndarray, hair: np.ndarray, iod: float, share: float, width: float) -> np.ndarray:
-    """Strand lines inside the hair (float alpha): long thin dark creases of the photo's hair, thinned."""
-    creases = xdog(gray, 1.2 * iod / 64, 0.01) & cv2.erode(hair, np.ones((3, 3), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(creases, connectivity=8)
+def tapered_lines(binary: np.ndarray, width: float, taper: float) -> np.ndarray:
+    """Lines along the centre lines of ``binary`` (anti-aliased float alpha), ``width`` wide but for their
+    last ``taper`` pixels, where they thin to a third like a brush stroke lifted off the page; closed lines
+    keep one width."""
+    skeleton = cv2.ximgproc.thinning(binary.astype(np.uint8) * 255) > 0
+    neighbours = cv2.filter2D(skeleton.astype(np.uint8), -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
+    ends = skeleton & (neighbours == 2)  # itself and one neighbour
+    to_end = cv2.distanceTransform((~ends).astype(np.uint8), cv2.DIST_L2, 3)
+    widths = np.where(skeleton, width * np.clip(0.3 + 0.7 * to_end / max(taper, 1e-3), 0.3, 1.0), 0).astype(np.float32)
+    nearby = cv2.dilate(widths, disc(width + 2))  # the widest line within reach of each pixel
+    distance = cv2.distanceTransform((~skeleton).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(nearby / 2 + 0.5 - distance, 0, 1)
+
+
+def hair_flow(gray: np.ndarray, hair: np.ndarray, iod: float) -> np.ndarray:
+    """The direction the photo's hair runs at every pixel (unit x, y vectors, H x W x 2): across its lightness
+    gradient, from the structure tensor over the hair, found at half size (the flow is smooth) and averaged
+    over a sixth of the inter-ocular distance."""
+    small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(hair.astype(np.float32), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
+    sigma = iod * 0.08
+    jxx, jxy, jyy = (cv2.GaussianBlur(g * inside, (0, 0), sigma) for g in (gx * gx, gx * gy, gy * gy))
+    doubled = cv2.resize(np.dstack([jyy - jxx, -2 * jxy]), (gray.shape[1], gray.shape[0]))  # the flow's angle, doubled
+    angle = 0.5 * np.arctan2(doubled[..., 1], doubled[..., 0])
+    return np.dstack([np.cos(angle), np.sin(angle)]).astype(np.float32)
+
+
+def along_flow(values: np.ndarray, flow: np.ndarray, length: float, within: np.ndarray, steps: int = 4) -> np.ndarray:
+    """``values`` averaged along the hair's ``flow`` over ``length`` pixels (a short line through each pixel),
+    where ``within`` is set (0 elsewhere; only that box is computed)."""
+    out = np.zeros_like(values)
+    x, y, w, h = cv2.boundingRect(within.astype(np.uint8))
+    if w == 0:
+        return out
+    pad = int(np.ceil(length / 2)) + 1
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    x1, y1 = min(x + w + pad, values.shape[1]), min(y + h + pad, values.shape[0])
+    box, direction = values[y0:y1, x0:x1], flow[y0:y1, x0:x1]
+    ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
+    total = box.copy()
+    for k in range(1, steps + 1):
+        reach = k * length / (2 * steps)
+        for sign in (-1.0, 1.0):
+            total += cv2.remap(box, xs + sign * reach * direction[..., 0], ys + sign * reach * direction[..., 1],
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    out[y0:y1, x0:x1] = total / (2 * steps + 1)
+    return out
+
+
+def hair_strands(gray: np.ndarray, hair: np.ndarray, flow: np.ndarray, iod: float, share: float,
+                 width: float) -> np.ndarray:
+    """Strand lines inside the hair (float alpha): the photo's dark creases averaged along the hair's flow (so
+    they run with it and join up), the long ones kept, thinned and tapered."""
+    sigma = 1.2 * iod / 64
+    crease = cv2.GaussianBlur(gray, (0, 0), sigma * 1.6) - cv2.GaussianBlur(gray, (0, 0), sigma)  # > 0: darker
+    inside = cv2.erode(hair, np.ones((3, 3), np.uint8)) > 0
+    creases = (along_flow(crease, flow, iod * STRAND_REACH, inside) > 0.006) & inside
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(creases.astype(np.uint8), connectivity=8)
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
     long_enough = np.flatnonzero(extent >= iod * 0.3) + 1
     kept = np.zeros(count, bool)
     kept[long_enough[np.argsort(-extent[long_enough - 1])][: int(np.ceil(len(long_enough) * share))]] = True
-    return even_lines(kept[labels], width)
+    return tapered_lines(kept[labels], width, iod * LINE_TAPER)
 
 
-def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: float) -> np.ndarray:
-    """A comb-shaped crescent on the top of the head, inside the hair."""
+def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, flow: np.ndarray, rng_phase: float) -> np.ndarray:
+    """A crescent of sheen on the top of the head, inside the hair, its edges combed along the hair's flow:
+    streaks of noise (seeded by ``rng_phase``) drawn out along the flow lengthen or cut it."""
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
     centre = (face.points[468] + face.points[473]) / 2 + face.up * face.iod * 0.2
     dx, dy = xs - centre[0], ys - centre[1]
@@ -537,9 +598,12 @@ def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: flo
     along_right = dx * face.right[0] + dy * face.right[1]
     radius = np.hypot(along_up / 1.25, along_right) / face.iod
     angle = np.arctan2(along_right, along_up)
-    band = (radius > 1.05) & (radius < 1.3) & (np.abs(angle) < 1.0)
-    comb = np.sin(angle * 9 + rng_phase) + (radius - 1.05) * 6 > -0.2
-    mask = (band & comb & (hair > 0)).astype(np.float32)
+    zone = (np.abs(radius - 1.17) < 0.2) & (np.abs(angle) < 1.0) & (hair > 0)
+    noise = np.random.default_rng(int(rng_phase * 1e4)).standard_normal(shape[:2]).astype(np.float32)
+    streaks = along_flow(cv2.GaussianBlur(noise, (0, 0), 1.0), flow, face.iod * 0.6, zone)
+    streaks /= max(float(streaks[zone].std()), 1e-6) if zone.any() else 1.0
+    comb = streaks * 0.1 - np.abs(radius - 1.17) > -0.08  # a band 0.16 wide, its teeth up to 0.1 further out
+    mask = (comb & zone).astype(np.float32)
     return cv2.GaussianBlur(mask, (0, 0), 0.8)
 
 
@@ -709,7 +773,8 @@ def draw_nose(canvas: np.ndarray, face: FaceFrame, ink, line: float, light_from_
 
 def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: np.ndarray, face: FaceFrame | None,
                  width: float, scale: float) -> np.ndarray:
-    """Clean outlines of one width (float alpha): silhouette, skin border, jaw, XDoG lines off the skin and hair."""
+    """Clean outlines (float alpha): silhouette, skin border, jaw, XDoG lines off the skin and hair; ``width`` wide
+    (it follows the face's size), open lines and the jaw tapered toward their ends."""
     shape = gray.shape
     lines = np.zeros(shape, np.uint8)
     for region in (person > 0.5, skin > 0):
@@ -723,10 +788,13 @@ def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: n
     detail &= off_skin & (person > 0.5).astype(np.uint8) & (1 - hair)
     iod = face.iod if face else shape[0] / 4.0
     lines |= remove_specks(detail, iod * 0.35, iod * 0.2)
-    alpha = even_lines(lines, width)
+    alpha = tapered_lines(lines, width, iod * LINE_TAPER)
     if face is not None:
         near_skin = cv2.dilate(skin, np.ones((odd(width * 3),) * 2, np.uint8)).astype(np.float32)
-        alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(face.points[JAW], 48), width) * near_skin)
+        jaw = smooth_curve(face.points[JAW], 48)
+        along = np.linspace(0, np.pi, len(jaw))
+        jaw_line = polygon_mask(shape, tapered_polygon(jaw, width * (0.3 + 0.7 * np.sin(along) ** 0.5)))
+        alpha = np.maximum(alpha, jaw_line * near_skin)
     return alpha
 
 
@@ -801,6 +869,7 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
     gray_photo = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     strand_width = max(0.8, params["line_width"] * iod * 0.6)
     hair_colour = None  # a beard is drawn in the hair's colour (its own lightness): never a grey of skin and hair
+    flow = hair_flow(gray_photo, hair | beard, iod)
     for region, tones in ((hair, int(params["hair_tones"])), (beard, 2)):
         if region.sum() <= 20:
             continue
@@ -808,9 +877,9 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
         hair_colour = base[1:]
         paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
         if face is not None and region is hair:
-            highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
+            highlight = hair_highlight_band(shape, face, hair, flow, params["highlight_phase"])
             paint(canvas, highlight * params["hair_highlight"], lab_colour(base + [22.0, 0.0, 0.0]))
-        strands = hair_strands(gray_photo, region, iod, params["strands"], strand_width)
+        strands = hair_strands(gray_photo, region, flow, iod, params["strands"], strand_width)
         paint(canvas, strands * 0.8, lab_colour(base * [0.45, 1.0, 1.0]))
 
     ink = lab_colour(style.ink_lab)
