@@ -1,10 +1,11 @@
 """The ``webtoon`` teacher: draws the toon side of a pair from a photo, the way a webtoon artist would.
 
 Flat skin in the person's own tone with one or two cel-shadow tones and a lit tone that follow the
-photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, eyes (lash line,
-iris, highlight), nose and mouth drawn from the 478-point face mesh, hair and
-clothes in a few flat tones with strand lines and a highlight band, a beard in the hair's colour, glasses
-as clean frames where the photo has them, clean outlines of one weight, and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
+photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, layered eyes (tapered
+lash line, an iris darker under the lid, two catch-lights), nose and mouth drawn from the 478-point face mesh,
+hair and clothes in a few flat tones with strands and a sheen band along the hair's flow, a beard in the hair's
+colour, glasses as clean frames where the photo has them, clean outlines as wide as a share of the face that
+taper at their ends, and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
 each sample draws its values from ``sample.rng("teacher")`` and records them in its provenance.
 
 Directions: ``real2toon`` makes the toon side from the real photo. ``toon2real`` makes the same
