@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from factory.teachers.webtoon import (EYES, FaceFrame, WebtoonConfig, along_flow, even_lines, hair_flow, hair_highlight_band,
-                                      hair_strands, iris_gradient, tapered_lines, to_lab)
+from factory.sample import Sample
+from factory.teachers.webtoon import (EYES, FaceFrame, WebtoonConfig, along_flow, even_lines, hair_flow,
+                                      hair_highlight_band, hair_strands, iris_gradient, tapered_lines, to_lab)
 from factory.teachers.webtoon_style import align_face
 
 
@@ -105,8 +106,6 @@ def test_irises_are_dark_under_the_lid_and_light_below():
 def test_each_drawn_eye_has_an_iris_gradient_and_two_catch_lights(astronaut):
     crop, points = astronaut
     teacher = WebtoonConfig(kind="webtoon", highlight_size=[0.3, 0.3], iris_scale=[1.1, 1.1]).build()
-    from factory.sample import Sample
-
     sample = Sample(key="eyes", index=0, seed=1, real=crop, mask=np.full(crop.shape[:2], 255, np.uint8))
     sample.meta["faces"] = {"side": "real", "scheme": "mediapipe478", "landmarks": points.tolist()}
     toon = teacher.draw(crop, sample)[0]
