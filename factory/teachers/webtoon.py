@@ -1,10 +1,11 @@
 """The ``webtoon`` teacher: draws the toon side of a pair from a photo, the way a webtoon artist would.
 
 Flat skin in the person's own tone with one or two cel-shadow tones and a lit tone that follow the
-photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, eyes (lash line,
-iris, highlight), nose and mouth drawn from the 478-point face mesh, hair and
-clothes in a few flat tones with strand lines and a highlight band, a beard in the hair's colour, glasses
-as clean frames where the photo has them, clean outlines of one weight, and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
+photo's forms (what keeps the drawing recognisable), brows in the photo's own shape, layered eyes (tapered
+lash line, an iris darker under the lid, two catch-lights), nose and mouth drawn from the 478-point face mesh,
+hair and clothes in a few flat tones with strands and a sheen band along the hair's flow, a beard in the hair's
+colour, glasses as clean frames where the photo has them, clean outlines as wide as a share of the face that
+taper at their ends, and a simplified background. Every drawing parameter is a range, from the style file or the recipe;
 each sample draws its values from ``sample.rng("teacher")`` and records them in its provenance.
 
 Directions: ``real2toon`` makes the toon side from the real photo. ``toon2real`` makes the same
@@ -36,13 +37,14 @@ log = logging.getLogger(__name__)
 # Mean fine-scale lightness detail (OpenCV Lab L, 5x5 mean of |L - its 1 px blur|) above which the lower
 # face is beard or stubble rather than skin: clean-shaven skin measures about 1, beards 3 or more.
 BEARD_TEXTURE = 2.0
-# Skin beyond the face oval (neck, ears, a bald scalp) keeps the forehead's hue within SKIN_HUE_SPREAD degrees
-# and SKIN_CHROMA_SHARE of its chroma, where that chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the shared
-# photos blonde hair is 9-25 degrees yellower than the face, grey hair under half as saturated, bald scalps
-# 1-5 degrees off.
+# Skin beyond the face oval (neck, ears, a bald scalp) keeps the hue of the bare skin nearby (a Gaussian over
+# SKIN_NEARBY of the inter-ocular distance) within SKIN_HUE_SPREAD degrees and SKIN_CHROMA_SHARE of its chroma,
+# where that chroma (CIELAB) is at least SKIN_HUE_CHROMA: on the shared photos blonde hair is 9-25 degrees
+# yellower than the face, grey hair under half as saturated, bald scalps 1-5 degrees off.
 SKIN_HUE_SPREAD = 9.0
 SKIN_CHROMA_SHARE = 0.65
 SKIN_HUE_CHROMA = 10.0
+SKIN_NEARBY = 0.4
 # Drawn skin's CIELAB hue range and chroma: faces in the shared photos measure hue 12-71 degrees and chroma
 # 11-36 in white light (4-6: black-and-white photos, kept as they are); coloured light (blue, green,
 # magenta) is drawn as the median face's hue, a saturated one at most the upper chroma.
@@ -55,6 +57,10 @@ SKIN_RELIT = (50.0, 20.0)  # hue and least chroma of skin whose hue the light mo
 CEL_SHAPES = 6
 CEL_SPECK = 0.005
 CEL_ROUNDING = 0.02
+# Open lines thin toward their ends over this share of the inter-ocular distance (their width is one too).
+LINE_TAPER = 0.25
+# Hair strands are the photo's creases averaged along the hair's flow over this share of the inter-ocular distance.
+STRAND_REACH = 0.5
 
 # Median skin colour of the face in real photos (OpenCV float Lab), measured by ``measure_webtoon`` on
 # 30 shared deepface photos; stands in for the person's skin where no face mesh is found.
@@ -309,13 +315,15 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
     beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
-    forehead = inner & face.above(shape, 9)  # beyond the oval, skin goes on as the forehead's, not the cheeks'
-    reference = np.median(lab[forehead], 0) if forehead.sum() > 50 else median
-    chroma = float(np.hypot(reference[1], reference[2]))
-    if chroma >= SKIN_HUE_CHROMA:  # blonde hair is yellower than the skin it frames, grey hair paler: never skin
-        hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(reference[2], reference[1]))
-        beyond &= (np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
-            np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE)
+    # Beyond the oval skin goes on in the colour of the nearest bare skin (a shaded temple as the shaded skin
+    # beside it, not as the lit forehead): blonde hair is yellower than the skin it frames, grey hair paler.
+    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), face.iod * SKIN_NEARBY)
+    nearby = cv2.GaussianBlur(lab[..., 1:] * inner[..., None], (0, 0), face.iod * SKIN_NEARBY)
+    nearby = np.where(weight[..., None] > 1e-4, nearby / np.maximum(weight, 1e-4)[..., None], median[1:])
+    chroma = np.hypot(nearby[..., 0], nearby[..., 1])
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(nearby[..., 1], nearby[..., 0]))
+    beyond &= (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
+        np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
     beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
@@ -501,19 +509,76 @@ def even_lines(binary: np.ndarray, width: float) -> np.ndarray:
     return np.clip(width / 2 + 0.5 - distance, 0, 1)
 
 
-def hair_strands(gray: np.ndarray, hair: np.ndarray, iod: float, share: float, width: float) -> np.ndarray:
-    """Strand lines inside the hair (float alpha): long thin dark creases of the photo's hair, thinned."""
-    creases = xdog(gray, 1.2 * iod / 64, 0.01) & cv2.erode(hair, np.ones((3, 3), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(creases, connectivity=8)
+def tapered_lines(binary: np.ndarray, width: float, taper: float) -> np.ndarray:
+    """Lines along the centre lines of ``binary`` (anti-aliased float alpha), ``width`` wide but for their
+    last ``taper`` pixels, where they thin to a third like a brush stroke lifted off the page; closed lines
+    keep one width."""
+    skeleton = cv2.ximgproc.thinning(binary.astype(np.uint8) * 255) > 0
+    neighbours = cv2.filter2D(skeleton.astype(np.uint8), -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
+    ends = skeleton & (neighbours == 2)  # itself and one neighbour
+    to_end = cv2.distanceTransform((~ends).astype(np.uint8), cv2.DIST_L2, 3)
+    widths = np.where(skeleton, width * np.clip(0.3 + 0.7 * to_end / max(taper, 1e-3), 0.3, 1.0), 0).astype(np.float32)
+    nearby = cv2.dilate(widths, disc(width + 2))  # the widest line within reach of each pixel
+    distance = cv2.distanceTransform((~skeleton).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(nearby / 2 + 0.5 - distance, 0, 1)
+
+
+def hair_flow(gray: np.ndarray, hair: np.ndarray, iod: float) -> np.ndarray:
+    """The direction the photo's hair runs at every pixel (unit x, y vectors, H x W x 2): across its lightness
+    gradient, from the structure tensor over the hair, found at half size (the flow is smooth) and averaged
+    over a sixth of the inter-ocular distance."""
+    small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(hair.astype(np.float32), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
+    sigma = iod * 0.08
+    jxx, jxy, jyy = (cv2.GaussianBlur(g * inside, (0, 0), sigma) for g in (gx * gx, gx * gy, gy * gy))
+    doubled = cv2.resize(np.dstack([jyy - jxx, -2 * jxy]), (gray.shape[1], gray.shape[0]))  # the flow's angle, doubled
+    angle = 0.5 * np.arctan2(doubled[..., 1], doubled[..., 0])
+    return np.dstack([np.cos(angle), np.sin(angle)]).astype(np.float32)
+
+
+def along_flow(values: np.ndarray, flow: np.ndarray, length: float, within: np.ndarray, steps: int = 4) -> np.ndarray:
+    """``values`` averaged along the hair's ``flow`` over ``length`` pixels (a short line through each pixel),
+    where ``within`` is set (0 elsewhere; only that box is computed)."""
+    out = np.zeros_like(values)
+    x, y, w, h = cv2.boundingRect(within.astype(np.uint8))
+    if w == 0:
+        return out
+    pad = int(np.ceil(length / 2)) + 1
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    x1, y1 = min(x + w + pad, values.shape[1]), min(y + h + pad, values.shape[0])
+    box, direction = values[y0:y1, x0:x1], flow[y0:y1, x0:x1]
+    ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
+    total = box.copy()
+    for k in range(1, steps + 1):
+        reach = k * length / (2 * steps)
+        for sign in (-1.0, 1.0):
+            total += cv2.remap(box, xs + sign * reach * direction[..., 0], ys + sign * reach * direction[..., 1],
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    out[y0:y1, x0:x1] = total / (2 * steps + 1)
+    return out
+
+
+def hair_strands(gray: np.ndarray, hair: np.ndarray, flow: np.ndarray, iod: float, share: float,
+                 width: float) -> np.ndarray:
+    """Strand lines inside the hair (float alpha): the photo's dark creases averaged along the hair's flow (so
+    they run with it and join up), the long ones kept, thinned and tapered."""
+    sigma = 1.2 * iod / 64
+    crease = cv2.GaussianBlur(gray, (0, 0), sigma * 1.6) - cv2.GaussianBlur(gray, (0, 0), sigma)  # > 0: darker
+    inside = cv2.erode(hair, np.ones((3, 3), np.uint8)) > 0
+    creases = (along_flow(crease, flow, iod * STRAND_REACH, inside) > 0.006) & inside
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(creases.astype(np.uint8), connectivity=8)
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
     long_enough = np.flatnonzero(extent >= iod * 0.3) + 1
     kept = np.zeros(count, bool)
     kept[long_enough[np.argsort(-extent[long_enough - 1])][: int(np.ceil(len(long_enough) * share))]] = True
-    return even_lines(kept[labels], width)
+    return tapered_lines(kept[labels], width, iod * LINE_TAPER)
 
 
-def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: float) -> np.ndarray:
-    """A comb-shaped crescent on the top of the head, inside the hair."""
+def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, flow: np.ndarray, rng_phase: float) -> np.ndarray:
+    """A crescent of sheen on the top of the head, inside the hair, its edges combed along the hair's flow:
+    streaks of noise (seeded by ``rng_phase``) drawn out along the flow lengthen or cut it."""
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
     centre = (face.points[IRISES[0]] + face.points[IRISES[1]]) / 2 + face.up * face.iod * 0.2
     dx, dy = xs - centre[0], ys - centre[1]
@@ -521,9 +586,12 @@ def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, rng_phase: flo
     along_right = dx * face.right[0] + dy * face.right[1]
     radius = np.hypot(along_up / 1.25, along_right) / face.iod
     angle = np.arctan2(along_right, along_up)
-    band = (radius > 1.05) & (radius < 1.3) & (np.abs(angle) < 1.0)
-    comb = np.sin(angle * 9 + rng_phase) + (radius - 1.05) * 6 > -0.2
-    mask = (band & comb & (hair > 0)).astype(np.float32)
+    zone = (np.abs(radius - 1.17) < 0.2) & (np.abs(angle) < 1.0) & (hair > 0)
+    noise = np.random.default_rng(int(rng_phase * 1e4)).standard_normal(shape[:2]).astype(np.float32)
+    streaks = along_flow(cv2.GaussianBlur(noise, (0, 0), 1.0), flow, face.iod * 0.6, zone)
+    streaks /= max(float(streaks[zone].std()), 1e-6) if zone.any() else 1.0
+    comb = streaks * 0.1 - np.abs(radius - 1.17) > -0.08  # a band 0.16 wide, its teeth up to 0.1 further out
+    mask = (comb & zone).astype(np.float32)
     return cv2.GaussianBlur(mask, (0, 0), 0.8)
 
 
@@ -544,8 +612,26 @@ def background_layer(image: np.ndarray, lab_smooth: np.ndarray, params: dict, sm
                       params["saturation"], odd(smooth * 1.5))
 
 
+def iris_gradient(shape, centre: np.ndarray, radius: float, up: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """The iris's colours (RGB float image, set around ``centre``): dark under the upper lid, lighter and a
+    little more saturated toward the bottom, as webtoon irises are painted."""
+    colour = np.zeros((*shape[:2], 3), np.float32)
+    x0, y0 = np.maximum(np.floor(centre - radius - 1).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(centre + radius + 2).astype(int), [shape[1], shape[0]])
+    if x1 <= x0 or y1 <= y0:
+        return colour
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    down = -((xs - centre[0]) * up[0] + (ys - centre[1]) * up[1]) / radius  # -1 at the top, 1 at the bottom
+    t = np.clip((down + 0.7) / 1.6, 0, 1)[..., None]
+    t = t * t * (3 - 2 * t)
+    dark = iris * np.array([0.5, 0.8, 0.8], np.float32)
+    light = np.array([min(iris[0] * 1.3 + 6, 75.0), iris[1] * 1.25, iris[2] * 1.25], np.float32)
+    colour[y0:y1, x0:x1] = to_rgb(dark + t * (light - dark))
+    return colour
+
+
 def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, params: dict, ink, line: float) -> None:
-    """Eye white, iris with pupil and highlight, thick upper lash line, lower lid and crease."""
+    """Eye white, iris (a gradient, pupil, ring, two catch-lights), thick tapered upper lash line, lower lid, crease."""
     upper_idx, lower_idx, iris_idx, ring_idx = eye
     pts = face.points
     shape = canvas.shape
@@ -571,20 +657,17 @@ def draw_eye(canvas: np.ndarray, photo_lab: np.ndarray, face: FaceFrame, eye, pa
     photo_iris = photo_lab[(iris_zone > 0.5) & (white > 0.5)]
     iris = np.median(photo_iris, 0) if len(photo_iris) else np.array([30.0, 5.0, 10.0])
     iris = np.array([np.clip(iris[0] * 0.8, 14, 45), iris[1] * 1.4, iris[2] * 1.4], np.float32)
-    disc = circle_mask(shape, centre, radius) * white
-    paint(canvas, disc, lab_colour(iris))
-    top = circle_mask(shape, centre - face.up * radius * 0.55, radius * 0.85) * disc
-    paint(canvas, top * 0.7, lab_colour(iris * [0.55, 0.8, 0.8]))
+    paint(canvas, circle_mask(shape, centre, radius) * white, iris_gradient(shape, centre, radius, face.up, iris))
     paint(canvas, circle_mask(shape, centre, radius * 0.42) * white, lab_colour(iris * [0.35, 0.6, 0.6]))
     ring = np.zeros(shape[:2], np.uint8)
     cv2.circle(ring, tuple(int(v) for v in np.round(centre * 16)), int(round(radius * 16)), 255,
                max(1, int(round(line * 0.6))), cv2.LINE_AA, shift=4)
     paint(canvas, ring.astype(np.float32) / 255.0 * white * 0.8, ink)
-    if params["highlight_size"] > 0.02:
-        spot = centre + (face.up - face.right * 0.8) * radius * 0.4
-        paint(canvas, circle_mask(shape, spot, radius * params["highlight_size"]) * white, HIGHLIGHT)
-        spot2 = centre - (face.up - face.right * 0.8) * radius * 0.35
-        paint(canvas, circle_mask(shape, spot2, radius * params["highlight_size"] * 0.45) * white * 0.8, HIGHLIGHT)
+    if params["highlight_size"] > 0.02:  # two catch-lights: the light's, upper and toward it, and a small reflection
+        towards = face.up - face.right * 0.8
+        size = radius * params["highlight_size"]
+        paint(canvas, circle_mask(shape, centre + towards * radius * 0.4, max(size, 1.2)) * white, HIGHLIGHT)
+        paint(canvas, circle_mask(shape, centre - towards * radius * 0.4, max(size * 0.5, 0.9)) * white * 0.9, HIGHLIGHT)
 
     s = np.linspace(1.0, 0.0, len(upper))  # 1 at the outer corner
     lash = params["lash_width"] * face.iod * (0.3 + 0.7 * s ** 0.6)
@@ -678,7 +761,8 @@ def draw_nose(canvas: np.ndarray, face: FaceFrame, ink, line: float, light_from_
 
 def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: np.ndarray, face: FaceFrame | None,
                  width: float, scale: float) -> np.ndarray:
-    """Clean outlines of one width (float alpha): silhouette, skin border, jaw, XDoG lines off the skin and hair."""
+    """Clean outlines (float alpha): silhouette, skin border, jaw, XDoG lines off the skin and hair; ``width`` wide
+    (it follows the face's size), open lines and the jaw tapered toward their ends."""
     shape = gray.shape
     lines = np.zeros(shape, np.uint8)
     for region in (person > 0.5, skin > 0):
@@ -692,10 +776,13 @@ def outline_mask(gray: np.ndarray, skin: np.ndarray, person: np.ndarray, hair: n
     detail &= off_skin & (person > 0.5).astype(np.uint8) & (1 - hair)
     iod = face.iod if face else shape[0] / 4.0
     lines |= remove_specks(detail, iod * 0.35, iod * 0.2)
-    alpha = even_lines(lines, width)
+    alpha = tapered_lines(lines, width, iod * LINE_TAPER)
     if face is not None:
         near_skin = cv2.dilate(skin, np.ones((odd(width * 3),) * 2, np.uint8)).astype(np.float32)
-        alpha = np.maximum(alpha, stroke_mask(shape, smooth_curve(face.points[JAW], 48), width) * near_skin)
+        jaw = smooth_curve(face.points[JAW], 48)
+        along = np.linspace(0, np.pi, len(jaw))
+        jaw_line = polygon_mask(shape, tapered_polygon(jaw, width * (0.3 + 0.7 * np.sin(along) ** 0.5)))
+        alpha = np.maximum(alpha, jaw_line * near_skin)
     return alpha
 
 
@@ -770,6 +857,7 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
     gray_photo = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     strand_width = max(0.8, params["line_width"] * iod * 0.6)
     hair_colour = None  # a beard is drawn in the hair's colour (its own lightness): never a grey of skin and hair
+    flow = hair_flow(gray_photo, hair | beard, iod)
     for region, tones in ((hair, int(params["hair_tones"])), (beard, 2)):
         if region.sum() <= 20:
             continue
@@ -777,9 +865,9 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
         hair_colour = base[1:]
         paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
         if face is not None and region is hair:
-            highlight = hair_highlight_band(shape, face, hair, params["highlight_phase"])
+            highlight = hair_highlight_band(shape, face, hair, flow, params["highlight_phase"])
             paint(canvas, highlight * params["hair_highlight"], lab_colour(base + [22.0, 0.0, 0.0]))
-        strands = hair_strands(gray_photo, region, iod, params["strands"], strand_width)
+        strands = hair_strands(gray_photo, region, flow, iod, params["strands"], strand_width)
         paint(canvas, strands * 0.8, lab_colour(base * [0.45, 1.0, 1.0]))
 
     ink = lab_colour(style.ink_lab)
