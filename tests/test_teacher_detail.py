@@ -10,7 +10,7 @@ import pytest
 from factory.sample import Sample
 from factory.teachers.webtoon import (EYES, FaceFrame, WebtoonConfig, along_flow, even_lines, hair_flow,
                                       hair_highlight_band, hair_strands, iris_gradient, tapered_lines, to_lab)
-from factory.teachers.webtoon_style import align_face
+from factory.teachers.webtoon_fit import align_face
 
 
 @pytest.fixture(scope="module")
