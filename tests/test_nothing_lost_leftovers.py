@@ -310,7 +310,7 @@ def test_stylegan2_adaptation_removes_its_killed_exports_temporary_files_and_not
     is removed by the next run: only the output's own, and only one whose writer is gone."""
     import fcntl
 
-    from factory.adapt.training import adapt
+    from adapt.training import adapt
 
     config = settings(base, tmp_path, steps=2, checkpoint_every=2, validate_every=0)
     stale = tmp_path / ".toon.safetensors.89abcdef.tmp.safetensors"  # the export a SIGKILL cut short
@@ -332,7 +332,7 @@ def test_stylegan2_adaptation_removes_its_killed_exports_temporary_files_and_not
 def test_stylegan2_adaptation_names_its_output_only_once_it_reads_back(base, tmp_path, monkeypatch):
     import safetensors.torch
 
-    from factory.adapt.training import adapt
+    from adapt.training import adapt
 
     real = safetensors.torch.save_file
 
@@ -446,11 +446,11 @@ def test_a_curate_lock_whose_holder_was_killed_is_taken_over(tmp_path):
     killed while holding its folder leaves a lock file that the next run takes over (the case had no test)."""
     import subprocess
 
-    from factory.curate.store import locked
+    from curate.store import locked
 
     folder = tmp_path / "curated"
     killed = subprocess.run([sys.executable, "-c", "import os, signal, sys\nfrom pathlib import Path\n"
-                             "from factory.curate.store import locked\n"
+                             "from curate.store import locked\n"
                              "with locked(Path(sys.argv[1])):\n    os.kill(os.getpid(), signal.SIGKILL)\n", str(folder)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr
