@@ -44,6 +44,8 @@ class DistillConfig(Strict):
     l1_weight: float = Field(100.0, ge=0.0)
     ink_weight: float = Field(0.0, ge=0.0, description="extra L1 weight on the target's ink lines (strokes darker "
                               "than their surround): 4 counts a line pixel five times")
+    gradient_weight: float = Field(0.0, ge=0.0, description="extra L1 between the output's and the target's "
+                                   "neighbour differences (x and y), in l1 units: texture costs where the teacher is flat")
     steps: int = Field(2000, ge=1, description="optimizer steps")
     batch_size: int = Field(8, ge=1, description="per device, per accumulation step")
     gradient_accumulation: int = Field(1, ge=1)
@@ -68,6 +70,8 @@ class DistillConfig(Strict):
     scale_jitter: float = Field(0.1, ge=0.0, le=0.5, description="random scale/shift of both sides")
     colour_jitter: float = Field(0.0, ge=0.0, le=1.0, description="random hue turn (up to 60 degrees x this) and "
                                  "saturation scale (1 +- this / 2) of both sides: colours the people never had")
+    input_grain: float = Field(0.0, ge=0.0, le=1.0, description="film grain added to the photo side only, its "
+                               "standard deviation drawn per pair up to this (in -1..1 units): texture the target never has")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -104,19 +104,38 @@ def train_loader(config: DistillConfig, data_dir: Path, seed_offset: int = 0):
     seed = config.seed + seed_offset + 7919 * state.process_index  # a stream of its own per process
     cached = PairCache.load(config, data_dir)
     batches = cached.batches(seed) if cached is not None else _stream(config, data_dir, seed_offset, state.num_processes)
-    if config.colour_jitter > 0:
-        return recoloured(batches, config.colour_jitter, seed)
+    if config.colour_jitter > 0 or config.input_grain > 0:
+        return jittered(batches, config.colour_jitter, config.input_grain, seed)
     return batches
 
 
-def recoloured(batches, strength: float, seed: int):
-    """``batches`` with each pair's colours turned and its saturation scaled, both sides alike."""
+def jittered(batches, colour: float, grain: float, seed: int):
+    """``batches`` with each pair's colours turned and its saturation scaled, both sides alike, and
+    grain added to the photo side only (the target stays flat: the student learns to drop texture)."""
     import torch
 
     generator = torch.Generator().manual_seed(seed + 104729)
     for source, target in batches:
-        matrix = colour_matrices(len(source), strength, generator)
-        yield recolour(source, matrix), recolour(target, matrix)
+        if colour > 0:
+            matrix = colour_matrices(len(source), colour, generator)
+            source, target = recolour(source, matrix), recolour(target, matrix)
+        if grain > 0:
+            source = grained(source, grain, generator)
+        yield source, target
+
+
+def grained(images, strength: float, generator):
+    """Images (-1..1, N x 3 x H x W) plus grey film grain: fine (per pixel) and coarse (4 px blotches)
+    noise whose standard deviation is drawn per image from 0..``strength``."""
+    import torch
+    import torch.nn.functional as F
+
+    count, _, height, width = images.shape
+    sigma = torch.rand(count, 1, 1, 1, generator=generator) * strength
+    fine = torch.randn(count, 1, height, width, generator=generator)
+    coarse = torch.randn(count, 1, -(-height // 4), -(-width // 4), generator=generator)
+    coarse = F.interpolate(coarse, scale_factor=4, mode="bilinear", align_corners=False)[..., :height, :width]
+    return (images + sigma.to(images) * (fine + 2 * coarse).to(images) / 2).clamp(-1, 1)
 
 
 # RGB <-> YIQ: luma and two chroma axes; a turn of the chroma plane changes hue, a scale saturation.

@@ -230,6 +230,13 @@ def ink_lines(images, width: int = 7, depth: float = 0.15):
     return ((closed - grey) > 2 * depth).float()
 
 
+def gradient_error(output, target):
+    """Mean L1 between the horizontal and vertical neighbour differences of two NCHW batches."""
+    dx = (output.diff(dim=-1) - target.diff(dim=-1)).abs().mean()
+    dy = (output.diff(dim=-2) - target.diff(dim=-2)).abs().mean()
+    return 0.5 * (dx + dy)
+
+
 class Trainer:
     """One training run: models, optimizers, data and the loop, reading top to bottom in :meth:`run`."""
 
@@ -400,6 +407,10 @@ class Trainer:
                     error = error * (1 + config.ink_weight * ink_lines(target))
                 loss_g = config.l1_weight * error.mean()
                 losses["l1"] = l1.detach()
+                if config.gradient_weight > 0:
+                    gradient = gradient_error(fake.float(), target)
+                    loss_g = loss_g + config.l1_weight * config.gradient_weight * gradient
+                    losses["gradient"] = gradient.detach()
                 if self.adversarial:
                     # The generator's loss sees the discriminator frozen and outside DDP's hooks.
                     plain_d = accelerator.unwrap_model(self.discriminator)

@@ -274,7 +274,7 @@ def test_ink_lines_are_thin_dark_strokes_and_weigh_more_in_the_loss(dataset, tmp
 
 
 def test_colour_jitter_turns_both_sides_alike_and_keeps_grey_grey(dataset, tmp_path):
-    from distill.data import colour_matrices, recolour, recoloured
+    from distill.data import colour_matrices, jittered, recolour
 
     grey = torch.linspace(-1, 1, 5).view(1, 1, 5, 1).expand(1, 3, 5, 4)
     matrix = colour_matrices(1, 1.0, torch.Generator().manual_seed(0))
@@ -287,7 +287,7 @@ def test_colour_jitter_turns_both_sides_alike_and_keeps_grey_grey(dataset, tmp_p
     assert torch.allclose(luma, luma[0], atol=1e-4)  # lightness stays
     assert torch.allclose(recolour(red, colour_matrices(1, 0.0, torch.Generator())), red, atol=1e-5)
     images = torch.rand(4, 3, 8, 8) * 2 - 1
-    source, target = next(recoloured(iter([(images, images.clone())]), 0.8, seed=1))
+    source, target = next(jittered(iter([(images, images.clone())]), 0.8, 0.0, seed=1))
     assert torch.equal(source, target) and not torch.allclose(source, images)
     records = []
     train(tiny(steps=2, colour_jitter=0.5, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: records.append(r))
@@ -303,3 +303,28 @@ def test_learning_rate_holds_then_falls_linearly_to_zero_over_the_last_share_of_
     assert all(a > b for a, b in zip(rates[50:], rates[51:]))  # falling every step of the last half
     assert rates[-1] == pytest.approx(1e-3 / 50) and rates[75] == pytest.approx(0.5e-3)
     assert {learning_rate(tiny(steps=100, lr=1e-3), step) for step in range(100)} == {1e-3}
+
+
+def test_gradient_loss_charges_texture_where_the_target_is_flat(dataset, tmp_path):
+    from distill.train import gradient_error
+
+    flat = torch.zeros(1, 3, 16, 16)
+    grainy = flat + 0.2 * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    shifted = flat + 0.5  # the wrong tone but no texture: L1's business, not this loss's
+    assert gradient_error(grainy, flat) > 0.1 and gradient_error(shifted, flat) == 0
+    records = []
+    train(tiny(steps=2, gradient_weight=1.0, save_every=100), dataset, tmp_path, on_step=lambda s, t, r: records.append(r))
+    assert records[-1]["gradient"] > 0 and records[-1]["loss_g"] > 100 * (records[-1]["l1"] + records[-1]["gradient"]) * 0.99
+
+
+def test_input_grain_roughens_the_photo_side_only():
+    from distill.data import grained, jittered
+
+    images = torch.zeros(4, 3, 32, 32)
+    source, target = next(jittered(iter([(images, images.clone())]), 0.0, 0.3, seed=1))
+    assert torch.equal(target, images)
+    per_image = source.std(dim=(1, 2, 3))
+    assert per_image.max() > 0.05 and per_image.max() < 0.3 and len(set(per_image.tolist())) == 4  # strength per pair
+    assert torch.allclose(source[:, 0], source[:, 1])  # grey grain: no colour speckle
+    odd = grained(torch.zeros(1, 3, 30, 18), 0.5, torch.Generator().manual_seed(0))
+    assert odd.shape == (1, 3, 30, 18) and odd.abs().max() <= 1
