@@ -446,7 +446,7 @@ class Inference:
 
         image = frame.image
         for matrix, styled in zip(frame.matrices, frame.outputs):
-            image = paste_back(image, styled, matrix)
+            image = paste_back(image, styled, matrix, oval=True)
         return image
 
     def _write(self, inputs: int, on_frame: Callable[[int, int, int], None] | None) -> None:

@@ -376,14 +376,25 @@ def invert_matrix(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(matrix)
 
 
+def head_oval(side: int) -> np.ndarray:
+    """Weights (side x side, 0..1) of an aligned crop's head: 1 inside an oval about the face and
+    hair (centre a little above the crop's, 0.8 x its semi-axes), falling smoothly to 0 at its edge."""
+    grid = (np.arange(side, dtype=np.float32) + 0.5) / side
+    distance = np.hypot((grid[None, :] - 0.5) / 0.42, (grid[:, None] - 0.46) / 0.47)
+    ramp = np.clip((1.0 - distance) / 0.2, 0.0, 1.0)
+    return ramp * ramp * (3 - 2 * ramp)
+
+
 def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray, feather: float = 0.1,
-               crop_size: int | None = None) -> np.ndarray:
+               crop_size: int | None = None, oval: bool = False) -> np.ndarray:
     """``image`` with an aligned crop (made by ``crop(image, matrix, crop_size)``) put back where it came from.
 
     The crop is blended in through a mask that fades to zero over ``feather`` × the crop side at
     the crop's edges, so no seam shows, and is zero where the crop was padding (outside the image).
     ``crop_size`` is the side the crop was made at, when the processed crop has since been resized
-    (a teacher working at another resolution).
+    (a teacher working at another resolution). ``oval`` blends only the head: an upright oval about
+    the aligned face and its hair, fading out over its outer fifth, so a drawn background never
+    shows as a box on the photo.
     """
     side = processed_crop.shape[0]
     if processed_crop.shape[1] != side:
@@ -397,6 +408,8 @@ def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray
     ramp1d = ramp1d * ramp1d * (3 - 2 * ramp1d)
     picture = cv2.erode(in_frame(image.shape, matrix / scale, side), np.ones((3, 3), np.uint8))  # not next to padding
     mask = np.minimum(ramp1d[:, None], ramp1d[None, :]) * picture
+    if oval:
+        mask = mask * head_oval(side)
     # only the crop's footprint is warped and blended: the rest of the image is copied as it is
     corners = transform_points(np.array([[0, 0], [side, 0], [0, side], [side, side]], np.float64), to_image)
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)

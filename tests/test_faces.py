@@ -119,6 +119,19 @@ def test_paste_back_changes_only_the_crop_region_with_a_feathered_edge():
     assert len(ramp) >= 4
 
 
+def test_an_oval_paste_blends_the_head_and_leaves_the_crop_corners_as_they_were():
+    image = np.full((200, 200, 3), 40, np.uint8)
+    kp = np.array([[80.0, 80.0], [120.0, 80.0], [100.0, 100.0], [85.0, 120.0], [115.0, 120.0]])
+    matrix = faces.alignment_matrix(kp, 64)
+    white = np.full((64, 64, 3), 240, np.uint8)
+    to_image = faces.invert_matrix(matrix)
+    centre, corner = faces.transform_points(np.array([[32.0, 30.0], [8.0, 8.0]]), to_image).round().astype(int)
+    square, oval = (faces.paste_back(image, white, matrix, oval=shape) for shape in (False, True))
+    assert square[centre[1], centre[0], 0] == oval[centre[1], centre[0], 0] == 240
+    assert square[corner[1], corner[0], 0] > 200 and oval[corner[1], corner[0], 0] == 40  # no box around the head
+    assert (oval <= square).all()
+
+
 def test_alignment_round_trip_of_points():
     kp = np.array([[80.0, 70.0], [124.0, 78.0], [100.0, 95.0], [84.0, 114.0], [112.0, 119.0]])
     matrix = faces.alignment_matrix(kp, 256, margin=1.2)
