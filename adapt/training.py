@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from factory.config import Strict
 from factory.errors import UserError
 from factory.files import refuse_link, remove_debris, remove_staged, subfolder, write_atomic
 from factory.images import IMAGE_SUFFIXES, BadImage, list_images, read_image
+from factory.training import CheckpointFolder, grid, load_optimizer, optimizer_state
 
 log = logging.getLogger(__name__)
 
@@ -98,49 +98,8 @@ def read_examples(folder: Path, field: str) -> list[Example]:
     return examples
 
 
-def grid(images: list[np.ndarray], columns: int = 4) -> np.ndarray:
-    """Equally sized RGB images in rows of ``columns`` (the last row padded black)."""
-    columns = min(columns, len(images))
-    rows = -(-len(images) // columns)
-    blank = np.zeros_like(images[0])
-    cells = images + [blank] * (rows * columns - len(images))
-    return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)])
-
-
-def optimizer_state(optimizer, prefix: str) -> tuple[dict, dict]:
-    """An optimizer's state as (tensors keyed ``prefix.INDEX.NAME``, the JSON-able rest)."""
-    state = optimizer.state_dict()
-    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if hasattr(value, "detach"):
-                tensors[f"{prefix}.{index}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                plain["state"].setdefault(str(index), {})[name] = value
-    return tensors, plain
-
-
-def load_optimizer(optimizer, tensors: dict, plain: dict, prefix: str) -> None:
-    """Restore what :func:`optimizer_state` saved."""
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith(prefix + "."):
-            index, name = key[len(prefix) + 1:].split(".", 1)
-            state.setdefault(int(index), {})[name] = value
-    for index, values in plain["state"].items():
-        state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": plain["param_groups"]})
-
-
-class Checkpoints:
-    """The complete ``step_*`` folders under ``root``, oldest first (a link there is none: never read, never pruned)."""
-
-    def __init__(self, root: Path, keep: int):
-        self.root, self.keep = Path(root), keep
-
-    def all(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("step_*")
-                      if p.is_dir() and not p.is_symlink() and not p.name.endswith(".tmp"))
+class Checkpoints(CheckpointFolder):
+    """An adaptation's checkpoints: one safetensors file and one JSON record each."""
 
     def resolve(self, resume: str | None, field: FieldName) -> Path | None:
         """``latest`` (None when there is none yet), a checkpoint folder, or None to start afresh."""
@@ -160,20 +119,10 @@ class Checkpoints:
     def save(self, step: int, tensors: dict, record: dict) -> Path:
         from factory.files import save_tensors
 
-        final = self.root / f"step_{step:07d}"
-        staging = final.with_name(final.name + ".tmp")
-        subfolder(self.root.parent, self.root.name)
-        if refuse_link(staging).exists():
-            shutil.rmtree(staging)
-        staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
+        staging = self.start(step)
         save_tensors(tensors, staging / STATE_TENSORS)
         (staging / STATE_RECORD).write_text(json.dumps(record, indent=1))
-        if refuse_link(final).exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-        for old in self.all()[:-self.keep]:
-            shutil.rmtree(old)
-        return final
+        return self.finish(step)
 
     @staticmethod
     def load(path: Path) -> tuple[dict, dict]:
@@ -291,11 +240,7 @@ class Adaptation:
         return Path(self.config.out)
 
     def diverged(self, losses: dict[str, float]) -> None:
-        found = self.checkpoints.all()
-        kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved yet"
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        raise UserError(f"{self.field('lr')}: training diverged at step {self.step + 1} ({shown}); {kept}. "
-                        "Lower the learning rate, then resume.")
+        raise self.checkpoints.diverged(self.field("lr"), self.step + 1, losses, "Lower the learning rate, then resume.")
 
     def validate(self) -> None:
         from factory.images import encode_png
@@ -303,7 +248,7 @@ class Adaptation:
         images = self.samples()
         if not self.accelerator.is_main_process:
             return
-        sheet = grid(images)
+        sheet = grid(images, columns=4)
         write_atomic(subfolder(self.work, "validation") / f"step_{self.step:07d}.png", encode_png(sheet))
         self.tracker.report_image("validation", "samples", sheet, self.step)
 

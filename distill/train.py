@@ -26,6 +26,8 @@ import numpy as np
 
 from distill.config import DistillConfig
 from factory.errors import Interrupted, UserError
+from factory.training import CheckpointFolder, load_optimizer, optimizer_state
+from factory.training import grid as sample_grid
 from factory.files import (FolderLock, append_text, folder_entries, output_folder, refuse_link, staged, subfolder,
                            write_atomic)
 
@@ -39,21 +41,19 @@ TRAINING_FORMAT = "toonfactory-training/1"
 OWN_OUTPUTS = ("checkpoints", "validation", "metrics.jsonl")
 
 
-class TrainingDiverged(UserError):
-    """A loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+def checkpoint_folder(out_dir: Path, keep: int | None = None) -> CheckpointFolder:
+    return CheckpointFolder(Path(out_dir) / "checkpoints", keep)
 
 
 def checkpoints(out_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``out_dir``, oldest first (a link there is none: never read, never pruned)."""
-    root = Path(out_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.is_symlink() and not p.name.endswith(".tmp"))
+    """Complete checkpoints under ``out_dir``, oldest first."""
+    return checkpoint_folder(out_dir).all()
 
 
 def resolve_resume(resume: str, out_dir: Path) -> Path | None:
     """``latest`` (None when there is no checkpoint yet) or a checkpoint directory that can be resumed."""
     if resume == "latest":
-        found = checkpoints(out_dir)
-        return found[-1] if found else None
+        return checkpoint_folder(out_dir).latest()
     path = Path(resume)
     if not (path / STUDENT_CONFIG).is_file():
         raise UserError(f"{path}: --resume is not a training checkpoint (no {STUDENT_CONFIG}); use `latest` or a checkpoints/step_* folder")
@@ -108,11 +108,6 @@ def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int =
     return folder
 
 
-def image_grid(rows: list[list[np.ndarray]]) -> np.ndarray:
-    """Rows of equally sized RGB images as one image."""
-    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
@@ -162,22 +157,6 @@ def flatten(state: dict, prefix: str) -> dict:
 
 def unflatten(tensors: dict, prefix: str) -> dict:
     return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
-
-
-def _grouped(state: dict) -> dict[str, dict]:
-    """``{"0.exp_avg": t, ...}`` as ``{"0": {"exp_avg": t}, ...}`` (an optimizer's per-parameter state)."""
-    grouped: dict[str, dict] = {}
-    for key, value in state.items():
-        index, name = key.split(".", 1)
-        grouped.setdefault(index, {})[name] = value
-    return grouped
-
-
-def _groups(saved: list[dict], optimizer) -> list[dict]:
-    """Saved param groups, with the tuples JSON turned into lists made tuples again."""
-    current = optimizer.state_dict()["param_groups"]
-    return [{k: tuple(v) if isinstance(now.get(k), tuple) else v for k, v in group.items()}
-            for group, now in zip(saved, current)]
 
 
 def random_states() -> tuple[dict, dict]:
@@ -314,14 +293,11 @@ class Trainer:
             rng = load_file(str(Path(path) / f"rng_{self.accelerator.process_index}.safetensors"))
         except (OSError, SafetensorError) as exc:
             raise UserError(f"--resume {path}: cannot read its states ({exc})") from None
-        device = self.accelerator.device
         for name, module in self._modules().items():
             module.load_state_dict(unflatten(tensors, name + "."))
         for name, optimizer in self._optimizers().items():
-            state = unflatten(tensors, name + ".")
-            optimizer.load_state_dict({"state": {int(i): {k: v.to(device) if k != "step" else v for k, v in entry.items()}
-                                                 for i, entry in _grouped(state).items()},
-                                       "param_groups": _groups(record[name], optimizer)})
+            plain = record[name]  # a list: the param groups alone, as checkpoints before factory.training wrote them
+            load_optimizer(optimizer, tensors, plain if isinstance(plain, dict) else {"param_groups": plain, "state": {}}, name)
         if self.accelerator.scaler is not None and record.get("scaler"):
             self.accelerator.scaler.load_state_dict(record["scaler"])
         set_random_states(rng, read_json_record(Path(path) / f"rng_{self.accelerator.process_index}.json"))
@@ -331,14 +307,10 @@ class Trainer:
         """Write a complete checkpoint for the current step; prune the oldest beyond the limit."""
         from factory.files import save_tensors
 
-        final = self.out_dir / "checkpoints" / f"step_{self.step_count:07d}"
-        staging = final.with_name(final.name + ".tmp")
-        main = self.accelerator.is_main_process
+        folder = checkpoint_folder(self.out_dir, self.config.keep_checkpoints)
+        staging, main = folder.staging(self.step_count), self.accelerator.is_main_process
         if main:
-            subfolder(self.out_dir, "checkpoints")
-            if refuse_link(staging).exists():
-                shutil.rmtree(staging)
-            staging.mkdir()  # a fresh folder of this run's: the files below are written into it only
+            folder.start(self.step_count)
         self.accelerator.wait_for_everyone()
         tensors, record = random_states()
         save_tensors(tensors, staging / f"rng_{self.accelerator.process_index}.safetensors")
@@ -352,23 +324,16 @@ class Trainer:
                       "distill": self.config.model_dump(mode="json"),
                       "scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None}
             for name, optimizer in self._optimizers().items():
-                state = optimizer.state_dict()
-                tensors.update(flatten({f"{i}.{k}": v for i, entry in state["state"].items() for k, v in entry.items()},
-                                       name + "."))
-                record[name] = [{k: v for k, v in group.items()} for group in state["param_groups"]]
+                saved, record[name] = optimizer_state(optimizer, name)
+                tensors.update(saved)
             save_tensors(tensors, staging / TRAINING_TENSORS)
             (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=1))
             weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
             save_tensors(weights, staging / STUDENT_WEIGHTS)
             (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.step_count), indent=2))
-            if refuse_link(final).exists():
-                shutil.rmtree(final)
-            staging.rename(final)
-            for old in checkpoints(self.out_dir)[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old)
-            log.info("saved checkpoint %s", final)
+            log.info("saved checkpoint %s", folder.finish(self.step_count))
         self.accelerator.wait_for_everyone()
-        return final
+        return folder.final(self.step_count)
 
     # -- one optimizer step ----------------------------------------------------------------------
 
@@ -449,13 +414,9 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
 
     def _diverged(self, losses: dict[str, float]) -> None:
-        found = checkpoints(self.out_dir)
-        kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved yet"
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        raise TrainingDiverged(
-            f"{self.out_dir}: training diverged at step {self.step_count + 1} (non-finite loss: {shown}); {kept}. "
-            "Lower distill.lr, raise distill.grad_clip or use distill.mixed_precision=no, then --resume latest."
-        )
+        raise checkpoint_folder(self.out_dir).diverged(
+            str(self.out_dir), self.step_count + 1, losses,
+            "Lower distill.lr, raise distill.grad_clip or use distill.mixed_precision=no, then --resume latest.")
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -478,7 +439,7 @@ class Trainer:
             self.identity_scores = pair_scores([source for _, source, _ in pairs], pairs, "identity_")
         metrics = {**pair_scores(outputs, pairs, ""), **self.identity_scores}
         shown = pairs[: self.config.val_images]
-        grid = image_grid([[s for _, s, _ in shown], [t for _, _, t in shown], outputs[: len(shown)]])
+        grid = sample_grid([s for _, s, _ in shown] + [t for _, _, t in shown] + outputs[: len(shown)], len(shown))
         write_atomic(subfolder(self.out_dir, "validation") / f"step_{self.step_count:07d}.png", encode_png(grid))
         if self.tracker is not None:
             for name, value in metrics.items():

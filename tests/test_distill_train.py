@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import toon_of, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
-from distill.train import TrainingDiverged, checkpoints, train  # noqa: E402
+from distill.train import checkpoints, train  # noqa: E402
+from factory.training import TrainingDiverged  # noqa: E402
 from factory.errors import RecipeError  # noqa: E402
 
 
@@ -80,6 +81,16 @@ def test_resume_continues_from_the_saved_step_with_identical_optimizer_state(dat
         assert torch.equal(torch.as_tensor(state[int(index)][name]), value)
     resumed = load_file(str(last / TRAINING_TENSORS))
     assert all(int(v) == 3 for k, v in resumed.items() if k.startswith("opt_g.") and k.endswith(".step"))
+
+
+def test_a_checkpoint_written_before_the_shared_training_module_still_resumes(dataset, tmp_path):
+    from distill.train import TRAINING_RECORD
+
+    first = train(tiny(steps=2, save_every=2), dataset, tmp_path)
+    record = json.loads((first / TRAINING_RECORD).read_text())
+    record["opt_g"] = record["opt_g"]["param_groups"]  # the older record: the param groups alone
+    (first / TRAINING_RECORD).write_text(json.dumps(record))
+    assert train(tiny(steps=3, save_every=2), dataset, tmp_path, resume="latest").name == "step_0000003"
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
