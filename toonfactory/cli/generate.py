@@ -34,7 +34,9 @@ def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
 
 def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: str, remote: str | None):
     from factory import executors, tracking
+    from factory.dataset.stats import ShardStats
     from factory.generate import generate as make
+    from factory.shard import ShardFailure
 
     runner = executors.choose(executor, workers)  # worker start-up overlaps with reading the recipe
     resolved = load_recipe(recipe, set_)
@@ -61,10 +63,10 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
             bar = progress.add_task(f"{config.name}: shards", total=todo)
             lines.total = todo
 
-    def on_shard(stats: dict) -> None:
+    def on_shard(outcome: ShardStats | ShardFailure) -> None:
         progress.advance(bar)
         made["shards"] += 1
-        made["pairs"] += stats.get("accepted", 0)
+        made["pairs"] += outcome.accepted if isinstance(outcome, ShardStats) else 0
         lines.update(made["shards"], f"pairs {made['pairs']}", count=made["pairs"])
 
     try:
@@ -91,9 +93,10 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
 def _report(out: Path, tracker, register_dataset: bool) -> None:
     """Stats to the console and the tracker, the contact sheet to disk and the tracker."""
     from factory.dataset.layout import dataset_files, read_manifest
-    from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
+    from factory.dataset.report import shard_stats, write_contact_sheet
+    from factory.dataset.stats import RunStats
 
-    stats = merge_stats(shard_stats(out))
+    stats = RunStats.merge(shard_stats(out))
     sheet = write_contact_sheet(out)
     tracker.report_stats(stats)
     tracker.report_image("dataset", "contact sheet", sheet)
@@ -105,7 +108,7 @@ def _report(out: Path, tracker, register_dataset: bool) -> None:
     console.print(f"pairs in [bold]{out}[/bold]; contact sheet {sheet}")
 
 
-def print_stats(stats: dict) -> None:
+def print_stats(stats) -> None:
     from factory.dataset.report import stats_tables
 
     stdout = Console()
@@ -158,13 +161,14 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
 def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the contact sheet")):
     """Print a dataset's counts, reject reasons and timings; write its contact sheet."""
     from factory.dataset.layout import read_manifest
-    from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
+    from factory.dataset.report import shard_stats, write_contact_sheet
+    from factory.dataset.stats import RunStats
 
     refuse_missing([dataset_dir], "DATASET_DIR")
     if not (dataset_dir / "stats").is_dir():
         raise UserError(f"{dataset_dir}: not a toonfactory dataset (no stats/ folder)")
     manifest = read_manifest(dataset_dir)
-    stats = merge_stats(shard_stats(dataset_dir))
+    stats = RunStats.merge(shard_stats(dataset_dir))
     if manifest is None:
         console.print("[yellow]no manifest.json: the run is incomplete (re-run generate to finish it)[/yellow]")
     else:
