@@ -141,15 +141,21 @@ class InverseWebtoonWarp:
         return build_warp(points, target, image.shape[:2]).apply(image)
 
 
+def unwarp_spec(spec: str) -> tuple[Path | None, float | None]:
+    """(profile or None for the default one, strength or None for auto) of an ``--unwarp`` value."""
+    name, _, rest = spec.partition(":")
+    if name == "auto":
+        return (Path(rest) if rest else None), None
+    if spec == "default":
+        return None, 1.0
+    if not spec.lower().endswith(".json"):
+        raise UserError(f"--unwarp: {spec!r} is not auto, auto:PROFILE.json, default or a profile .json")
+    return Path(spec), 1.0
+
+
 def parse_unwarp(spec: str | None) -> InverseWebtoonWarp | None:
     """``auto[:PROFILE.json]`` (fitted per face), ``default`` or ``PROFILE.json`` (full strength)."""
     if spec is None:
         return None
-    name, sep, rest = spec.partition(":")
-    if name == "auto":
-        return InverseWebtoonWarp(Path(rest) if rest else None, strength=None)
-    if spec == "default":
-        return InverseWebtoonWarp(None)
-    if not spec.lower().endswith(".json"):
-        raise UserError(f"--unwarp: {spec!r} is not auto, auto:PROFILE.json, default or a profile .json")
-    return InverseWebtoonWarp(Path(spec))
+    profile, strength = unwarp_spec(spec)
+    return InverseWebtoonWarp(profile, strength=strength)

@@ -210,3 +210,22 @@ def validate_section(model: type[T] | Any, data: Any, origin: str) -> T:
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         raise RecipeError(origin, problems(exc, data)) from None
+
+
+def validate_options(model: type[T], options: dict) -> T:
+    """Options of a command (or of its library call) as ``model``, validated once: every problem named
+    by its option as the command line spells it (``--detect-every 0: ...``), all in one UserError."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule over several options: its message names them
+                lines.append(message)
+                continue
+            name = str(err["loc"][0])
+            value = options.get(name)
+            shown = repr(value) if isinstance(value, str) else value
+            lines.append(f"--{name.replace('_', '-')} {shown}: {message}")
+        raise UserError("; ".join(dict.fromkeys(lines))) from None
