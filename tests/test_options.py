@@ -77,3 +77,12 @@ def test_the_demo_and_cast_rank_assemble_casting_the_same_way(monkeypatch, tmp_p
 
     CliRunner().invoke(app, ["cast", "rank", str(photo), "--gallery", str(tmp_path / "g"), "--out", str(tmp_path / "r")])
     assert seen == [(tmp_path / "g", CastConfig()), (tmp_path / "g", CastConfig())]
+
+
+def test_cast_rank_names_a_missing_image_before_reading_the_gallery(tmp_path):
+    from toonfactory.cli import app
+
+    result = CliRunner().invoke(app, ["cast", "rank", str(tmp_path / "missing.jpg"), "--gallery", str(tmp_path / "none"),
+                                      "--out", str(tmp_path / "r")])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception) == f"IMAGES {tmp_path / 'missing.jpg'}: not found"
