@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
+from rich.table import Table
 
 from factory.errors import UserError
 from toonfactory.cli.common import ProgressLines, SetOption, console, refuse_missing
@@ -23,13 +24,31 @@ RemoteOption = typer.Option(None, "--remote", help="hand the run to this ClearML
 
 
 @app.command()
-def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
-    """Check a recipe; report every problem with its YAML path."""
+def validate(recipe: Optional[Path] = typer.Argument(None, help="the recipe to check"),
+             set_: Optional[List[str]] = SetOption,
+             kinds: bool = typer.Option(False, "--kinds", help="list every kind a recipe or a command can name "
+                                        "(teachers, sources, masks, inpainters, adapters, detectors, embedders, realifiers)")):
+    """Check a recipe; report every problem with its YAML path. With --kinds, list every pluggable kind."""
     from factory.recipe import check_paths
 
+    if kinds:
+        print_kinds()
+        if recipe is None:
+            return
+    if recipe is None:
+        raise UserError("validate: give a RECIPE to check (or --kinds to list every kind)")
     resolved = load_recipe(recipe, set_ or [])
     check_paths(resolved, produced(resolved))
     console.print(f"[green]ok[/green] {recipe} (hash {resolved.hash})")
+
+
+def print_kinds() -> None:
+    from toonfactory.kinds import kind_rows
+
+    table = Table("family", "kind", "what it is", "named by", title="pluggable kinds")
+    for family, where, kind, what in kind_rows():
+        table.add_row(family, kind, what, where)
+    Console(width=max(console.width, 160)).print(table)
 
 
 def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: str, remote: str | None):
