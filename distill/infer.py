@@ -25,7 +25,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from distill.config import DEFAULT_MODEL, KEEP, MAX_PIXELS, Assignment, InferConfig, parse_assignments
+from distill.config import DEFAULT_MODEL, KEEP, MAX_PIXELS, InferConfig
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
 from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, named_files, open_video, read_image,

@@ -4,7 +4,6 @@ included), runs merge by one rule, and every executor's per-shard template reads
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import write_checkpoint  # noqa: E402
 from video_fixtures import PATCH, portraits, two_face_frames, write_video  # noqa: E402
 
-from distill.config import InferConfig  # noqa: E402
-from distill.infer import Assignment, infer  # noqa: E402
+from distill.config import Assignment, InferConfig  # noqa: E402
+from distill.infer import infer  # noqa: E402
 from distill.tracks import FaceTracks  # noqa: E402
 from factory.sources.video import SceneCuts  # noqa: E402
 from factory.errors import UserError  # noqa: E402

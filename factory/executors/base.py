@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from factory import plan
+from factory.dataset.stats import ShardStats
 from factory.errors import UserError
 from factory.files import DiskFull
 from factory.recipe import Recipe
 from factory.shard import ShardFailure
-from factory.dataset.stats import ShardStats
 
 Outcome = ShardStats | ShardFailure
 

@@ -9,7 +9,6 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from factory.errors import UserError
 from toonfactory.cli.common import NestedOption, console, refuse_missing
 
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
