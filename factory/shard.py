@@ -109,7 +109,9 @@ def run_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: 
     ShardFailure and the others go on. A full disk stops the run (DiskFull): every other shard would
     fail the same way."""
     paths = shard_outputs(out, task.name)
-    if is_done(out, task) and (done := ShardStats.read(paths["stats"])) is not None:  # a retried task
+    # a retried task whose first try finished (its tar checked against the marker's sha256: a shard the
+    # run chose to remake because its tar changed is not taken back); no marker, the usual case, costs nothing
+    if is_done(out, task, verify=True) and (done := ShardStats.read(paths["stats"])) is not None:
         return done
     try:
         return make_shard(pipeline, task, out, recipe_seed)
