@@ -8,11 +8,9 @@ are light (pydantic only); ``run()`` imports the heavy machinery.
 
 from __future__ import annotations
 
-from typing import Annotated, Union
-
-from pydantic import Field
-
 from adapt.lora import LoraAdaptConfig
 from adapt.stylegan2 import StyleGAN2AdaptConfig
+from factory.config import one_of
 
-AdaptConfig = Annotated[Union[LoraAdaptConfig, StyleGAN2AdaptConfig], Field(discriminator="kind")]
+ADAPTERS = (LoraAdaptConfig, StyleGAN2AdaptConfig)
+AdaptConfig = one_of(ADAPTERS)

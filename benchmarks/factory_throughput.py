@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from factory import executors
-from factory.dataset.report import merge_stats, shard_stats
+from factory.dataset.report import shard_stats
+from factory.dataset.stats import RunStats
 from factory.generate import generate
 from toonfactory.recipe import load
 
@@ -31,14 +32,14 @@ def measure(label: str, kind: str, workers: int, count: int, size: int, shard_si
         executor = executors.choose(kind, workers)
         resolved = load(QUICKSTART, overrides)
         result = generate(resolved, Path(tmp) / "out", executor,
-                          on_shard=lambda s: finished.append((time.perf_counter(), s.get("accepted", 0))))
+                          on_shard=lambda s: finished.append((time.perf_counter(), getattr(s, "accepted", 0))))
         wall = time.perf_counter() - start
         assert not result.failed, result.failed
-        stats = merge_stats(shard_stats(Path(tmp) / "out"))
+        stats = RunStats.merge(shard_stats(Path(tmp) / "out"))
     (first, _), (last, _) = finished[0], finished[-1]
     steady = sum(n for _, n in finished[1:]) / (last - first) if last > first else float("nan")
-    return {"label": label, "wall": wall, "start": first - start, "accepted": stats["accepted"],
-            "rate": stats["accepted"] / wall, "steady": steady}
+    return {"label": label, "wall": wall, "start": first - start, "accepted": stats.accepted,
+            "rate": stats.accepted / wall, "steady": steady}
 
 
 def main() -> None:

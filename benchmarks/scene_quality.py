@@ -29,7 +29,6 @@ Three tables, each printed when its inputs are there:
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -78,18 +77,12 @@ def make(resolved, out: Path) -> tuple[Path, float]:
     return out, seconds
 
 
-def shard_stats(data: Path) -> dict:
-    """Accepted, attempted, reject counts and stage seconds summed over ``data``'s shard stats."""
-    total = {"accepted": 0, "attempted": 0, "rejects": {}, "seconds": {}}
-    for path in sorted((data / "stats").glob("*.json")):
-        stats = json.loads(path.read_text())
-        total["accepted"] += stats.get("accepted", 0)
-        total["attempted"] += stats.get("attempted", 0)
-        for reason, count in (stats.get("rejected") or {}).items():
-            total["rejects"][reason] = total["rejects"].get(reason, 0) + count
-        for stage, seconds in (stats.get("seconds") or {}).items():
-            total["seconds"][stage] = total["seconds"].get(stage, 0.0) + seconds
-    return total
+def shard_stats(data: Path):
+    """Counts, rejects by reason and stage seconds summed over ``data``'s shard stats."""
+    from factory.dataset.report import shard_stats as records
+    from factory.dataset.stats import RunStats
+
+    return RunStats.merge(records(data))
 
 
 def speed_table(count: int, size: int, root: Path, video: bool) -> None:
@@ -101,7 +94,7 @@ def speed_table(count: int, size: int, root: Path, video: bool) -> None:
                                f"seed={repeat}"], face_pairs, video=video)
             data, seconds = make(resolved, root / f"{name.split()[0]}-{repeat}")
             stats = shard_stats(data)
-            rate = stats["accepted"] / seconds
+            rate = stats.accepted / seconds
             if name not in best or rate > best[name][0]:
                 best[name] = (rate, stats)
     sources = "the packaged portraits" + (" and the Hamilton clip" if video else "")
@@ -110,10 +103,10 @@ def speed_table(count: int, size: int, root: Path, video: bool) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     face_rate = best["face pairs"][0]
     for name, (rate, stats) in best.items():
-        teacher = stats["seconds"].get("teacher")
-        per = f"{1000 * teacher / stats['attempted']:.0f}" if teacher and stats["attempted"] else "-"
-        print(f"| {name} | {rate:.2f} | {rate * stats['attempted'] / max(stats['accepted'], 1):.2f} | {per} | "
-              f"{stats['accepted']} / {stats['attempted']} | {rate / face_rate:.2f}x |")
+        teacher = stats.seconds.get("teacher")
+        per = f"{1000 * teacher / stats.attempted:.0f}" if teacher and stats.attempted else "-"
+        print(f"| {name} | {rate:.2f} | {rate * stats.attempted / max(stats.accepted, 1):.2f} | {per} | "
+              f"{stats.accepted} / {stats.attempted} | {rate / face_rate:.2f}x |")
 
 
 def label(image: np.ndarray, text: str) -> np.ndarray:
@@ -169,7 +162,7 @@ def seam_table(data: Path, sheet: Path) -> None:
     stats = shard_stats(data)
     q = lambda values, p: f"{np.percentile(values, p):.2f}" if values else "-"  # noqa: E731
     print(f"\n### seams and skin: {data} ({pairs} pairs, {len(seams)} pasted faces, {several} pairs with several; "
-          f"rejects {stats['rejects']})\n")
+          f"rejects {stats.rejected})\n")
     print("| measure | median | 90th pct | max | target | met |")
     print("|---|---:|---:|---:|---:|---|")
     print(f"| seam energy (boundary / band) | {q(seams, 50)} | {q(seams, 90)} | {q(seams, 100)} | <= 1.5 | "

@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from distill.config import InferConfig
 from distill.infer import Student, to_input, to_uint8
 from distill.tracks import FaceTracks, track_strip
 from distill.train import save_random_student
@@ -92,7 +93,8 @@ def measure(path: Path, student: Student, detector, embedder, setting: str, k: i
             faces = [(None, f.box, f.keypoints5()) for f in detector.detect(image)[:4]]
         else:
             if tracks is None:
-                tracks = FaceTracks(detector, embedder, detect_every=k, smooth=setting.endswith("stabiliser"), fps=fps)
+                config = InferConfig.of(mode="face", detect_every=k, smooth=setting.endswith("stabiliser"))
+                tracks = FaceTracks(detector, embedder, config, fps=fps)
             faces = [(f.track, f.face.box, f.keypoints) for f in tracks(image)]
         output = convert_whole(student, image) if setting == "whole" else convert(student, image, [kp for _, _, kp in faces])
         boxes = [box for _, box, _ in faces]

@@ -22,6 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from distill.config import InferConfig
 from distill.export import export
 from distill.infer import infer
 from distill.train import save_random_student
@@ -108,8 +109,8 @@ def main():
             model = onnx if "onnxruntime" in name else whole if options["mode"] == "whole" else root / f"student{size}"
             if not model.exists():
                 save_random_student(model, ngf=args.ngf, depth=5, size=size)
-            summary = infer(model, [args.video], root / "out", batch_size=args.batch_size, max_frames=args.frames,
-                            device="cpu", **options)
+            config = InferConfig.of(batch_size=args.batch_size, max_frames=args.frames, device="cpu", **options)
+            summary = infer(model, [args.video], root / "out", config)
             if number not in best or summary["seconds"] < best[number]["seconds"]:
                 best[number] = summary
     baseline = {}

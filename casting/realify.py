@@ -7,11 +7,12 @@ model, or a factory teacher given as a YAML file with its ``teacher:`` section.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from factory import faces as facelib
+from factory.config import Strict, choose_kind
 from factory.errors import UserError
 from factory.files import sha256_file
 from factory.images import from_unit, to_unit
@@ -71,11 +72,45 @@ def load_realifier(path: Path | str) -> Realifier:
     path = Path(path)
     if not path.exists():
         raise UserError(f"--realify: {path} does not exist")
-    if path.suffix.lower() == ".onnx":
-        return OnnxRealifier(path)
-    if path.suffix.lower() in (".yaml", ".yml"):
-        return TeacherRealifier(path)
-    return StudentRealifier(path)
+    suffix = path.suffix.lower()
+    kind = "onnx" if suffix == ".onnx" else "teacher" if suffix in (".yaml", ".yml") else "student"
+    return choose_kind(REALIFIERS, kind, {"path": path}, "--realify", "realifier").build()
+
+
+# -- the realifier kinds (declared as every pluggable kind is: see factory.config.one_of) -----------
+
+
+class OnnxRealifierConfig(Strict):
+    """An exported toon2real student (.onnx), or any NCHW [-1, 1] image-to-image ONNX model."""
+
+    kind: Literal["onnx"] = "onnx"
+    path: Path
+
+    def build(self) -> Realifier:
+        return OnnxRealifier(self.path)
+
+
+class TeacherRealifierConfig(Strict):
+    """A toon2real teacher: a recipe-style `teacher:` section in a .yaml file."""
+
+    kind: Literal["teacher"] = "teacher"
+    path: Path
+
+    def build(self) -> Realifier:
+        return TeacherRealifier(self.path)
+
+
+class StudentRealifierConfig(Strict):
+    """The distilled toon2real student from its PyTorch checkpoint (folder or .safetensors)."""
+
+    kind: Literal["student"] = "student"
+    path: Path
+
+    def build(self) -> Realifier:
+        return StudentRealifier(self.path)
+
+
+REALIFIERS = (OnnxRealifierConfig, TeacherRealifierConfig, StudentRealifierConfig)
 
 
 class StudentRealifier:
@@ -141,15 +176,21 @@ class InverseWebtoonWarp:
         return build_warp(points, target, image.shape[:2]).apply(image)
 
 
+def unwarp_spec(spec: str) -> tuple[Path | None, float | None]:
+    """(profile or None for the default one, strength or None for auto) of an ``--unwarp`` value."""
+    name, _, rest = spec.partition(":")
+    if name == "auto":
+        return (Path(rest) if rest else None), None
+    if spec == "default":
+        return None, 1.0
+    if not spec.lower().endswith(".json"):
+        raise UserError(f"--unwarp: {spec!r} is not auto, auto:PROFILE.json, default or a profile .json")
+    return Path(spec), 1.0
+
+
 def parse_unwarp(spec: str | None) -> InverseWebtoonWarp | None:
     """``auto[:PROFILE.json]`` (fitted per face), ``default`` or ``PROFILE.json`` (full strength)."""
     if spec is None:
         return None
-    name, sep, rest = spec.partition(":")
-    if name == "auto":
-        return InverseWebtoonWarp(Path(rest) if rest else None, strength=None)
-    if spec == "default":
-        return InverseWebtoonWarp(None)
-    if not spec.lower().endswith(".json"):
-        raise UserError(f"--unwarp: {spec!r} is not auto, auto:PROFILE.json, default or a profile .json")
-    return InverseWebtoonWarp(Path(spec))
+    profile, strength = unwarp_spec(spec)
+    return InverseWebtoonWarp(profile, strength=strength)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from factory.config import Strict
+from factory.config import Strict, validate_options
+from factory.errors import UserError
+
+MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
+DEFAULT_MODEL = ""  # the model given first converts every face no rule assigns
+KEEP = "keep"  # an assignment that leaves a face as it is
 
 
 class StudentConfig(Strict):
@@ -90,3 +97,84 @@ class ExportConfig(Strict):
     formats: list[Literal["safetensors", "onnx", "torchscript", "tensorrt"]] = ["safetensors", "onnx"]
     opset: int = Field(17, ge=11, le=21)
     tolerance: float = Field(1e-3, gt=0.0, description="max abs difference allowed between ONNX Runtime and PyTorch")
+
+
+class InferConfig(Strict):
+    """How `infer` runs the student: checked once, here (``InferConfig.of(...)`` names each mistaken option),
+    then passed whole to :func:`distill.infer.infer`, :class:`distill.infer.Inference` and
+    :class:`distill.tracks.FaceTracks`."""
+
+    mode: Literal["whole", "face"] = Field("whole", description="whole (the frame) or face (detect, align, paste back)")
+    batch_size: int = Field(8, ge=1)
+    max_frames: int | None = Field(None, ge=1, description="stop each video after this many frames")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1 (PyTorch models)")
+    half: bool = Field(False, description="fp16 on CUDA (PyTorch models)")
+    detector: str = Field("mediapipe", description="face detector for mode face (mediapipe, dlib, haar, anime)")
+    cascade: Path | None = Field(None, description="the LBP cascade XML of detector anime")
+    person_only: Literal["keep", "stylize"] | None = Field(
+        None, description="convert only people: keep (the background as it is) or stylize (inpainted, then converted)")
+    max_pixels: int = Field(MAX_PIXELS, ge=65_536, description="larger images and frames are decoded reduced to this many pixels")
+    track: bool = Field(True, description="face mode on videos: track faces (ids, smoothing, VIDEO.tracks.json)")
+    detect_every: int = Field(5, ge=1, description="run the face detector every K frames; follow faces in between")
+    smooth: bool = Field(True, description="stabilise each track's alignment keypoints")
+    embedder: str = Field("dlib", description="face embedder re-identifying people across cuts: dlib, an .onnx, or none")
+    assign: list[str] = Field([], description="TRACK_ID=MODEL or ACTOR=MODEL; MODEL may be `keep`")
+    margin: float = Field(1.0, gt=0.0, description="face crop margin around the aligned face")
+    max_faces: int = Field(4, ge=1, description="faces converted per frame")
+    queue_size: int = Field(4, ge=1, description="batches queued between the reader, the model and the writer")
+
+    @model_validator(mode="after")
+    def _modes_agree(self):
+        if self.person_only and self.mode != "whole":
+            raise ValueError("--person-only works on whole frames (--mode whole); face mode already keeps the rest")
+        if self.assignment.rules and self.mode != "face":
+            raise ValueError("--assign maps faces to models: it needs --mode face")
+        return self
+
+    @classmethod
+    def of(cls, **options) -> InferConfig:
+        """The config of these options (the others at their defaults); a UserError names each mistaken one."""
+        return validate_options(cls, options)
+
+    @property
+    def assignment(self) -> Assignment:
+        return parse_assignments(self.assign)
+
+    @property
+    def tracks_videos(self) -> bool:
+        """Whether face tracks are made for videos (and so whether an embedder is needed)."""
+        return self.mode == "face" and self.track
+
+
+@dataclass
+class Assignment:
+    """Which model converts which face: rules by track id (``"3"``) or recognised actor name, each
+    naming a model (or ``keep``); faces no rule names get the default model."""
+
+    rules: dict[str, str] = field(default_factory=dict)
+
+    def model_for(self, track: int | None, actor: str | None) -> str:
+        if track is not None and str(track) in self.rules:
+            return self.rules[str(track)]
+        return self.rules.get(actor, DEFAULT_MODEL) if actor else DEFAULT_MODEL
+
+    @property
+    def models(self) -> set[str]:
+        return {m for m in self.rules.values() if m != KEEP}
+
+    @property
+    def actors(self) -> set[str]:
+        return {key for key in self.rules if not key.isdigit()}
+
+
+def parse_assignments(items: list[str]) -> Assignment:
+    """``ID=MODEL`` or ``ACTOR=MODEL`` items (MODEL a checkpoint, .onnx, or ``keep``)."""
+    rules = {}
+    for item in items:
+        key, sep, model = item.partition("=")
+        if not sep or not key.strip() or not model.strip():
+            raise UserError(f"--assign {item!r}: expected TRACK_ID=MODEL or ACTOR=MODEL")
+        if key.strip() in rules:
+            raise UserError(f"--assign {item!r}: {key.strip()!r} is assigned twice")
+        rules[key.strip()] = model.strip()
+    return Assignment(rules)

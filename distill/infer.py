@@ -20,11 +20,12 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator
 
 import cv2
 import numpy as np
 
+from distill.config import DEFAULT_MODEL, KEEP, MAX_PIXELS, InferConfig
 from factory.errors import UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
 from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, named_files, open_video, read_image,
@@ -32,11 +33,6 @@ from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, nam
 
 log = logging.getLogger(__name__)
 
-MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
-Mode = Literal["whole", "face"]
-PersonOnly = Literal["keep", "stylize"]
-DEFAULT_MODEL = ""  # the model given first converts every face no rule assigns
-KEEP = "keep"  # an assignment that leaves a face as it is
 
 
 class Student:
@@ -146,40 +142,6 @@ class Batch:
     model: str = DEFAULT_MODEL
 
 
-@dataclass
-class Assignment:
-    """Which model converts which face: rules by track id (``"3"``) or recognised actor name, each
-    naming a model (or ``keep``); faces no rule names get the default model."""
-
-    rules: dict[str, str] = field(default_factory=dict)
-
-    def model_for(self, track: int | None, actor: str | None) -> str:
-        if track is not None and str(track) in self.rules:
-            return self.rules[str(track)]
-        return self.rules.get(actor, DEFAULT_MODEL) if actor else DEFAULT_MODEL
-
-    @property
-    def models(self) -> set[str]:
-        return {m for m in self.rules.values() if m != KEEP}
-
-    @property
-    def actors(self) -> set[str]:
-        return {key for key in self.rules if not key.isdigit()}
-
-
-def parse_assignments(items: list[str]) -> Assignment:
-    """``ID=MODEL`` or ``ACTOR=MODEL`` items (MODEL a checkpoint, .onnx, or ``keep``)."""
-    rules = {}
-    for item in items:
-        key, sep, model = item.partition("=")
-        if not sep or not key.strip() or not model.strip():
-            raise UserError(f"--assign {item!r}: expected TRACK_ID=MODEL or ACTOR=MODEL")
-        if key.strip() in rules:
-            raise UserError(f"--assign {item!r}: {key.strip()!r} is assigned twice")
-        rules[key.strip()] = model.strip()
-    return Assignment(rules)
-
-
 _END = object()
 
 
@@ -274,49 +236,28 @@ class Inference:
     track or recognised actor is assigned (``students`` by name, ``assignment``).
     """
 
-    def __init__(
-        self,
-        student: Student,
-        mode: Mode = "whole",
-        batch_size: int = 8,
-        queue_size: int = 4,
-        max_frames: int | None = None,
-        detector: str = "mediapipe",
-        margin: float = 1.0,
-        max_faces: int = 4,
-        person_only: PersonOnly | None = None,
-        max_pixels: int = MAX_PIXELS,
-        *,
-        track: bool = True,
-        detect_every: int = 5,
-        smooth: bool = True,
-        embedder=None,
-        recognise: Callable[[np.ndarray], str | None] | None = None,
-        students: dict[str, Student] | None = None,
-        assignment: Assignment | None = None,
-        cascade: Path | None = None,
-    ):
-        self.student, self.mode, self.batch_size, self.max_pixels = student, mode, batch_size, max_pixels
+    def __init__(self, student: Student, config: InferConfig = InferConfig(), *, embedder=None,
+                 recognise: Callable[[np.ndarray], str | None] | None = None, students: dict[str, Student] | None = None):
+        self.config, self.student = config, student
+        self.mode, self.batch_size, self.max_pixels, self.person_only = config.mode, config.batch_size, config.max_pixels, config.person_only
         self.students = {DEFAULT_MODEL: student, **(students or {})}
-        self.assignment = assignment or Assignment()
-        self.person_only, self.masker, self.inpainter = person_only, None, None
-        if person_only:
+        self.assignment = config.assignment
+        self.masker, self.inpainter = None, None
+        if config.person_only:
             from factory.stages.inpaint import OpenCVInpainter
             from factory.stages.segment import build_mask
 
             self.masker = build_mask("mediapipe")
-            self.inpainter = OpenCVInpainter() if person_only == "stylize" else None
-        self.max_frames, self.margin, self.max_faces = max_frames, margin, max_faces
-        self.track, self.detect_every, self.smooth = track, detect_every, smooth
+            self.inpainter = OpenCVInpainter() if config.person_only == "stylize" else None
         self.embedder, self.recognise = embedder, recognise
-        self.batches: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.results: queue.Queue = queue.Queue(maxsize=queue_size * batch_size)
+        self.batches: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self.results: queue.Queue = queue.Queue(maxsize=config.queue_size * config.batch_size)
         self.detector = None
-        if mode == "face":
+        if config.mode == "face":
             from factory.faces import build_detector
 
-            options = {"cascade": cascade} if cascade is not None else {}
-            self.detector = build_detector(detector, min_size=24, **options)
+            options = {"cascade": config.cascade} if config.cascade is not None else {}
+            self.detector = build_detector(config.detector, min_size=24, **options)
         self.tracks = None
         self.tracks_models: dict[int, str] = {}  # track id -> the model it was converted with
         self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0, "written": 0}
@@ -347,7 +288,7 @@ class Inference:
                 self.tracks_models[face.track] = found[-1][1]
         else:
             t0 = time.perf_counter()
-            found = [(face.keypoints5(), DEFAULT_MODEL) for face in self.detector.detect(frame.image)[: self.max_faces]]
+            found = [(face.keypoints5(), DEFAULT_MODEL) for face in self.detector.detect(frame.image)[: self.config.max_faces]]
             self.seconds["detect"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         pieces = []
@@ -355,7 +296,7 @@ class Inference:
             if model == KEEP:
                 continue
             student = self.students[model]
-            matrix = alignment_matrix(keypoints, student.size, self.margin)
+            matrix = alignment_matrix(keypoints, student.size, self.config.margin)
             frame.matrices.append(matrix)
             pieces.append((model, to_input(crop(frame.image, matrix, student.size), student.multiple)))
         frame.outputs = [None] * len(pieces)
@@ -367,9 +308,8 @@ class Inference:
         from distill.tracks import FaceTracks
 
         self.tracks, self.tracks_models = None, {}
-        if self.mode == "face" and target.video and self.track:
-            self.tracks = FaceTracks(self.detector, self.embedder, detect_every=self.detect_every, smooth=self.smooth,
-                                     fps=target.fps, max_faces=self.max_faces, recognise=self.recognise)
+        if target.video and self.config.tracks_videos:
+            self.tracks = FaceTracks(self.detector, self.embedder, self.config, fps=target.fps, recognise=self.recognise)
 
     def _finish_tracks(self, target: Target) -> None:
         if self.tracks is None:
@@ -399,7 +339,7 @@ class Inference:
                 self.stats["videos" if target.video else "images"] += 1
                 try:
                     self.tracks = None  # until a video's first frame starts its tracks
-                    decoded = read_frames(target, self.max_frames, self.max_pixels)
+                    decoded = read_frames(target, self.config.max_frames, self.max_pixels)
                     index = 0
                     while True:
                         t0 = time.perf_counter()
@@ -544,64 +484,38 @@ class Inference:
         }
 
 
-def infer(
-    model: Path,
-    inputs: list[Path],
-    out_dir: Path,
-    mode: Mode = "whole",
-    batch_size: int = 8,
-    max_frames: int | None = None,
-    device: str = "auto",
-    half: bool = False,
-    detector: str = "mediapipe",
-    person_only: PersonOnly | None = None,
-    max_pixels: int = MAX_PIXELS,
-    *,
-    track: bool = True,
-    detect_every: int = 5,
-    smooth: bool = True,
-    embedder="dlib",
-    recognise: Callable[[np.ndarray], str | None] | None = None,
-    assign: list[str] | None = None,
-    cascade: Path | None = None,
-    on_frame: Callable[[int, int, int], None] | None = None,
-) -> dict:
-    """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos.
+def infer(model: Path, inputs: list[Path], out_dir: Path, config: InferConfig = InferConfig(), *, embedder=None,
+          recognise: Callable[[np.ndarray], str | None] | None = None,
+          on_frame: Callable[[int, int, int], None] | None = None) -> dict:
+    """Run the student (checkpoint folder, .safetensors or .onnx) on images, folders and videos, as
+    ``config`` says (see :class:`distill.config.InferConfig`; checked when it was made).
 
-    Images and frames above ``max_pixels`` are decoded reduced (memory stays bounded whatever the
+    Images and frames above ``config.max_pixels`` are decoded reduced (memory stays bounded whatever the
     input); outputs keep the inputs' sub-paths and never replace an input; ``written`` counts files.
 
     ``person_only``: only people are converted (mediapipe selfie masks); the background is kept, or
-    inpainted and converted too (``stylize``). In face mode, videos are tracked; ``embedder`` (``dlib``,
-    an .onnx path, an embedder, or None for motion only) re-identifies people across cuts;
-    ``assign`` items ``TRACK_ID=MODEL`` or ``ACTOR=MODEL`` (actors named by ``recognise``) pick
-    another model, or ``keep``, for some faces; ``<video>.tracks.json`` is written beside each output.
+    inpainted and converted too (``stylize``). In face mode, videos are tracked; ``config.embedder``
+    (``dlib``, an .onnx path, or ``none`` for motion only; ``embedder``, an embedder already loaded,
+    takes its place) re-identifies people across cuts; ``assign`` items ``TRACK_ID=MODEL`` or
+    ``ACTOR=MODEL`` (actors named by ``recognise``) pick another model, or ``keep``, for some faces;
+    ``<video>.tracks.json`` is written beside each output.
     ``on_frame(frames, files, inputs)`` hears of each frame written (progress; see :meth:`Inference.run`).
     """
-    if person_only and mode != "whole":
-        raise UserError("--person-only works on whole frames (--mode whole); face mode already keeps the rest")
     output_folder(out_dir)
-    if detect_every < 1:
-        raise UserError(f"--detect-every {detect_every}: must be at least 1")
-    assignment = parse_assignments(assign or [])
-    if assignment.rules and mode != "face":
-        raise UserError("--assign maps faces to models: it needs --mode face")
+    assignment = config.assignment
     if assignment.actors and recognise is None:
         raise UserError(f"--assign {sorted(assignment.actors)[0]}=...: actor names need --gallery (track ids are numbers)")
     refuse_out_in_inputs(out_dir, inputs)  # after the options: a mistaken option is named first
     targets = collect_targets(inputs, Path(out_dir))
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
-    student = Student(model, device=device, half=half)
-    students = {name: Student(Path(name), device=device, half=half) for name in sorted(assignment.models)}
-    if isinstance(embedder, (str, Path)):
+    student = Student(model, device=config.device, half=config.half)
+    students = {name: Student(Path(name), device=config.device, half=config.half) for name in sorted(assignment.models)}
+    if embedder is None and config.tracks_videos and config.embedder != "none":
         from factory.models.embedding import build_embedder
 
-        embedder = build_embedder(embedder) if mode == "face" and track else None
-    inference = Inference(student, mode=mode, batch_size=batch_size, max_frames=max_frames, detector=detector,
-                          person_only=person_only, max_pixels=max_pixels, track=track, detect_every=detect_every,
-                          smooth=smooth, embedder=embedder, recognise=recognise, students=students,
-                          assignment=assignment, cascade=cascade)
+        embedder = build_embedder(config.embedder)
+    inference = Inference(student, config, embedder=embedder, recognise=recognise, students=students)
     with FolderLock(out_dir, f"toonfactory infer --out {out_dir}", kind="infer"):
         try:
             return inference.run(targets, on_frame)

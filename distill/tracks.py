@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from distill.config import InferConfig
 from factory.faces import Face, transform_points
 from factory.files import write_atomic
 from factory.models.embedding import Embedder, embed, normalise
@@ -107,19 +108,18 @@ class FaceTracks:
 
     ``embedder`` (optional) gates associations and re-identifies people across cuts; without one,
     tracks are linked by motion alone. ``recognise`` names a track's actor from its mean embedding.
+    ``config`` gives ``detect_every``, ``smooth`` and ``max_faces``.
     """
 
-    def __init__(self, detector, embedder: Embedder | None = None, *, detect_every: int = 5, smooth: bool = True,
+    def __init__(self, detector, embedder: Embedder | None = None, config: InferConfig = InferConfig(), *,
                  fps: float = 25.0, match_distance: float = 0.5, same_person: float = 0.6, reid_distance: float = 0.45,
-                 remember_seconds: float = 60.0, refresh_seconds: float = 1.0, max_faces: int = 4,
-                 recognise: Recogniser | None = None):
+                 remember_seconds: float = 60.0, refresh_seconds: float = 1.0, recognise: Recogniser | None = None):
         from norfair import Tracker
         from norfair.distances import ScalarDistance
 
-        if detect_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        detect_every = config.detect_every  # checked with the other options, once, by InferConfig
         self.detector, self.embedder, self.recognise = detector, embedder, recognise
-        self.detect_every, self.smooth, self.fps, self.max_faces = detect_every, smooth, fps, max_faces
+        self.detect_every, self.smooth, self.fps, self.max_faces = detect_every, config.smooth, fps, config.max_faces
         self.match_distance, self.same_person, self.reid_distance = match_distance, same_person, reid_distance
         self.refresh_frames = max(1, int(refresh_seconds * fps))
         # new tracks wait two frames for an id, the chance to be re-identified as someone seen before

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Annotated, Any, Iterator, TypeVar, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from factory.errors import RecipeError, UserError
 
@@ -23,6 +23,42 @@ class Strict(BaseModel):
     """Base for every recipe section: unknown keys are an error, not a silent no-op."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# A pluggable kind (a teacher, a source, a mask, an inpainter, an adapter, a detector, an embedder, a
+# realifier) is declared one way: a Strict model with a ``kind: Literal["name"]`` field, a docstring whose
+# first line says what it is, and ``build()`` that imports the heavy machinery (an adapter's is ``trainer()``,
+# the trainer class ``adapt.training`` runs).
+# A family is a tuple of them, read by ``one_of`` (the recipe type) and ``kind_names``; every family is
+# listed in ``toonfactory/kinds.py``, which ``toonfactory validate --kinds`` prints.
+
+
+def one_of(kinds: tuple[type[Strict], ...]) -> Any:
+    """The type of a field that takes one kind of a family, told apart by its ``kind`` key."""
+    return Annotated[Union[kinds], Field(discriminator="kind")]
+
+
+def kind_name(kind: type[Strict]) -> str:
+    """The ``kind`` value a kind's config is named by."""
+    return get_args(kind.model_fields["kind"].annotation)[0]
+
+
+def kind_names(kinds: tuple[type[Strict], ...]) -> list[str]:
+    return [kind_name(kind) for kind in kinds]
+
+
+def choose_kind(kinds: tuple[type[Strict], ...], name: str, options: dict, field: str, what: str) -> Strict:
+    """The config of kind ``name`` of a family with ``options``; an unknown kind or a bad option is a
+    UserError naming ``field`` (the option or recipe field that named it)."""
+    chosen = {kind_name(kind): kind for kind in kinds}
+    if name not in chosen:
+        raise UserError(f"{field}: unknown {what} {name!r} (choose from {sorted(chosen)})")
+    try:
+        return chosen[name].model_validate({"kind": name, **options})
+    except ValidationError as exc:
+        said = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg'].removeprefix('Value error, ')}"
+                         for e in exc.errors())
+        raise UserError(f"{field}: bad option for the {name} {what}: {said}") from None
 
 
 MAX_RECIPE_BYTES = 1 << 20
@@ -210,3 +246,22 @@ def validate_section(model: type[T] | Any, data: Any, origin: str) -> T:
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         raise RecipeError(origin, problems(exc, data)) from None
+
+
+def validate_options(model: type[T], options: dict) -> T:
+    """Options of a command (or of its library call) as ``model``, validated once: every problem named
+    by its option as the command line spells it (``--detect-every 0: ...``), all in one UserError."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule over several options: its message names them
+                lines.append(message)
+                continue
+            name = str(err["loc"][0])
+            value = options.get(name)
+            shown = repr(value) if isinstance(value, str) else value
+            lines.append(f"--{name.replace('_', '-')} {shown}: {message}")
+        raise UserError("; ".join(dict.fromkeys(lines))) from None

@@ -11,10 +11,14 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
+from pydantic import Field
+
+from factory.config import Strict, choose_kind, kind_names
 from factory.errors import ModelLoadError, UserError
 from warping.landmarks import KEYPOINTS5
 
@@ -228,24 +232,72 @@ class Detector:
         return sorted(faces, key=lambda f: -f.size)
 
 
-BACKENDS = {"mediapipe": MediapipeMesh, "dlib": DlibHog, "haar": haar_cascade, "anime": anime_cascade}
+# -- the detector kinds (declared as every pluggable kind is: see factory.config.one_of) -------------
+
+
+class MediapipeDetectorConfig(Strict):
+    """mediapipe's 478-point face mesh, on the boxes of its full-range face detector (models in the wheel)."""
+
+    kind: Literal["mediapipe"] = "mediapipe"
+    max_faces: int = Field(4, ge=1)
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    crop_side: int = Field(384, ge=64)
+
+    def build(self) -> MediapipeMesh:
+        return MediapipeMesh(self.max_faces, self.min_confidence, self.crop_side)
+
+
+class DlibDetectorConfig(Strict):
+    """dlib's HOG face detector with the 68-point shape predictor."""
+
+    kind: Literal["dlib"] = "dlib"
+    upsample: int = Field(1, ge=0)
+
+    def build(self) -> DlibHog:
+        return DlibHog(self.upsample)
+
+
+class CascadeOptions(Strict):
+    scale_factor: float = Field(1.1, gt=1.0)
+    min_neighbors: int = Field(5, ge=0)
+    min_window: int = Field(24, ge=1)
+
+
+class HaarDetectorConfig(CascadeOptions):
+    """OpenCV's frontal-face Haar cascade, shipped in the opencv wheel: the light option for photos."""
+
+    kind: Literal["haar"] = "haar"
+    min_score: float = 2.0
+
+    def build(self) -> Cascade:
+        return haar_cascade(**self.model_dump(exclude={"kind"}))
+
+
+class AnimeDetectorConfig(CascadeOptions):
+    """An LBP anime-face cascade the user gives (e.g. nagadomi's lbpcascade_animeface.xml), landmarked by the mesh."""
+
+    kind: Literal["anime"] = "anime"
+    cascade: Path
+    landmarks: bool = True
+    pad: float = Field(0.25, ge=0.0)
+
+    def build(self) -> Cascade | LandmarkedBoxes:
+        return anime_cascade(**self.model_dump(exclude={"kind"}))
+
+
+DETECTORS = (MediapipeDetectorConfig, DlibDetectorConfig, HaarDetectorConfig, AnimeDetectorConfig)
 
 
 def build_detector(name: str = "mediapipe", *, min_size: int = 48, enlarge: float = 1.0, **options) -> Detector:
-    """A face detector by name: ``mediapipe`` (478-point mesh), ``dlib`` (HOG + 68 points),
-    ``haar`` (OpenCV's Haar cascade) or ``anime`` (an LBP cascade: pass ``cascade=PATH``).
+    """A face detector by kind (``DETECTORS``): ``mediapipe`` (478-point mesh), ``dlib`` (HOG + 68
+    points), ``haar`` (OpenCV's Haar cascade) or ``anime`` (an LBP cascade: pass ``cascade=PATH``).
 
     ``min_size`` is applied to the detector's own box, before enlargement by ``enlarge``.
     """
-    if name not in BACKENDS:
-        raise UserError(f"faces.detector: unknown detector {name!r} (choose from {sorted(BACKENDS)})")
     if name == "anime" and "cascade" not in options:
         raise UserError("faces.cascade: the anime detector needs a path to an LBP cascade XML")
-    try:
-        backend = BACKENDS[name](**options)
-    except TypeError as exc:
-        raise UserError(f"faces: bad option for the {name} detector: {exc}") from None
-    return Detector(backend, min_size=min_size, enlarge=enlarge)
+    config = choose_kind(DETECTORS, name, options, "faces.detector", "detector")
+    return Detector(config.build(), min_size=min_size, enlarge=enlarge)
 
 
 def parse_detector_spec(spec: str, field: str = "--detector", cascade: str | Path | None = None) -> list[tuple[str, dict]]:
@@ -256,8 +308,8 @@ def parse_detector_spec(spec: str, field: str = "--detector", cascade: str | Pat
     parsed = []
     for item in items:
         name, sep, path = (part.strip() for part in item.partition(":"))
-        if name not in BACKENDS:
-            raise UserError(f"{field}: unknown detector {name!r} in {spec!r} (choose from {sorted(BACKENDS)}; "
+        if name not in kind_names(DETECTORS):
+            raise UserError(f"{field}: unknown detector {name!r} in {spec!r} (choose from {sorted(kind_names(DETECTORS))}; "
                             f"the anime cascade is given as anime:PATH)")
         if sep and name != "anime":
             raise UserError(f"{field}: {item!r}: only the anime detector takes a path (anime:PATH)")

@@ -21,8 +21,10 @@ from factory.dataset.layout import finished_shards, is_done, read_manifest, read
 from factory.dataset.manifest import write_manifest
 from factory.errors import Interrupted, UserError
 from factory.files import FolderLock, disk_full, folder_entries, output_folder, refuse_link, remove_debris
+from factory.dataset.stats import ShardStats
 from factory.executors import Executor, ExecutorLost, InProcess
 from factory.recipe import Resolved, check_paths
+from factory.shard import ShardFailure
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,9 @@ class RunResult:
     out: Path
     shards: int
     todo: int = 0
-    made: list[dict] = field(default_factory=list)
+    made: list[ShardStats] = field(default_factory=list)
     skipped: int = 0
-    failed: list[dict] = field(default_factory=list)
+    failed: list[ShardFailure] = field(default_factory=list)
     manifest: dict | None = None
     sealed_before: bool = False  # every shard was finished and the manifest written by an earlier run
 
@@ -90,12 +92,12 @@ def sealed(out: Path, resolved: Resolved, tasks: list[plan.ShardTask]) -> dict |
 
 def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
              on_plan: Callable[[int, int], None] | None = None,
-             on_shard: Callable[[dict], None] | None = None) -> RunResult:
+             on_shard: Callable[[ShardStats | ShardFailure], None] | None = None) -> RunResult:
     """Make every unfinished shard of the recipe in ``out`` and write the manifest.
 
     ``on_plan(todo, done)`` is told how many shards this process will make and how many of its share
     were already done, once every check passed and the pipeline is built (so before any shard starts,
-    and never before a mistake is reported); ``on_shard(stats)`` hears of each shard made. A run sealed
+    and never before a mistake is reported); ``on_shard(outcome)`` hears of each shard made or failed. A run sealed
     before (``RunResult.sealed_before``) writes nothing.
     ``out`` is locked for the run (rank 0 holds the lock for every rank).
     """
@@ -135,12 +137,14 @@ def _generate(resolved: Resolved, out: Path, executor: Executor, on_plan, on_sha
                 write_recipe(out, resolved)
             log.info("rank %d/%d: %d shards to make, %d already done", executor.rank, executor.world, len(todo),
                      result.skipped)
-            for stats in executor.run(todo) if todo else ():
-                (result.failed if "error" in stats else result.made).append(stats)
-                if "error" in stats:
-                    log.error("shard %s failed:\n%s", stats["shard"], stats["error"])
+            for outcome in executor.run(todo) if todo else ():
+                if isinstance(outcome, ShardFailure):
+                    result.failed.append(outcome)
+                    log.error("shard %s failed:\n%s", outcome.shard, outcome.error)
+                else:
+                    result.made.append(outcome)
                 if on_shard:
-                    on_shard(stats)
+                    on_shard(outcome)
         finally:
             executor.close()  # on ranks: every rank's shards are done after this
         if executor.rank == 0 and not result.sealed_before and all(is_done(out, t) for t in tasks):

@@ -10,10 +10,13 @@ import logging
 import time
 import traceback
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from factory import plan
+from factory.dataset.layout import is_done, shard_outputs
+from factory.dataset.stats import ShardStats
 from factory.dataset.writer import ShardWriter
 from factory.files import disk_full
 from factory.pipeline import Pipeline
@@ -45,7 +48,7 @@ def _passing(stream: Iterable[Sample], rejects: list[dict]) -> Iterator[Sample]:
             rejects.append({"key": sample.key, "item": item, "reason": sample.reject_reason})
 
 
-def make_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: int) -> dict:
+def make_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: int) -> ShardStats:
     """Make one shard: candidates flow through every stage until ``task.size`` samples are accepted."""
     rejects: list[dict] = []
     cumulative: dict[str, float] = {}
@@ -83,31 +86,39 @@ def make_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed:
         seconds[name] = round(cumulative.get(name, 0.0) - upstream, 4)
         upstream = cumulative.get(name, 0.0)
     seconds["write"] = round(cumulative.get("write", 0.0), 4)
-    stats = {
-        "shard": task.name,
-        "planned": task.size,
-        "attempted": attempted,
-        "accepted": writer.count,
-        "rejected": dict(Counter(r["reason"] for r in rejects)),
-        "rejects": rejects,
-        "seconds": seconds,
-        "wall_seconds": round(time.perf_counter() - started, 4),
-    }
+    stats = ShardStats(shard=task.name, planned=task.size, attempted=attempted, accepted=writer.count,
+                       rejected=dict(Counter(r["reason"] for r in rejects)), rejects=rejects, seconds=seconds,
+                       wall_seconds=round(time.perf_counter() - started, 4))
     writer.finish(stats)
     if writer.count < task.size:
         log.warning("shard %s: only %d of %d samples after %d candidates", task.name, writer.count, task.size, attempted)
     return stats
 
 
-def attempt(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: int) -> dict:
-    """A shard's stats, or its traceback: a failed shard is retried by the next run, the others go on.
-    A full disk stops the run (DiskFull): every other shard would fail the same way."""
+@dataclass(frozen=True)
+class ShardFailure:
+    """A shard whose own code raised: the run goes on, the next run retries it."""
+
+    shard: str
+    error: str  # the traceback, for the log
+
+
+def run_shard(pipeline: Pipeline, task: plan.ShardTask, out: Path, recipe_seed: int) -> ShardStats | ShardFailure:
+    """The per-shard template every executor goes through (in this process, in worker processes, as a Ray
+    task): a shard an earlier try finished is read back, not made again; a shard that raises is a
+    ShardFailure and the others go on. A full disk stops the run (DiskFull): every other shard would
+    fail the same way."""
+    paths = shard_outputs(out, task.name)
+    # a retried task whose first try finished (its tar checked against the marker's sha256: a shard the
+    # run chose to remake because its tar changed is not taken back); no marker, the usual case, costs nothing
+    if is_done(out, task, verify=True) and (done := ShardStats.read(paths["stats"])) is not None:
+        return done
     try:
         return make_shard(pipeline, task, out, recipe_seed)
     except OSError as exc:
         full = disk_full(exc, f"shard {task.name} not finished")
         if full is not None:
             raise full from None
-        return {"shard": task.name, "error": traceback.format_exc()}
+        return ShardFailure(task.name, traceback.format_exc())
     except Exception:
-        return {"shard": task.name, "error": traceback.format_exc()}
+        return ShardFailure(task.name, traceback.format_exc())

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from factory.config import Strict
+from factory.dataset.stats import RunStats
 from factory.errors import UserError
 from factory.files import refuse_link, subfolder, write_atomic
 
@@ -139,7 +140,7 @@ class Tracker:
     def report_scalar(self, title: str, series: str, value: float, iteration: int = 0) -> None:
         """One point of a scalar plot."""
 
-    def report_stats(self, stats: dict, iteration: int = 0) -> None:
+    def report_stats(self, stats: RunStats, iteration: int = 0) -> None:
         """A run's merged stats: counts, reject rates by reason and seconds per stage, as scalars."""
         for title, series, value in stats_scalars(stats):
             self.report_scalar(title, series, value, iteration)
@@ -163,19 +164,19 @@ class Tracker:
         self.close()
 
 
-def stats_scalars(stats: dict) -> list[tuple[str, str, float]]:
-    """(title, series, value) for a merged stats dict: counts, reject rate per reason, seconds per stage."""
-    attempted = int(stats.get("attempted", 0))
-    rejected = {str(k): int(v) for k, v in (stats.get("rejected") or {}).items()}
+def stats_scalars(stats: RunStats) -> list[tuple[str, str, float]]:
+    """(title, series, value) for a run's merged stats: counts, reject rate per reason, seconds per stage."""
+    attempted = stats.attempted
+    rejected = {str(k): int(v) for k, v in stats.rejected.items()}
     rows = [
         ("counts", "attempted", float(attempted)),
-        ("counts", "accepted", float(stats.get("accepted", 0))),
+        ("counts", "accepted", float(stats.accepted)),
         ("counts", "rejected", float(sum(rejected.values()))),
     ]
     if attempted:
         rows.append(("reject rate", "all", sum(rejected.values()) / attempted))
         rows += [("reject rate", reason, n / attempted) for reason, n in sorted(rejected.items())]
-    rows += [("seconds per stage", str(stage), float(s)) for stage, s in sorted((stats.get("seconds") or {}).items())]
+    rows += [("seconds per stage", str(stage), float(s)) for stage, s in sorted(stats.seconds.items())]
     return rows
 
 

@@ -15,6 +15,23 @@ ASSETS = REPO.parent / "shared" / "assets"
 
 
 @pytest.fixture
+def disk_full_after_first_shard(monkeypatch) -> None:
+    """Every shard after the first finds the disk full (ENOSPC) when it writes a sample."""
+    import errno
+
+    from factory.dataset.writer import ShardWriter
+
+    write = ShardWriter.write
+
+    def full_after_first_shard(self, sample):
+        if self.task.index >= 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.paths["tmp"]))
+        write(self, sample)
+
+    monkeypatch.setattr(ShardWriter, "write", full_after_first_shard)
+
+
+@pytest.fixture
 def assets() -> Path:
     """The shared real images and weights; tests skip when a checkout has none."""
     if not ASSETS.is_dir():

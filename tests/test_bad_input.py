@@ -81,10 +81,10 @@ def test_a_run_over_awkward_files_records_every_outcome(awkward, tmp_path):
     result = generate(load_recipe(path), tmp_path / "out")
     assert not result.failed
     stats = result.made[0]
-    by_item = {r["item"].rsplit("/", 1)[-1]: r["reason"] for r in stats["rejects"]}
+    by_item = {r["item"].rsplit("/", 1)[-1]: r["reason"] for r in stats.rejects}
     assert by_item == {"a_zero.jpg": "empty_file", "b_truncated.png": "corrupt_image",
                        "c_cut.jpg": "corrupt_image", "d_notes.txt": "not_an_image",
                        "e_bomb.png": "decompression_bomb", "k_noface.png": "no_face"}
     # grey, RGBA, CMYK, 16-bit, EXIF-rotated: one face each; the two-face image: two samples
-    assert stats["accepted"] == 5 + 2
-    assert stats["attempted"] == 12
+    assert stats.accepted == 5 + 2
+    assert stats.attempted == 12

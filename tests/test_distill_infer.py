@@ -13,6 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import real_image, write_checkpoint  # noqa: E402
 
+from distill.config import InferConfig  # noqa: E402
 from distill.export import export, load_student  # noqa: E402
 from distill.infer import infer  # noqa: E402
 from factory.images import encode_png, read_image  # noqa: E402
@@ -50,7 +51,7 @@ def expected(checkpoint: Path, image: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["pytorch", "onnx"])
 def test_a_folder_of_images_gives_the_model_output_for_each(checkpoint, images, tmp_path, backend):
     model = checkpoint if backend == "pytorch" else export(checkpoint, "onnx", tmp_path / "onnx")
-    summary = infer(model, [images], tmp_path / "out", batch_size=2)
+    summary = infer(model, [images], tmp_path / "out", InferConfig.of(batch_size=2))
     assert summary["images"] == 4 and summary["frames"] == 3 and summary["skipped"] == 1
     for name in ["a.png", "b.png", "sub/c.png"]:
         source = read_image(images / name)
@@ -62,7 +63,7 @@ def test_a_folder_of_images_gives_the_model_output_for_each(checkpoint, images, 
 def test_the_shared_video_gives_a_video_of_the_same_size(checkpoint, tmp_path):
     if not VIDEO.is_file():
         pytest.skip(f"{VIDEO} not present (shared test assets are not part of the repository)")
-    summary = infer(checkpoint, [VIDEO], tmp_path, batch_size=3, max_frames=4)
+    summary = infer(checkpoint, [VIDEO], tmp_path, InferConfig.of(batch_size=3, max_frames=4))
     assert summary["videos"] == 1 and summary["frames"] == 4
     source, result = cv2.VideoCapture(str(VIDEO)), cv2.VideoCapture(str(tmp_path / "short_hamilton_clip.mp4"))
     frames = 0
@@ -81,7 +82,7 @@ def test_face_mode_changes_the_face_and_keeps_the_background(checkpoint, tmp_pat
     if not photo.is_dir():
         pytest.skip(f"{photo} not present (shared test assets are not part of the repository)")
     source_path = sorted(photo.iterdir())[0]
-    summary = infer(checkpoint, [source_path], tmp_path, mode="face")
+    summary = infer(checkpoint, [source_path], tmp_path, InferConfig.of(mode="face"))
     assert summary["faces"] >= 1
     source = read_image(source_path)
     result = read_image(tmp_path / f"{source_path.stem}.png")
@@ -107,7 +108,7 @@ def test_person_only_converts_the_person_and_treats_the_background_as_asked(chec
     source = skimage.data.astronaut()[::4, ::4].copy()  # 128 px
     path = tmp_path / "astronaut.png"
     path.write_bytes(encode_png(source))
-    infer(checkpoint, [path], tmp_path / "out", person_only=background)
+    infer(checkpoint, [path], tmp_path / "out", InferConfig.of(person_only=background))
     result = read_image(tmp_path / "out" / "astronaut.png")
     person = build_mask("mediapipe")(source) > 0.9
     background_px = build_mask("mediapipe")(source) < 0.05
@@ -123,4 +124,4 @@ def test_person_only_needs_whole_frames(checkpoint, tmp_path):
     from factory.errors import UserError
 
     with pytest.raises(UserError, match="--person-only"):
-        infer(checkpoint, [tmp_path], tmp_path / "out", mode="face", person_only="keep")
+        infer(checkpoint, [tmp_path], tmp_path / "out", InferConfig.of(mode="face", person_only="keep"))

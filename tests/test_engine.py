@@ -156,7 +156,7 @@ def test_debris_is_redone_and_finished_shards_are_left_alone(reference, tmp_path
         (tmp_path / leftover).unlink()
     (tmp_path / "shards" / "00005.tar.tmp").write_bytes(b"junk")
     result = make(tmp_path)
-    assert sorted(s["shard"] for s in result.made) == ["00003", "00004", "00005"]
+    assert sorted(s.shard for s in result.made) == ["00003", "00004", "00005"]
     assert finished.stat().st_mtime_ns == before
     assert not (tmp_path / "shards" / "00005.tar.tmp").exists()
     same_dataset(reference, tmp_path)
@@ -165,7 +165,7 @@ def test_debris_is_redone_and_finished_shards_are_left_alone(reference, tmp_path
 def test_raising_the_count_only_adds_shards(reference, tmp_path):
     make(tmp_path, overrides=[*SMALL[1:], "output.count=8"])
     result = make(tmp_path)
-    assert sorted(s["shard"] for s in result.made) == ["00004", "00005"]
+    assert sorted(s.shard for s in result.made) == ["00004", "00005"]
     same_dataset(reference, tmp_path)
 
 

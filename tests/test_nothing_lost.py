@@ -387,6 +387,7 @@ def test_a_manifest_whose_shard_leaves_the_folder_is_refused(small_dataset, tmp_
 def test_a_device_that_is_not_here_and_a_nan_threshold_are_one_line(student, tmp_path):
     import torch
 
+    from distill.config import InferConfig
     from distill.infer import infer
 
     photo = tmp_path / "a.png"
@@ -394,7 +395,7 @@ def test_a_device_that_is_not_here_and_a_nan_threshold_are_one_line(student, tmp
     devices = ["bogus"] + ([] if torch.cuda.is_available() else ["cuda"])
     for device in devices:
         with pytest.raises(UserError, match=rf"--device {device}:"):
-            infer(student, [photo], tmp_path / "out", device=device)
+            infer(student, [photo], tmp_path / "out", InferConfig.of(device=device))
     result = runner.invoke(app(), ["cast", "rank", str(photo), "--gallery", str(tmp_path), "--out", str(tmp_path / "r"),
                                    "--min-z", "nan"])
     assert isinstance(result.exception, UserError) and "--min-z nan" in str(result.exception), result.output

@@ -115,6 +115,7 @@ def fake_cluster(monkeypatch, dies_with):
     ``dies_with`` (what Ray raises when its raylet, agent, node or worker dies, or a shard's code raised)."""
     ray = pytest.importorskip("ray")
     from factory import executors
+    from factory.executors import ray_tasks
 
     class FakeCluster(executors.RayExecutor):
         def start(self, recipe, out, shards):
@@ -125,9 +126,12 @@ def fake_cluster(monkeypatch, dies_with):
 
             def get(task):
                 calls["get"] += 1
-                if calls["get"] == 2:
+                if calls["get"] == 2 and dies_with is not None:
                     raise dies_with
-                return executors._ray_shard(self.recipe, task, self.out)
+                try:
+                    return ray_tasks._ray_shard(self.recipe, task, self.out)
+                except Exception as exc:  # what ray.get raises for a task that raised
+                    raise ray.exceptions.RayTaskError("_ray_shard", "Traceback ...", exc) from None
 
             fake = type("FakeRay", (), {
                 "exceptions": ray.exceptions,
@@ -135,7 +139,7 @@ def fake_cluster(monkeypatch, dies_with):
                 "get": staticmethod(get),
                 "cancel": staticmethod(lambda ref, force: self.cancelled.append(ref.name)),
             })
-            yield from executors.ray_results(fake, {task: task for task in tasks})
+            yield from ray_tasks.ray_results(fake, {task: task for task in tasks})
 
     monkeypatch.setattr(executors, "RayExecutor", FakeCluster)
     return FakeCluster
@@ -177,7 +181,31 @@ def test_a_shards_own_error_under_ray_stays_a_failed_shard(tmp_path, monkeypatch
     error = ray.exceptions.RayTaskError("_ray_shard", "Traceback ...\nValueError: bad sample", ValueError("bad sample"))
     cluster = fake_cluster(monkeypatch, error)
     result = generate(load_recipe(QUICKSTART, SMALL), tmp_path / "pairs", cluster())
-    assert [s["shard"] for s in result.failed] == ["00001"] and len(result.made) == 2
+    assert [s.shard for s in result.failed] == ["00001"] and len(result.made) == 2
+
+
+def test_a_full_disk_under_ray_is_the_one_line_disk_full_exit(tmp_path, monkeypatch, disk_full_after_first_shard):
+    """Ray's shards go through the same per-shard template as the local executors: a full disk under
+    the second shard stops the run with the DiskFull line (not a failed shard row), finished shards kept."""
+    from typer.testing import CliRunner
+
+    from factory.files import DiskFull
+    from toonfactory.cli import app
+
+    fake_cluster(monkeypatch, None)
+    out = tmp_path / "pairs"
+    result = CliRunner().invoke(app, ["generate", str(QUICKSTART), "--out", str(out), "--executor", "ray",
+                                      *[a for s in SMALL for a in ("--set", s)]])
+    assert isinstance(result.exception, UserError) and result.exception.exit_code == 2, result.output
+    message = str(result.exception)
+    assert "\n" not in message and message.startswith("disk full writing ") and "shard 00001 not finished" in message
+    assert f"1 of 3 shards finished and kept in {out}; free some space" in message
+    assert "shard(s) failed" not in result.output
+    assert sorted(p.name for p in (out / "stats").glob("*.done")) == ["00000.done"]
+    # what the driver process sends for it becomes the same DiskFull in the run's process
+    from factory.executors.base import stop
+
+    assert isinstance(stop("full", message), DiskFull)
 
 
 def test_killing_rays_agent_mid_run_is_one_line_and_exit_2(tmp_path):

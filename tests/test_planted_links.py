@@ -178,11 +178,12 @@ def test_infer_on_images_and_a_video(student, tmp_path):
 
 
 def test_infer_tracking_faces_in_a_video(student, tmp_path, assets):
+    from distill.config import InferConfig
     from distill.infer import infer
 
     clip = assets / "video" / "short_hamilton_clip.mp4"
-    command = Command(lambda out: call(infer, student, [clip], out, mode="face", max_frames=2, embedder=None),
-                      tmp_path / "out")
+    config = InferConfig.of(mode="face", max_frames=2, embedder="none")
+    command = Command(lambda out: call(infer, student, [clip], out, config), tmp_path / "out")
     check(command, tmp_path, ["short_hamilton_clip.mp4", "short_hamilton_clip.tracks.json"])
 
 

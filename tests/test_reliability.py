@@ -5,7 +5,6 @@ New interfaces are imported inside the tests, so on code without them each test 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -116,7 +115,7 @@ def test_a_marker_is_trusted_only_for_the_tar_it_recorded(copy_of, reference):
     tar.write_bytes(bytes(data))
     (out / "shards" / "00001.tar").write_bytes(b"half a tar")  # a SIGKILL under a second writer
     result = make(out)
-    assert sorted(s["shard"] for s in result.made) == ["00000", "00001"]
+    assert sorted(s.shard for s in result.made) == ["00000", "00001"]
     assert snapshot(out / "shards") == snapshot(reference / "shards")
 
 
@@ -334,19 +333,10 @@ def test_a_48_megapixel_photo_stays_far_under_the_8_gb_it_once_needed(photo_48mp
     assert Image.open(tmp_path / "out" / "big.png").size[0] * Image.open(tmp_path / "out" / "big.png").size[1] <= 4_000_000
 
 
-def test_a_full_disk_stops_with_one_line_and_finished_shards_intact(tmp_path, monkeypatch):
+def test_a_full_disk_stops_with_one_line_and_finished_shards_intact(tmp_path, disk_full_after_first_shard):
     from factory.dataset.layout import is_done
-    from factory.dataset.writer import ShardWriter
     from factory.plan import plan
 
-    write = ShardWriter.write
-
-    def full_after_first_shard(self, sample):
-        if self.task.index >= 1:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.paths["tmp"]))
-        write(self, sample)
-
-    monkeypatch.setattr(ShardWriter, "write", full_after_first_shard)
     out = tmp_path / "out"
     with pytest.raises(UserError) as info:
         make(out)
@@ -483,15 +473,17 @@ def test_gallery_reports_duplicates_shared_photos_faceless_actors_and_an_empty_f
 def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, capsys):
     from toonfactory.cli import main
 
-    attempt, made = executors.attempt, []
+    from factory.executors import in_process
+
+    run_shard, made = in_process.run_shard, []
 
     def then_ctrl_c(*args):
-        made.append(attempt(*args))
+        made.append(run_shard(*args))
         if len(made) == 1:
             os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, while the next shard starts
         return made[-1]
 
-    monkeypatch.setattr(executors, "attempt", then_ctrl_c)
+    monkeypatch.setattr(in_process, "run_shard", then_ctrl_c)
     out = tmp_path / "out"
     monkeypatch.setattr(sys, "argv", ["toonfactory", "generate", str(QUICKSTART), "--out", str(out),
                                       *sets(["output.count=6", *SMALL[1:]])])

@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 
 from factory import tracking
+from factory.dataset.stats import RunStats
 from factory.errors import UserError
 from factory.recipe import TrackingConfig
 
-STATS = {"attempted": 10, "accepted": 7, "rejected": {"no_face": 2, "blur": 1}, "seconds": {"faces": 1.5, "teacher": 3.0}}
+STATS = RunStats(attempted=10, accepted=7, rejected={"no_face": 2, "blur": 1}, seconds={"faces": 1.5, "teacher": 3.0})
 RECIPE = {"name": "tiny", "seed": 3, "output": {"count": 7, "size": 64}}
 
 
@@ -75,7 +76,7 @@ def test_stats_become_counts_reject_rates_and_stage_seconds():
     assert rows[("reject rate", "all")] == pytest.approx(0.3)
     assert rows[("seconds per stage", "teacher")] == 3.0
     assert ("reject rate", "all") not in dict.fromkeys(
-        (t, s) for t, s, _ in tracking.stats_scalars({"attempted": 0, "accepted": 0}))
+        (t, s) for t, s, _ in tracking.stats_scalars(RunStats()))
 
 
 def test_offline_session_zips_hold_recipe_scalars_image_and_dataset(tmp_path, dataset_dir):

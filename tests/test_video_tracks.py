@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import write_checkpoint  # noqa: E402
 from video_fixtures import PATCH, portraits, two_face_frames, write_video  # noqa: E402
 
-from distill.infer import Assignment, infer  # noqa: E402
+from distill.config import Assignment, InferConfig  # noqa: E402
+from distill.infer import infer  # noqa: E402
 from distill.tracks import FaceTracks  # noqa: E402
 from factory.sources.video import SceneCuts  # noqa: E402
 from factory.errors import UserError  # noqa: E402
@@ -45,7 +46,7 @@ def embedder():
 
 def test_two_faces_keep_their_ids_through_a_clip():
     clip = two_face_frames(20)
-    tracks = FaceTracks(shared_detector("mediapipe", min_size=24), None, detect_every=4, fps=25)
+    tracks = FaceTracks(shared_detector("mediapipe", min_size=24), None, InferConfig.of(detect_every=4), fps=25)
     per_frame = run(tracks, clip)
     identity: dict[int, int] = {}
     for (_, corners), faces in list(zip(clip, per_frame))[3:]:  # a new track shows from its third frame
@@ -60,7 +61,8 @@ def test_two_faces_keep_their_ids_through_a_clip():
 @pytest.mark.parametrize("reid", [True, False])
 def test_after_a_cut_the_same_person_keeps_their_id(embedder, reid):
     clip = two_face_frames(26, cut_at=10, gap=4)  # both come back on swapped sides
-    tracks = FaceTracks(shared_detector("mediapipe", min_size=24), embedder if reid else None, detect_every=4, fps=25)
+    tracks = FaceTracks(shared_detector("mediapipe", min_size=24), embedder if reid else None,
+                        InferConfig.of(detect_every=4), fps=25)
     per_frame = run(tracks, clip)
     assert tracks.summary()["cuts"] == 1
     before = {who(f, clip[8][1]): f.track for f in per_frame[8]}
@@ -79,7 +81,8 @@ def test_smoothing_steadies_keypoints_of_a_still_face():
     frames = [np.clip(image.astype(int) + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8) for _ in range(16)]
     spread = {}
     for smooth in (True, False):
-        tracks = FaceTracks(shared_detector("mediapipe", min_size=24), None, detect_every=1, smooth=smooth, fps=25)
+        tracks = FaceTracks(shared_detector("mediapipe", min_size=24), None, InferConfig.of(detect_every=1, smooth=smooth),
+                            fps=25)
         points = [np.concatenate([f.keypoints for f in sorted(faces, key=lambda f: who(f, corners))])
                   for faces in (tracks(frame) for frame in frames) if len(faces) == 2]
         spread[smooth] = np.abs(np.diff(points, axis=0)).mean()
@@ -103,8 +106,8 @@ def test_infer_writes_the_tracks_file_and_converts_each_track_with_its_model(mod
     default, other = models
     clip = two_face_frames(12)
     video = write_video(tmp_path / "two.mp4", [image for image, _ in clip])
-    summary = infer(default, [video], tmp_path / "out", mode="face", batch_size=4, embedder=None, detect_every=4,
-                    assign=["1=keep", f"2={other}"])
+    config = InferConfig.of(mode="face", batch_size=4, embedder="none", detect_every=4, assign=["1=keep", f"2={other}"])
+    summary = infer(default, [video], tmp_path / "out", config)
     assert summary["videos"] == 1 and summary["frames"] == 12 and summary["tracks"] == 2
     record = json.loads((tmp_path / "out" / "two.tracks.json").read_text())
     assert record["tracks"]["1"]["model"] == "keep" and record["tracks"]["2"]["model"] == str(other)
@@ -140,7 +143,7 @@ def test_actors_from_a_gallery_name_the_tracks(embedder, tmp_path):
     gallery, _ = update_gallery(tmp_path / "gallery", *collect_inputs(tmp_path / "actors"), embedder,
                                 DetectorChain("mediapipe", min_size=24))
     clip = two_face_frames(6)
-    tracks = FaceTracks(shared_detector("mediapipe", min_size=24), embedder, detect_every=4, fps=25,
+    tracks = FaceTracks(shared_detector("mediapipe", min_size=24), embedder, InferConfig.of(detect_every=4), fps=25,
                         recognise=recogniser(gallery))
     faces = run(tracks, clip)[-1]
     assert {face.actor: NAMES[who(face, clip[-1][1])] for face in faces} == {"astronaut": "astronaut", "hopper": "hopper"}
@@ -158,7 +161,7 @@ def test_actors_from_a_gallery_name_the_tracks(embedder, tmp_path):
 ])
 def test_bad_assignments_are_user_errors(models, tmp_path, assign, kwargs, message):
     with pytest.raises(UserError, match=message):
-        infer(models[0], [tmp_path], tmp_path / "out", **{"mode": "face", **kwargs}, assign=assign)
+        infer(models[0], [tmp_path], tmp_path / "out", InferConfig.of(**{"mode": "face", **kwargs}, assign=assign))
     assert not (tmp_path / "out").exists()
 
 
@@ -167,7 +170,7 @@ def test_a_pickle_given_as_a_model_is_refused_not_loaded(models, tmp_path):
     evil.write_bytes(pickle.dumps({"student": 1}))
     video = write_video(tmp_path / "two.mp4", [image for image, _ in two_face_frames(2)])
     with pytest.raises(UserError):
-        infer(models[0], [video], tmp_path / "out", mode="face", assign=[f"1={evil}"])
+        infer(models[0], [video], tmp_path / "out", InferConfig.of(mode="face", assign=[f"1={evil}"]))
     assert not (tmp_path / "out").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from factory.dataset.stats import ShardStats
 from factory.errors import UserError
 from factory.files import sha256_file, write_atomic
 
@@ -21,12 +22,6 @@ def shard_outputs(out: Path, name: str) -> dict[str, Path]:
         "stats": out / "stats" / f"{name}.json",
         "marker": out / "stats" / f"{name}.done",
     }
-
-
-def valid_stats(record) -> bool:
-    """Whether a shard's stats record has the counts, rejects and seconds a report sums."""
-    return (isinstance(record, dict) and all(isinstance(record.get(k), int) for k in ("planned", "attempted", "accepted"))
-            and isinstance(record.get("rejected"), dict) and isinstance(record.get("seconds"), dict))
 
 
 def read_marker(out: Path, name: str) -> dict | None:
@@ -46,10 +41,7 @@ def is_done(out: Path, task, verify: bool = False) -> bool:
     tar, marker = paths["tar"], read_marker(out, task.name)
     if marker is None or marker.get("size") != task.size or not tar.is_file():
         return False
-    try:
-        if not valid_stats(json.loads(paths["stats"].read_text())):
-            return False
-    except (OSError, ValueError, RecursionError):
+    if ShardStats.read(paths["stats"]) is None:
         return False
     if tar.stat().st_size != marker.get("bytes") or "sha256" not in marker:
         return False

@@ -10,7 +10,8 @@ from pathlib import Path
 from factory.dataset.card import write_card
 from factory.dataset.layout import MANIFEST, shard_outputs
 from factory.dataset.reader import shard_members
-from factory.dataset.report import merge_stats, shard_stats
+from factory.dataset.report import shard_stats
+from factory.dataset.stats import RunStats
 from factory.files import sha256_file, write_atomic
 
 FORMAT = "toonfactory-pairs/1"
@@ -38,18 +39,18 @@ def seal(out: Path, *, name: str, recipe_hash: str, recipe: dict, shard_names: l
          parent: dict | None = None) -> dict:
     """Write the manifest (recipe, hash, counts, shard checksums, versions; the ``parent`` of a derived
     version), then the dataset card. No timings, so both are identical for identical data (timings stay in stats/)."""
-    stats = {s["shard"]: s for s in shard_stats(out)}
+    stats = {s.shard: s for s in shard_stats(out)}
     shards = []
     for shard in shard_names:
         tar = shard_outputs(out, shard)["tar"]
-        shards.append({"name": tar.name, "samples": stats[shard]["accepted"], "sha256": sha256_file(tar)})
-    merged = merge_stats([stats[shard] for shard in shard_names])
+        shards.append({"name": tar.name, "samples": stats[shard].accepted, "sha256": sha256_file(tar)})
+    merged = RunStats.merge(stats[shard] for shard in shard_names)
     manifest = {
         "format": FORMAT,
         "name": name,
         "recipe_hash": recipe_hash,
         "recipe": recipe,
-        "counts": {k: merged[k] for k in ("planned", "attempted", "accepted", "rejected")},
+        "counts": merged.counts(),
         "fields": ["real.png", "toon.png", "json"] + (["mask.png"] if _has_masks(out, shards) else []),
         "shards": shards,
         "versions": versions(),

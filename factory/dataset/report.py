@@ -4,56 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factory.dataset.layout import read_json, valid_stats
+from factory.dataset.layout import read_json
+from factory.dataset.stats import RunStats, ShardStats
 from factory.errors import UserError
 
 STAT_COUNTS = ("shards", "planned", "attempted", "accepted")
 
 
-def shard_stats(out: Path) -> list[dict]:
+def shard_stats(out: Path) -> list[ShardStats]:
     """Every shard's stats record; a damaged one is named (``generate`` remakes its shard)."""
     records = []
     for path in sorted((out / "stats").glob("*.json")):
-        record = read_json(path)
-        if not valid_stats(record):
+        record = ShardStats.parse(read_json(path), path.stem)
+        if record is None:
             raise UserError(f"{path}: not a shard's stats record (counts, rejected, seconds); re-run "
                             "`toonfactory generate` on this folder to remake its shard")
         records.append(record)
     return records
 
 
-def merge_stats(stats: list[dict]) -> dict:
-    """Counts, rejects by reason and seconds by stage, summed over shards."""
-    merged = {"shards": len(stats), "planned": 0, "attempted": 0, "accepted": 0, "rejected": {}, "seconds": {}}
-    for shard in stats:
-        for key in ("planned", "attempted", "accepted"):
-            merged[key] += shard[key]
-        for reason, n in shard["rejected"].items():
-            merged["rejected"][reason] = merged["rejected"].get(reason, 0) + n
-        for stage, s in shard["seconds"].items():
-            merged["seconds"][stage] = round(merged["seconds"].get(stage, 0.0) + s, 4)
-    return merged
-
-
-def stats_tables(stats: dict) -> list:
+def stats_tables(stats: RunStats) -> list:
     """Rich tables of merged stats: samples, rejects by reason, seconds per stage."""
     from rich.table import Table
 
     counts = Table(title="samples")
     for column in STAT_COUNTS:
         counts.add_column(column, justify="right")
-    counts.add_row(*(str(stats[c]) for c in STAT_COUNTS))
+    counts.add_row(*(str(getattr(stats, c)) for c in STAT_COUNTS))
     rejects = Table(title="rejects")
     rejects.add_column("reason")
     rejects.add_column("count", justify="right")
-    for reason, n in sorted(stats["rejected"].items(), key=lambda kv: -kv[1]) or [("none", 0)]:
+    for reason, n in sorted(stats.rejected.items(), key=lambda kv: -kv[1]) or [("none", 0)]:
         rejects.add_row(reason, str(n))
     timings = Table(title="seconds per stage")
     timings.add_column("stage")
     timings.add_column("total s", justify="right")
     timings.add_column("ms / candidate", justify="right")
-    for stage, seconds in stats["seconds"].items():
-        timings.add_row(stage, f"{seconds:.2f}", f"{1000 * seconds / max(stats['attempted'], 1):.1f}")
+    for stage, seconds in stats.seconds.items():
+        timings.add_row(stage, f"{seconds:.2f}", f"{1000 * seconds / max(stats.attempted, 1):.1f}")
     return [counts, rejects, timings]
 
 

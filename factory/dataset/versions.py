@@ -21,6 +21,7 @@ from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_output
 from factory.dataset.manifest import seal
 from factory.dataset.reader import manifest_shards, read_member, shard_members
 from factory.dataset.review import read_review
+from factory.dataset.stats import ShardStats
 from factory.dataset.writer import ShardWriter
 from factory.errors import UserError
 from factory.files import refuse_link, sha256_file, write_atomic
@@ -70,8 +71,10 @@ def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[st
     tar_path = src / "shards" / shard["name"]
     keys = dict.fromkeys(key for _, _, key, _ in shard_members(tar_path))
     removed = [key for key in keys if key in marks]
-    parent_stats = json.loads(shard_outputs(src, name)["stats"].read_text())
-    writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats["planned"], 1.0))
+    parent_stats = ShardStats.read(shard_outputs(src, name)["stats"])
+    if parent_stats is None:
+        raise UserError(f"{shard_outputs(src, name)['stats']}: not a shard's stats record (counts, rejected, seconds)")
+    writer = ShardWriter(staging, ShardTask(int(name), len(keys) - len(removed), parent_stats.planned, 1.0))
     items = {}
     try:
         for key, files in _samples(tar_path):
@@ -79,13 +82,13 @@ def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[st
                 items[key] = (json.loads(files.get("json") or "{}").get("source") or {}).get("item")
             else:
                 writer.write_record({"__key__": key, **files})
-        rejected = dict(parent_stats["rejected"])
+        rejected = dict(parent_stats.rejected)
         if removed:
             rejected[REVIEW_REASON] = rejected.get(REVIEW_REASON, 0) + len(removed)
         rows = [{"key": key, "item": items.get(key), "reason": REVIEW_REASON, "note": marks[key].get("note", "")}
                 for key in removed]
-        writer.finish({**parent_stats, "accepted": writer.count, "rejected": rejected,
-                       "rejects": parent_stats["rejects"] + rows})
+        writer.finish(parent_stats.model_copy(update={"accepted": writer.count, "rejected": rejected,
+                                                      "rejects": parent_stats.rejects + rows}))
     except BaseException:  # a full disk: the tar is closed once, here, not again by the interpreter at exit
         writer.abort()
         raise

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from factory.dataset.layout import shard_outputs
+from factory.dataset.stats import ShardStats
 from factory.files import open_new, refuse_link, sha256_file, subfolder, write_atomic
 from factory.images import encode_png
 from factory.plan import ShardTask
@@ -52,7 +53,7 @@ class ShardWriter:
             self._tar.write(record)
         self.count += 1
 
-    def finish(self, stats: dict) -> None:
+    def finish(self, stats: ShardStats) -> None:
         """Close and rename the tar, then write the stats, then the completion marker."""
         with self._naming():
             self._tar.close()
@@ -62,7 +63,7 @@ class ShardWriter:
         record = {"size": self.task.size, "samples": self.count, "bytes": self.paths["tmp"].stat().st_size,
                   "sha256": sha256_file(self.paths["tmp"])}
         os.replace(self.paths["tmp"], refuse_link(self.paths["tar"]))
-        write_atomic(self.paths["stats"], json.dumps(stats, indent=1).encode())  # stages in pipeline order
+        write_atomic(self.paths["stats"], stats.to_json())  # stages in pipeline order
         write_atomic(self.paths["marker"], dumps(record))
 
     @contextlib.contextmanager

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
 
+from factory.config import Strict, choose_kind
 from factory.errors import ModelLoadError, UserError
 from factory.faces import Face, dlib_model_path
 from factory.files import sha256_file
@@ -183,12 +184,46 @@ class OnnxEmbedder:
         return normalise(np.stack(vectors).reshape(len(crops), -1))
 
 
+# -- the embedder kinds (declared as every pluggable kind is: see factory.config.one_of) ------------
+
+
+class DlibEmbedderConfig(Strict):
+    """dlib's ResNet face descriptor (128-d, 99.38% on LFW), on dlib's aligned face chip."""
+
+    kind: Literal["dlib"] = "dlib"
+    model: Path | None = None
+    jitters: int = 0  # checked by the embedder (0..100), which names --jitters
+    colour: str = "rgb"
+    padding: float = 0.25
+
+    def build(self) -> DlibEmbedder:
+        return DlibEmbedder(self.model, self.jitters, self.colour, self.padding)
+
+
+class OnnxEmbedderConfig(Strict):
+    """An ONNX face-recognition model (ArcFace-style input, aligned on the five keypoints)."""
+
+    kind: Literal["onnx"] = "onnx"
+    path: Path
+    channels: str = "rgb"
+    mean: float = 127.5
+    std: float = 127.5
+    colour: str = "rgb"
+    jitters: int = 0
+
+    def build(self) -> OnnxEmbedder:
+        return OnnxEmbedder(**self.model_dump(exclude={"kind"}))
+
+
+EMBEDDERS = (DlibEmbedderConfig, OnnxEmbedderConfig)
+
+
 def build_embedder(spec: str | Path = "dlib", **options) -> Embedder:
-    """``dlib`` (default), or the path of an ``.onnx`` face-recognition model; ``options`` such as
-    ``jitters`` and ``colour`` (a gallery's recorded ``settings``) go to its constructor."""
+    """``dlib`` (default), or the path of an ``.onnx`` face-recognition model (kind ``onnx``); ``options``
+    such as ``jitters`` and ``colour`` (a gallery's recorded ``settings``) go to its config."""
     if str(spec) == "dlib":
-        return DlibEmbedder(**options)
+        return choose_kind(EMBEDDERS, "dlib", options, "--embedder", "embedder").build()
     path = Path(spec)
     if path.suffix.lower() == ".onnx":
-        return OnnxEmbedder(path, **options)
+        return choose_kind(EMBEDDERS, "onnx", {"path": path, **options}, "--embedder", "embedder").build()
     raise UserError(f"--embedder: {spec!r} is neither 'dlib' nor an .onnx file")

@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from factory.config import Strict
-from factory.faces import BACKENDS, alignment_matrix, crop, out_of_frame, shared_chain, transform_points
+from factory.config import Strict, kind_names
+from factory.faces import DETECTORS, alignment_matrix, crop, out_of_frame, shared_chain, transform_points
 from factory.sample import Sample, sample_seed
 from factory.stage import Stage
 
@@ -30,9 +30,9 @@ class FacesConfig(Strict):
     @model_validator(mode="after")
     def _known_detectors(self):
         names = [name.strip() for name in self.detector.split(",")]
-        unknown = [name for name in names if name not in BACKENDS]
+        unknown = [name for name in names if name not in kind_names(DETECTORS)]
         if unknown or not names:
-            raise ValueError(f"detector: unknown {unknown} in {self.detector!r} (choose from {sorted(BACKENDS)}, "
+            raise ValueError(f"detector: unknown {unknown} in {self.detector!r} (choose from {sorted(kind_names(DETECTORS))}, "
                              "comma-separated to chain them; the anime cascade goes in `cascade`)")
         if "anime" in names and self.cascade is None:
             raise ValueError("the anime detector needs `cascade`: a path to an LBP cascade XML")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import Field
 
-from factory.config import Strict
+from factory.config import Strict, one_of
 from factory.errors import ModelLoadError
 from factory.models.stable_diffusion import DiffusersModel
 
@@ -67,7 +67,7 @@ class DiffusionInpaintConfig(InpaintBase, DiffusersModel):
 
 
 INPAINTERS = (OpenCVInpaintConfig, LamaInpaintConfig, DiffusionInpaintConfig)
-InpaintConfig = Annotated[Union[INPAINTERS], Field(discriminator="kind")]
+InpaintConfig = one_of(INPAINTERS)
 
 
 def hole_mask(mask: np.ndarray, threshold: float, grow: float) -> np.ndarray:

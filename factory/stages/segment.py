@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from factory.config import Strict
+from factory.config import Strict, choose_kind, one_of
 from factory.errors import ModelLoadError, UserError
 from factory.masks import soften, to_uint8
 from factory.sample import Sample
@@ -85,7 +85,7 @@ class FaceHullMaskConfig(Strict):
 
 
 MASKS = (MediapipeMaskConfig, SamMaskConfig, FaceHullMaskConfig)
-MaskConfig = Annotated[Union[MASKS], Field(discriminator="kind")]
+MaskConfig = one_of(MASKS)
 
 
 class SegmentConfig(Strict):
@@ -116,15 +116,8 @@ class SegmentConfig(Strict):
 
 def build_mask(spec: str | dict = "mediapipe"):
     """A mask backend from a kind name or a recipe-style mapping, e.g. for inference options."""
-    from pydantic import TypeAdapter, ValidationError
-
     data = {"kind": spec} if isinstance(spec, str) else dict(spec)
-    try:
-        config = TypeAdapter(MaskConfig).validate_python(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"mask backend {data}: {problems}") from None
-    return config.build()
+    return choose_kind(MASKS, str(data.pop("kind", None)), data, "mask backend", "mask").build()
 
 
 class MediapipeMasker:

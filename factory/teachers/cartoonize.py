@@ -17,6 +17,8 @@ from factory.teachers.base import Teacher, TeacherConfig
 
 
 class CartoonizeConfig(TeacherConfig):
+    """A classical cartoonizer that needs no weights: smoothed surface, quantized colours, DoG lines."""
+
     kind: Literal["cartoonize"]
     direction: Literal["real2toon"] = "real2toon"
     colors: int = Field(10, ge=2, le=64, description="colours after quantization")

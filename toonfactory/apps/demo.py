@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from distill.config import InferConfig
 from distill.infer import Inference, Student, Target
 from factory.errors import UserError
 from factory.images import VIDEO_SUFFIXES, BadImage, encode_png, read_image
@@ -58,7 +59,8 @@ class StudentDemo:
 
     def _runner(self, name: str) -> Inference:
         if name not in self.runners:
-            self.runners[name] = Inference(self.student_for(name), batch_size=4, max_frames=MAX_VIDEO_FRAMES, **MODES[name])
+            config = InferConfig.of(batch_size=4, max_frames=MAX_VIDEO_FRAMES, **MODES[name])
+            self.runners[name] = Inference(self.student_for(name), config)
         return self.runners[name]
 
     def student_for(self, name: str) -> Student:
@@ -109,21 +111,18 @@ class StudentDemo:
 
 
 class CastingDemo:
-    """A gallery, dlib's embedder set up as the gallery was and a detector chain, loaded once;
-    reports written under a temp folder."""
+    """A gallery with its embedder and detectors (``casting.caster``, as `cast rank` loads them), loaded
+    once; reports written under a temp folder."""
 
     def __init__(self, gallery_dir: Path, work: Path):
-        from casting.gallery import Gallery, embedder_for
-        from factory.faces import DetectorChain
+        from casting.caster import load_caster
 
-        self.gallery = Gallery.load(gallery_dir)
-        self.embedder = embedder_for("dlib", self.gallery)
-        self.detector = DetectorChain("dlib,mediapipe", min_size=40)
+        self.caster = load_caster(gallery_dir)  # as `cast rank` does, with its defaults
+        self.gallery = self.caster.gallery
         self.work = work
         self.runs = 0
 
     def rank(self, images: list[Path], top: int, progress=None, work: Path | None = None) -> tuple[Path, pd.DataFrame, Path]:
-        from casting.rank import cast
         from casting.report import write_report
 
         done = [0]
@@ -133,7 +132,7 @@ class CastingDemo:
             if progress is not None:
                 progress(done[0] / len(images), desc=f"casting: {done[0]} of {len(images)} image(s)")
 
-        result = cast(self.gallery, images, self.embedder, self.detector, top=top, progress=tick)
+        result = self.caster(images, top=top, progress=tick)
         self.runs += 1
         paths = write_report(result, self.gallery, (work or self.work) / f"cast-{self.runs:05d}")
         table = pd.DataFrame(result.overall[:top])

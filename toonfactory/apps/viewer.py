@@ -81,8 +81,8 @@ def bound(text: str | None) -> float | None:
 
 def reject_table(out: Path) -> pd.DataFrame:
     """Every rejected input of the run, with its shard, key, source item and reason (and a review note)."""
-    rows = [{"shard": s["shard"], "key": r.get("key"), "item": r.get("item"), "reason": r.get("reason"),
-             "note": r.get("note", "")} for s in shard_stats(out) for r in s.get("rejects", [])]
+    rows = [{"shard": s.shard, "key": r.get("key"), "item": r.get("item"), "reason": r.get("reason"),
+             "note": r.get("note", "")} for s in shard_stats(out) for r in s.rejects]
     return pd.DataFrame(rows, columns=["shard", "key", "item", "reason", "note"])
 
 

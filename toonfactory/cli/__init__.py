@@ -16,7 +16,9 @@ from toonfactory.cli.common import configure_logging, console, filter_native_log
 
 FILE_TROUBLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)  # EFBIG: a file-size limit (ulimit -f)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mass-produce aligned webtoon <-> real pairs. "
+                  "`toonfactory validate --kinds` lists every pluggable kind (teachers, sources, masks, inpainters, "
+                  "adapters, detectors, embedders, realifiers).")
 app.add_typer(generate.app)
 app.add_typer(student.app)
 app.add_typer(cast.app, name="cast")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,7 +9,6 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from factory.errors import UserError
 from toonfactory.cli.common import NestedOption, console, refuse_missing
 
 app = typer.Typer(no_args_is_help=True, help="Virtual casting: which actor should play this character?")
@@ -61,49 +59,43 @@ def gallery(
                   f"{len(update.removed)} removed, {len(update.rejected)} rejected)")
 
 
+def _about(name: str) -> str:
+    """A cast rank option's help: the CastConfig field's own description (one text for both)."""
+    from casting.caster import CastConfig
+
+    return CastConfig.model_fields[name].description or ""
+
+
 @app.command()
 def rank(
     images: List[Path] = typer.Argument(..., help="images of one character"),
     gallery_dir: Path = typer.Option(..., "--gallery", help="a folder made by `cast gallery`"),
     out: Path = typer.Option(..., "--out", help="report folder: ranking.json, report.html, report.png"),
-    realify: Optional[Path] = typer.Option(None, help="toon2real model: .onnx, a student checkpoint, or a teacher .yaml"),
-    unwarp: Optional[str] = typer.Option(None, help="undo webtoon geometry first: 'auto' (strength fitted per face, "
-                                         "none for human proportions; 'auto:PROFILE.json'), 'default' or a profile .json (full strength)"),
-    top: int = typer.Option(5, min=1, help="actors ranked per face (Borda points top..1), and shown; at most actors - 1"),
-    face: str = typer.Option("largest", help="which face of a picture with several: largest, all, or N (N-th from the left)"),
-    min_z: float = typer.Option(2.0, help="confidence (z-score against the other actors) a clear match needs; "
-                                          "chosen on 18 actors, choose again for much larger galleries"),
-    where: Optional[List[str]] = typer.Option(None, help="attribute filter key=value (repeatable), e.g. gender=female"),
-    embedder: str = typer.Option("dlib", help="the gallery's embedder: 'dlib' or its ONNX model (its settings, "
-                                 "such as jitters and colour, come from the gallery)"),
+    realify: Optional[Path] = typer.Option(None, help=_about("realify")),
+    unwarp: Optional[str] = typer.Option(None, help=_about("unwarp")),
+    top: int = typer.Option(5, help=_about("top")),
+    face: str = typer.Option("largest", help=_about("face")),
+    min_z: float = typer.Option(2.0, help=_about("min_z")),
+    where: Optional[List[str]] = typer.Option(None, help=_about("where")),
+    embedder: str = typer.Option("dlib", help=_about("embedder")),
     detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
-    min_face: int = typer.Option(40, help="smallest face side in pixels"),
+    min_face: int = typer.Option(40, help=_about("min_face")),
 ):
     """Rank the gallery's actors for a character across its images: Borda votes, a calibrated confidence
     (z-score against the other actors) and a verdict ("no clear match" below the threshold)."""
-    from casting.gallery import Gallery, embedder_for
-    from casting.rank import cast, parse_face_choice, parse_where
-    from casting.realify import load_realifier, parse_unwarp
+    from casting.caster import CastConfig, load_caster
     from casting.report import write_report
-    from factory.faces import DetectorChain
     from factory.files import output_folder
 
     output_folder(out)
-    if not math.isfinite(min_z):
-        raise UserError(f"--min-z {min_z}: must be a finite number (default 2.0)")
-    where_map = parse_where(where or [])
-    choice = parse_face_choice(face)
-    warp = parse_unwarp(unwarp)
-    actors = Gallery.load(gallery_dir)
+    config = CastConfig.of(top=top, face=face, min_z=min_z, where=where or [], embedder=embedder, detector=detector,
+                           min_face=min_face, realify=realify, unwarp=unwarp)
     refuse_missing(images, "IMAGES")  # before the models load
-    model = embedder_for(embedder, actors)
-    chain = DetectorChain(detector, min_size=min_face)
-    realifier = load_realifier(realify) if realify else None
-    real_chain = DetectorChain("dlib,mediapipe", min_size=min_face) if realifier or warp else None
+    caster = load_caster(gallery_dir, config)
+    actors = caster.gallery
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("casting", total=len(images))
-        result = cast(actors, images, model, chain, top=top, where=where_map, realifier=realifier,
-                      real_detector=real_chain, inverse_warp=warp, face=choice, min_z=min_z, progress=lambda: bar.advance(task))
+        result = caster(images, progress=lambda: bar.advance(task))
     paths = write_report(result, actors, out)
     table = Table("#", "actor", "points", "first", "mean z", "mean similarity",
                   title=f"cast for {len(images)} image(s), Borda over the top {result.settings['top']}")

@@ -26,6 +26,7 @@ def filter_(
     """Write a new dataset version without the pairs marked bad; the original stays untouched."""
     from factory import tracking
     from factory.dataset.layout import dataset_files
+    from factory.dataset.stats import RunStats
     from factory.dataset.review import review_path
     from factory.dataset.versions import filter_dataset
 
@@ -39,7 +40,7 @@ def filter_(
     removed, parents = manifest["parent"]["removed"], tracking.dataset_ids(dataset_dir)
     with tracking.start_tracking(config, name=f"{manifest['name']}-filtered", recipe=manifest["recipe"],
                                  recipe_hash=manifest["recipe_hash"], out_dir=out) as tracker:
-        tracker.report_stats({**manifest["counts"], "seconds": {}})
+        tracker.report_stats(RunStats(shards=len(manifest["shards"]), **manifest["counts"]))
         tracker.register_dataset(out, manifest["name"], dataset_files(out), parents=parents,
                                  description=f"{manifest['name']} filtered from {manifest['parent']['path']} "
                                              f"(ClearML parent: {', '.join(parents) or 'not tracked'}): "

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
+from rich.table import Table
 
 from factory.errors import UserError
 from toonfactory.cli.common import ProgressLines, SetOption, console, refuse_missing
@@ -23,18 +24,38 @@ RemoteOption = typer.Option(None, "--remote", help="hand the run to this ClearML
 
 
 @app.command()
-def validate(recipe: Path, set_: Optional[List[str]] = SetOption):
-    """Check a recipe; report every problem with its YAML path."""
+def validate(recipe: Optional[Path] = typer.Argument(None, help="the recipe to check"),
+             set_: Optional[List[str]] = SetOption,
+             kinds: bool = typer.Option(False, "--kinds", help="list every kind a recipe or a command can name "
+                                        "(teachers, sources, masks, inpainters, adapters, detectors, embedders, realifiers)")):
+    """Check a recipe; report every problem with its YAML path. With --kinds, list every pluggable kind."""
     from factory.recipe import check_paths
 
+    if kinds:
+        print_kinds()
+        if recipe is None:
+            return
+    if recipe is None:
+        raise UserError("validate: give a RECIPE to check (or --kinds to list every kind)")
     resolved = load_recipe(recipe, set_ or [])
     check_paths(resolved, produced(resolved))
     console.print(f"[green]ok[/green] {recipe} (hash {resolved.hash})")
 
 
+def print_kinds() -> None:
+    from toonfactory.kinds import kind_rows
+
+    table = Table("family", "kind", "what it is", "named by", title="pluggable kinds")
+    for family, where, kind, what in kind_rows():
+        table.add_row(family, kind, what, where)
+    Console(width=max(console.width, 160)).print(table)
+
+
 def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: str, remote: str | None):
     from factory import executors, tracking
+    from factory.dataset.stats import ShardStats
     from factory.generate import generate as make
+    from factory.shard import ShardFailure
 
     runner = executors.choose(executor, workers)  # worker start-up overlaps with reading the recipe
     resolved = load_recipe(recipe, set_)
@@ -61,10 +82,10 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
             bar = progress.add_task(f"{config.name}: shards", total=todo)
             lines.total = todo
 
-    def on_shard(stats: dict) -> None:
+    def on_shard(outcome: ShardStats | ShardFailure) -> None:
         progress.advance(bar)
         made["shards"] += 1
-        made["pairs"] += stats.get("accepted", 0)
+        made["pairs"] += outcome.accepted if isinstance(outcome, ShardStats) else 0
         lines.update(made["shards"], f"pairs {made['pairs']}", count=made["pairs"])
 
     try:
@@ -91,9 +112,10 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
 def _report(out: Path, tracker, register_dataset: bool) -> None:
     """Stats to the console and the tracker, the contact sheet to disk and the tracker."""
     from factory.dataset.layout import dataset_files, read_manifest
-    from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
+    from factory.dataset.report import shard_stats, write_contact_sheet
+    from factory.dataset.stats import RunStats
 
-    stats = merge_stats(shard_stats(out))
+    stats = RunStats.merge(shard_stats(out))
     sheet = write_contact_sheet(out)
     tracker.report_stats(stats)
     tracker.report_image("dataset", "contact sheet", sheet)
@@ -105,7 +127,7 @@ def _report(out: Path, tracker, register_dataset: bool) -> None:
     console.print(f"pairs in [bold]{out}[/bold]; contact sheet {sheet}")
 
 
-def print_stats(stats: dict) -> None:
+def print_stats(stats) -> None:
     from factory.dataset.report import stats_tables
 
     stdout = Console()
@@ -158,13 +180,14 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
 def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the contact sheet")):
     """Print a dataset's counts, reject reasons and timings; write its contact sheet."""
     from factory.dataset.layout import read_manifest
-    from factory.dataset.report import merge_stats, shard_stats, write_contact_sheet
+    from factory.dataset.report import shard_stats, write_contact_sheet
+    from factory.dataset.stats import RunStats
 
     refuse_missing([dataset_dir], "DATASET_DIR")
     if not (dataset_dir / "stats").is_dir():
         raise UserError(f"{dataset_dir}: not a toonfactory dataset (no stats/ folder)")
     manifest = read_manifest(dataset_dir)
-    stats = merge_stats(shard_stats(dataset_dir))
+    stats = RunStats.merge(shard_stats(dataset_dir))
     if manifest is None:
         console.print("[yellow]no manifest.json: the run is incomplete (re-run generate to finish it)[/yellow]")
     else:

@@ -160,62 +160,64 @@ def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, 
         console.print(f"[green]{name}[/green] {export(checkpoint, name, out, opset=opset, tolerance=tolerance)}")
 
 
+def _about(name: str) -> str:
+    """An infer option's help: the InferConfig field's own description (one text for both)."""
+    from distill.config import InferConfig
+
+    return InferConfig.model_fields[name].description or ""
+
+
 @app.command("infer")
 def infer_command(
     model: Path = typer.Argument(..., help="checkpoint folder, student .safetensors or .onnx"),
     inputs: List[Path] = typer.Argument(..., help="image files, folders of images, video files"),
     out: Path = typer.Option(..., help="output folder"),
-    mode: str = typer.Option("whole", help="whole (the frame) or face (detect, align, paste back)"),
-    batch_size: int = typer.Option(8, min=1),
-    max_frames: Optional[int] = typer.Option(None, help="stop each video after this many frames"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (PyTorch models)"),
-    half: bool = typer.Option(False, help="fp16 on CUDA (PyTorch models)"),
-    detector: str = typer.Option("mediapipe", help="face detector for --mode face (mediapipe, dlib, haar, anime)"),
-    cascade: Optional[Path] = typer.Option(None, help="the LBP cascade XML of --detector anime"),
-    person_only: Optional[str] = typer.Option(
-        None, "--person-only", help="convert only people: keep (the background as it is) or stylize (inpainted, then converted)"),
-    max_pixels: int = typer.Option(4_000_000, "--max-pixels", min=65_536, help="larger images and frames are decoded reduced to this many pixels"),
-    track: bool = typer.Option(True, help="face mode on videos: track faces (ids, smoothing, VIDEO.tracks.json)"),
-    detect_every: int = typer.Option(5, min=1, help="run the face detector every K frames; follow faces in between"),
-    smooth: bool = typer.Option(True, help="stabilise each track's alignment keypoints (carried by optical flow, corrected past a dead band)"),
-    embedder: str = typer.Option("dlib", help="face embedder re-identifying people across cuts: dlib, an .onnx, or none"),
+    mode: str = typer.Option("whole", help=_about("mode")),
+    batch_size: int = typer.Option(8),
+    max_frames: Optional[int] = typer.Option(None, help=_about("max_frames")),
+    device: str = typer.Option("auto", help=_about("device")),
+    half: bool = typer.Option(False, help=_about("half")),
+    detector: str = typer.Option("mediapipe", help=_about("detector").replace("mode face", "--mode face")),
+    cascade: Optional[Path] = typer.Option(None, help=_about("cascade").replace("detector anime", "--detector anime")),
+    person_only: Optional[str] = typer.Option(None, "--person-only", help=_about("person_only")),
+    max_pixels: int = typer.Option(4_000_000, "--max-pixels", help=_about("max_pixels")),
+    track: bool = typer.Option(True, help=_about("track")),
+    detect_every: int = typer.Option(5, help=_about("detect_every")),
+    smooth: bool = typer.Option(True, help=_about("smooth") + " (carried by optical flow, corrected past a dead band)"),
+    embedder: str = typer.Option("dlib", help=_about("embedder")),
     gallery: Optional[Path] = typer.Option(None, help="a `cast gallery` folder: tracks are named by the actor recognised"),
-    assign: Optional[List[str]] = typer.Option(
-        None, "--assign", help="TRACK_ID=MODEL or ACTOR=MODEL (with --gallery); MODEL may be `keep` (repeatable)"),
+    assign: Optional[List[str]] = typer.Option(None, "--assign", help=_about("assign") + " (ACTOR with --gallery; repeatable)"),
 ):
     """Run the student on images and videos; decoding runs in parallel with the model."""
+    from distill.config import InferConfig
     from distill.infer import infer
 
-    if mode not in ("whole", "face"):
-        raise UserError(f"--mode {mode!r}: choose whole or face")
-    if person_only not in (None, "keep", "stylize"):
-        raise UserError(f"--person-only {person_only!r}: choose keep or stylize")
-    refuse_missing([cascade], "--cascade")
-    model_embedder, recognise = face_identities(embedder, gallery, assign or [])
-    track_ids, tracks_files = assigned_tracks(assign or [], inputs, out, mode, track)
+    config = InferConfig.of(mode=mode, batch_size=batch_size, max_frames=max_frames, device=device, half=half,
+                            detector=detector, cascade=cascade, person_only=person_only, max_pixels=max_pixels,
+                            track=track, detect_every=detect_every, smooth=smooth, embedder=embedder,
+                            assign=assign or [])
+    refuse_missing([config.cascade], "--cascade")
+    model_embedder, recognise = face_identities(config.embedder, gallery, config.assign)
+    track_ids, tracks_files = assigned_tracks(config, inputs, out)
     lines = ProgressLines("infer frames", unit="frames")
-    summary = infer(model, inputs, out, mode=mode, batch_size=batch_size, max_frames=max_frames,
-                    device=device, half=half, detector=detector, person_only=person_only, max_pixels=max_pixels,
-                    track=track, detect_every=detect_every, smooth=smooth, embedder=model_embedder,
-                    recognise=recognise, assign=assign or [], cascade=cascade,
+    summary = infer(model, inputs, out, config, embedder=model_embedder, recognise=recognise,
                     on_frame=lambda frames, files, total: lines.update(frames, f"file {files}/{total}"))
     lines.finish()
     typer.echo(json.dumps(summary))
     refuse_unseen_tracks(track_ids, tracks_files)
 
 
-def assigned_tracks(assign: list[str], inputs: list[Path], out: Path, mode: str,
-                    track: bool) -> tuple[list[str], list[Path]]:
+def assigned_tracks(config, inputs: list[Path], out: Path) -> tuple[list[str], list[Path]]:
     """The track ids ``--assign`` names and the tracks files a face-mode run will write (one per video);
     ids with no tracked video among the inputs are refused before the run."""
-    from distill.infer import collect_targets, parse_assignments
+    from distill.infer import collect_targets
 
-    assignment = parse_assignments(assign)
+    assignment = config.assignment
     ids = sorted(set(assignment.rules) - assignment.actors, key=int)
-    if not ids or mode != "face":  # whole-frame mode refuses --assign itself
+    if not ids:  # an InferConfig with --assign rules is in face mode
         return [], []
     files = [t.output.with_name(f"{t.output.stem}.tracks.json") for t in collect_targets(inputs, out) if t.video]
-    if not files or not track:
+    if not files or not config.track:
         raise UserError(f"--assign {ids[0]}=...: track ids number the faces tracked in videos (--mode face, --track); "
                         "no video among the inputs is tracked")
     return ids, files
@@ -242,7 +244,7 @@ def face_identities(embedder: str, gallery: Path | None, assign: list[str]):
         return embedder, None
     from casting.gallery import Gallery, identity
     from casting.rank import recogniser
-    from distill.infer import parse_assignments
+    from distill.config import parse_assignments
     from factory.models.embedding import build_embedder
 
     actors = Gallery.load(gallery)

@@ -1,0 +1,239 @@
+"""``--executor ray``: one Ray task per shard, through the same per-shard template as every executor."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+from pathlib import Path
+from typing import Iterator
+
+from factory import plan
+from factory.errors import UserError
+from factory.executors.base import ExecutorLost, Outcome, stop
+from factory.executors.processes import die_with
+from factory.files import DiskFull
+from factory.pipeline import build_pipeline
+from factory.recipe import Recipe
+from factory.shard import ShardFailure, run_shard
+
+log = logging.getLogger(__name__)
+
+_RAY_PIPELINES: dict = {}
+
+
+def _ray_pipeline(recipe: Recipe):
+    """The pipeline of this Ray worker process, built once per recipe (Ray reuses its workers)."""
+    key = recipe.model_dump_json()
+    if key not in _RAY_PIPELINES:
+        _RAY_PIPELINES[key] = build_pipeline(recipe)
+    return _RAY_PIPELINES[key]
+
+
+def _ray_check(recipe: Recipe) -> str | None:
+    try:
+        _ray_pipeline(recipe)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def _ray_shard(recipe: Recipe, task: plan.ShardTask, out: str) -> Outcome:
+    """One shard as a Ray task, through the template every executor uses (a retry of a task whose first
+    try finished reads its stats back; a full disk raises DiskFull, which ``ray_results`` turns into the run's stop)."""
+    return run_shard(_ray_pipeline(recipe), task, Path(out), recipe.seed)
+
+
+RAY_LOST = {  # Ray's exception class: what died, in words
+    "LocalRayletDiedError": "Ray's raylet on this machine died (it or one of its agents was killed or crashed)",
+    "NodeDiedError": "the Ray node running it died",
+    "WorkerCrashedError": "its Ray worker process died on every try (killed, out of memory or a native crash)",
+    "OutOfMemoryError": "Ray killed its worker: the machine ran out of memory",
+    "OwnerDiedError": "the Ray driver that owned its result died",
+    "ObjectLostError": "Ray lost its result (the node that held it died)",
+    "RaySystemError": "Ray's own system failed",
+}
+
+
+def ray_lost(exc: BaseException, task: plan.ShardTask | None = None) -> str:
+    """One line for a Ray failure that is not the shard's own error: what died, under which shard, and
+    the first line Ray gave (its whole text goes to the log)."""
+    log.debug("ray failure under shard %s", getattr(task, "name", "?"), exc_info=exc)
+    said = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    what = next((words for cls in type(exc).__mro__ if (words := RAY_LOST.get(cls.__name__))), "Ray failed")
+    shard = f"shard {task.name} stopped: " if task is not None else ""
+    return f"--executor ray: {shard}{what} ({said[:300]})"
+
+
+def wants_gpu(recipe: Recipe) -> bool:
+    """Whether a section with a model asks for CUDA (``device: cuda...``, or ``auto`` on a model kind)."""
+    sections = [recipe.source, recipe.teacher]
+    return any(str(getattr(s, "device", "cpu")).startswith(("cuda", "auto")) for s in sections)
+
+
+def _ray_driver(cpus: int | None, retries: int, recipe: Recipe, out: str, tasks: mp.Queue, results: mp.Queue,
+                parent_pid: int, log_path: str) -> None:
+    """The Ray driver, in a process of its own: Ray ends a driver whose raylet or node dies with a bare
+    ``exit(1)`` from C++, which no Python code in it can catch, so the run's own process watches this one.
+    Messages: ("refused", line), ("ready", None), ("done", outcome), ("full", line), ("lost", line)."""
+    import signal
+
+    die_with(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends this process
+    with open(log_path, "ab", buffering=0) as file:  # Ray's and the raylet's lines stay off the terminal
+        os.dup2(file.fileno(), 1)
+        os.dup2(file.fileno(), 2)
+    try:
+        import ray
+    except ImportError:
+        results.put(("refused", "--executor ray: ray is not installed (pip install 'toonfactory[ray]')"))
+        return
+    address = os.environ.get("RAY_ADDRESS") or None
+    try:
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: all one line
+        said = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        where = f"join the cluster at RAY_ADDRESS={address}" if address else "start a local Ray cluster"
+        results.put(("refused", f"--executor ray: cannot {where} ({said[:300]})"))
+        return
+    try:
+        gpus = 1 if wants_gpu(recipe) and ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        options = dict(num_cpus=1, num_gpus=gpus)
+        ref = ray.put(recipe)
+        problem = ray.get(ray.remote(**options)(_ray_check).remote(ref))
+    except ray.exceptions.RayError as exc:
+        results.put(("lost", ray_lost(exc)))
+        return
+    if problem:
+        results.put(("refused", problem))
+        return
+    results.put(("ready", None))
+    # retried when its worker dies; a shard's own error is already a ShardFailure, a full disk is not retried
+    shard = ray.remote(max_retries=retries, retry_exceptions=False, **options)(_ray_shard)
+    pending = {shard.remote(ref, task, out): task for task in tasks.get()}
+    try:
+        for outcome in ray_results(ray, pending):
+            results.put(("done", outcome))
+    except ExecutorLost as exc:
+        results.put(("lost", str(exc)))
+        return
+    except DiskFull as exc:
+        results.put(("full", str(exc)))
+        return
+    ray.shutdown()
+
+
+def ray_results(ray, pending: dict) -> Iterator[Outcome]:
+    """Each shard's outcome as it finishes. A task that raised outside the template (its pipeline would not
+    build) is a ShardFailure; a full disk raises DiskFull, and Ray itself failing (a raylet, agent, node or
+    worker that died) raises ExecutorLost with one line, both after cancelling what is left (a remote
+    cluster must not go on writing into --out)."""
+    while pending:
+        task = None
+        try:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(done)
+            outcome = ray.get(done)
+        except ray.exceptions.RayTaskError as exc:
+            if not isinstance(getattr(exc, "cause", None), DiskFull):
+                yield ShardFailure(task.name, str(exc))
+                continue
+            _cancel(ray, pending)
+            raise DiskFull(str(exc.cause)) from None
+        except ray.exceptions.RayError as exc:
+            _cancel(ray, pending)
+            raise ExecutorLost(ray_lost(exc, task)) from None
+        yield outcome
+
+
+def _cancel(ray, pending: dict) -> None:
+    for ref in pending:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001 - a dead cluster cannot cancel either
+            pass
+
+
+class RayExecutor:
+    """One Ray task per shard: ``ray.init()`` joins ``RAY_ADDRESS`` when set, else starts a local
+    cluster (``cpus`` of them). A task whose worker dies is retried; a finished shard is skipped; a shard
+    whose own code raises is a failed shard, as under every executor (the next run retries it). Workers
+    write into ``--out``, so a multi-node cluster needs it on shared storage.
+
+    The Ray driver runs in a child process (``_ray_driver``): when Ray's raylet, one of its agents or
+    the node dies, Ray ends its driver with a bare exit code, so this process, which only watches,
+    turns any such death into one line (ExecutorLost) and the run stops keeping its finished shards."""
+
+    rank, world = 0, 1
+
+    def __init__(self, cpus: int | None = None, retries: int = 2):
+        self.cpus, self.retries = cpus, retries
+        self.driver = None
+        self.finished = False
+
+    def assigned(self, tasks: list[plan.ShardTask]) -> list[plan.ShardTask]:
+        return tasks
+
+    def start(self, recipe: Recipe, out: Path, shards: int) -> None:
+        try:
+            import ray  # noqa: F401 - said here, before any process starts
+        except ImportError:
+            raise UserError("--executor ray: ray is not installed (pip install 'toonfactory[ray]')") from None
+        import tempfile
+
+        handle, self.log_path = tempfile.mkstemp(prefix="toonfactory-ray-driver-", suffix=".log")
+        os.close(handle)
+        context = mp.get_context("forkserver")
+        self.tasks, self.results = context.Queue(), context.Queue()
+        self.driver = context.Process(target=_ray_driver, name="toonfactory-ray-driver", daemon=True,
+                                      args=(self.cpus, self.retries, recipe, str(out), self.tasks, self.results,
+                                            os.getpid(), self.log_path))
+        self.driver.start()
+        kind, payload = self._next()
+        if kind != "ready":
+            self.close()
+            raise stop(kind, f"{payload}; what Ray said: {self.log_path}")
+
+    def _next(self) -> tuple[str, object]:
+        while True:
+            try:
+                return self.results.get(timeout=1.0)
+            except queue.Empty:
+                if not self.driver.is_alive():
+                    try:  # what it said just before it went
+                        return self.results.get(timeout=1.0)
+                    except queue.Empty:
+                        pass
+                    code = self.driver.exitcode
+                    self.close()
+                    raise ExecutorLost(f"--executor ray: the Ray driver process exited (code {code}): Ray's raylet "
+                                       f"on this machine, one of its agents or the node died (what Ray said: "
+                                       f"{self.log_path})") from None
+
+    def run(self, tasks: list[plan.ShardTask]) -> Iterator[Outcome]:
+        self.tasks.put(list(tasks))
+        remaining = len(tasks)
+        while remaining:
+            kind, payload = self._next()
+            if kind == "done":
+                remaining -= 1
+                yield payload
+            elif kind != "ready":
+                self.close()
+                raise stop(kind, f"{payload}; what Ray said: {self.log_path}" if kind == "lost" else payload)
+        self.finished = True
+
+    def close(self) -> None:
+        """The driver of a finished run shuts its cluster down and exits; an interrupted one is ended."""
+        if self.driver is None:
+            return
+        self.driver.join(timeout=30 if self.finished else 0)
+        if self.driver.is_alive():
+            self.driver.terminate()
+            self.driver.join(timeout=10)
+        self.driver = None
+        if self.finished:  # a run that stopped keeps what Ray said, named in its line
+            Path(self.log_path).unlink(missing_ok=True)
