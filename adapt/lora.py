@@ -71,8 +71,8 @@ class LoraAdaptConfig(AdaptSettings):
     def optional_paths(self) -> tuple[str, ...]:
         return ("config",)
 
-    def trainer(self):
-        return LoraAdaptation
+    def build(self, field: FieldName) -> "LoraAdaptation":
+        return LoraAdaptation(self, field)
 
 
 def bucket(height: int, width: int, resolution: int, step: int = 64) -> tuple[int, int]:

@@ -63,8 +63,8 @@ class StyleGAN2AdaptConfig(AdaptSettings):
     def optional_paths(self) -> tuple[str, ...]:
         return ("discriminator",)
 
-    def trainer(self):
-        return StyleGAN2Adaptation
+    def build(self, field: FieldName) -> "StyleGAN2Adaptation":
+        return StyleGAN2Adaptation(self, field)
 
 
 def check_export(staging: Path, out: Path, parts: dict) -> None:

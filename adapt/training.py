@@ -299,7 +299,7 @@ def adapt(config, *, resume: str | None = None, field: FieldName = recipe_field,
         return Path(config.out), False
     check_inputs(config, field, config.optional_paths())
     start = Checkpoints(config.work_dir() / "checkpoints", config.keep_checkpoints).resolve(resume, field)
-    trainer = config.trainer()(config, field)
+    trainer = config.build(field)
     with exclusive(config.work_dir(), field, output=Path(config.out)):
         if start_tracker is not None and trainer.accelerator.is_main_process:
             trainer.tracker = start_tracker()

@@ -28,8 +28,7 @@ def test_every_kind_is_declared_the_same_way():
             field = kind.model_fields["kind"].annotation
             assert issubclass(kind, Strict) and get_origin(field) is Literal and len(get_args(field)) == 1, kind
             assert (kind.__dict__.get("__doc__") or "").strip(), f"{kind.__name__}: say in a docstring what it is"
-            builder = "trainer" if family == "adapters" else "build"
-            assert callable(getattr(kind, builder, None)), f"{kind.__name__} has no {builder}()"
+            assert callable(getattr(kind, "build", None)), f"{kind.__name__} has no build()"
             names.append(kind_name(kind))
         assert len(set(names)) == len(names), (family, names)
 
