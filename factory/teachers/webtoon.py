@@ -46,6 +46,8 @@ SKIN_CHROMA_SHARE = 0.65
 SKIN_HUE_CHROMA = 10.0
 SKIN_NEARBY = 0.4
 SKIN_BEYOND_OPEN = 0.25
+SKIN_BELOW_BROWS_OPEN = 0.1
+BROW_LINE = 9
 # Hair colour (issue 25): the hair region's edge takes in ears, temples and the background the selfie mask
 # leaves around the head; the colour is read from the rest (CIE76 over Lab weighted by HAIR_LAB_WEIGHTS: a pixel
 # within HAIR_NOT_SKIN of the skin, or within HAIR_NOT_BACKGROUND of the background just outside the person, is
@@ -336,7 +338,10 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     beyond &= (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
         np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
-    beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * SKIN_BEYOND_OPEN))  # not the highlights of hair
+    # Not the highlights of hair: above the brows (a scalp) only broad shapes; below them (ears, neck) narrower ones.
+    brows = face.above(shape, BROW_LINE)
+    beyond = np.where(brows, cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * SKIN_BEYOND_OPEN)),
+                      cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * SKIN_BELOW_BROWS_OPEN))).astype(np.uint8)
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
     kernel = disc(face.iod * 0.08)
     skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, kernel)
@@ -533,9 +538,11 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     tone_light = np.array([np.median(light[inside & (index == k)]) if (inside & (index == k)).any() else base[0]
                            for k in range(tones)], np.float32)
     # Textured hair reads as the colour of its strands, not of the shine between dark strands: dark and mid hair
-    # is drawn at a lower percentile of its lightness (HAIR_STRAND_SHARE for black hair, the median from HAIR_STRANDS[1] up).
+    # is drawn at a lower percentile of its lightness (HAIR_STRAND_SHARE up to HAIR_STRANDS[0], the median from
+    # HAIR_STRANDS[1] up).
     low, high = HAIR_STRANDS
-    strands = float(np.percentile(lab[core][:, 0], HAIR_STRAND_SHARE + (50 - HAIR_STRAND_SHARE) * np.clip((base[0] - low) / (high - low), 0, 1)))
+    share = HAIR_STRAND_SHARE + (50 - HAIR_STRAND_SHARE) * float(np.clip((base[0] - low) / (high - low), 0, 1))
+    strands = float(np.percentile(lab[core][:, 0], share))
     tone_light += strands - base[0]
     base[0] = strands
     tone_light = base[0] + np.clip((tone_light - base[0]) * 1.2, -HAIR_TONE_SPREAD, HAIR_TONE_SPREAD)  # cel steps
