@@ -503,10 +503,16 @@ def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: n
     skin_like = np.linalg.norm((lab - skin_lab) * HAIR_LAB_WEIGHTS, axis=-1) < HAIR_NOT_SKIN
     ring = (cv2.dilate((person > 0.5).astype(np.uint8), disc(iod * 0.3)) > 0) & (person < 0.5)
     core = inside & ~skin_like
-    if ring.sum() > 50:
-        weight = cv2.GaussianBlur(ring.astype(np.float32), (0, 0), iod * 0.5)
-        near = cv2.GaussianBlur(lab * ring[..., None], (0, 0), iod * 0.5) / np.maximum(weight, 1e-4)[..., None]
-        background = np.where(weight[..., None] > 1e-3, near, np.inf)
+    if ring.sum() > 50:  # the background's colour nearby: a wide blur, at a quarter of the size (it is smooth)
+        size = (lab.shape[1], lab.shape[0])
+        small = (max(1, size[0] // 4), max(1, size[1] // 4))
+        ring_small = cv2.resize(ring.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+        lab_small = cv2.resize(lab * ring[..., None], small, interpolation=cv2.INTER_AREA)
+        weight = cv2.GaussianBlur(ring_small, (0, 0), iod * 0.125)
+        near = cv2.GaussianBlur(lab_small, (0, 0), iod * 0.125) / np.maximum(weight, 1e-4)[..., None]
+        near = cv2.resize(np.where(weight[..., None] > 1e-3, near, 1e4).astype(np.float32), size,
+                          interpolation=cv2.INTER_LINEAR)
+        background = near
         to_background = np.linalg.norm((lab - background) * HAIR_LAB_WEIGHTS, axis=-1)
         core &= ~(to_background < HAIR_NOT_BACKGROUND)
     return core if core.sum() >= max(50, inside.sum() * 0.25) else inside
