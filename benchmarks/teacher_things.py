@@ -12,7 +12,9 @@ teacher. Labels below were made by looking at every photo (issue 25 item 3).
   the selfie mask's person above the eyes, 0.45 to 0.9 eye distances outside the face mesh's oval (the
   mesh stops mid-forehead). Median per person, then
   over people. Photos of a hat or a bald head are left out.
-- **hair drawn as skin**: share of that probe the teacher classified as skin, on blonde and grey hair.
+- **hair drawn as skin**: share of that probe the teacher classified as skin, on blonde and grey hair; and of
+  the probe's pixels grey as grey hair is (CIELAB chroma under 0.6 of the face's: the probe also reaches a high
+  bare forehead, Biden's, whose pixels have the face's chroma).
 - **beards**: share of the lower face (inside the oval below the nose, lips left out) the teacher
   drew as beard, on bearded and on clean-shaven men and women; CIEDE2000 between the drawn beard's
   and the drawn hair's median colours.
@@ -59,6 +61,7 @@ NO_HAIR_PROBE = {"matplotlib:grace_hopper", "deepface/img20.jpg", "deepface/img2
 IN_COLOURED_LIGHT = {"deepface/img27.jpg", "deepface/img67.jpg"}
 LIGHTS = {"blue": (0.75, 0.9, 1.3), "green": (0.85, 1.15, 0.8), "magenta": (1.15, 0.8, 1.2)}
 GREY_CHROMA, SKIN_HUES = 8.0, (20.0, 90.0)
+GREY_HAIR_CHROMA = 0.6
 BEARD_DRAWN = 0.1
 
 
@@ -117,6 +120,12 @@ def measure(items: list[str]) -> list[dict]:
         if name not in NO_HAIR_PROBE and probe.sum() > 50:
             row["hair_de"] = float(np.median(deltaE_ciede2000(to_lab(crop)[probe], to_lab(toon)[probe])))
             row["hair_as_skin"] = float((regions.skin[probe] > 0).mean())
+            # The probe assumes hair 0.45 eye distances above the oval; a high bare forehead (Biden's) reaches it.
+            # Its pixels grey as grey hair is (chroma under GREY_HAIR_CHROMA of the face's) are hair by colour.
+            lab = to_lab(crop)
+            greyish = probe & (np.hypot(lab[..., 1], lab[..., 2]) < GREY_HAIR_CHROMA * np.hypot(*regions.person_skin[1:]))
+            if greyish.sum() > 50:
+                row["grey_as_skin"] = float((regions.skin[greyish] > 0).mean())
         lower = lower_face(crop.shape, points)
         row["beard_share"] = float((regions.beard[lower] > 0).mean())
         if regions.beard.sum() > 20 and regions.hair.sum() > 20:
@@ -170,10 +179,15 @@ def table(rows: list[dict], lit: list[dict]) -> str:
     lines += [f"| {p} | {len(people[p])} | {v:.1f} |" for p, v in per_person.items()]
     values = np.array(list(per_person.values()))
     lines.append(f"| **all** | {sum(map(len, people.values()))} | {np.median(values):.1f} (worst {values.max():.1f}) |")
-    lines += ["", "| hair | photos | probe drawn as skin: median / worst |", "|---|---:|---:|"]
+    lines += ["", "| hair | photos | probe drawn as skin: median / worst | probe's grey pixels (chroma < "
+              f"{GREY_HAIR_CHROMA} of the face's) drawn as skin: median / worst |", "|---|---:|---:|---:|"]
     for name, labels in (("blonde", BLONDE), ("grey", GREY)):
         shares = [r["hair_as_skin"] for r in rows if r["label"] in labels and "hair_as_skin" in r]
-        lines.append(f"| {name} | {len(shares)} | {np.median(shares):.1%} / {max(shares):.1%} |")
+        worst = max((r for r in rows if r["label"] in labels and "hair_as_skin" in r), key=lambda r: r["hair_as_skin"])
+        grey = [r["grey_as_skin"] for r in rows if r["label"] in labels and "grey_as_skin" in r]
+        lines.append(f"| {name} | {len(shares)} | {np.median(shares):.1%} / {max(shares):.1%} "
+                     f"({worst['label'].split('/')[-1]}) | "
+                     + (f"{np.median(grey):.1%} / {max(grey):.1%} ({len(grey)} photos)" if grey else "–") + " |")
     lines += ["", f"| beards | photos | beard drawn (≥ {BEARD_DRAWN:.0%} of the lower face) | lower face drawn as beard: "
               "median / min / max | drawn beard vs drawn hair CIEDE2000 (median) |", "|---|---:|---:|---:|---:|"]
     groups = (("bearded", lambda r: r["label"] in BEARD), ("stubble", lambda r: r["label"] in STUBBLE),

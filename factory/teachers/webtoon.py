@@ -45,6 +45,19 @@ SKIN_HUE_SPREAD = 9.0
 SKIN_CHROMA_SHARE = 0.65
 SKIN_HUE_CHROMA = 10.0
 SKIN_NEARBY = 0.4
+SKIN_BEYOND_OPEN = 0.25
+SKIN_BELOW_BROWS_OPEN = 0.1
+BROW_LINE = 9
+# Hair colour (issue 25): the hair region's edge takes in ears, temples and the background the selfie mask
+# leaves around the head; the colour is read from the rest (CIE76 over Lab weighted by HAIR_LAB_WEIGHTS: a pixel
+# within HAIR_NOT_SKIN of the skin, or within HAIR_NOT_BACKGROUND of the background just outside the person, is
+# not hair), and its cel tones stay within HAIR_TONE_SPREAD of its lightness.
+HAIR_LAB_WEIGHTS = np.array([0.5, 1.0, 1.0], np.float32)
+HAIR_NOT_SKIN = 8.0
+HAIR_NOT_BACKGROUND = 6.0
+HAIR_TONE_SPREAD = 14.0
+HAIR_STRANDS = (35.0, 70.0)
+HAIR_STRAND_SHARE = 35.0
 # Drawn skin's CIELAB hue range and chroma: faces in the shared photos measure hue 12-71 degrees and chroma
 # 11-36 in white light (4-6: black-and-white photos, kept as they are); coloured light (blue, green,
 # magenta) is drawn as the median face's hue, a saturated one at most the upper chroma.
@@ -325,7 +338,10 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     beyond &= (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
         np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
-    beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * 0.25))  # not the highlights of hair
+    # Not the highlights of hair: above the brows (a scalp) only broad shapes; below them (ears, neck) narrower ones.
+    brows = face.above(shape, BROW_LINE)
+    beyond = np.where(brows, cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * SKIN_BEYOND_OPEN)),
+                      cv2.morphologyEx(beyond, cv2.MORPH_OPEN, disc(face.iod * SKIN_BELOW_BROWS_OPEN))).astype(np.uint8)
     skin = (((loose < 9.0) & oval) | (beyond > 0)).astype(np.uint8)
     kernel = disc(face.iod * 0.08)
     skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, kernel)
@@ -477,18 +493,49 @@ def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: floa
     return to_rgb(centres[None].astype(np.float32))[0][labels]
 
 
+def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: np.ndarray, iod: float) -> np.ndarray:
+    """The pixels of the hair region that show hair (bool): not the skin-coloured ears and temples, nor the
+    background the person mask's loose edge takes in (a pixel as near the background just outside the person
+    as it is far from the skin counts as background). Falls back to the whole region where that leaves too little."""
+    inside = hair > 0
+    if inside.sum() < 50:
+        return inside
+    skin_like = np.linalg.norm((lab - skin_lab) * HAIR_LAB_WEIGHTS, axis=-1) < HAIR_NOT_SKIN
+    ring = (cv2.dilate((person > 0.5).astype(np.uint8), disc(iod * 0.3)) > 0) & (person < 0.5)
+    core = inside & ~skin_like
+    if ring.sum() > 50:  # the background's colour nearby: a wide blur, at a quarter of the size (it is smooth)
+        size = (lab.shape[1], lab.shape[0])
+        small = (max(1, size[0] // 4), max(1, size[1] // 4))
+        ring_small = cv2.resize(ring.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+        lab_small = cv2.resize(lab * ring[..., None], small, interpolation=cv2.INTER_AREA)
+        weight = cv2.GaussianBlur(ring_small, (0, 0), iod * 0.125)
+        near = cv2.GaussianBlur(lab_small, (0, 0), iod * 0.125) / np.maximum(weight, 1e-4)[..., None]
+        near = cv2.resize(np.where(weight[..., None] > 1e-3, near, 1e4).astype(np.float32), size,
+                          interpolation=cv2.INTER_LINEAR)
+        background = near
+        to_background = np.linalg.norm((lab - background) * HAIR_LAB_WEIGHTS, axis=-1)
+        core &= ~(to_background < HAIR_NOT_BACKGROUND)
+    return core if core.sum() >= max(50, inside.sum() * 0.25) else inside
+
+
 def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, sigma: float,
-              colour: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              colour: np.ndarray | None = None, core: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hair in ``tones`` flat tones of its own hue, shaped by its smoothed lightness: (RGB float image, base Lab).
 
     The tones follow the large light and shadow shapes of the hair (not its texture); their chroma
     is the hair's, scaled by the style's saturation kept within 0.8-1.3 and capped, so blonde stays blonde;
-    ``colour`` (a*, b*), when given, is used instead (a beard in the hair's colour).
+    ``colour`` (a*, b*), when given, is used instead (a beard in the hair's colour). The colour and the tones'
+    lightness come from ``core`` (:func:`hair_core`; the whole region when None), and the tones stay within
+    HAIR_TONE_SPREAD of the base's lightness: black hair is drawn black, white hair white, whatever the region's
+    edge takes in.
     """
-    weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)
-    light = cv2.GaussianBlur(lab[..., 0] * region, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    core = region > 0 if core is None else core & (region > 0)
+    weight = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma)
+    light = cv2.GaussianBlur(lab[..., 0] * core, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    light = np.where(weight > 1e-2, light, np.nan)
     inside = region > 0
-    base = np.median(lab[inside], 0)
+    base = np.median(lab[core], 0)
+    light = np.nan_to_num(light, nan=float(base[0]))
     chroma = np.hypot(base[1], base[2])
     if colour is None:
         colour = base[1:] * min(float(np.clip(saturation, 0.8, 1.3)), 40.0 / max(chroma, 1e-3))
@@ -496,7 +543,15 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     index = np.digitize(light, levels).astype(np.uint8)
     tone_light = np.array([np.median(light[inside & (index == k)]) if (inside & (index == k)).any() else base[0]
                            for k in range(tones)], np.float32)
-    tone_light = base[0] + (tone_light - base[0]) * 1.2  # cel tones step further apart than the photo's shading
+    # Textured hair reads as the colour of its strands, not of the shine between dark strands: dark and mid hair
+    # is drawn at a lower percentile of its lightness (HAIR_STRAND_SHARE up to HAIR_STRANDS[0], the median from
+    # HAIR_STRANDS[1] up).
+    low, high = HAIR_STRANDS
+    share = HAIR_STRAND_SHARE + (50 - HAIR_STRAND_SHARE) * float(np.clip((base[0] - low) / (high - low), 0, 1))
+    strands = float(np.percentile(lab[core][:, 0], share))
+    tone_light += strands - base[0]
+    base[0] = strands
+    tone_light = base[0] + np.clip((tone_light - base[0]) * 1.2, -HAIR_TONE_SPREAD, HAIR_TONE_SPREAD)  # cel steps
     index = cv2.medianBlur(index, odd(sigma * 0.8))
     tones_lab = np.column_stack([np.clip(tone_light, 4, 96), np.tile(colour, (tones, 1))]).astype(np.float32)
     return to_rgb(tones_lab[None])[0][index], np.array([base[0], *colour], np.float32)
@@ -861,7 +916,8 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
     for region, tones in ((hair, int(params["hair_tones"])), (beard, 2)):
         if region.sum() <= 20:
             continue
-        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12, hair_colour)
+        core = hair_core(lab, region, person, person_skin, iod) if region is hair else None
+        fill, base = hair_fill(lab, region, tones, params["saturation"], iod * 0.12, hair_colour, core)
         hair_colour = base[1:]
         paint(canvas, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.7) * person_alpha, fill)
         if face is not None and region is hair:
