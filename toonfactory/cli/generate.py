@@ -80,6 +80,10 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
     if result.sealed_before:  # nothing made: no new tracking task, the contact sheet and card stand
         if tracker:
             tracker.close()
+        if runner.rank == 0 and not (out / "contact_sheet.png").exists():  # the run that sealed it stopped before
+            from factory.dataset.report import write_contact_sheet       # its sheet (a full disk): made now
+
+            console.print(f"contact sheet {write_contact_sheet(out)}", highlight=False, soft_wrap=True)
         console.print(f"nothing to make: {out} holds the whole dataset ({result.manifest['counts']['accepted']} pairs); "
                       f"`toonfactory inspect {out}` shows its counts", highlight=False, soft_wrap=True)
         return resolved, runner.rank
