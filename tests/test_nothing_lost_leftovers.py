@@ -349,17 +349,21 @@ def test_stylegan2_adaptation_names_its_output_only_once_it_reads_back(base, tmp
     assert not config.out.exists() and not list(tmp_path.glob(".toon.safetensors.*"))
 
 
-def limited(limit: int, *args) -> tuple[int, str]:
-    """``toonfactory ARGS`` in a process whose files may not grow past ``limit`` bytes (``ulimit -f``): each
-    write past it fails as on a full disk (EFBIG), in Python and in native writers alike."""
+def limited(limit: int | None, *args, prelude: str | None = None) -> tuple[int, str]:
+    """``toonfactory ARGS`` in a process whose files may not grow past ``limit`` bytes (``ulimit -f``; None:
+    no cap): each write past it fails as on a full disk (EFBIG), in Python and in native writers alike.
+    ``prelude``: Python run in that process before the command (fakes for slow models)."""
     import os
     import resource
     import subprocess
 
     def cap():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    run = subprocess.run([sys.executable, "-m", "toonfactory", *map(str, args)], cwd=REPO, preexec_fn=cap,
+    command = ["-m", "toonfactory"] if prelude is None else \
+        ["-c", f"{prelude}\nimport sys\nfrom toonfactory.cli import main\nsys.argv[0] = 'toonfactory'\nmain()"]
+    run = subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO, preexec_fn=cap,
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"})
     return run.returncode, run.stdout + run.stderr
