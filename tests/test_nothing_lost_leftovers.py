@@ -476,3 +476,49 @@ def test_a_filtered_version_that_cannot_be_written_whole_is_one_line_naming_the_
     assert code == 2 and "Traceback" not in output, output[-2000:]
     assert ".tar.tmp: File too large;" in output or "clean" in output.split("File too large")[0], output[-2000:]
     assert not (tmp_path / "clean").exists() and not list(tmp_path.glob(".clean.*"))
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_and_exit_2_at_once(tmp_path, monkeypatch):
+    """A RAY_ADDRESS (or ``--executor ray`` on a cluster) that does not answer: Ray retried it for ever and
+    the run hung with no word. Now its port is tried first (a few seconds at most): one line, exit 2, no
+    Ray process started and nothing written."""
+    pytest.importorskip("ray")
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["generate", str(QUICKSTART), "--out", str(tmp_path / "pairs"), "--executor", "ray",
+                                      *[a for s in SMALL for a in ("--set", s)]])
+    assert time.monotonic() - started < 120  # a hang guard, not a speed claim: before, it never returned
+    assert isinstance(result.exception, UserError) and result.exception.exit_code == 2, result.output
+    message = str(result.exception)
+    assert "\n" not in message and message.startswith(f"--executor ray: cannot join the cluster at RAY_ADDRESS={address}: "), message
+    assert "ray start --head" in message and not (tmp_path / "pairs").exists()
+
+
+@pytest.mark.slow  # the Ray driver process imports Ray and tries to join for the bounded time
+def test_a_ray_address_that_accepts_but_never_answers_is_one_line_within_the_join_bound(tmp_path, monkeypatch):
+    """A port that accepts a connection but is no Ray cluster (a firewall's tarpit, another service): Ray's
+    join retried it for ever; now joining is bounded (RAY_JOIN_S, 120 s; 5 s here) and said in one line."""
+    pytest.importorskip("ray")
+    from factory import executors
+    from toonfactory.recipe import load as load_recipe
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        cluster = executors.RayExecutor(join_s=5)
+        started = time.monotonic()
+        with pytest.raises(UserError) as raised:
+            cluster.start(load_recipe(QUICKSTART, SMALL), tmp_path / "pairs", 3)
+        assert time.monotonic() - started < 120  # a hang guard: before, start never returned
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"--executor ray: cannot join the cluster at RAY_ADDRESS={address}: "
+                                                      "no answer within 5 s (what Ray said: "), message
+    assert cluster.driver is None  # the driver stuck in Ray's join was ended
+    Path(message.rsplit("what Ray said: ", 1)[1].rstrip(")")).unlink()
