@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from factory.dataset import review
-from factory.dataset.facemap import MAP_PNG, group_of, write_map
+from factory.dataset.facemap import MAP_PNG, group_of, section, write_map
 from factory.dataset.layout import read_manifest
 from factory.dataset.reader import Entry, index_samples, read_image_field
 from factory.dataset.report import shard_stats
@@ -27,10 +27,10 @@ REVIEW_CHOICES = (ALL, "marked", "not marked")
 
 def scores(meta: dict) -> dict[str, float]:
     """A sample's numeric scores: every gate score, the face detector's score and the warp strength."""
-    found = {f"gates.{k}": float(v) for k, v in (meta.get("gates") or {}).items()
+    found = {f"gates.{k}": float(v) for k, v in section(meta, "gates").items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for section, name in (("faces", "score"), ("warp", "strength")):
-        value = (meta.get(section) or {}).get(name)
+    for part, name in (("faces", "score"), ("warp", "strength")):
+        value = section(meta, part).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             found[f"{section}.{name}"] = float(value)
     return found
