@@ -171,8 +171,12 @@ def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the 
     stats = merge_stats(shard_stats(dataset_dir))
     if manifest is None:
         console.print("[yellow]no manifest.json: the run is incomplete (re-run generate to finish it)[/yellow]")
-    else:
-        console.print(f"{manifest['name']}: recipe hash {manifest['recipe_hash']}, {len(manifest['shards'])} shards")
+    elif not isinstance(manifest, dict):
+        raise UserError(f"{dataset_dir / 'manifest.json'}: not a dataset manifest (a JSON object)")
+    else:  # a field a damaged manifest lacks is shown as missing, not a KeyError traceback
+        shards = manifest.get("shards")
+        console.print(f"{manifest.get('name', dataset_dir.name)}: recipe hash {manifest.get('recipe_hash')}, "
+                      f"{len(shards) if isinstance(shards, list) else 'unknown'} shards", highlight=False)
     print_stats(stats)
     console.print(f"contact sheet: {write_contact_sheet(dataset_dir, sheet)}")
 
