@@ -32,7 +32,7 @@ def scores(meta: dict) -> dict[str, float]:
     for part, name in (("faces", "score"), ("warp", "strength")):
         value = section(meta, part).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[f"{section}.{name}"] = float(value)
+            found[f"{part}.{name}"] = float(value)
     return found
 
 
