@@ -614,3 +614,25 @@ def test_the_viewer_reads_its_dataset_again_once_it_changed_on_disk(tmp_path):
     gallery, _, keys, summary = refresh(None, "", "", ALL, ALL, ALL, "key", False, 1)
     assert len(keys) == 5 and key in keys and "5 of 5 pairs" in summary
     assert np.array_equal(np.asarray(gallery[keys.index(key)][0])[:, :32], real)
+
+
+def test_a_shard_that_is_not_a_tar_is_one_line_for_inspect_and_the_viewer(tmp_path):
+    """tarfile says why it cannot open a file once per compression method, a line each: the 'one line
+    naming the file' was five lines."""
+    import os
+
+    from distill_fixtures import write_dataset
+    from typer.testing import CliRunner
+
+    from toonfactory.apps.viewer import Viewer
+    from toonfactory.cli import app
+
+    data = write_dataset(tmp_path / "pairs", shards=2, per_shard=2, size=32)
+    (data / "stats").mkdir()
+    (data / "shards" / "000001.tar").write_bytes(os.urandom(4096))
+    with pytest.raises(UserError) as raised:
+        Viewer(data)
+    result = CliRunner().invoke(app, ["inspect", str(data)])
+    assert isinstance(result.exception, UserError), result.output
+    for message in (str(raised.value), str(result.exception)):
+        assert "\n" not in message and message.startswith(f"{data / 'shards' / '000001.tar'}: not a readable tar shard ("), message
