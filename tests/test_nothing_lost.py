@@ -666,6 +666,17 @@ def test_json_records_whose_sections_are_of_other_types_are_shown_without_them(s
     assert viewer.table.set_index("key").loc[key, "source"] == "None" and viewer.tile(key).ndim == 3  # no source given
     result = runner.invoke(app(), ["dataset", "map", str(data)])
     assert result.exception is None and (data / "embedding_map.png").is_file(), result.output
+    from factory.dataset.review import mark, unmark
+
+    mark(data, key, "hostile")  # filtered out: its reject row has no source item (it was an AttributeError)
+    result = runner.invoke(app(), ["dataset", "filter", str(data), "--out", str(tmp_path / "clean")])
+    assert result.exception is None, result.output
+    unmark(data, key)
+    mark(data, next(k for k in viewer.entries if k != key), "blurry")  # kept: the card cannot type "source": 3
+    result = runner.invoke(app(), ["dataset", "filter", str(data), "--out", str(tmp_path / "clean2")])
+    assert isinstance(result.exception, UserError), result.output
+    message = str(result.exception)  # named where the user's shards are, not in the hidden copy
+    assert f"{data / 'shards'}: the samples' json records disagree" in message and ".partial" not in message, message
 
 
 def test_an_export_killed_at_its_parity_check_leaves_no_model_to_load_and_the_next_run_cleans_up(student, tmp_path):
