@@ -1,13 +1,17 @@
 """Actor galleries: face embeddings of actor photos, built and extended from folders or a CSV.
 
 The gallery is a folder: ``gallery.json`` (embedder name and version, actors and their attributes,
-one entry per embedded photo, rejected photos with their reason), ``embeddings.safetensors``
-(one row per entry) and ``faces/`` (an aligned crop of every entry, for reports).
+one entry per embedded photo, rejected photos with their reason, the name of its embeddings file),
+``embeddings.<sha256[:12]>.safetensors`` (one row per entry; named by its content, so a run stopped
+between the two writes, by a full disk or a kill, leaves the json with the rows it names) and ``faces/``
+(an aligned crop of every entry, for reports). Galleries made before the name was recorded read
+``embeddings.safetensors``.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import re
@@ -21,7 +25,7 @@ import numpy as np
 from factory import faces as facelib
 from factory.errors import UserError
 from factory.faces import DetectorChain
-from factory.files import FolderLock, inside, output_folder, sha256_file, staged, subfolder, write_atomic
+from factory.files import FolderLock, inside, output_folder, sha256_file, subfolder, write_atomic
 from factory.images import DECODE_PIXELS, IMAGE_SUFFIXES, BadImage, actor_folders, read_image
 from factory.models.embedding import Embedder, build_embedder, embed
 
@@ -29,7 +33,8 @@ log = logging.getLogger(__name__)
 
 GALLERY_FORMAT = "toonfactory.cast.gallery/1"
 GALLERY_JSON = "gallery.json"
-EMBEDDINGS_FILE = "embeddings.safetensors"
+EMBEDDINGS_FILE = "embeddings.safetensors"  # galleries whose json names no embeddings file
+EMBEDDINGS_NAME = re.compile(r"embeddings(\.[0-9a-f]{12})?\.safetensors")  # the only embeddings files a gallery removes
 THUMB_SIZE = 128
 THUMB_NAME = re.compile(r"[0-9a-f]{12}\.jpg")  # faces/<sha256[:12]>.jpg: the only files a gallery removes
 
@@ -96,29 +101,39 @@ class Gallery:
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{meta_path}: malformed gallery ({type(exc).__name__}: {exc}); rebuild it with "
                             "`toonfactory cast gallery`") from None
+        name = meta.get("embeddings", EMBEDDINGS_FILE)
+        if not isinstance(name, str) or not EMBEDDINGS_NAME.fullmatch(name):
+            raise UserError(f"{meta_path}: field 'embeddings' is {name!r}, expected embeddings.<hex>.safetensors; "
+                            "rebuild it with `toonfactory cast gallery`")
         vectors = np.zeros((0, dim), np.float32)
         if entries:
             try:
-                vectors = load_file(str(root / EMBEDDINGS_FILE))["embeddings"]
+                vectors = load_file(str(root / name))["embeddings"]
             except (OSError, KeyError) as exc:
-                raise UserError(f"{root / EMBEDDINGS_FILE}: cannot read the embeddings ({exc})") from None
+                raise UserError(f"{root / name}: cannot read the embeddings ({exc})") from None
             if vectors.shape != (len(entries), dim):
-                raise UserError(f"{root / EMBEDDINGS_FILE}: shape {vectors.shape} does not match "
+                raise UserError(f"{root / name}: shape {vectors.shape} does not match "
                                 f"{len(entries)} entries of {dim} dims in {meta_path}")
         meta["embedder"].setdefault("settings", {})  # galleries from before settings were recorded
         return cls(root=root, embedder=meta["embedder"], detector=meta.get("detector", ""), actors=actors,
                    entries=entries, vectors=vectors, rejected=meta.get("rejected", []))
 
     def save(self) -> None:
-        """Embeddings first, the json last (atomically): a reader never sees a json without its rows."""
-        from factory.files import save_tensors
+        """Embeddings first, under a name of their content, then the json that names them (each atomically):
+        the json always names the rows it was written with, however a run stops. Then the embeddings files
+        no json names any more are removed (only names a gallery gives them; never a link)."""
+        from safetensors.numpy import save as tensor_bytes
 
         self.root.mkdir(parents=True, exist_ok=True)
-        with staged(self.root / EMBEDDINGS_FILE) as tmp:
-            save_tensors({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)}, tmp)
-        meta = {"format": GALLERY_FORMAT, "embedder": self.embedder, "detector": self.detector,
+        data = tensor_bytes({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)})
+        name = f"embeddings.{hashlib.sha256(data).hexdigest()[:12]}.safetensors"
+        write_atomic(self.root / name, data)
+        meta = {"format": GALLERY_FORMAT, "embedder": self.embedder, "detector": self.detector, "embeddings": name,
                 "actors": self.actors, "entries": self.entries, "rejected": self.rejected}
         write_atomic(self.root / GALLERY_JSON, json.dumps(meta, indent=1, ensure_ascii=False).encode())
+        for old in self.root.iterdir():
+            if old.name != name and EMBEDDINGS_NAME.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+                old.unlink()
 
     def actor_names(self, where: dict[str, str] | None = None) -> list[str]:
         """Actors with at least one embedded photo whose attributes match every ``key=value`` of ``where``."""

@@ -154,15 +154,30 @@ def remove_staged(path: Path) -> list[Path]:
 
 
 def append_text(path: Path, text: str) -> None:
-    """Append ``text`` to a log file (created when absent; a link there is refused, never followed)."""
+    """Append ``text`` to a log file (created when absent; a link there is refused, never followed). A write
+    that fails (a full disk) takes back what part of ``text`` went in and names ``path``."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             refuse_link(path)
         raise
-    with os.fdopen(fd, "a") as handle:
-        handle.write(text)
+    size = None
+    try:
+        size, view = os.fstat(fd).st_size, memoryview(text.encode())
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:  # a full disk: take back the part that went in, so the log's lines stay whole
+        try:
+            if size is not None:
+                os.ftruncate(fd, size)
+        except OSError:
+            pass
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+    finally:
+        os.close(fd)
 
 
 def subfolder(root: Path, name: str | Path) -> Path:
@@ -291,10 +306,20 @@ class FolderLock:
             if same:  # not a file its previous holder unlinked while we waited
                 break
             handle.close()
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command}))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command}))
+            handle.flush()
+        except OSError as exc:  # a full disk: the lock (an flock) is released, the error names its file
+            try:
+                handle.close()  # closes the file even when its flush fails again
+            except OSError:
+                pass
+            self._undo_mkdir()
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
         self.handle = handle
         if self.kind is not None:
             try:

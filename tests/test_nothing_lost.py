@@ -416,12 +416,13 @@ def test_a_full_disk_or_read_only_folder_under_any_command_is_one_line(small_dat
 
         monkeypatch.setattr(factory.files, "write_atomic", refuse)
         monkeypatch.setattr("factory.dataset.card.write_atomic", refuse)
-        monkeypatch.setattr(sys, "argv", ["toonfactory", "dataset", "card", str(data)])
-        with pytest.raises(SystemExit) as exit_:
-            main()
-        assert exit_.value.code == 2
-        message = capsys.readouterr().err.strip()
-        assert "Traceback" not in message and str(data / "README.md") in message and os.strerror(code) in message
+        for command, written in ((["dataset", "card"], "README.md"), (["inspect"], "contact_sheet.png")):
+            monkeypatch.setattr(sys, "argv", ["toonfactory", *command, str(data)])
+            with pytest.raises(SystemExit) as exit_:
+                main()
+            assert exit_.value.code == 2
+            message = capsys.readouterr().err.strip()
+            assert "Traceback" not in message and str(data / written) in message and os.strerror(code) in message
 
 
 def test_a_damaged_stats_file_is_named_and_the_next_generate_remakes_its_shard(small_dataset, tmp_path):
@@ -644,3 +645,53 @@ def test_a_video_whose_frames_are_too_large_is_refused_before_a_frame_is_decoded
     with pytest.raises(UserError, match=rf"{video}: frame_too_large: frames of 16000x16000"):
         VideoSource([video], every=1)
     assert read_frame(video, 0) is None
+
+
+def test_json_records_whose_sections_are_of_other_types_are_shown_without_them(small_dataset, tmp_path):
+    """A hostile record ("source": 3, "gates": "x", "faces": [1], a warp whose points are a string): the
+    viewer's page and `dataset map` failed with an AttributeError traceback; the pair is shown without them."""
+    import shutil
+    import tarfile
+
+    from toonfactory.apps.viewer import Viewer
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    tar_path = data / "shards" / "00000.tar"
+    with tarfile.open(tar_path) as tar:
+        name = next(m.name for m in tar.getmembers() if m.name.endswith(".json"))
+    hostile = {"source": 3, "gates": "x", "faces": [1], "teacher": [], "warp": {"side": "real", "dst": "abc"}}
+    rewrite_member(tar_path, name, lambda payload: json.dumps({**json.loads(payload), **hostile}).encode())
+    viewer = Viewer(data)
+    key = name.removesuffix(".json")
+    assert viewer.table.set_index("key").loc[key, "source"] == "None" and viewer.tile(key).ndim == 3  # no source given
+    result = runner.invoke(app(), ["dataset", "map", str(data)])
+    assert result.exception is None and (data / "embedding_map.png").is_file(), result.output
+    from factory.dataset.review import mark, unmark
+
+    mark(data, key, "hostile")  # filtered out: its reject row has no source item (it was an AttributeError)
+    result = runner.invoke(app(), ["dataset", "filter", str(data), "--out", str(tmp_path / "clean")])
+    assert result.exception is None, result.output
+    unmark(data, key)
+    mark(data, next(k for k in viewer.entries if k != key), "blurry")  # kept: the card cannot type "source": 3
+    result = runner.invoke(app(), ["dataset", "filter", str(data), "--out", str(tmp_path / "clean2")])
+    assert isinstance(result.exception, UserError), result.output
+    message = str(result.exception)  # named where the user's shards are, not in the hidden copy
+    assert f"{data / 'shards'}: the samples' json records disagree" in message and ".partial" not in message, message
+
+
+def test_an_export_killed_at_its_parity_check_leaves_no_model_to_load_and_the_next_run_cleans_up(student, tmp_path):
+    """The issue's 'a SIGKILL leaves a student.onnx that infer loads': the process is killed while its
+    parity check runs, the one moment a whole but unchecked file exists."""
+    from distill.export import export
+    from tests.test_nothing_lost_leftovers import limited
+
+    out = tmp_path / "export"
+    code, output = limited(None, "export", student, "--format", "onnx", "--out", out,
+                           prelude="import os, distill.export\n"
+                                   "distill.export._check = lambda *a, **k: os.kill(os.getpid(), 9)")
+    assert code == -9, output[-2000:]
+    left = [p.name for p in out.iterdir()]
+    assert "student.onnx" not in left and any(n.startswith(".student.onnx.") for n in left), left
+    assert export(student, "onnx", out).name == "student.onnx"
+    assert sorted(p.name for p in out.iterdir()) == [".toonfactory.made-by", "student.json", "student.onnx"]

@@ -377,17 +377,21 @@ def test_stylegan2_adaptation_names_its_output_only_once_it_reads_back(base, tmp
     assert not config.out.exists() and not list(tmp_path.glob(".toon.safetensors.*"))
 
 
-def limited(limit: int, *args) -> tuple[int, str]:
-    """``toonfactory ARGS`` in a process whose files may not grow past ``limit`` bytes (``ulimit -f``): each
-    write past it fails as on a full disk (EFBIG), in Python and in native writers alike."""
+def limited(limit: int | None, *args, prelude: str | None = None) -> tuple[int, str]:
+    """``toonfactory ARGS`` in a process whose files may not grow past ``limit`` bytes (``ulimit -f``; None:
+    no cap): each write past it fails as on a full disk (EFBIG), in Python and in native writers alike.
+    ``prelude``: Python run in that process before the command (fakes for slow models)."""
     import os
     import resource
     import subprocess
 
     def cap():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    run = subprocess.run([sys.executable, "-m", "toonfactory", *map(str, args)], cwd=REPO, preexec_fn=cap,
+    command = ["-m", "toonfactory"] if prelude is None else \
+        ["-c", f"{prelude}\nimport sys\nfrom toonfactory.cli import main\nsys.argv[0] = 'toonfactory'\nmain()"]
+    run = subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO, preexec_fn=cap,
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"})
     return run.returncode, run.stdout + run.stderr
@@ -500,3 +504,163 @@ def test_a_filtered_version_that_cannot_be_written_whole_is_one_line_naming_the_
     assert code == 2 and "Traceback" not in output, output[-2000:]
     assert ".tar.tmp: File too large;" in output or "clean" in output.split("File too large")[0], output[-2000:]
     assert not (tmp_path / "clean").exists() and not list(tmp_path.glob(".clean.*"))
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_and_exit_2_at_once(tmp_path, monkeypatch):
+    """A RAY_ADDRESS (or ``--executor ray`` on a cluster) that does not answer: Ray retried it for ever and
+    the run hung with no word. Now its port is tried first (a few seconds at most): one line, exit 2, no
+    Ray process started and nothing written."""
+    pytest.importorskip("ray")
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["generate", str(QUICKSTART), "--out", str(tmp_path / "pairs"), "--executor", "ray",
+                                      *[a for s in SMALL for a in ("--set", s)]])
+    assert time.monotonic() - started < 120  # a hang guard, not a speed claim: before, it never returned
+    assert isinstance(result.exception, UserError) and result.exception.exit_code == 2, result.output
+    message = str(result.exception)
+    assert "\n" not in message and message.startswith(f"--executor ray: cannot join the cluster at RAY_ADDRESS={address}: "), message
+    assert "ray start --head" in message and not (tmp_path / "pairs").exists()
+
+
+@pytest.mark.slow  # the Ray driver process imports Ray and tries to join for the bounded time
+def test_a_ray_address_that_accepts_but_never_answers_is_one_line_within_the_join_bound(tmp_path, monkeypatch):
+    """A port that accepts a connection but is no Ray cluster (a firewall's tarpit, another service): Ray's
+    join retried it for ever; now joining is bounded (RAY_JOIN_S, 120 s; 5 s here) and said in one line."""
+    pytest.importorskip("ray")
+    from factory import executors
+    from toonfactory.recipe import load as load_recipe
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        cluster = executors.RayExecutor(join_s=5)
+        started = time.monotonic()
+        with pytest.raises(UserError) as raised:
+            cluster.start(load_recipe(QUICKSTART, SMALL), tmp_path / "pairs", 3)
+        assert time.monotonic() - started < 120  # a hang guard: before, start never returned
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"--executor ray: cannot join the cluster at RAY_ADDRESS={address}: "
+                                                      "no answer within 5 s (what Ray said: "), message
+    assert cluster.driver is None  # the driver stuck in Ray's join was ended
+    Path(message.rsplit("what Ray said: ", 1)[1].rstrip(")")).unlink()
+
+
+def test_identical_uploads_from_two_tabs_are_deleted_only_once_neither_tab_holds_them(tmp_path):
+    """Gradio keeps identical uploads (same bytes, same name) at one path: one tab's end deleted the photo
+    under the other tab, which had run it, or had stored it and not run it yet."""
+    from toonfactory.apps import Sessions
+
+    sessions = Sessions(tmp_path / "cache")
+    shared = tmp_path / "cache" / "9f2c" / "me.png"
+
+    def store() -> None:  # what gradio does for each tab's upload of the photo: the same path
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        shared.write_bytes(b"photo")
+        sessions.uploaded([str(shared)])
+
+    store(), store()
+    sessions.claim("a", shared), sessions.claim("b", shared)  # both tabs ran it
+    sessions.end("a")
+    assert shared.is_file(), "tab a's end deleted the photo tab b holds"
+    sessions.end("b")
+    assert not shared.exists()
+
+    sessions.open("b")
+    store()
+    sessions.claim("a", shared)
+    store()  # tab b stores the same photo; it has not run it when tab a ends
+    sessions.end("a")
+    assert shared.is_file(), "tab a's end deleted the photo tab b stored and has not run yet"
+    sessions.claim("b", shared)
+    sessions.end("b")
+    assert not shared.exists()
+
+
+def test_two_tabs_running_one_photo_keep_it_until_both_have_ended(tmp_path, monkeypatch):
+    """The same through the page: two sessions upload the same photo (gradio stores it once) and run it;
+    the first session's end leaves it to the second, whose end deletes it."""
+    from gradio_client import Client, handle_file
+
+    from toonfactory.apps import launch
+    from toonfactory.apps.demo import build
+
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    photo = tmp_path / "me.png"
+    Image.fromarray(real_image(np.random.default_rng(3), 48)).save(photo)
+    port = free_port()
+    page = build(write_checkpoint(tmp_path / "student", ngf=4, depth=2, size=32))
+    launch(page, port, block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        first, second = Client(url, verbose=False, download_files=False), Client(url, verbose=False, download_files=False)
+        made = []
+        for client in (first, second):
+            outputs = client.predict(handle_file(str(photo)), api_name="/on_image")
+            made.append([Path(o["path"] if isinstance(o, dict) else o) for o in outputs[:3]])
+        stored = holding(cache, photo.read_bytes())
+        assert len(stored) == 1, stored  # one file for both sessions
+        first.close()
+        assert eventually(lambda: not any(p.exists() for p in made[0]))  # the first session ended
+        assert stored[0].is_file(), "the first session's end deleted the photo the second one holds"
+        second.close()
+        assert eventually(lambda: not stored[0].exists() and not any(p.exists() for p in made[1]))
+    finally:
+        page.close()
+    assert photo.is_file()
+
+
+def test_the_viewer_reads_its_dataset_again_once_it_changed_on_disk(tmp_path):
+    """The viewer indexed its dataset once, at start: a shard a re-run replaced was shown by the old byte
+    ranges (other pairs' bytes, or none) until the page was restarted. Now it follows the dataset's files."""
+    import os
+
+    from distill_fixtures import write_dataset
+
+    from factory.dataset.reader import index_samples, read_image_field
+    from toonfactory.apps.viewer import ALL, Viewer, build
+
+    data = write_dataset(tmp_path / "pairs", shards=2, per_shard=2, size=32, seed=0)
+    viewer = Viewer(data)
+    assert len(viewer.entries) == 4 and not viewer.current()  # unchanged: not read again
+    page = build(data)
+    refresh = next(f.fn for f in page.fns.values() if getattr(f.fn, "__name__", "") == "refresh")
+    assert len(refresh(None, "", "", ALL, ALL, ALL, "key", False, 1)[2]) == 4
+    other = write_dataset(tmp_path / "other", shards=1, per_shard=3, size=32, seed=1)
+    os.replace(other / "shards" / "000000.tar", data / "shards" / "000000.tar")  # as a re-run replaces a shard
+    assert viewer.current() and len(viewer.entries) == 5
+    key = "s000_00002"  # a pair only the new shard holds
+    real = read_image_field(data, {e.key: e for e in index_samples(data)}[key], "real")
+    assert np.array_equal(viewer.tile(key)[:, :32], real)
+    gallery, _, keys, summary = refresh(None, "", "", ALL, ALL, ALL, "key", False, 1)
+    assert len(keys) == 5 and key in keys and "5 of 5 pairs" in summary
+    assert np.array_equal(np.asarray(gallery[keys.index(key)][0])[:, :32], real)
+
+
+def test_a_shard_that_is_not_a_tar_is_one_line_for_inspect_and_the_viewer(tmp_path):
+    """tarfile says why it cannot open a file once per compression method, a line each: the 'one line
+    naming the file' was five lines."""
+    import os
+
+    from distill_fixtures import write_dataset
+    from typer.testing import CliRunner
+
+    from toonfactory.apps.viewer import Viewer
+    from toonfactory.cli import app
+
+    data = write_dataset(tmp_path / "pairs", shards=2, per_shard=2, size=32)
+    (data / "stats").mkdir()
+    (data / "shards" / "000001.tar").write_bytes(os.urandom(4096))
+    with pytest.raises(UserError) as raised:
+        Viewer(data)
+    result = CliRunner().invoke(app, ["inspect", str(data)])
+    assert isinstance(result.exception, UserError), result.output
+    for message in (str(raised.value), str(result.exception)):
+        assert "\n" not in message and message.startswith(f"{data / 'shards' / '000001.tar'}: not a readable tar shard ("), message

@@ -25,12 +25,19 @@ MAP_PNG = "embedding_map.png"
 MAP_JSON = "embedding_map.json"
 
 
+def section(meta: dict, name: str) -> dict:
+    """A json record's section ``name`` as a dict; absent, or of another type (a damaged or hostile
+    record), it is empty, so a page or a map shows the sample without it rather than failing."""
+    value = meta.get(name) if isinstance(meta, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def group_of(meta: dict, by: GroupBy) -> str:
     """A sample's group: ``source`` is its input (a packaged portrait or a file), ``character`` the
     portrait's name or the file's folder (one folder per character), ``teacher`` the teacher's kind."""
     if by == "teacher":
-        return str((meta.get("teacher") or {}).get("kind"))
-    item = str((meta.get("source") or {}).get("item"))
+        return str(section(meta, "teacher").get("kind"))
+    item = str(section(meta, "source").get("item"))
     if ":" in item and "/" not in item:  # a packaged portrait, e.g. skimage:astronaut
         return item if by == "source" else item.split(":", 1)[1]
     return Path(item).name if by == "source" else Path(item).parent.name
@@ -38,12 +45,18 @@ def group_of(meta: dict, by: GroupBy) -> str:
 
 def face_box(meta: dict) -> np.ndarray | None:
     """The face's box on the real side, in pixels of the pair, from the json's landmarks."""
-    warp = meta.get("warp") or {}
+    warp = section(meta, "warp")
     points = warp.get("dst") if warp.get("side", "real") == "real" and warp.get("dst") else None
-    points = points or (meta.get("faces") or {}).get("landmarks")
+    points = points or section(meta, "faces").get("landmarks")
     if not points:
         return None
-    points = np.asarray(points, np.float32)
+    try:
+        points = np.asarray(points, np.float32)
+    except (TypeError, ValueError):  # not a list of points: no box, as for a sample without landmarks
+        return None
+    if points.ndim != 2 or points.shape[1] < 2 or not len(points) or not np.isfinite(points).all():
+        return None
+    points = points[:, :2]
     return np.concatenate([points.min(0), points.max(0)])
 
 

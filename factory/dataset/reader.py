@@ -43,7 +43,8 @@ def shard_members(tar_path: Path, option: str = "") -> Iterator[tuple[tarfile.Ta
                 key, ext = name.split(".", 1)
                 yield tar, member, key, ext
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UserError(f"{where}not a readable tar shard ({exc})") from None
+        said = " ".join(str(exc).split())[:300]  # tarfile says why per compression method, a line each
+        raise UserError(f"{where}not a readable tar shard ({said})") from None
 
 
 def read_member(tar_path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -51,7 +52,7 @@ def read_member(tar_path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -
     try:
         return tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UserError(f"{tar_path}: member {member.name!r} cannot be read ({exc})") from None
+        raise UserError(f"{tar_path}: member {member.name!r} cannot be read ({' '.join(str(exc).split())[:300]})") from None
 
 
 def read_record(tar_path: Path, member: tarfile.TarInfo, data: bytes) -> dict:

@@ -24,7 +24,7 @@ from factory.dataset.review import read_review
 from factory.dataset.stats import ShardStats
 from factory.dataset.writer import ShardWriter
 from factory.errors import UserError
-from factory.files import refuse_link, sha256_file, write_atomic
+from factory.files import DiskFull, refuse_link, sha256_file, write_atomic
 from factory.plan import ShardTask
 
 REVIEW_REASON = "review"
@@ -65,6 +65,17 @@ def _samples(tar_path: Path):
         yield key, files
 
 
+def _source_item(record: bytes | None) -> str | None:
+    """A removed pair's ``source.item`` for its reject row; None when its record has none (or is damaged)."""
+    try:
+        meta = json.loads(record or b"{}")
+    except (ValueError, RecursionError):
+        return None
+    source = meta.get("source") if isinstance(meta, dict) else None
+    item = source.get("item") if isinstance(source, dict) else None
+    return item if isinstance(item, str) else None
+
+
 def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[str]:
     """Copy one shard without the marked pairs (bytes as they are); its stats gain the review rejects."""
     name = shard["name"].removesuffix(".tar")
@@ -79,7 +90,7 @@ def _filter_shard(src: Path, staging: Path, shard: dict, marks: dict) -> list[st
     try:
         for key, files in _samples(tar_path):
             if key in marks:
-                items[key] = (json.loads(files.get("json") or "{}").get("source") or {}).get("item")
+                items[key] = _source_item(files.get("json"))
             else:
                 writer.write_record({"__key__": key, **files})
         rejected = dict(parent_stats.rejected)
@@ -101,7 +112,7 @@ def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
     manifest, review = _check(src, review_file, out)
     marks = review["marks"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _building(out) as staging:
+    with _building(out) as staging, _named_in(src, staging):
         removed = [key for shard in manifest["shards"] for key in _filter_shard(src, staging, shard, marks)]
         unknown = sorted(set(marks) - set(removed))
         if unknown:
@@ -121,6 +132,18 @@ def filter_dataset(src: Path, review_file: Path, out: Path) -> dict:
             raise UserError(f"--out {out}: filled by something else meanwhile ({exc.strerror}); this version "
                             "was not kept") from None
     return child
+
+
+@contextlib.contextmanager
+def _named_in(src: Path, staging: Path):
+    """A mistake found in the copy (a record the card cannot type) is named in ``src``, where the user's
+    files are, not in the hidden folder that is removed; a full disk still names the file it could not write."""
+    try:
+        yield
+    except UserError as exc:
+        if isinstance(exc, DiskFull) or str(staging) not in str(exc):
+            raise
+        raise UserError(str(exc).replace(str(staging), str(src))) from None
 
 
 @contextlib.contextmanager

@@ -6,6 +6,8 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +21,8 @@ from factory.recipe import Recipe
 from factory.shard import ShardFailure, run_shard
 
 log = logging.getLogger(__name__)
+RAY_PROBE_S = 5.0  # a RAY_ADDRESS whose port does not accept a connection within this is refused at once
+RAY_JOIN_S = 120.0  # joining the cluster (or starting a local one) longer than this is refused: Ray itself retries forever
 
 _RAY_PIPELINES: dict = {}
 
@@ -96,9 +100,9 @@ def _ray_driver(cpus: int | None, retries: int, recipe: Recipe, out: str, tasks:
                      logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: all one line
         said = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        where = f"join the cluster at RAY_ADDRESS={address}" if address else "start a local Ray cluster"
-        results.put(("refused", f"--executor ray: cannot {where} ({said[:300]})"))
+        results.put(("refused", f"--executor ray: cannot {_ray_where(address)} ({said[:300]})"))
         return
+    results.put(("joined", None))
     try:
         gpus = 1 if wants_gpu(recipe) and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         options = dict(num_cpus=1, num_gpus=gpus)
@@ -124,6 +128,26 @@ def _ray_driver(cpus: int | None, retries: int, recipe: Recipe, out: str, tasks:
         results.put(("full", str(exc)))
         return
     ray.shutdown()
+
+
+def _ray_where(address: str | None) -> str:
+    return f"join the cluster at RAY_ADDRESS={address}" if address else "start a local Ray cluster"
+
+
+def ray_address_problem(address: str, seconds: float = RAY_PROBE_S) -> str | None:
+    """Why nothing answers at ``address`` (``host:port`` or ``ray://host:port``): its port refuses or does
+    not accept a TCP connection within ``seconds``; None when it does, or for addresses Ray resolves
+    itself (``auto``, ``local``)."""
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+            return None
+    except socket.timeout:
+        return f"no answer within {seconds:g} s"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def ray_results(ray, pending: dict) -> Iterator[Outcome]:
@@ -169,8 +193,8 @@ class RayExecutor:
 
     rank, world = 0, 1
 
-    def __init__(self, cpus: int | None = None, retries: int = 2):
-        self.cpus, self.retries = cpus, retries
+    def __init__(self, cpus: int | None = None, retries: int = 2, join_s: float = RAY_JOIN_S):
+        self.cpus, self.retries, self.join_s = cpus, retries, join_s
         self.driver = None
         self.finished = False
 
@@ -184,6 +208,12 @@ class RayExecutor:
             raise UserError("--executor ray: ray is not installed (pip install 'toonfactory[ray]')") from None
         import tempfile
 
+        address = os.environ.get("RAY_ADDRESS") or None
+        problem = address and ray_address_problem(address)
+        if problem:  # Ray would retry it for ever
+            raise UserError(f"--executor ray: cannot {_ray_where(address)}: {problem}; start the cluster "
+                            "(`ray start --head`) or correct RAY_ADDRESS (unset: a local cluster)")
+
         handle, self.log_path = tempfile.mkstemp(prefix="toonfactory-ray-driver-", suffix=".log")
         os.close(handle)
         context = mp.get_context("forkserver")
@@ -192,16 +222,23 @@ class RayExecutor:
                                       args=(self.cpus, self.retries, recipe, str(out), self.tasks, self.results,
                                             os.getpid(), self.log_path))
         self.driver.start()
-        kind, payload = self._next()
+        kind, payload = self._next(deadline=time.monotonic() + self.join_s)
+        if kind == "joined":
+            kind, payload = self._next()
         if kind != "ready":
             self.close()
             raise stop(kind, f"{payload}; what Ray said: {self.log_path}")
 
-    def _next(self) -> tuple[str, object]:
+    def _next(self, deadline: float | None = None) -> tuple[str, object]:
         while True:
             try:
                 return self.results.get(timeout=1.0)
             except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline and self.driver.is_alive():
+                    self.close()
+                    address = os.environ.get("RAY_ADDRESS") or None
+                    raise UserError(f"--executor ray: cannot {_ray_where(address)}: no answer within "
+                                    f"{self.join_s:g} s (what Ray said: {self.log_path})") from None
                 if not self.driver.is_alive():
                     try:  # what it said just before it went
                         return self.results.get(timeout=1.0)
@@ -233,6 +270,9 @@ class RayExecutor:
         self.driver.join(timeout=30 if self.finished else 0)
         if self.driver.is_alive():
             self.driver.terminate()
+            self.driver.join(timeout=10)
+        if self.driver.is_alive():  # stuck in Ray's native code past SIGTERM
+            self.driver.kill()
             self.driver.join(timeout=10)
         self.driver = None
         if self.finished:  # a run that stopped keeps what Ray said, named in its line

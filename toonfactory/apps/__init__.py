@@ -6,6 +6,7 @@ usage analytics are off (no call leaves the machine).
 """
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -24,8 +25,8 @@ class LocalOnly:
     (a DNS-rebinding page) or whose Origin is another site is refused (403) before gradio sees it; on a
     page that takes no uploads (``uploads=False``), so is every upload."""
 
-    def __init__(self, app, port: int, uploads: bool = True):
-        self.app, self.uploads = app, uploads
+    def __init__(self, app, port: int, uploads: bool = True, sessions: "Sessions | None" = None):
+        self.app, self.uploads, self.sessions = app, uploads, sessions
         self.hosts = {f"{HOST}:{port}", f"localhost:{port}"}
         self.origins = {f"http://{host}" for host in self.hosts}
 
@@ -44,7 +45,29 @@ class LocalOnly:
                 await send({"type": "http.response.body", "body": b"refused: not this page's own address, or an "
                             b"upload to a page that takes none\n"})
                 return
+            if upload and self.sessions is not None:
+                await self.app(scope, receive, self._counting(send))
+                return
         await self.app(scope, receive, send)
+
+    def _counting(self, send):
+        """``send`` that tells the sessions which files an upload stored (gradio answers with their paths)."""
+        status, body = [0], []
+
+        async def counted(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            elif message["type"] == "http.response.body" and status[0] == 200:
+                body.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    try:
+                        paths = json.loads(b"".join(body))
+                    except ValueError:
+                        paths = []
+                    if isinstance(paths, list):
+                        self.sessions.uploaded([p for p in paths if isinstance(p, str)])
+            await send(message)
+        return counted
 
 
 class Sessions:
@@ -54,9 +77,11 @@ class Sessions:
     A session's outputs go to its own folder inside gradio's file cache (``folder``), so gradio serves
     them without a copy and the whole folder goes at the end; an upload an event received is ``claim``ed.
     Uploads reach the server before any event names their session, so when the last live session ends,
-    every upload no live session holds (one never run) is deleted too. Only paths inside gradio's upload
-    folder are ever deleted, never through a link. ``delete_cache`` stays as the backstop for a server
-    killed mid-session."""
+    every upload no live session holds (one never run) is deleted too. Gradio keeps identical uploads (same
+    bytes, same name) at one path, so a session's end deletes an upload only when no other session holds
+    it and it was not stored again since (``uploaded`` counts each time the page stored it: another tab's
+    copy that has not been run yet). Only paths inside gradio's upload folder are ever deleted, never
+    through a link. ``delete_cache`` stays as the backstop for a server killed mid-session."""
 
     def __init__(self, root: str | Path | None = None):
         if root is None:
@@ -67,6 +92,7 @@ class Sessions:
         self.lock = threading.Lock()
         self.live: set[str] = set()
         self.claimed: dict[str, set[Path]] = {}
+        self.stored: dict[Path, int] = {}  # times the page stored each upload path (identical uploads share one)
         self.blocks = None
 
     def attach(self, blocks) -> None:
@@ -80,6 +106,7 @@ class Sessions:
             self.end(request.session_hash)
 
         self.blocks = blocks
+        blocks.toonfactory_sessions = self  # for launch(): its guard counts what each upload stored
         blocks.load(opened, None, None, show_progress="hidden", queue=False)
         blocks.unload(ended)
 
@@ -105,6 +132,13 @@ class Sessions:
                 if path and (inside := self._inside(Path(path))) is not None:
                     self.claimed.setdefault(session or "", set()).add(inside)
 
+    def uploaded(self, paths) -> None:
+        """The page stored these uploads (once more, for a path an identical upload already has)."""
+        with self.lock:
+            for path in paths:
+                if (inside := self._inside(Path(path))) is not None:
+                    self.stored[inside] = self.stored.get(inside, 0) + 1
+
     def folder(self, session: str | None) -> Path:
         """The session's own output folder (made 0700 inside gradio's cache), deleted when it ends."""
         name = hashlib.sha256((session or "").encode()).hexdigest()[:24]
@@ -119,12 +153,20 @@ class Sessions:
     def end(self, session: str | None) -> None:
         with self.lock:
             self.live.discard(session or "")
-            doomed = self.claimed.pop(session or "", set())
+            doomed = set()
+            for path in self.claimed.pop(session or "", set()):
+                stored = self.stored.get(path, 0)
+                if stored > 1:  # stored again for another tab (identical bytes and name) that may not have run it
+                    self.stored[path] = stored - 1
+                elif not any(path in paths for paths in self.claimed.values()):  # no other session holds it
+                    self.stored.pop(path, None)
+                    doomed.add(path)
             if not self.live and self.blocks is not None:  # the last tab: uploads nobody ran go too
                 held = set().union(*self.claimed.values()) if self.claimed else set()
                 for name in list(getattr(self.blocks, "upload_file_set", ())):
                     inside = self._inside(Path(name))
                     if inside is not None and inside not in held:
+                        self.stored.pop(inside, None)
                         doomed.add(inside)
         for path in doomed:
             self._delete(path)
@@ -160,6 +202,7 @@ def launch(blocks, port: int, open_browser: bool = False, block: bool = True, up
         return blocks.queue().launch(server_name=HOST, server_port=port, inbrowser=open_browser, quiet=True,
                                      prevent_thread_lock=not block, show_error=True, share=False,
                                      max_file_size=MAX_UPLOAD,
-                                     app_kwargs={"middleware": [Middleware(LocalOnly, port=port, uploads=uploads)]})
+                                     app_kwargs={"middleware": [Middleware(LocalOnly, port=port, uploads=uploads,
+                                                                           sessions=getattr(blocks, "toonfactory_sessions", None))]})
     except OSError as exc:
         raise UserError(f"--port {port}: cannot serve on {HOST}:{port} ({exc}); choose another port") from None

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from factory.dataset import review
-from factory.dataset.facemap import MAP_PNG, group_of, write_map
+from factory.dataset.facemap import MAP_PNG, group_of, section, write_map
 from factory.dataset.layout import read_manifest
 from factory.dataset.reader import Entry, index_samples, read_image_field
 from factory.dataset.report import shard_stats
@@ -27,12 +27,12 @@ REVIEW_CHOICES = (ALL, "marked", "not marked")
 
 def scores(meta: dict) -> dict[str, float]:
     """A sample's numeric scores: every gate score, the face detector's score and the warp strength."""
-    found = {f"gates.{k}": float(v) for k, v in (meta.get("gates") or {}).items()
+    found = {f"gates.{k}": float(v) for k, v in section(meta, "gates").items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for section, name in (("faces", "score"), ("warp", "strength")):
-        value = (meta.get(section) or {}).get(name)
+    for part, name in (("faces", "score"), ("warp", "strength")):
+        value = section(meta, part).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[f"{section}.{name}"] = float(value)
+            found[f"{part}.{name}"] = float(value)
     return found
 
 
@@ -102,15 +102,44 @@ def enlarged(image: np.ndarray | None, side: int = 256) -> np.ndarray | None:
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
+def dataset_stamp(out: Path) -> tuple:
+    """What changes when the dataset on disk does: name, size, mtime and inode of its manifest, shards
+    and stats (a resumed or re-run generate, a shard replaced); review marks are read on every refresh."""
+    files = [Path(out) / "manifest.json", *sorted((Path(out) / "shards").glob("*.tar")),
+             *sorted((Path(out) / "stats").glob("*"))]
+    stamp = []
+    for path in files:
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        stamp.append((path.name, info.st_size, info.st_mtime_ns, info.st_ino))
+    return tuple(stamp)
+
+
 class Viewer:
-    """The dataset behind the page: its index, review marks and the current selection's rows."""
+    """The dataset behind the page: its index, review marks and the current selection's rows. The index
+    follows the dataset on disk: :meth:`current` reads it again once its files changed (byte ranges into a
+    replaced shard would show other pairs, or none)."""
 
     def __init__(self, out: Path):
         self.out = Path(out)
+        self._index()
+
+    def _index(self) -> None:
+        self.stamp = dataset_stamp(self.out)
         self.manifest = read_manifest(self.out) or {}
         self.entries = {e.key: e for e in index_samples(self.out)}
         self.rejects = reject_table(self.out)
         self.table = sample_table(list(self.entries.values()), self.marks())
+
+    def current(self) -> bool:
+        """Read the dataset again when it changed on disk since it was read; True if it did."""
+        if dataset_stamp(self.out) == self.stamp:
+            return False
+        log.info("%s changed on disk: read again", self.out)
+        self._index()
+        return True
 
     def marks(self) -> dict:
         return review.read_review(review.review_path(self.out))["marks"]
@@ -164,7 +193,8 @@ def build(out: Path):
     reasons = [ALL, *sorted(viewer.rejects["reason"].dropna().unique())]
 
     def refresh(score, low, high, teacher, source, reviewed, sort_by, descending, page):
-        viewer.refresh_marks()
+        if not viewer.current():
+            viewer.refresh_marks()
         rows = select(viewer.table, score=score, low=bound(low), high=bound(high), teacher=teacher, source=source,
                       reviewed=reviewed, sort_by=sort_by, descending=descending)
         pages = max((len(rows) + PAGE - 1) // PAGE, 1)
@@ -172,6 +202,7 @@ def build(out: Path):
         return viewer.page(rows, page, score), rows, list(rows["key"]), summary
 
     def choose(key):
+        viewer.current()
         real, toon, mask, meta, note = viewer.detail(key)
         return key, real, toon, mask, meta, note
 
@@ -197,6 +228,7 @@ def build(out: Path):
                              for k, m in sorted(marks.items())], columns=["key", "note", "marked_at"])
 
     def rejected(reason):
+        viewer.current()
         table = viewer.rejects
         return table if reason == ALL else table[table["reason"] == reason]
 

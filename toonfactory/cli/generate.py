@@ -101,6 +101,10 @@ def _generate(recipe: Path, out: Path, set_: list[str], workers: int, executor: 
     if result.sealed_before:  # nothing made: no new tracking task, the contact sheet and card stand
         if tracker:
             tracker.close()
+        if runner.rank == 0 and not (out / "contact_sheet.png").exists():  # the run that sealed it stopped before
+            from factory.dataset.report import write_contact_sheet       # its sheet (a full disk): made now
+
+            console.print(f"contact sheet {write_contact_sheet(out)}", highlight=False, soft_wrap=True)
         console.print(f"nothing to make: {out} holds the whole dataset ({result.manifest['counts']['accepted']} pairs); "
                       f"`toonfactory inspect {out}` shows its counts", highlight=False, soft_wrap=True)
         return resolved, runner.rank
@@ -190,8 +194,12 @@ def inspect(dataset_dir: Path, sheet: int = typer.Option(24, help="pairs in the 
     stats = RunStats.merge(shard_stats(dataset_dir))
     if manifest is None:
         console.print("[yellow]no manifest.json: the run is incomplete (re-run generate to finish it)[/yellow]")
-    else:
-        console.print(f"{manifest['name']}: recipe hash {manifest['recipe_hash']}, {len(manifest['shards'])} shards")
+    elif not isinstance(manifest, dict):
+        raise UserError(f"{dataset_dir / 'manifest.json'}: not a dataset manifest (a JSON object)")
+    else:  # a field a damaged manifest lacks is shown as missing, not a KeyError traceback
+        shards = manifest.get("shards")
+        console.print(f"{manifest.get('name', dataset_dir.name)}: recipe hash {manifest.get('recipe_hash')}, "
+                      f"{len(shards) if isinstance(shards, list) else 'unknown'} shards", highlight=False)
     print_stats(stats)
     console.print(f"contact sheet: {write_contact_sheet(dataset_dir, sheet)}")
 
