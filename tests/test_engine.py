@@ -170,8 +170,11 @@ def test_raising_the_count_only_adds_shards(reference, tmp_path):
 
 
 def test_rerunning_a_finished_run_says_so_and_writes_nothing(reference, tmp_path):
+    from factory.dataset.report import write_contact_sheet
+
     out = tmp_path / "copy"
     shutil.copytree(reference, out)
+    write_contact_sheet(out)  # as `generate` leaves it (`make` writes no sheet; a re-run would make a missing one)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     code, err, torch = cli_torch("generate", QUICKSTART, "--out", out, *[a for s in SMALL for a in ("--set", s)])
     assert code == 0, err
