@@ -4,6 +4,7 @@ files written the one safe way. Each test failed on main before its fix (see the
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
@@ -39,23 +40,31 @@ def holding(folder: Path, data: bytes) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data]
 
 
-def test_demo_uploads_and_outputs_are_deleted_when_the_session_ends(tmp_path, monkeypatch):
-    import httpx
-    from gradio_client import Client, handle_file
-
+@contextlib.contextmanager
+def demo_page(tmp_path: Path, monkeypatch):
+    """The demo page of a tiny student, served with its uploads under ``tmp_path/gradio``: (url, that folder)."""
     from toonfactory.apps import launch
     from toonfactory.apps.demo import build
 
     cache = tmp_path / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
-    photo, never_run = tmp_path / "me.png", tmp_path / "holiday.png"
-    Image.fromarray(real_image(np.random.default_rng(1), 48)).save(photo)
-    Image.fromarray(real_image(np.random.default_rng(2), 40)).save(never_run)
     port = free_port()
     page = build(write_checkpoint(tmp_path / "student", ngf=4, depth=2, size=32))
     launch(page, port, block=False)
     try:
-        url = f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", cache
+    finally:
+        page.close()
+
+
+def test_demo_uploads_and_outputs_are_deleted_when_the_session_ends(tmp_path, monkeypatch):
+    import httpx
+    from gradio_client import Client, handle_file
+
+    photo, never_run = tmp_path / "me.png", tmp_path / "holiday.png"
+    Image.fromarray(real_image(np.random.default_rng(1), 48)).save(photo)
+    Image.fromarray(real_image(np.random.default_rng(2), 40)).save(never_run)
+    with demo_page(tmp_path, monkeypatch) as (url, cache):
         # an upload this tab never ran (gradio stores uploads before any event names their session)
         with never_run.open("rb") as file:
             stored = httpx.post(f"{url}gradio_api/upload", files={"files": file}, timeout=60)
@@ -69,8 +78,6 @@ def test_demo_uploads_and_outputs_are_deleted_when_the_session_ends(tmp_path, mo
         assert eventually(lambda: not holding(cache, photo.read_bytes()) and not any(p.exists() for p in made)), \
             sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
         assert not holding(cache, never_run.read_bytes()), "the last tab's end takes uploads nobody ran"
-    finally:
-        page.close()
     assert photo.is_file() and never_run.is_file()  # the user's own files are never touched
 
 
@@ -588,18 +595,9 @@ def test_two_tabs_running_one_photo_keep_it_until_both_have_ended(tmp_path, monk
     the first session's end leaves it to the second, whose end deletes it."""
     from gradio_client import Client, handle_file
 
-    from toonfactory.apps import launch
-    from toonfactory.apps.demo import build
-
-    cache = tmp_path / "gradio"
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
     photo = tmp_path / "me.png"
     Image.fromarray(real_image(np.random.default_rng(3), 48)).save(photo)
-    port = free_port()
-    page = build(write_checkpoint(tmp_path / "student", ngf=4, depth=2, size=32))
-    launch(page, port, block=False)
-    try:
-        url = f"http://127.0.0.1:{port}/"
+    with demo_page(tmp_path, monkeypatch) as (url, cache):
         first, second = Client(url, verbose=False, download_files=False), Client(url, verbose=False, download_files=False)
         made = []
         for client in (first, second):
@@ -612,8 +610,6 @@ def test_two_tabs_running_one_photo_keep_it_until_both_have_ended(tmp_path, monk
         assert stored[0].is_file(), "the first session's end deleted the photo the second one holds"
         second.close()
         assert eventually(lambda: not stored[0].exists() and not any(p.exists() for p in made[1]))
-    finally:
-        page.close()
     assert photo.is_file()
 
 
