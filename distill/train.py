@@ -26,10 +26,10 @@ import numpy as np
 
 from distill.config import DistillConfig
 from factory.errors import Interrupted, UserError
-from factory.training import CheckpointFolder, load_optimizer, optimizer_state
-from factory.training import grid as sample_grid
 from factory.files import (FolderLock, append_text, folder_entries, output_folder, refuse_link, staged, subfolder,
                            write_atomic)
+from factory.training import CheckpointFolder, load_optimizer, optimizer_state
+from factory.training import grid as sample_grid
 
 log = logging.getLogger(__name__)
 

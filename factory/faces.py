@@ -6,6 +6,7 @@ A leaf module: the pipeline's face stage, inference and casting all use it. Dete
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -428,13 +429,16 @@ def invert_matrix(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(matrix)
 
 
+@functools.lru_cache(maxsize=8)
 def head_oval(side: int) -> np.ndarray:
     """Weights (side x side, 0..1) of an aligned crop's head: 1 inside an oval about the face and
     hair (centre a little above the crop's, 0.8 x its semi-axes), falling smoothly to 0 at its edge."""
     grid = (np.arange(side, dtype=np.float32) + 0.5) / side
     distance = np.hypot((grid[None, :] - 0.5) / 0.42, (grid[:, None] - 0.46) / 0.47)
     ramp = np.clip((1.0 - distance) / 0.2, 0.0, 1.0)
-    return ramp * ramp * (3 - 2 * ramp)
+    weights = ramp * ramp * (3 - 2 * ramp)
+    weights.setflags(write=False)  # one array per side, shared by every paste (cached)
+    return weights
 
 
 def paste_back(image: np.ndarray, processed_crop: np.ndarray, matrix: np.ndarray, feather: float = 0.1,
