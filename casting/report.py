@@ -92,7 +92,7 @@ def _html(result: CastResult) -> str:
 <style>body{{font-family:sans-serif;margin:1.5em}} td{{text-align:center;padding:4px;vertical-align:top}}
 td.name{{text-align:left;max-width:14em}} img{{width:{THUMB_SIZE}px;height:{THUMB_SIZE}px}}
 table.overall td{{text-align:left;padding:2px 12px}}</style></head><body>
-<h1>Virtual casting: {esc(result.verdict)} (confidence z {_z(result.confidence)}, threshold {settings['calibration']['clear_match_z']})</h1>
+<h1>Virtual casting: {esc(result.verdict)} ({esc(_basis(result))})</h1>
 <p>Gallery <code>{esc(str(settings['gallery']))}</code>, embedder {esc(settings['embedder']['name'])},
 detector {esc(settings['detector'])}, face: {esc(settings['face'])}, realify: {esc(str(settings['realify']))},
 unwarp: {esc(str(settings['unwarp']))}, Borda votes over the top {settings['top']} per face,
@@ -109,6 +109,15 @@ def _z(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _basis(result: CastResult) -> str:
+    """What the verdict was judged on: the likeness (galleries with drawings) or the z-score, and its threshold."""
+    calibration = result.settings["calibration"]
+    if result.likeness is not None:
+        return (f"likeness {result.likeness:.2f}, threshold {calibration['clear_match_likeness']}; "
+                f"confidence z {_z(result.confidence)}")
+    return f"confidence z {_z(result.confidence)}, threshold {calibration['clear_match_z']}"
+
+
 def _sheet(result: CastResult, out: Path) -> np.ndarray:
     """One row per ranked face: character | transformed | top actors; the verdict and winners on top."""
     usable = [(i, item) for i, item in enumerate(result.images) if item.query is not None]
@@ -121,7 +130,7 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=13)
     winners = ", ".join(f"{r['actor']} ({r['points']} pts, z {_z(r['mean_z'])})" for r in result.overall[:3])
-    draw.text((8, 8), f"{result.verdict} (z {_z(result.confidence)}; threshold {result.settings['calibration']['clear_match_z']})",
+    draw.text((8, 8), f"{result.verdict} ({_basis(result)})",
               fill="black" if result.verdict == "match" else "#b00000", font=font)
     draw.text((8, 28), f"cast: {winners}", fill="black", font=font)
     for row, (i, item) in enumerate(usable):
