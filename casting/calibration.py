@@ -22,9 +22,10 @@ import numpy as np
 
 from factory import faces as facelib
 
-# Chosen on benchmarks/cast_accuracy.py's drawn-strangers table (18 actors, each query's person left out
-# of the gallery and of the levels): at 0.9 about 7% of drawn strangers and 5% of photographed ones are
-# matched; true CartoonGAN drawings abstain 8%, true `webtoon` drawings 27% (they lose more identity).
+# Chosen on benchmarks/cast_accuracy.py's likeness table (18 actors, each query's person left out of the
+# gallery and of the levels): at 0.9, 7% of `webtoon` drawings of strangers and 5% of photos of strangers are
+# matched (67% and 70% at z 2.0); true photos never abstain, true CartoonGAN drawings 8%, true `webtoon`
+# drawings 28% (they lose more identity; 10% at 0.8, where 20% of drawn strangers are matched).
 CLEAR_MATCH_LIKENESS = 0.9
 DRAW_SIDE, DRAW_MARGIN = 256, 1.6  # the aligned crop the teacher draws (cast_accuracy's queries are cut alike)
 

@@ -32,7 +32,7 @@ def gallery(
                                          "its style's, not the person's) or 'rgb'"),
     nested: bool = NestedOption,
     draw: bool = typer.Option(True, help="also embed the `webtoon` teacher's drawing of each new photo: verdicts on "
-                                         "drawn characters are calibrated on them (about twice the time)"),
+                                         "drawn characters are calibrated on them (a drawing, a detection and an embedding more per photo)"),
 ):
     """Detect, align and embed every actor photo; photos with no face or several are reported, not used;
     photos and actors no longer in ACTORS leave the gallery. An existing gallery keeps its embedder settings."""
