@@ -77,7 +77,7 @@ def _html(result: CastResult) -> str:
         for n, r in enumerate(result.overall))
     rows = []
     for i, item in enumerate(result.images):
-        judged = "" if item.query is None else f"<br><small>z {_z(item.confidence)}: {esc(item.verdict)}</small>"
+        judged = "" if item.query is None else f"<br><small>{esc(_face_basis(item))}: {esc(item.verdict)}</small>"
         cells = [f"<td class=name>{esc(Path(item.path).name)}<br><small>{esc(item.status)}"
                  f"{'' if item.chosen is None else ' &middot; ' + esc(item.chosen)}</small>{judged}</td>"]
         if item.query is not None:
@@ -107,6 +107,11 @@ filter: {esc(json.dumps(settings['where']))}.</p>
 
 def _z(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def _face_basis(item) -> str:
+    """A face's likeness (galleries with drawings) and z-score, short."""
+    return ("" if item.likeness is None else f"likeness {item.likeness:.2f}, ") + f"z {_z(item.confidence)}"
 
 
 def _basis(result: CastResult) -> str:
@@ -148,5 +153,5 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
             sheet.paste(Image.fromarray(image), (x, y))
             draw.text((x, y + tile + 2), name, fill="black", font=font)
             draw.text((x, y + tile + 17), note, fill="#555555", font=font)
-        draw.text((8, y + tile + 32), f"z {_z(item.confidence)}: {item.verdict}", fill="#555555", font=font)
+        draw.text((8, y + tile + 32), f"{_face_basis(item)}: {item.verdict}", fill="#555555", font=font)
     return np.asarray(sheet)

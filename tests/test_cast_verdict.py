@@ -56,7 +56,7 @@ def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_
     gallery = Gallery.load(tmp_path / "g")
     assert gallery.drawn.shape == gallery.vectors.shape and not np.isnan(gallery.drawn).any()
 
-    stranger = read_image(faces / "deepface/img3.jpg")  # a man in neither actor's photos
+    stranger = read_image(faces / "deepface/img3.jpg")  # someone in neither actor's photos
     drawing = draw_photo(stranger, detector.detect(stranger)[0], "stranger")
     cv2.imwrite(str(tmp_path / "stranger.png"), drawing[..., ::-1])
     refused = cast(gallery, [tmp_path / "stranger.png"], embedder, detector)
