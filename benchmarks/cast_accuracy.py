@@ -12,12 +12,17 @@
 5. drawn strangers: the same drawings cast against the gallery without their person (every photo of
    theirs left out), so any "match" is false; against each verdict rule (best z, and its gap to the
    second actor's z), beside what the rule costs the true drawn queries.
+   Then the verdict a gallery with drawings gives (``casting.calibration``): each photo of the 18 actors drawn
+   by the `webtoon` teacher as `cast gallery` draws it, the impostor and genuine levels read from the drawings
+   of the gallery as the query sees it (the true query's photo, or the stranger's every photo, left out),
+   and the likeness thresholds; also in galleries of 5 actors (the person and 4 others, or 5 others).
 6. embedder settings: the as-is rows again under the settings casting used before (rgb, no jitter,
    best photo per actor) and each step to a new gallery's (gray, 10 jitters, mean over the photos).
 
     python benchmarks/cast_accuracy.py --assets ../shared/assets \
         --realifier webtoon=RUN/student/export/student.onnx \
         --realifier cartoongan=RUN2/... --realifier cartoonize=RUN3/...   # TEACHER=student trained on its pairs
+    python benchmarks/cast_accuracy.py --only strangers   # the drawn-strangers tables alone (webtoon queries)
 
 A realifier comes from ``toonfactory run recipes/realify-webtoon.yaml`` (or ``realify-cartoongan``,
 ``realify-cartoonize``), or from ``benchmarks/distill_quality.py --recipe recipes/realify-webtoon.yaml
@@ -39,6 +44,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
 from casting.gallery import collect_inputs, embedder_for, update_gallery
 from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, per_actor, query_faces
 from casting.realify import load_realifier, parse_unwarp
@@ -166,11 +172,13 @@ def fitted_style(characters: list[Path], out: Path) -> Path:
 
 @dataclass
 class Gallery18:
-    """deepface photos plus the face_recognition train photos: one row per photo, its owner."""
+    """deepface photos plus the face_recognition train photos: one row per photo, its owner; with ``drawn``,
+    the embedding of each photo's drawing as `cast gallery` makes it (NaN: no face found in the drawing)."""
 
     vectors: np.ndarray
     owners: np.ndarray
     actors: list[str]
+    drawn: np.ndarray | None = None
 
     def scores(self, queries: np.ndarray, skip_self: bool, how: str = "mean") -> np.ndarray:
         """(Q, A) per-actor similarity as casting scores it; with ``skip_self`` query i never sees gallery row i."""
@@ -180,17 +188,27 @@ class Gallery18:
         return per_actor(sims, self.owners, self.actors, how)
 
 
-def gallery18(photos, root: Path, embedder, detector) -> Gallery18:
+def gallery18(photos, root: Path, embedder, detector, draw: bool = False) -> Gallery18:
     inputs, _ = collect_inputs(root / "train")
     extra = []
     for item in inputs:
         image = read_image(item.image)
         found = detector.detect(image)
         if len(found) == 1:
-            extra.append((item.actor, embed(embedder, image, found)[0][0]))
-    owners = np.array([p[1] for p in photos] + [a for a, _ in extra])
-    vectors = np.stack([p[4] for p in photos] + [v for _, v in extra])
-    return Gallery18(vectors, owners, sorted(set(owners)))
+            extra.append((item.actor, embed(embedder, image, found)[0][0], item.image.name, image, found[0]))
+    owners = np.array([p[1] for p in photos] + [e[0] for e in extra])
+    vectors = np.stack([p[4] for p in photos] + [e[1] for e in extra])
+    drawn = None
+    if draw:
+        from factory.teachers.webtoon import WebtoonConfig
+
+        teacher, rows = WebtoonConfig(kind="webtoon").build(), []
+        for key, image, face in [(p[0], p[2], p[3]) for p in photos] + [e[2:] for e in extra]:
+            drawing = draw_photo(image, face, key, teacher)
+            again = detector.detect(drawing)
+            rows.append(embed(embedder, drawing, again[:1])[0][0] if again else np.full(vectors.shape[1], np.nan, np.float32))
+        drawn = np.stack(rows)
+    return Gallery18(vectors, owners, sorted(set(owners)), drawn)
 
 
 def judge(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str] | None, how: str = "mean") -> dict:
@@ -253,6 +271,49 @@ def strangers_table(gallery: Gallery18, sets: dict[str, list], truth: list[str],
     console.print(table)
 
 
+def likeness_rows(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str], size: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(likeness of the first actor, rank-1 right) of each true query against the gallery without its own photo,
+    and the likeness of each query as a stranger (every photo of its person left out); the levels are read from
+    the drawings of the photos each query is cast against. With ``size``, each query is cast against ``size``
+    actors drawn at random (its person among them for the true query)."""
+    rng = np.random.default_rng(seed)
+    true, right, stranger = [], [], []
+    for i, (vector, who) in enumerate(zip(vectors, truth)):
+        if vector is None:
+            continue
+        others = [a for a in gallery.actors if a != who]
+        chosen = [others[j] for j in rng.permutation(len(others))] if size else others
+        for cast_as, actors in (("true", [who, *chosen[:size - 1]] if size else gallery.actors),
+                                ("stranger", chosen[:size] if size else others)):
+            rows = np.isin(gallery.owners, actors) & (np.arange(len(gallery.owners)) != i)
+            levels = DrawnLevels.measure(gallery.vectors[rows], gallery.owners[rows], gallery.drawn[rows])
+            names = sorted(actors)
+            scores = per_actor((vector @ gallery.vectors[rows].T)[None], gallery.owners[rows], names)[0]
+            first = int(np.argmax(scores))
+            likeness = levels.likeness(names[first], float(scores[first])) if levels else -np.inf
+            if cast_as == "true":
+                true.append(likeness)
+                right.append(names[first] == who)
+            else:
+                stranger.append(likeness)
+    return np.array(true), np.array(right), np.array(stranger)
+
+
+def likeness_table(gallery: Gallery18, sets: dict[str, list], truth: list[str], thresholds=(0.8, CLEAR_MATCH_LIKENESS, 1.0)) -> None:
+    table = Table("queries", "actors", "rank-1", "match when", "strangers matched (want <= 10%)", "true: abstain (want <= 10%)",
+                  "true: right and answered", title="verdict by likeness on drawn impostors (casting.calibration): "
+                                                    "each query as a stranger (its person left out) and as itself")
+    for name, vectors in sets.items():
+        for size in (None, 5):
+            true, right, stranger = likeness_rows(gallery, vectors, truth, size)
+            for threshold in thresholds:
+                answer = true >= threshold
+                table.add_row(name, str(size or len(gallery.actors)), f"{right.mean():.1%}", f"likeness >= {threshold}",
+                              f"{(stranger >= threshold).mean():.0%}", f"{1 - answer.mean():.0%}", f"{(answer & right).mean():.0%}")
+    console.print(table)
+
+
 def parse_realifier(item: str) -> tuple[str, Path]:
     teacher, _, model = item.partition("=")
     if teacher not in ("webtoon", "cartoongan", "cartoonize") or not model:
@@ -284,6 +345,8 @@ def main():
                         help="a toon2real student trained on TEACHER's pairs (webtoon, cartoongan, cartoonize); "
                              "used only on the other teachers' queries (repeatable)")
     parser.add_argument("--sheet", type=Path, help="write the toonified queries here as a PNG contact sheet")
+    parser.add_argument("--only", choices=["strangers"], help="strangers: the drawn-strangers tables alone (real photos "
+                                                               "and the default style's drawings)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     faces_root = args.assets / "faces"
@@ -291,6 +354,15 @@ def main():
     detector = DetectorChain("dlib,mediapipe", min_size=40)
 
     started = time.perf_counter()
+    if args.only == "strangers":
+        photos, _ = deepface_photos(faces_root / "deepface", embedder, detector)
+        gallery, truth = gallery18(photos, faces_root / "face_recognition", embedder, detector, draw=True), [p[1] for p in photos]
+        sets = {"real photo (whole image)": [p[4] for p in photos],
+                "webtoon, default style": embed_queries(webtoon_toons(query_crops(photos)), detector, embedder)[0]}
+        strangers_table(gallery, sets, truth)
+        likeness_table(gallery, sets, truth)
+        console.print(f"seconds: {time.perf_counter() - started:.0f}")
+        return
     fr_right, fr_total = face_recognition_table(faces_root / "face_recognition", embedder, detector)
 
     photos, rejected = deepface_photos(faces_root / "deepface", embedder, detector)
@@ -303,7 +375,7 @@ def main():
     console.print(misses)
     console.print(f"deepface: {len(photos)} photos embedded, not used: {rejected or 'none'}")
 
-    gallery = gallery18(photos, faces_root / "face_recognition", embedder, detector)
+    gallery = gallery18(photos, faces_root / "face_recognition", embedder, detector, draw=True)
     truth = [p[1] for p in photos]
     characters = sorted(p for p in (args.assets / "webtoon" / "characters").iterdir()
                         if p.stem not in ("jisoo", "yooa", "paint_boy"))
@@ -342,6 +414,7 @@ def main():
                     *embed_queries(toons, detector, embedder, realifier=realifier, inverse_warp=auto))
     console.print(table)
     strangers_table(gallery, drawn_vectors, truth)
+    likeness_table(gallery, drawn_vectors, truth)
 
     drawn = DetectorChain(f"dlib,mediapipe,anime:{args.assets / 'models' / 'lbpcascade_animeface.xml'}", min_size=24)
     nobody = Table("treatment", "faces", "abstain (want >= 50%)", "median z", title="30 webtoon characters, nobody in the gallery")

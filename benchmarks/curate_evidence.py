@@ -17,8 +17,8 @@
    pages, by box) dropped.
 7. Characters on the Pepper&Carrot pages (``ingest_pages`` on the folder, each kept face named by
    ``benchmarks/comic_characters.json``): per recurring character, how many of its faces the largest
-   cluster holding them has, and that cluster's purity, at several clustering distances; and selection
-   with one reference (each of the character's faces in turn).
+   cluster holding them has, and that cluster's purity, at several clustering distances, with average and
+   complete linkage; and selection with one reference (each of the character's faces in turn).
 
     python benchmarks/curate_evidence.py --assets ../shared/assets [--threshold 0.85] [--only characters]
 """
@@ -43,13 +43,13 @@ from curate.features import feature_matrix
 from curate.filters import Thresholds, reject_reason, unconfirmed
 from curate.ingest import ChainDetector, Detection, crop_square
 from curate.run import CropOptions, Summary, ingest_pages
-from curate.select import choose, cluster, purity, similarity_to
+from curate.select import LINKAGES, choose, cluster, purity, similarity_to
 from curate.store import Workspace
 from factory.faces import DetectorChain
 from factory.images import read_image
 from factory.models.embedding import DlibEmbedder, embed
 
-console = Console()
+console = Console(width=200)
 LABELS = Path(__file__).with_name("comic_faces.json")
 CHARACTERS = Path(__file__).with_name("comic_characters.json")
 SECTIONS = ("detection", "selection", "clustering", "filters", "duplicates", "actors", "characters")
@@ -306,10 +306,10 @@ def comic_characters(assets: Path, distances: list[float], thresholds: list[floa
         features = np.stack([ws.features[fid] for fid, _ in kept])
     truth = np.array([who_is(f, labels) for _, f in kept])
     names = [n for n in sorted(set(truth)) if (truth == n).sum() >= 2 and n not in ("not_a_face", "?")]
-    table = Table("max distance", "clusters", "clustered", "purity", *names,
+    table = Table("linkage", "max distance", "clusters", "clustered", "purity", *names,
                   title="Pepper&Carrot characters without references: faces in the largest cluster holding them / faces (its purity)")
-    for distance in distances:
-        found = cluster(features, distance)
+    for method, distance in ((m, d) for m in LINKAGES for d in distances):
+        found = cluster(features, distance, method=method)
         cells = []
         for name in names:
             own = found[truth == name]
@@ -319,7 +319,7 @@ def comic_characters(assets: Path, distances: list[float], thresholds: list[floa
                 continue
             best = ids[counts.argmax()]
             cells.append(f"{counts.max()}/{len(own)} ({np.mean(truth[found == best] == name):.0%})")
-        table.add_row(f"{distance}", str(len(set(found.tolist()) - {-1})), f"{int((found >= 0).sum())}/{len(found)}",
+        table.add_row(method, f"{distance}", str(len(set(found.tolist()) - {-1})), f"{int((found >= 0).sum())}/{len(found)}",
                       f"{purity(found, truth.tolist()):.0%}", *cells)
     console.print(table)
     picks = Table("threshold", *names, title="Pepper&Carrot selection with 1 reference (each face in turn): precision / recall")

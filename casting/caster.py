@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from casting.calibration import CLEAR_MATCH_LIKENESS
 from casting.gallery import Gallery, embedder_for
 from casting.rank import CLEAR_MATCH_Z, CastResult, cast, parse_face_choice, parse_where
 from casting.realify import InverseWebtoonWarp, Realifier, load_realifier, parse_unwarp, unwarp_spec
@@ -27,6 +28,9 @@ class CastConfig(Strict):
     min_z: float = Field(CLEAR_MATCH_Z, allow_inf_nan=False,
                          description="confidence (z-score against the other actors) a clear match needs; "
                                      "chosen on 18 actors, choose again for much larger galleries")
+    min_likeness: float = Field(CLEAR_MATCH_LIKENESS, allow_inf_nan=False,
+                                description="likeness a clear match needs (0: drawings of other actors' level, 1: drawings "
+                                            "of the actor's own photos'); galleries with drawings only")
     where: list[str] = Field([], description="attribute filter key=value (repeatable), e.g. gender=female")
     embedder: str = Field("dlib", description="the gallery's embedder: 'dlib' or its ONNX model (its settings, "
                                               "such as jitters and colour, come from the gallery)")
@@ -80,6 +84,7 @@ class Caster:
         return cast(self.gallery, images, self.embedder, self.detector, top=top or config.top,
                     where=parse_where(config.where), realifier=self.realifier, real_detector=self.real_detector,
                     inverse_warp=self.inverse_warp, face=parse_face_choice(config.face), min_z=config.min_z,
+                    min_likeness=config.min_likeness,
                     progress=progress)
 
 

@@ -5,7 +5,9 @@ one entry per embedded photo, rejected photos with their reason, the name of its
 ``embeddings.<sha256[:12]>.safetensors`` (one row per entry; named by its content, so a run stopped
 between the two writes, by a full disk or a kill, leaves the json with the rows it names) and ``faces/``
 (an aligned crop of every entry, for reports). Galleries made before the name was recorded read
-``embeddings.safetensors``.
+``embeddings.safetensors``. The embeddings file may also hold ``drawn``: the embedding of the `webtoon`
+teacher's drawing of each entry's face (NaN where no face was found in it), which calibrates verdicts
+on drawn characters (``casting.calibration``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from casting.calibration import DrawnLevels, draw_photo
 from factory import faces as facelib
 from factory.errors import UserError
 from factory.faces import DetectorChain
@@ -77,6 +80,13 @@ class Gallery:
     entries: list[dict] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     rejected: list[dict] = field(default_factory=list)
+    drawn: np.ndarray | None = None  # drawn[i]: the embedding of entry i's face drawn by the `webtoon` teacher
+
+    def drawn_levels(self) -> DrawnLevels | None:
+        """The verdict's levels read from the drawings of the photos (None: made without drawings)."""
+        if self.drawn is None:
+            return None
+        return DrawnLevels.measure(self.vectors, np.array([e["actor"] for e in self.entries]), self.drawn)
 
     @classmethod
     def load(cls, root: Path) -> "Gallery":
@@ -105,18 +115,20 @@ class Gallery:
         if not isinstance(name, str) or not EMBEDDINGS_NAME.fullmatch(name):
             raise UserError(f"{meta_path}: field 'embeddings' is {name!r}, expected embeddings.<hex>.safetensors; "
                             "rebuild it with `toonfactory cast gallery`")
-        vectors = np.zeros((0, dim), np.float32)
+        vectors, drawn = np.zeros((0, dim), np.float32), None
         if entries:
             try:
-                vectors = load_file(str(root / name))["embeddings"]
+                tensors = load_file(str(root / name))
+                vectors, drawn = tensors["embeddings"], tensors.get("drawn")
             except (OSError, KeyError) as exc:
                 raise UserError(f"{root / name}: cannot read the embeddings ({exc})") from None
-            if vectors.shape != (len(entries), dim):
-                raise UserError(f"{root / name}: shape {vectors.shape} does not match "
-                                f"{len(entries)} entries of {dim} dims in {meta_path}")
+            for label, array in (("shape", vectors), ("'drawn' shape", vectors if drawn is None else drawn)):
+                if array.shape != (len(entries), dim):
+                    raise UserError(f"{root / name}: {label} {array.shape} does not match "
+                                    f"{len(entries)} entries of {dim} dims in {meta_path}")
         meta["embedder"].setdefault("settings", {})  # galleries from before settings were recorded
         return cls(root=root, embedder=meta["embedder"], detector=meta.get("detector", ""), actors=actors,
-                   entries=entries, vectors=vectors, rejected=meta.get("rejected", []))
+                   entries=entries, vectors=vectors, rejected=meta.get("rejected", []), drawn=drawn)
 
     def save(self) -> None:
         """Embeddings first, under a name of their content, then the json that names them (each atomically):
@@ -125,7 +137,8 @@ class Gallery:
         from safetensors.numpy import save as tensor_bytes
 
         self.root.mkdir(parents=True, exist_ok=True)
-        data = tensor_bytes({"embeddings": np.ascontiguousarray(self.vectors, dtype=np.float32)})
+        tensors = {"embeddings": self.vectors} if self.drawn is None else {"embeddings": self.vectors, "drawn": self.drawn}
+        data = tensor_bytes({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()})
         name = f"embeddings.{hashlib.sha256(data).hexdigest()[:12]}.safetensors"
         write_atomic(self.root / name, data)
         meta = {"format": GALLERY_FORMAT, "embedder": self.embedder, "detector": self.detector, "embeddings": name,
@@ -235,18 +248,21 @@ class GalleryUpdate:
 
 
 def update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict[str, str]], embedder: Embedder,
-                   detector: DetectorChain, progress: Callable[[], None] | None = None) -> tuple[Gallery, GalleryUpdate]:
+                   detector: DetectorChain, progress: Callable[[], None] | None = None,
+                   draw: bool = False) -> tuple[Gallery, GalleryUpdate]:
     """Create or sync a gallery with its inputs: only photos that are new, or changed since, are detected
     and embedded; photos no longer among the inputs (deleted, moved out, their CSV row gone) leave, and
     so do actors left without inputs. Copies of one photo and a photo given for several actors are
-    reported, not used."""
+    reported, not used. With ``draw``, each new photo's face is also drawn by the `webtoon` teacher and
+    the drawing embedded (verdicts on drawn characters are calibrated on them); photos embedded before
+    without a drawing keep none."""
     root = output_folder(root)
     with FolderLock(root, "toonfactory cast gallery", kind="cast gallery", earlier=GALLERY_JSON):
-        return _update_gallery(root, inputs, attrs, embedder, detector, progress)
+        return _update_gallery(root, inputs, attrs, embedder, detector, progress, draw)
 
 
 def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dict[str, str]], embedder: Embedder,
-                    detector: DetectorChain, progress: Callable[[], None] | None) -> tuple[Gallery, GalleryUpdate]:
+                    detector: DetectorChain, progress: Callable[[], None] | None, draw: bool) -> tuple[Gallery, GalleryUpdate]:
     model = identity(embedder)
     if (root / GALLERY_JSON).exists():
         gallery = Gallery.load(root)
@@ -260,7 +276,8 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
     known = {e["image"]: i for i, e in enumerate(gallery.entries)}
     known_rejects = {r["image"]: r for r in gallery.rejected}
     keep = np.ones(len(gallery.entries), bool)
-    new_entries, new_vectors, rejected = [], [], [r for r in gallery.rejected]
+    new_entries, new_vectors, new_drawn, rejected = [], [], [], [r for r in gallery.rejected]
+    teacher = _drawing_teacher() if draw else None
     update = GalleryUpdate()
     digests = {str(Path(i.image).resolve()): sha256_file(i.image, 12) if Path(i.image).is_file() else None for i in inputs}
     refused = conflicts(inputs, digests)
@@ -282,8 +299,8 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
         if old is not None:
             keep[old] = False
             update.replaced += 1
-        entry, vector, reason = (None, None, refused[image_key]) if image_key in refused else \
-            _embed_photo(Path(item.image), item.actor, digest, embedder, detector, root)
+        entry, vector, drawn, reason = (None, None, None, refused[image_key]) if image_key in refused else \
+            _embed_photo(Path(item.image), item.actor, digest, embedder, detector, root, teacher)
         if reason:
             record = {"image": image_key, "actor": item.actor, "sha256": digest, "reason": reason}
             rejected.append(record)
@@ -292,6 +309,7 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
         else:
             new_entries.append(entry)
             new_vectors.append(vector)
+            new_drawn.append(drawn)
             update.added += 1
         _tick(progress)
     wanted = {str(Path(i.image).resolve()) for i in inputs}
@@ -303,6 +321,10 @@ def _update_gallery(root: Path, inputs: list[GalleryInput], attrs: dict[str, dic
     gallery.entries = [e for e, k in zip(gallery.entries, keep) if k] + new_entries
     gallery.vectors = np.concatenate([gallery.vectors[keep], *(v[None] for v in new_vectors)]).astype(np.float32) \
         if new_vectors else gallery.vectors[keep]
+    if draw or gallery.drawn is not None:
+        nowhere = np.full(embedder.dim, np.nan, np.float32)
+        old = gallery.drawn[keep] if gallery.drawn is not None else np.full((int(keep.sum()), embedder.dim), np.nan, np.float32)
+        gallery.drawn = np.concatenate([old, *((nowhere if d is None else d)[None] for d in new_drawn)]).astype(np.float32)
     gallery.rejected = rejected
     present = {i.actor for i in inputs}
     gallery.actors = {a: dict(gallery.actors.get(a, {}), **attrs.get(a, {})) for a in sorted(present)}
@@ -325,20 +347,32 @@ def _tick(progress):
         progress()
 
 
+def _drawing_teacher():
+    from factory.teachers.webtoon import WebtoonConfig
+
+    return WebtoonConfig(kind="webtoon").build()
+
+
 def _embed_photo(path: Path, actor: str, digest: str | None, embedder: Embedder, detector: DetectorChain,
-                 root: Path) -> tuple[dict | None, np.ndarray | None, str | None]:
+                 root: Path, teacher=None) -> tuple[dict | None, np.ndarray | None, np.ndarray | None, str | None]:
+    """(entry, embedding, embedding of the teacher's drawing or None, reject reason)."""
     try:
         image = read_image(path, fit_pixels=DECODE_PIXELS)
     except BadImage as exc:
-        return None, None, exc.reason
+        return None, None, None, exc.reason
     found = detector.detect(image)
     if not found:
-        return None, None, "no_face"
+        return None, None, None, "no_face"
     if len(found) > 1:
-        return None, None, f"several_faces ({len(found)})"
+        return None, None, None, f"several_faces ({len(found)})"
     vectors, _ = embed(embedder, image, found)
+    drawn = None
+    if teacher is not None:
+        drawing = draw_photo(image, found[0], digest or path.name, teacher)
+        again = detector.detect(drawing)
+        drawn = embed(embedder, drawing, again[:1])[0][0] if again else None
     thumb_name = f"faces/{digest}.jpg"
     write_atomic(root / thumb_name, cv2.imencode(".jpg", cv2.cvtColor(thumbnail(image, found[0]), cv2.COLOR_RGB2BGR))[1].tobytes())
     entry = {"actor": actor, "image": str(path.resolve()), "sha256": digest,
              "box": [round(float(v), 1) for v in found[0].box], "face": thumb_name}
-    return entry, vectors[0], None
+    return entry, vectors[0], drawn, None

@@ -5,8 +5,10 @@ similarities of drawn faces are high against everyone, so each score is also cal
 the query's own impostors: an actor's z-score is its similarity minus the mean of the query's
 similarities to every *other* actor, over their standard deviation. Across faces, votes are
 rank-weighted (Borda: the first of ``top`` actors gets ``top`` points, the last 1); ties fall to the
-mean z-score. The winner's mean z-score is the character's confidence; below ``CLEAR_MATCH_Z`` the
-verdict is "no clear match".
+mean z-score. The winner's mean z-score is the character's confidence. A gallery with drawings of its
+photos (``casting.calibration``) gives the verdict by the winner's mean likeness, "no clear match" below
+``CLEAR_MATCH_LIKENESS``, for any number of actors; an older gallery by the z-score, "no clear match" below
+``CLEAR_MATCH_Z``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels
 from casting.gallery import GALLERY_JSON, THUMB_SIZE, Gallery, identity, thumbnail
 from casting.realify import InverseWebtoonWarp, Realifier
 from factory import faces as facelib
@@ -184,9 +187,10 @@ def best_photo(gallery: Gallery, vector: np.ndarray, actor: str) -> dict:
     return gallery.entries[rows[int(np.argmax(gallery.vectors[rows] @ vector))]]
 
 
-def aggregate(scores: np.ndarray, actors: list[str], top: int) -> list[dict]:
+def aggregate(scores: np.ndarray, actors: list[str], top: int, levels: DrawnLevels | None = None) -> list[dict]:
     """Borda votes over faces: in each face's ranking the first of ``top`` actors gets ``top`` points,
-    the next ``top - 1``, ...; ties broken by mean z-score, then mean similarity, then name."""
+    the next ``top - 1``, ...; ties broken by mean z-score, then mean similarity, then name. With
+    ``levels``, each actor's mean likeness too."""
     top = effective_top(top, len(actors))
     points, firsts = np.zeros(len(actors), int), np.zeros(len(actors), int)
     for row in scores:
@@ -199,10 +203,16 @@ def aggregate(scores: np.ndarray, actors: list[str], top: int) -> list[dict]:
     order = sorted(range(len(actors)), key=lambda a: (-points[a], -mean_z[a], -mean[a], actors[a]))
     return [{"actor": actors[a], "points": int(points[a]), "firsts": int(firsts[a]),
              "mean_z": None if np.isnan(z[:, a]).any() else round(float(z[:, a].mean()), 3),
-             "mean_score": round(float(mean[a]), 4), "best_score": round(float(scores[:, a].max()), 4)} for a in order]
+             "mean_score": round(float(mean[a]), 4), "best_score": round(float(scores[:, a].max()), 4),
+             "mean_likeness": None if levels is None else
+             round(float(np.mean([levels.likeness(actors[a], s) for s in scores[:, a]])), 3)} for a in order]
 
 
-def verdict(confidence: float | None, actors: int, threshold: float = CLEAR_MATCH_Z) -> str:
+def verdict(confidence: float | None, actors: int, threshold: float = CLEAR_MATCH_Z, likeness: float | None = None,
+            min_likeness: float = CLEAR_MATCH_LIKENESS) -> str:
+    """By ``likeness`` when the gallery has drawings (any number of actors), else by the z-score."""
+    if likeness is not None:
+        return "match" if likeness >= min_likeness else "no clear match"
     if confidence is None or actors < MIN_ACTORS_FOR_VERDICT:
         return f"uncalibrated (fewer than {MIN_ACTORS_FOR_VERDICT} actors)"
     return "match" if confidence >= threshold else "no clear match"
@@ -253,12 +263,14 @@ class CastImage:
     confidence: float | None = None
     margin: float | None = None
     verdict: str | None = None
+    likeness: float | None = None
 
     def to_json(self) -> dict:
         return {"image": self.path, "status": self.status, "faces_found": self.faces_found, "face": self.chosen,
                 "box": None if self.query is None else [round(v, 1) for v in self.query.box],
                 **({} if self.query is None else self.query.steps()),
                 "confidence_z": None if self.confidence is None else round(self.confidence, 3),
+                "likeness": None if self.likeness is None else round(self.likeness, 3),
                 "margin": None if self.margin is None else round(self.margin, 4),
                 "verdict": self.verdict, "ranking": self.ranking}
 
@@ -275,18 +287,26 @@ class CastResult:
         return self.overall[0]["mean_z"] if self.overall else None
 
     @property
+    def likeness(self) -> float | None:
+        return self.overall[0].get("mean_likeness") if self.overall else None
+
+    @property
     def verdict(self) -> str:
-        return verdict(self.confidence, len(self.actors), self.settings["calibration"]["clear_match_z"])
+        calibration = self.settings["calibration"]
+        return verdict(self.confidence, len(self.actors), calibration["clear_match_z"], self.likeness,
+                       calibration.get("clear_match_likeness", CLEAR_MATCH_LIKENESS))
 
     def to_json(self) -> dict:
         return {"settings": self.settings, "verdict": self.verdict, "confidence_z": self.confidence,
+                "likeness": self.likeness,
                 "overall": self.overall, "images": [i.to_json() for i in self.images]}
 
 
 def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: DetectorChain, *, top: int = 5,
          where: dict[str, str] | None = None, realifier: Realifier | None = None,
          real_detector: DetectorChain | None = None, inverse_warp: InverseWebtoonWarp | None = None,
-         face: str | int = "largest", min_z: float = CLEAR_MATCH_Z, progress: Callable[[], None] | None = None) -> CastResult:
+         face: str | int = "largest", min_z: float = CLEAR_MATCH_Z, min_likeness: float = CLEAR_MATCH_LIKENESS,
+         progress: Callable[[], None] | None = None) -> CastResult:
     """Rank the gallery's actors for one character shown in ``images`` (the face(s) ``face`` picks of each)."""
     model = identity(embedder)
     if gallery.embedder != model:
@@ -300,6 +320,7 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
                         f"(attributes: {sorted({k for a in gallery.actors.values() for k in a})})")
     choice = parse_face_choice(face)
     shown = effective_top(top, len(actors))
+    levels = gallery.drawn_levels()
     results, rows = [], []
     for path in images:
         try:
@@ -324,19 +345,24 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
                             "z": None if np.isnan(z[a]) else round(float(z[a]), 3),
                             "photo": best_photo(gallery, query.vector, actors[a])["face"]} for a in order]
                 confidence = None if np.isnan(z[order[0]]) else float(z[order[0]])
+                likeness = None if levels is None else levels.likeness(actors[order[0]], float(row[order[0]]))
                 results.append(CastImage(path=str(path), status="ok", faces_found=len(found), chosen=how, query=query,
-                                         ranking=ranking, confidence=confidence, verdict=verdict(confidence, len(actors), min_z),
+                                         ranking=ranking, confidence=confidence, likeness=likeness,
+                                         verdict=verdict(confidence, len(actors), min_z, likeness, min_likeness),
                                          margin=margin_of(row) if len(actors) > 1 else None))
         if progress is not None:
             progress()
     if not rows:
         reasons = ", ".join(f"{Path(i.path).name}: {i.status}" for i in results)
         raise UserError(f"none of the {len(images)} character image(s) has a usable face ({reasons})")
-    overall = aggregate(np.stack(rows), actors, top)
+    overall = aggregate(np.stack(rows), actors, top, levels)
     settings = {"gallery": str(gallery.root), "embedder": model, "detector": detector.spec,
                 "top": effective_top(top, len(actors)), "top_asked": top, "face": str(choice),
                 "where": where or {}, "realify": None if realifier is None else realifier.name,
                 "unwarp": None if inverse_warp is None else inverse_warp.label,
                 "calibration": {"method": "z-score of the actor's similarity against the query's similarities "
-                                          "to all other actors", "clear_match_z": min_z}}
+                                          "to all other actors", "clear_match_z": min_z} if levels is None else
+                {"method": "likeness: the similarity placed between the gallery's drawn-impostor level (0) and the "
+                           "actor's drawn-genuine level (1)", "clear_match_z": min_z, "clear_match_likeness": min_likeness,
+                 "impostor_level": round(levels.impostor, 4)}}
     return CastResult(images=results, overall=overall, actors=actors, settings=settings)

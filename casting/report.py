@@ -77,7 +77,7 @@ def _html(result: CastResult) -> str:
         for n, r in enumerate(result.overall))
     rows = []
     for i, item in enumerate(result.images):
-        judged = "" if item.query is None else f"<br><small>z {_z(item.confidence)}: {esc(item.verdict)}</small>"
+        judged = "" if item.query is None else f"<br><small>{esc(_face_basis(item))}: {esc(item.verdict)}</small>"
         cells = [f"<td class=name>{esc(Path(item.path).name)}<br><small>{esc(item.status)}"
                  f"{'' if item.chosen is None else ' &middot; ' + esc(item.chosen)}</small>{judged}</td>"]
         if item.query is not None:
@@ -92,7 +92,7 @@ def _html(result: CastResult) -> str:
 <style>body{{font-family:sans-serif;margin:1.5em}} td{{text-align:center;padding:4px;vertical-align:top}}
 td.name{{text-align:left;max-width:14em}} img{{width:{THUMB_SIZE}px;height:{THUMB_SIZE}px}}
 table.overall td{{text-align:left;padding:2px 12px}}</style></head><body>
-<h1>Virtual casting: {esc(result.verdict)} (confidence z {_z(result.confidence)}, threshold {settings['calibration']['clear_match_z']})</h1>
+<h1>Virtual casting: {esc(result.verdict)} ({esc(_basis(result))})</h1>
 <p>Gallery <code>{esc(str(settings['gallery']))}</code>, embedder {esc(settings['embedder']['name'])},
 detector {esc(settings['detector'])}, face: {esc(settings['face'])}, realify: {esc(str(settings['realify']))},
 unwarp: {esc(str(settings['unwarp']))}, Borda votes over the top {settings['top']} per face,
@@ -109,6 +109,20 @@ def _z(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _face_basis(item) -> str:
+    """A face's likeness (galleries with drawings) and z-score, short."""
+    return ("" if item.likeness is None else f"likeness {item.likeness:.2f}, ") + f"z {_z(item.confidence)}"
+
+
+def _basis(result: CastResult) -> str:
+    """What the verdict was judged on: the likeness (galleries with drawings) or the z-score, and its threshold."""
+    calibration = result.settings["calibration"]
+    if result.likeness is not None:
+        return (f"likeness {result.likeness:.2f}, threshold {calibration['clear_match_likeness']}; "
+                f"confidence z {_z(result.confidence)}")
+    return f"confidence z {_z(result.confidence)}, threshold {calibration['clear_match_z']}"
+
+
 def _sheet(result: CastResult, out: Path) -> np.ndarray:
     """One row per ranked face: character | transformed | top actors; the verdict and winners on top."""
     usable = [(i, item) for i, item in enumerate(result.images) if item.query is not None]
@@ -121,7 +135,7 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=13)
     winners = ", ".join(f"{r['actor']} ({r['points']} pts, z {_z(r['mean_z'])})" for r in result.overall[:3])
-    draw.text((8, 8), f"{result.verdict} (z {_z(result.confidence)}; threshold {result.settings['calibration']['clear_match_z']})",
+    draw.text((8, 8), f"{result.verdict} ({_basis(result)})",
               fill="black" if result.verdict == "match" else "#b00000", font=font)
     draw.text((8, 28), f"cast: {winners}", fill="black", font=font)
     for row, (i, item) in enumerate(usable):
@@ -139,5 +153,5 @@ def _sheet(result: CastResult, out: Path) -> np.ndarray:
             sheet.paste(Image.fromarray(image), (x, y))
             draw.text((x, y + tile + 2), name, fill="black", font=font)
             draw.text((x, y + tile + 17), note, fill="#555555", font=font)
-        draw.text((8, y + tile + 32), f"z {_z(item.confidence)}: {item.verdict}", fill="#555555", font=font)
+        draw.text((8, y + tile + 32), f"{_face_basis(item)}: {item.verdict}", fill="#555555", font=font)
     return np.asarray(sheet)

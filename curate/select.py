@@ -26,12 +26,17 @@ def choose(scores: np.ndarray, top: int | None, threshold: float | None) -> np.n
     return keep
 
 
-def cluster(features: np.ndarray, max_distance: float = 0.12, min_size: int = 2) -> np.ndarray:
-    """Average-linkage clusters on cosine distance; labels 0, 1, ... by size (largest first), -1 for
-    faces in clusters smaller than ``min_size``."""
+LINKAGES = ("average", "complete")  # never single linkage: it chains look-alikes of look-alikes into one cluster
+
+
+def cluster(features: np.ndarray, max_distance: float = 0.12, min_size: int = 2, method: str = "average") -> np.ndarray:
+    """Average- (or complete-) linkage clusters on cosine distance; labels 0, 1, ... by size (largest first),
+    -1 for faces in clusters smaller than ``min_size``."""
+    if method not in LINKAGES:
+        raise ValueError(f"linkage {method!r}: expected one of {LINKAGES}")
     if len(features) < 2:
         return np.full(len(features), -1 if min_size > 1 else 0)
-    raw = fcluster(linkage(pdist(features, "cosine"), "average"), t=max_distance, criterion="distance")
+    raw = fcluster(linkage(pdist(features, "cosine"), method), t=max_distance, criterion="distance")
     ids, counts = np.unique(raw, return_counts=True)
     order = [i for i, c in sorted(zip(ids, counts), key=lambda p: -p[1]) if c >= min_size]
     mapping = {old: new for new, old in enumerate(order)}

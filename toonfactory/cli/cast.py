@@ -31,6 +31,8 @@ def gallery(
     colour: Optional[str] = typer.Option(None, help="'gray' (default for a new gallery: a drawing's colours are "
                                          "its style's, not the person's) or 'rgb'"),
     nested: bool = NestedOption,
+    draw: bool = typer.Option(True, help="also embed the `webtoon` teacher's drawing of each new photo: verdicts on "
+                                         "drawn characters are calibrated on them (a drawing, a detection and an embedding more per photo)"),
 ):
     """Detect, align and embed every actor photo; photos with no face or several are reported, not used;
     photos and actors no longer in ACTORS leave the gallery. An existing gallery keeps its embedder settings."""
@@ -46,7 +48,7 @@ def gallery(
     inputs, attrs = collect_inputs(actors, attributes, nested)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("embedding", total=len(inputs))
-        built, update = update_gallery(out, inputs, attrs, model, chain, progress=lambda: bar.advance(task))
+        built, update = update_gallery(out, inputs, attrs, model, chain, progress=lambda: bar.advance(task), draw=draw)
     if update.rejected:
         table = Table("image", "actor", "reason", title="not used")
         for row in update.rejected:
@@ -76,6 +78,7 @@ def rank(
     top: int = typer.Option(5, help=_about("top")),
     face: str = typer.Option("largest", help=_about("face")),
     min_z: float = typer.Option(2.0, help=_about("min_z")),
+    min_likeness: float = typer.Option(0.9, help=_about("min_likeness")),
     where: Optional[List[str]] = typer.Option(None, help=_about("where")),
     embedder: str = typer.Option("dlib", help=_about("embedder")),
     detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
@@ -88,7 +91,7 @@ def rank(
     from factory.files import output_folder
 
     output_folder(out)
-    config = CastConfig.of(top=top, face=face, min_z=min_z, where=where or [], embedder=embedder, detector=detector,
+    config = CastConfig.of(top=top, face=face, min_z=min_z, min_likeness=min_likeness, where=where or [], embedder=embedder, detector=detector,
                            min_face=min_face, realify=realify, unwarp=unwarp)
     refuse_missing(images, "IMAGES")  # before the models load
     caster = load_caster(gallery_dir, config)
@@ -113,6 +116,11 @@ def rank(
                           f"{', realified by ' + steps['realified_by'] if steps['realified_by'] else ''}; "
                           f"first {item.ranking[0]['actor']}, z {item.confidence if item.confidence is None else round(item.confidence, 2)}")
     style = "green" if result.verdict == "match" else "yellow"
-    console.print(f"[{style}]{result.verdict}[/{style}] (confidence z {result.confidence}, threshold "
-                  f"{result.settings['calibration']['clear_match_z']})")
+    calibration = result.settings["calibration"]
+    if result.likeness is not None:
+        console.print(f"[{style}]{result.verdict}[/{style}] (likeness {result.likeness}, threshold "
+                      f"{calibration['clear_match_likeness']}; confidence z {result.confidence})")
+    else:
+        console.print(f"[{style}]{result.verdict}[/{style}] (confidence z {result.confidence}, threshold "
+                      f"{calibration['clear_match_z']})")
     console.print(f"[green]report[/green] {paths['html']} {paths['png']} {paths['json']}")

@@ -1,0 +1,68 @@
+"""Verdicts calibrated on drawn impostors: the levels, the rule, and a small gallery with drawings on real photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
+from casting.gallery import Gallery, collect_inputs, update_gallery
+from casting.rank import MIN_ACTORS_FOR_VERDICT, cast, verdict
+from factory.faces import DetectorChain
+from factory.images import read_image
+from factory.models.embedding import build_embedder
+
+
+def unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_levels_put_other_actors_drawings_at_0_and_the_actors_own_at_1():
+    # actor a: two photos along x; b along y; c along z. Drawings lean a little off their person.
+    vectors = np.stack([unit([1, 0, 0]), unit([1, 0.1, 0]), unit([0, 1, 0]), unit([0.1, 1, 0]), unit([0, 0, 1])])
+    owners = np.array(["a", "a", "b", "b", "c"])
+    drawn = np.stack([unit([1, 0.3, 0.3]), unit([1, 0.4, 0.2]), unit([0.3, 1, 0.3]), np.full(3, np.nan), unit([0.3, 0.3, 1])])
+    levels = DrawnLevels.measure(vectors, owners, drawn)
+    impostor = np.mean([(drawn[i] @ vectors[owners == x].T).mean() for i in (0, 1, 2, 4) for x in "abc" if x != owners[i]])
+    assert np.isclose(levels.impostor, impostor)
+    genuine_a = np.mean([drawn[0] @ vectors[1], drawn[1] @ vectors[0]])
+    assert np.isclose(levels.genuine["a"], genuine_a)
+    # b has one usable drawing (its second is NaN: no face found) and c one photo: both take the pooled level
+    pooled = np.mean([drawn[0] @ vectors[1], drawn[1] @ vectors[0], drawn[2] @ vectors[3]])
+    assert np.isclose(levels.genuine["b"], pooled) and np.isclose(levels.genuine["c"], pooled)
+    assert np.isclose(levels.likeness("a", levels.impostor), 0) and np.isclose(levels.likeness("a", genuine_a), 1)
+    assert DrawnLevels.measure(vectors[:2], owners[:2], drawn[:2]) is None  # one actor: no impostors
+
+
+def test_the_likeness_gives_the_verdict_whatever_the_gallery_size():
+    assert verdict(None, 2, likeness=CLEAR_MATCH_LIKENESS) == "match"
+    assert verdict(5.0, 30, likeness=CLEAR_MATCH_LIKENESS - 0.01) == "no clear match"
+    assert verdict(5.0, MIN_ACTORS_FOR_VERDICT - 1).startswith("uncalibrated")  # a gallery without drawings, as before
+
+
+def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_a_photo(assets, tmp_path):
+    faces = assets / "faces"
+    for photo in [*(faces / "face_recognition/train/obama").iterdir(), *(faces / "face_recognition/train/biden").iterdir()]:
+        image = read_image(photo)  # at most 640 px: detection on the 2204 px photo takes most of the time
+        small = cv2.resize(image, None, fx=min(1.0, 640 / max(image.shape[:2])), fy=min(1.0, 640 / max(image.shape[:2])),
+                           interpolation=cv2.INTER_AREA)
+        (tmp_path / "actors" / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "actors" / photo.parent.name / f"{photo.stem}.png"), small[..., ::-1])
+    embedder = build_embedder("dlib", colour="gray", jitters=0)
+    detector = DetectorChain("dlib,mediapipe", min_size=40)
+    inputs, attrs = collect_inputs(tmp_path / "actors")
+    update_gallery(tmp_path / "g", inputs, attrs, embedder, detector, draw=True)
+    gallery = Gallery.load(tmp_path / "g")
+    assert gallery.drawn.shape == gallery.vectors.shape and not np.isnan(gallery.drawn).any()
+
+    stranger = read_image(faces / "deepface/img3.jpg")  # someone in neither actor's photos
+    drawing = draw_photo(stranger, detector.detect(stranger)[0], "stranger")
+    cv2.imwrite(str(tmp_path / "stranger.png"), drawing[..., ::-1])
+    refused = cast(gallery, [tmp_path / "stranger.png"], embedder, detector)
+    assert refused.verdict == "no clear match" and refused.likeness < CLEAR_MATCH_LIKENESS
+    assert refused.to_json()["settings"]["calibration"]["clear_match_likeness"] == CLEAR_MATCH_LIKENESS
+
+    matched = cast(gallery, [faces / "face_recognition/test/obama1.jpg"], embedder, detector)
+    assert matched.overall[0]["actor"] == "obama" and matched.verdict == "match"
+    assert matched.images[0].to_json()["likeness"] >= CLEAR_MATCH_LIKENESS
