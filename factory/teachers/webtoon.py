@@ -153,9 +153,10 @@ def paint(canvas: np.ndarray, alpha: np.ndarray, colour) -> None:
     x, y, w, h = cv2.boundingRect((alpha > 0).astype(np.uint8))  # only the box that changes
     if w == 0:
         return
-    box = canvas[y:y + h, x:x + w]
+    box, alpha = canvas[y:y + h, x:x + w], alpha[y:y + h, x:x + w]
     colour = np.asarray(colour, np.float32)
-    box += alpha[y:y + h, x:x + w, None] * ((colour[y:y + h, x:x + w] if colour.ndim == 3 else colour) - box)
+    for c in range(3):  # a channel at a time: numpy broadcasts over a trailing axis of 3 several times slower
+        box[..., c] += alpha * ((colour[y:y + h, x:x + w, c] if colour.ndim == 3 else colour[c]) - box[..., c])
 
 
 def polygon_mask(shape, points: np.ndarray) -> np.ndarray:
@@ -284,10 +285,26 @@ class FaceFrame:
         self.up = up / max(np.linalg.norm(up), 1e-6)
         right = points[IRISES[1]] - points[IRISES[0]]
         self.right = right / max(np.linalg.norm(right), 1e-6)
+        self._ovals: dict[tuple, np.ndarray] = {}
+        self._grids: dict[tuple, np.ndarray] = {}
+
+    def oval(self, shape) -> np.ndarray:
+        """The mesh's face oval as a bool mask (made once per image size)."""
+        key = tuple(shape[:2])
+        if key not in self._ovals:
+            self._ovals[key] = polygon_mask(shape, self.points[FACE_OVAL]) > 0.5
+        return self._ovals[key]
+
+    def grid(self, shape) -> np.ndarray:
+        """Pixel coordinates (ys, xs; float32), made once per image size."""
+        key = tuple(shape[:2])
+        if key not in self._grids:
+            self._grids[key] = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+        return self._grids[key]
 
     def above(self, shape, index: int) -> np.ndarray:
         """Mask of pixels above landmark ``index`` along the face's up axis."""
-        ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+        ys, xs = self.grid(shape)
         p = self.points[index]
         return ((xs - p[0]) * self.up[0] + (ys - p[1]) * self.up[1]) > 0
 
@@ -296,7 +313,7 @@ def bare_face(shape, face: FaceFrame) -> np.ndarray:
     """The face's bare skin as a bool mask: inside the mesh's oval, above the nose tip (no beard, no
     stubble), away from eyes, brows and lips."""
     pts = face.points
-    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    oval = face.oval(shape)
     features = np.zeros(shape[:2], np.uint8)
     for upper, lower, _, _ in EYES:
         cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
@@ -307,36 +324,48 @@ def bare_face(shape, face: FaceFrame) -> np.ndarray:
     return oval & (features == 0) & face.above(shape, 2)
 
 
+def nearby_mean(values: np.ndarray, where: np.ndarray, sigma: float, default: np.ndarray) -> np.ndarray:
+    """``values`` (H x W x C) averaged over the ``where`` pixels near each pixel (a Gaussian of ``sigma``;
+    ``default`` where none is near), found at a quarter of the size: a wide average is smooth."""
+    size = (values.shape[1], values.shape[0])
+    small = (max(1, size[0] // 4), max(1, size[1] // 4))
+    where = where.astype(np.float32)
+    weight = cv2.GaussianBlur(cv2.resize(where, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / 4)
+    total = cv2.GaussianBlur(cv2.resize(values * where[..., None], small, interpolation=cv2.INTER_AREA), (0, 0),
+                             sigma / 4).reshape(small[1], small[0], -1)
+    mean = np.where(weight[..., None] > 1e-4, total / np.maximum(weight, 1e-4)[..., None], default).astype(np.float32)
+    return cv2.resize(mean, size, interpolation=cv2.INTER_LINEAR).reshape(*values.shape[:2], -1)
+
+
 def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
     shape = lab.shape
     pts = face.points
-    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    oval = face.oval(shape)
     inner = bare_face(shape, face)
     samples = lab[inner] if inner.sum() > 50 else lab[oval]
     median = np.median(samples, 0)
     spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
-    scaled = (lab - median) / (spread * np.array([2.5, 1.0, 1.0], np.float32))
-    scaled[..., 0] *= np.where(scaled[..., 0] > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
-    distance = (scaled ** 2).sum(-1)
+    light, a, b = cv2.split(lab)  # a channel at a time: numpy broadcasts over a trailing axis of 3 several times slower
+    light = (light - median[0]) / (spread[0] * 2.5)
+    light *= np.where(light > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
     # Shading changes how saturated skin looks much more than its hue (blonde hair differs in hue): the
     # chroma difference along the skin's own chroma direction counts half, across it in full.
     direction = median[1:] / max(float(np.linalg.norm(median[1:])), 1e-3)
-    offset = (lab[..., 1:] - median[1:]) / spread[1:].mean()
-    along = offset @ direction
-    across = offset @ np.array([-direction[1], direction[0]], np.float32)
-    loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
+    offset_a, offset_b = (a - median[1]) / spread[1:].mean(), (b - median[2]) / spread[1:].mean()
+    along = offset_a * direction[0] + offset_b * direction[1]
+    across = offset_b * direction[0] - offset_a * direction[1]
+    loose = light ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
     beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
     # Beyond the oval skin goes on in the colour of the nearest bare skin (a shaded temple as the shaded skin
     # beside it, not as the lit forehead): blonde hair is yellower than the skin it frames, grey hair paler.
-    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), face.iod * SKIN_NEARBY)
-    nearby = cv2.GaussianBlur(lab[..., 1:] * inner[..., None], (0, 0), face.iod * SKIN_NEARBY)
-    nearby = np.where(weight[..., None] > 1e-4, nearby / np.maximum(weight, 1e-4)[..., None], median[1:])
-    chroma = np.hypot(nearby[..., 0], nearby[..., 1])
-    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(nearby[..., 1], nearby[..., 0]))
-    beyond &= (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
-        np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE))
+    nearby = nearby_mean(lab[..., 1:], inner, face.iod * SKIN_NEARBY, median[1:])[beyond]
+    a, b = a[beyond], b[beyond]  # the hue test only where it decides
+    chroma = np.hypot(nearby[:, 0], nearby[:, 1])
+    hue = np.degrees(np.arctan2(b, a) - np.arctan2(nearby[:, 1], nearby[:, 0]))
+    beyond[beyond] = (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
+        np.hypot(a, b) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
     # Not the highlights of hair: above the brows (a scalp) only broad shapes; below them (ears, neck) narrower ones.
     brows = face.above(shape, BROW_LINE)
