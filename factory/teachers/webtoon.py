@@ -185,13 +185,10 @@ def smooth_curve(points: np.ndarray, samples: int = 24) -> np.ndarray:
     """A Catmull-Rom curve through ``points`` (so drawn strokes have no corners)."""
     padded = np.vstack([points[:1], points, points[-1:]])
     t = np.linspace(0, 1, samples // max(1, len(points) - 1) + 2)[:-1, None]
-    out = []
-    for i in range(1, len(padded) - 2):
-        p0, p1, p2, p3 = padded[i - 1:i + 3]
-        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
-    out.append(points[-1:])
-    return np.vstack(out)
+    p0, p1, p2, p3 = (padded[k:len(padded) - 3 + k, None] for k in range(4))  # every segment at once
+    out = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                 + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)
+    return np.vstack([out.reshape(-1, points.shape[1]), points[-1:]])
 
 
 def tapered_polygon(curve: np.ndarray, widths: np.ndarray, side: float = 0.0) -> np.ndarray:
@@ -439,23 +436,25 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     cheekbones and lips, which carry the person's identity) by ``shadow_detail``. Levels are
     quantiles of the face's light, so ``shadow_share`` and ``highlight_share`` are shares of the skin.
     Each tone is drawn as a few smooth shapes: boundaries rounded, at most ``CEL_SHAPES`` per tone,
-    none (and no hole in one) smaller than ``CEL_SPECK`` of the face.
+    none (and no hole in one) smaller than ``CEL_SPECK`` of the face. Only the box around the skin is computed.
     """
+    full = skin.shape
     sigma = face.iod * 0.1
+    box = around(skin, int(np.ceil(4 * sigma)) + 4)  # as far as the light's blur reaches
+    skin, light_edges, oval = skin[box], light_edges[box], face.oval(full)[box]
     weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
-    broad = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    broad = cv2.GaussianBlur(lab_photo[box][..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
     detail = params["shadow_detail"]
     light = broad + detail * (light_edges - broad)
-    oval = face.oval(skin.shape)
     face_light = light[oval & (skin > 0)]
     if len(face_light) < 20:
-        return [], np.zeros(skin.shape, np.float32)
+        return [], np.zeros(full, np.float32)
     share = params["shadow_share"]
     median = float(np.median(face_light))
     levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
     if int(params["shadow_tones"]) > 1:
         levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
-    least = CEL_SPECK * oval.sum()
+    least = CEL_SPECK * face.oval(full).sum()
     inside = skin > 0
 
     def region(mask: np.ndarray, within: np.ndarray) -> np.ndarray:
@@ -470,8 +469,10 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
         shadows.append(region(light < level, shadows[-1] > 0))
     lit = params["highlight_share"]
     top = max(float(np.quantile(face_light, 1 - lit)), median + 3.0) if lit > 0.01 else np.inf
-    alphas = [cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
-              for mask in (*shadows, region(light > top, inside & (shadows[0] == 0)))]
+    alphas = []
+    for mask in (*shadows, region(light > top, inside & (shadows[0] == 0))):
+        alphas.append(np.zeros(full, np.float32))
+        alphas[-1][box] = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
     return alphas[:-1], alphas[-1]
 
 
@@ -513,13 +514,30 @@ def natural_skin(lab: np.ndarray) -> np.ndarray:
     return np.array([lab[0], chroma * np.cos(np.radians(hue)), chroma * np.sin(np.radians(hue))], np.float32)
 
 
+def around(region: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """The box around ``region``'s pixels, ``pad`` wider on every side (within the image): work whose result is
+    only drawn on the region is done there."""
+    x, y, w, h = cv2.boundingRect(region.astype(np.uint8))
+    return slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad)
+
+
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
-    """The region's pixels in ``tones`` flat Lab colours with simplified shapes (RGB float image)."""
-    centres, labels = quantize_lab(lab, region, tones)
+    """The region's pixels in ``tones`` flat Lab colours with simplified shapes (RGB float image; black beyond the
+    region's box)."""
+    box = around(region, smooth)
+    centres, labels = quantize_lab(lab[box], region[box], tones)
     labels = cv2.medianBlur(labels, smooth)
     centres = centres.copy()
     centres[:, 1:] *= saturation
-    return to_rgb(centres[None].astype(np.float32))[0][labels]
+    out = np.zeros(lab.shape, np.float32)
+    out[box] = to_rgb(centres[None].astype(np.float32))[0][labels]
+    return out
+
+
+def lab_distance(channels, other) -> np.ndarray:
+    """CIE76 distance weighted by HAIR_LAB_WEIGHTS of Lab ``channels`` (L, a, b images) to ``other`` (a colour
+    or three images), a channel at a time (numpy broadcasts over a trailing axis of 3 several times slower)."""
+    return np.sqrt(sum(((channel - ref) * weight) ** 2 for channel, ref, weight in zip(channels, other, HAIR_LAB_WEIGHTS)))
 
 
 def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: np.ndarray, iod: float) -> np.ndarray:
@@ -529,7 +547,8 @@ def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: n
     inside = hair > 0
     if inside.sum() < 50:
         return inside
-    skin_like = np.linalg.norm((lab - skin_lab) * HAIR_LAB_WEIGHTS, axis=-1) < HAIR_NOT_SKIN
+    channels = cv2.split(lab)
+    skin_like = lab_distance(channels, skin_lab) < HAIR_NOT_SKIN
     ring = (cv2.dilate((person > 0.5).astype(np.uint8), disc(iod * 0.3)) > 0) & (person < 0.5)
     core = inside & ~skin_like
     if ring.sum() > 50:  # the background's colour nearby: a wide blur, at a quarter of the size (it is smooth)
@@ -541,9 +560,7 @@ def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: n
         near = cv2.GaussianBlur(lab_small, (0, 0), iod * 0.125) / np.maximum(weight, 1e-4)[..., None]
         near = cv2.resize(np.where(weight[..., None] > 1e-3, near, 1e4).astype(np.float32), size,
                           interpolation=cv2.INTER_LINEAR)
-        background = near
-        to_background = np.linalg.norm((lab - background) * HAIR_LAB_WEIGHTS, axis=-1)
-        core &= ~(to_background < HAIR_NOT_BACKGROUND)
+        core &= ~(lab_distance(channels, cv2.split(near)) < HAIR_NOT_BACKGROUND)
     return core if core.sum() >= max(50, inside.sum() * 0.25) else inside
 
 
@@ -558,12 +575,16 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     HAIR_TONE_SPREAD of the base's lightness: black hair is drawn black, white hair white, whatever the region's
     edge takes in.
     """
-    core = region > 0 if core is None else core & (region > 0)
+    full = region.shape
+    box = around(region, int(np.ceil(4 * sigma)) + odd(sigma * 0.8) + 4)  # as far as the blurs below reach
+    lab, region = lab[box], region[box]
+    core = region > 0 if core is None else core[box] & (region > 0)
     weight = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma)
     light = cv2.GaussianBlur(lab[..., 0] * core, (0, 0), sigma) / np.maximum(weight, 1e-3)
     light = np.where(weight > 1e-2, light, np.nan)
     inside = region > 0
-    base = np.median(lab[core], 0)
+    core_lab = lab[core]
+    base = np.median(core_lab, 0)
     light = np.nan_to_num(light, nan=float(base[0]))
     chroma = np.hypot(base[1], base[2])
     if colour is None:
@@ -577,13 +598,15 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     # HAIR_STRANDS[1] up).
     low, high = HAIR_STRANDS
     share = HAIR_STRAND_SHARE + (50 - HAIR_STRAND_SHARE) * float(np.clip((base[0] - low) / (high - low), 0, 1))
-    strands = float(np.percentile(lab[core][:, 0], share))
+    strands = float(np.percentile(core_lab[:, 0], share))
     tone_light += strands - base[0]
     base[0] = strands
     tone_light = base[0] + np.clip((tone_light - base[0]) * 1.2, -HAIR_TONE_SPREAD, HAIR_TONE_SPREAD)  # cel steps
     index = cv2.medianBlur(index, odd(sigma * 0.8))
     tones_lab = np.column_stack([np.clip(tone_light, 4, 96), np.tile(colour, (tones, 1))]).astype(np.float32)
-    return to_rgb(tones_lab[None])[0][index], np.array([base[0], *colour], np.float32)
+    fill = np.zeros((*full, 3), np.float32)
+    fill[box] = to_rgb(tones_lab[None])[0][index]
+    return fill, np.array([base[0], *colour], np.float32)
 
 
 def even_lines(binary: np.ndarray, width: float) -> np.ndarray:
@@ -670,16 +693,18 @@ def hair_strands(gray: np.ndarray, hair: np.ndarray, flow: np.ndarray, iod: floa
 def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, flow: np.ndarray, rng_phase: float) -> np.ndarray:
     """A crescent of sheen on the top of the head, inside the hair, its edges combed along the hair's flow:
     streaks of noise (seeded by ``rng_phase``) drawn out along the flow lengthen or cut it."""
-    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    ys, xs = face.grid(shape)
     centre = (face.points[IRISES[0]] + face.points[IRISES[1]]) / 2 + face.up * face.iod * 0.2
     dx, dy = xs - centre[0], ys - centre[1]
     along_up = dx * face.up[0] + dy * face.up[1]
     along_right = dx * face.right[0] + dy * face.right[1]
     radius = np.hypot(along_up / 1.25, along_right) / face.iod
-    angle = np.arctan2(along_right, along_up)
-    zone = (np.abs(radius - 1.17) < 0.2) & (np.abs(angle) < 1.0) & (hair > 0)
+    zone = (np.abs(radius - 1.17) < 0.2) & (hair > 0)
+    zone[zone] = np.abs(np.arctan2(along_right[zone], along_up[zone])) < 1.0
     noise = np.random.default_rng(int(rng_phase * 1e4)).standard_normal(shape[:2]).astype(np.float32)
-    streaks = along_flow(cv2.GaussianBlur(noise, (0, 0), 1.0), flow, face.iod * 0.6, zone)
+    box = around(zone, int(face.iod * 0.3) + 6)  # as far as the streaks reach, and the blur's kernel
+    noise[box] = cv2.GaussianBlur(noise[box], (0, 0), 1.0)
+    streaks = along_flow(noise, flow, face.iod * 0.6, zone)
     streaks /= max(float(streaks[zone].std()), 1e-6) if zone.any() else 1.0
     comb = streaks * 0.1 - np.abs(radius - 1.17) > -0.08  # a band 0.16 wide, its teeth up to 0.1 further out
     mask = (comb & zone).astype(np.float32)
