@@ -321,17 +321,19 @@ def bare_face(shape, face: FaceFrame) -> np.ndarray:
     return oval & (features == 0) & face.above(shape, 2)
 
 
-def nearby_mean(values: np.ndarray, where: np.ndarray, sigma: float, default: np.ndarray) -> np.ndarray:
-    """``values`` (H x W x C) averaged over the ``where`` pixels near each pixel (a Gaussian of ``sigma``;
-    ``default`` where none is near), found at a quarter of the size: a wide average is smooth."""
-    size = (values.shape[1], values.shape[0])
+def nearby_mean(images: list[np.ndarray], where: np.ndarray, sigma: float, default) -> list[np.ndarray]:
+    """Each of ``images`` averaged over the ``where`` pixels near each pixel (a Gaussian of ``sigma``; ``default``'s
+    value where none is near), found at a quarter of the size: a wide average is smooth."""
+    size = (where.shape[1], where.shape[0])
     small = (max(1, size[0] // 4), max(1, size[1] // 4))
     where = where.astype(np.float32)
     weight = cv2.GaussianBlur(cv2.resize(where, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / 4)
-    total = cv2.GaussianBlur(cv2.resize(values * where[..., None], small, interpolation=cv2.INTER_AREA), (0, 0),
-                             sigma / 4).reshape(small[1], small[0], -1)
-    mean = np.where(weight[..., None] > 1e-4, total / np.maximum(weight, 1e-4)[..., None], default).astype(np.float32)
-    return cv2.resize(mean, size, interpolation=cv2.INTER_LINEAR).reshape(*values.shape[:2], -1)
+    means = []
+    for image, value in zip(images, default):
+        total = cv2.GaussianBlur(cv2.resize(image * where, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / 4)
+        mean = np.where(weight > 1e-4, total / np.maximum(weight, 1e-4), value).astype(np.float32)
+        means.append(cv2.resize(mean, size, interpolation=cv2.INTER_LINEAR))
+    return means
 
 
 def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +344,8 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     inner = bare_face(shape, face)
     samples = lab[inner] if inner.sum() > 50 else lab[oval]
     median = np.median(samples, 0)
-    spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
+    low, high = np.percentile(samples, [16, 84], 0)
+    spread = np.maximum((high - low) / 2, [6.0, 2.5, 2.5])
     light, a, b = cv2.split(lab)  # a channel at a time: numpy broadcasts over a trailing axis of 3 several times slower
     light = (light - median[0]) / (spread[0] * 2.5)
     light *= np.where(light > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
@@ -357,10 +360,10 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
     # Beyond the oval skin goes on in the colour of the nearest bare skin (a shaded temple as the shaded skin
     # beside it, not as the lit forehead): blonde hair is yellower than the skin it frames, grey hair paler.
-    nearby = nearby_mean(lab[..., 1:], inner, face.iod * SKIN_NEARBY, median[1:])[beyond]
+    near_a, near_b = (mean[beyond] for mean in nearby_mean([a, b], inner, face.iod * SKIN_NEARBY, median[1:]))
     a, b = a[beyond], b[beyond]  # the hue test only where it decides
-    chroma = np.hypot(nearby[:, 0], nearby[:, 1])
-    hue = np.degrees(np.arctan2(b, a) - np.arctan2(nearby[:, 1], nearby[:, 0]))
+    chroma = np.hypot(near_a, near_b)
+    hue = np.degrees(np.arctan2(b, a) - np.arctan2(near_b, near_a))
     beyond[beyond] = (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
         np.hypot(a, b) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
