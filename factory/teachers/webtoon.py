@@ -299,6 +299,14 @@ class FaceFrame:
             self._grids[key] = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
         return self._grids[key]
 
+    def around(self, indices, pad: float) -> tuple[tuple[slice, slice], "FaceFrame"]:
+        """The box around mesh points ``indices`` widened by ``pad`` pixels (slices: within the image), and this face in
+        the box's pixels: a feature drawn there is the same as drawn on the whole image, at a fraction of the work."""
+        points = self.points[np.hstack(indices)]
+        x0, y0 = np.maximum(np.floor(points.min(0) - pad), 0).astype(int)
+        x1, y1 = np.ceil(points.max(0) + pad).astype(int)
+        return (slice(y0, max(y1, y0)), slice(x0, max(x1, x0))), FaceFrame(self.points - [x0, y0])
+
     def above(self, shape, index: int) -> np.ndarray:
         """Mask of pixels above landmark ``index`` along the face's up axis."""
         ys, xs = self.grid(shape)
@@ -1013,13 +1021,18 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
     if face is not None:
         brow_colour = lab_colour(np.minimum(np.median(lab[hair > 0], 0) * [0.7, 1, 1], [35, 60, 60])
                                  if hair.sum() > 20 else style.ink_lab)
+        # each feature drawn in a box around it, half an eye distance wider
         for brow in BROWS:
-            draw_brow(canvas, lab[..., 0], float(person_skin[0]), face, brow, brow_colour)
+            box, local = face.around(brow, iod * 0.5)
+            draw_brow(canvas[box], lab[..., 0][box], float(person_skin[0]), local, brow, brow_colour)
         light_from_left = float(photo_lab[..., 0][:, : shape[1] // 2].mean()) > float(photo_lab[..., 0][:, shape[1] // 2:].mean())
-        draw_nose(canvas, face, ink, line, light_from_left)
-        draw_mouth(canvas, photo_lab, face, skin_lab, params, ink, line)
+        box, local = face.around([NOSE_UNDER], iod * 0.5)
+        draw_nose(canvas[box], local, ink, line, light_from_left)
+        box, local = face.around([LIPS_OUTER, UNDER_LOWER_LIP], iod * 0.5)
+        draw_mouth(canvas[box], photo_lab[box], local, skin_lab, params, ink, line)
         for eye in EYES:
-            draw_eye(canvas, photo_lab, face, eye, params, ink, line)
+            box, local = face.around(eye, iod * 0.5)
+            draw_eye(canvas[box], photo_lab[box], local, eye, params, ink, line)
     if glasses is not None:
         draw_glasses(canvas, glasses, line)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
