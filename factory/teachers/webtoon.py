@@ -210,6 +210,13 @@ def remove_specks(binary: np.ndarray, min_area: float, min_extent: float) -> np.
     return keep[labels].astype(np.uint8)
 
 
+def around(region: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """The box around ``region``'s pixels, ``pad`` wider on every side (within the image): work whose result is
+    only drawn on the region is done there."""
+    x, y, w, h = cv2.boundingRect(region.astype(np.uint8))
+    return slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad)
+
+
 def largest_shapes(binary: np.ndarray, min_area: float, count: int) -> np.ndarray:
     """The ``count`` largest connected components of at least ``min_area`` pixels (uint8 0/1)."""
     found, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
@@ -523,13 +530,6 @@ def natural_skin(lab: np.ndarray) -> np.ndarray:
         hue, chroma = SKIN_RELIT[0], max(chroma, SKIN_RELIT[1])
     chroma = min(chroma, SKIN_CHROMA[1])
     return np.array([lab[0], chroma * np.cos(np.radians(hue)), chroma * np.sin(np.radians(hue))], np.float32)
-
-
-def around(region: np.ndarray, pad: int) -> tuple[slice, slice]:
-    """The box around ``region``'s pixels, ``pad`` wider on every side (within the image): work whose result is
-    only drawn on the region is done there."""
-    x, y, w, h = cv2.boundingRect(region.astype(np.uint8))
-    return slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad)
 
 
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
