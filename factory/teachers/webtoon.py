@@ -143,6 +143,12 @@ def to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(np.ascontiguousarray(lab, np.float32), cv2.COLOR_Lab2RGB), 0, 1) * 255.0
 
 
+def median_lab(lab: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The median Lab colour of ``region``'s pixels, a channel at a time (much faster than along the first axis
+    of an N x 3 array)."""
+    return np.array([np.median(lab[..., c][region]) for c in range(3)])
+
+
 def lab_colour(lab) -> np.ndarray:
     """One Lab colour as an RGB float triple."""
     return to_rgb(np.asarray(lab, np.float32).reshape(1, 1, 3))[0, 0]
@@ -357,9 +363,9 @@ def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[n
     pts = face.points
     oval = face.oval(shape)
     inner = bare_face(shape, face)
-    samples = lab[inner] if inner.sum() > 50 else lab[oval]
-    median = np.median(samples, 0)
-    low, high = np.percentile(samples, [16, 84], 0)
+    samples = [lab[..., c][inner if inner.sum() > 50 else oval] for c in range(3)]  # a channel at a time: faster
+    median = np.array([np.median(channel) for channel in samples])
+    low, high = np.array([np.percentile(channel, [16, 84]) for channel in samples]).T
     spread = np.maximum((high - low) / 2, [6.0, 2.5, 2.5])
     light, a, b = cv2.split(lab)  # a channel at a time: numpy broadcasts over a trailing axis of 3 several times slower
     light = (light - median[0]) / (spread[0] * 2.5)
@@ -469,9 +475,11 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
         return [], np.zeros(full, np.float32)
     share = params["shadow_share"]
     median = float(np.median(face_light))
-    levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
+    lit = params["highlight_share"]
+    quantiles = np.quantile(face_light, [share, share * 0.3, 1 - lit])  # one sort for all three
+    levels = [min(float(quantiles[0]), median - 3.0)]
     if int(params["shadow_tones"]) > 1:
-        levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
+        levels.append(min(float(quantiles[1]), levels[0] - 4.0))
     least = CEL_SPECK * face.oval(full).sum()
     inside = skin > 0
 
@@ -485,8 +493,7 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     shadows = [region(light < levels[0], inside)]
     for level in levels[1:]:
         shadows.append(region(light < level, shadows[-1] > 0))
-    lit = params["highlight_share"]
-    top = max(float(np.quantile(face_light, 1 - lit)), median + 3.0) if lit > 0.01 else np.inf
+    top = max(float(quantiles[2]), median + 3.0) if lit > 0.01 else np.inf
     alphas = []
     for mask in (*shadows, region(light > top, inside & (shadows[0] == 0))):
         alphas.append(np.zeros(full, np.float32))
@@ -503,7 +510,7 @@ def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit
     tone, as a share of the base's lightness (the style's cel contrast, on any skin).
     """
     def median(region: np.ndarray, default: np.ndarray) -> np.ndarray:
-        return np.median(lab[region], 0).astype(np.float32) if region.sum() > 20 else default.astype(np.float32)
+        return median_lab(lab, region).astype(np.float32) if region.sum() > 20 else default.astype(np.float32)
 
     inside = skin > 0
     shaded = [shade > 0.5 for shade in shadows] + [np.zeros_like(inside)]
@@ -594,8 +601,7 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     light = cv2.GaussianBlur(lab[..., 0] * core, (0, 0), sigma) / np.maximum(weight, 1e-3)
     light = np.where(weight > 1e-2, light, np.nan)
     inside = region > 0
-    core_lab = lab[core]
-    base = np.median(core_lab, 0)
+    base = median_lab(lab, core)
     light = np.nan_to_num(light, nan=float(base[0]))
     chroma = np.hypot(base[1], base[2])
     if colour is None:
@@ -609,7 +615,7 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     # HAIR_STRANDS[1] up).
     low, high = HAIR_STRANDS
     share = HAIR_STRAND_SHARE + (50 - HAIR_STRAND_SHARE) * float(np.clip((base[0] - low) / (high - low), 0, 1))
-    strands = float(np.percentile(core_lab[:, 0], share))
+    strands = float(np.percentile(lab[..., 0][core], share))
     tone_light += strands - base[0]
     base[0] = strands
     tone_light = base[0] + np.clip((tone_light - base[0]) * 1.2, -HAIR_TONE_SPREAD, HAIR_TONE_SPREAD)  # cel steps
@@ -1019,7 +1025,7 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
     outlines = outline_mask(gray, skin, person, hair | beard, face, line, scale)
     paint(canvas, outlines * params["line_darkness"], ink)
     if face is not None:
-        brow_colour = lab_colour(np.minimum(np.median(lab[hair > 0], 0) * [0.7, 1, 1], [35, 60, 60])
+        brow_colour = lab_colour(np.minimum(median_lab(lab, hair > 0) * [0.7, 1, 1], [35, 60, 60])
                                  if hair.sum() > 20 else style.ink_lab)
         # each feature drawn in a box around it, half an eye distance wider
         for brow in BROWS:
