@@ -210,7 +210,8 @@ def main():
         print(f"{teacher:44} {size:>5} {seconds:>9.2f}  {how}")
     if "webtoon" not in args.skip:
         webtoon_rows = bench_webtoon(args.sizes, args.webtoon_repeats, args.webtoon_baseline)
-        print(f"\nwebtoon teacher, one thread, ms per pair (10 held-out faces, best of {args.webtoon_repeats} each, mean)")
+        print(f"\nwebtoon teacher, one thread, ms per pair (10 held-out faces, best of {args.webtoon_repeats} each, "
+              "mean); CPU time is what a busy machine measures best")
         print(f"{'teacher':44} {'px':>5} {'wall ms':>9} {'CPU ms':>9} {'vs first':>9}")
         first = {}
         for teacher, size, wall, cpu in webtoon_rows:

@@ -555,7 +555,8 @@ def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: floa
 def lab_distance(channels, other) -> np.ndarray:
     """CIE76 distance weighted by HAIR_LAB_WEIGHTS of Lab ``channels`` (L, a, b images) to ``other`` (a colour
     or three images), a channel at a time (numpy broadcasts over a trailing axis of 3 several times slower)."""
-    return np.sqrt(sum(((channel - ref) * weight) ** 2 for channel, ref, weight in zip(channels, other, HAIR_LAB_WEIGHTS)))
+    return np.sqrt(sum(((channel - ref) * weight) ** 2
+                       for channel, ref, weight in zip(channels, other, HAIR_LAB_WEIGHTS)))
 
 
 def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: np.ndarray, iod: float) -> np.ndarray:
@@ -710,21 +711,25 @@ def hair_strands(gray: np.ndarray, hair: np.ndarray, flow: np.ndarray, iod: floa
 def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, flow: np.ndarray, rng_phase: float) -> np.ndarray:
     """A crescent of sheen on the top of the head, inside the hair, its edges combed along the hair's flow:
     streaks of noise (seeded by ``rng_phase``) drawn out along the flow lengthen or cut it."""
-    ys, xs = face.grid(shape)
+    head = around(hair, 0)  # the band lies in the hair: only its box is measured
+    ys, xs = (grid[head] for grid in face.grid(shape))
     centre = (face.points[IRISES[0]] + face.points[IRISES[1]]) / 2 + face.up * face.iod * 0.2
     dx, dy = xs - centre[0], ys - centre[1]
     along_up = dx * face.up[0] + dy * face.up[1]
     along_right = dx * face.right[0] + dy * face.right[1]
     radius = np.hypot(along_up / 1.25, along_right) / face.iod
-    zone = (np.abs(radius - 1.17) < 0.2) & (hair > 0)
-    zone[zone] = np.abs(np.arctan2(along_right[zone], along_up[zone])) < 1.0
+    band = (np.abs(radius - 1.17) < 0.2) & (hair[head] > 0)
+    band[band] = np.abs(np.arctan2(along_right[band], along_up[band])) < 1.0
+    zone = np.zeros(shape[:2], bool)
+    zone[head] = band
     noise = np.random.default_rng(int(rng_phase * 1e4)).standard_normal(shape[:2]).astype(np.float32)
     box = around(zone, int(face.iod * 0.3) + 6)  # as far as the streaks reach, and the blur's kernel
     noise[box] = cv2.GaussianBlur(noise[box], (0, 0), 1.0)
     streaks = along_flow(noise, flow, face.iod * 0.6, zone)
     streaks /= max(float(streaks[zone].std()), 1e-6) if zone.any() else 1.0
-    comb = streaks * 0.1 - np.abs(radius - 1.17) > -0.08  # a band 0.16 wide, its teeth up to 0.1 further out
-    mask = (comb & zone).astype(np.float32)
+    mask = np.zeros(shape[:2], np.float32)
+    # a band 0.16 wide, its teeth up to 0.1 further out
+    mask[head] = (streaks[head] * 0.1 - np.abs(radius - 1.17) > -0.08) & band
     return cv2.GaussianBlur(mask, (0, 0), 0.8)
 
 
