@@ -1,7 +1,9 @@
 """Seconds per pair for each neural teacher, with models at their real sizes (random weights cost the
-same as trained ones), at 256 and 512 px, on the CPU (and on CUDA when available).
+same as trained ones), at 256 and 512 px, on the CPU (and on CUDA when available); and milliseconds per
+pair for the ``webtoon`` teacher on one thread.
 
 Usage: python benchmarks/teacher_cost.py [--device cpu|cuda] [--sizes 256 512] [--skip sd stylegan2 ...]
+       python benchmarks/teacher_cost.py --skip cartoongan stylegan2 sd [--webtoon-baseline main]
 
 Stable Diffusion is too slow on a CPU to run whole: its components are timed once each (text
 encoder, VAE encode, one UNet step with classifier-free guidance, one ControlNet step, VAE decode)
@@ -11,12 +13,16 @@ and the per-pair cost is *extrapolated* to the steps an img2img recipe runs (ste
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 CARTOONGAN_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "models" / "cartoongan_hayao"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, device: torch.device, repeats: int = 1) -> float:
@@ -110,6 +116,71 @@ def bench_sd(sizes, device, dtype, steps: int, strength: float):
     return rows
 
 
+def module_at(revision: str, path: str, name: str, replace: tuple[str, str] | None = None):
+    """The module ``path`` as it was at git ``revision``, imported as ``name`` (``replace``: one edit of its source)."""
+    source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO, check=True, capture_output=True,
+                            text=True).stdout
+    if replace:
+        source = source.replace(*replace)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+    sys.modules[name] = module
+    exec(compile(source, f"{revision}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def bench_webtoon(sizes, repeats: int, baseline: str | None, faces: int = 10):
+    """ms per pair of the ``webtoon`` teacher's drawing (mask and mesh given) on one thread, on ``faces`` of
+    ``toon_likeness.py``'s held-out photos scaled to each size: per face the best of ``repeats``, the mean
+    over faces, wall and CPU time; ``baseline`` (a git revision) is timed interleaved, in the same run."""
+    import cv2
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from toon_likeness import ASSETS, aligned_folder
+
+    from factory.stages.segment import MediapipeMasker
+    from factory.teachers import webtoon
+
+    cv2.setNumThreads(1)
+    threadpool_limits(1)
+    torch.set_num_threads(1)
+    root = ASSETS / "faces"
+    files = sorted(root.glob("deepface/*.jpg")) + sorted(
+        p for p in (root / "face_recognition").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+        and "edge_cases" not in p.parts)
+    photos = aligned_folder(files)[1::2][:faces]
+    masker = MediapipeMasker()
+    teachers = {"webtoon": webtoon}
+    if baseline:
+        module_at(baseline, "factory/teachers/glasses.py", "baseline_glasses")
+        teachers[f"webtoon at {baseline}"] = module_at(
+            baseline, "factory/teachers/webtoon.py", "baseline_webtoon",
+            ("from factory.teachers.glasses import", "from baseline_glasses import"))
+    config = webtoon.WebtoonConfig(kind="webtoon").build()
+    rows = []
+    for size in sizes:
+        times = {name: ([], []) for name in teachers}
+        for i, (_, crop, points) in enumerate(photos):
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if size < 256 else cv2.INTER_CUBIC)
+            points = points * size / 256
+            person = masker(crop)
+            params = config.draw_parameters(np.random.default_rng(i))
+            best = {name: [np.inf, np.inf] for name in teachers}
+            for _ in range(repeats + 1):  # the first call of each warms up
+                for name, module in teachers.items():
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    module.draw_webtoon(crop, points, person, params, config.style)
+                    best[name][0] = min(best[name][0], time.perf_counter() - wall)
+                    best[name][1] = min(best[name][1], time.process_time() - cpu)
+            for name in teachers:
+                times[name][0].append(best[name][0])
+                times[name][1].append(best[name][1])
+        for name, (wall, cpu) in times.items():
+            rows.append((name, size, 1000 * float(np.mean(wall)), 1000 * float(np.mean(cpu))))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -118,7 +189,10 @@ def main():
     parser.add_argument("--sd-steps", type=int, default=30)
     parser.add_argument("--sd-strength", type=float, default=0.6)
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per cheap measurement (best kept)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["cartoongan", "stylegan2", "sd"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["cartoongan", "stylegan2", "sd", "webtoon"])
+    parser.add_argument("--webtoon-baseline", default=None,
+                        help="git revision whose webtoon teacher is timed beside this one (interleaved)")
+    parser.add_argument("--webtoon-repeats", type=int, default=5, help="timed drawings per face (best kept)")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -134,6 +208,15 @@ def main():
     print(f"{'teacher':44} {'px':>5} {'s/pair':>9}  how")
     for teacher, size, seconds, how in rows:
         print(f"{teacher:44} {size:>5} {seconds:>9.2f}  {how}")
+    if "webtoon" not in args.skip:
+        webtoon_rows = bench_webtoon(args.sizes, args.webtoon_repeats, args.webtoon_baseline)
+        print(f"\nwebtoon teacher, one thread, ms per pair (10 held-out faces, best of {args.webtoon_repeats} each, "
+              "mean); CPU time is what a busy machine measures best")
+        print(f"{'teacher':44} {'px':>5} {'wall ms':>9} {'CPU ms':>9} {'vs first':>9}")
+        first = {}
+        for teacher, size, wall, cpu in webtoon_rows:
+            first.setdefault(size, cpu)
+            print(f"{teacher:44} {size:>5} {wall:>9.0f} {cpu:>9.0f} {cpu / first[size]:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -143,6 +143,12 @@ def to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(np.ascontiguousarray(lab, np.float32), cv2.COLOR_Lab2RGB), 0, 1) * 255.0
 
 
+def median_lab(lab: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The median Lab colour of ``region``'s pixels, a channel at a time (much faster than along the first axis
+    of an N x 3 array)."""
+    return np.array([np.median(lab[..., c][region]) for c in range(3)])
+
+
 def lab_colour(lab) -> np.ndarray:
     """One Lab colour as an RGB float triple."""
     return to_rgb(np.asarray(lab, np.float32).reshape(1, 1, 3))[0, 0]
@@ -153,9 +159,10 @@ def paint(canvas: np.ndarray, alpha: np.ndarray, colour) -> None:
     x, y, w, h = cv2.boundingRect((alpha > 0).astype(np.uint8))  # only the box that changes
     if w == 0:
         return
-    box = canvas[y:y + h, x:x + w]
+    box, alpha = canvas[y:y + h, x:x + w], alpha[y:y + h, x:x + w]
     colour = np.asarray(colour, np.float32)
-    box += alpha[y:y + h, x:x + w, None] * ((colour[y:y + h, x:x + w] if colour.ndim == 3 else colour) - box)
+    for c in range(3):  # a channel at a time: numpy broadcasts over a trailing axis of 3 several times slower
+        box[..., c] += alpha * ((colour[y:y + h, x:x + w, c] if colour.ndim == 3 else colour[c]) - box[..., c])
 
 
 def polygon_mask(shape, points: np.ndarray) -> np.ndarray:
@@ -184,13 +191,10 @@ def smooth_curve(points: np.ndarray, samples: int = 24) -> np.ndarray:
     """A Catmull-Rom curve through ``points`` (so drawn strokes have no corners)."""
     padded = np.vstack([points[:1], points, points[-1:]])
     t = np.linspace(0, 1, samples // max(1, len(points) - 1) + 2)[:-1, None]
-    out = []
-    for i in range(1, len(padded) - 2):
-        p0, p1, p2, p3 = padded[i - 1:i + 3]
-        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
-    out.append(points[-1:])
-    return np.vstack(out)
+    p0, p1, p2, p3 = (padded[k:len(padded) - 3 + k, None] for k in range(4))  # every segment at once
+    out = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                 + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)
+    return np.vstack([out.reshape(-1, points.shape[1]), points[-1:]])
 
 
 def tapered_polygon(curve: np.ndarray, widths: np.ndarray, side: float = 0.0) -> np.ndarray:
@@ -210,6 +214,13 @@ def remove_specks(binary: np.ndarray, min_area: float, min_extent: float) -> np.
         np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_extent)
     keep[0] = False
     return keep[labels].astype(np.uint8)
+
+
+def around(region: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """The box around ``region``'s pixels, ``pad`` wider on every side (within the image): work whose result is
+    only drawn on the region is done there."""
+    x, y, w, h = cv2.boundingRect(region.astype(np.uint8))
+    return slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad)
 
 
 def largest_shapes(binary: np.ndarray, min_area: float, count: int) -> np.ndarray:
@@ -243,9 +254,9 @@ def quantize_lab(lab: np.ndarray, region: np.ndarray, tones: int, iterations: in
             if len(members):
                 centres[k] = members.mean(0)
     centres = centres[np.argsort(centres[:, 0])]
-    flat = lab.reshape(-1, 3) * weights
-    labels = nearest_centre(flat, centres).reshape(lab.shape[:2])
-    return centres / weights, labels.astype(np.uint8)
+    channels = [channel * weight for channel, weight in zip(cv2.split(lab), weights)]  # a channel at a time: faster
+    distances = [sum((channel - centre[c]) ** 2 for c, channel in enumerate(channels)) for centre in centres]
+    return centres / weights, np.argmin(distances, axis=0).astype(np.uint8)
 
 
 def xdog(gray: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
@@ -284,10 +295,34 @@ class FaceFrame:
         self.up = up / max(np.linalg.norm(up), 1e-6)
         right = points[IRISES[1]] - points[IRISES[0]]
         self.right = right / max(np.linalg.norm(right), 1e-6)
+        self._ovals: dict[tuple, np.ndarray] = {}
+        self._grids: dict[tuple, np.ndarray] = {}
+
+    def oval(self, shape) -> np.ndarray:
+        """The mesh's face oval as a bool mask (made once per image size)."""
+        key = tuple(shape[:2])
+        if key not in self._ovals:
+            self._ovals[key] = polygon_mask(shape, self.points[FACE_OVAL]) > 0.5
+        return self._ovals[key]
+
+    def grid(self, shape) -> np.ndarray:
+        """Pixel coordinates (ys, xs; float32), made once per image size."""
+        key = tuple(shape[:2])
+        if key not in self._grids:
+            self._grids[key] = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+        return self._grids[key]
+
+    def around(self, indices, pad: float) -> tuple[tuple[slice, slice], "FaceFrame"]:
+        """The box around mesh points ``indices`` widened by ``pad`` pixels (slices: within the image), and this face in
+        the box's pixels: a feature drawn there is the same as drawn on the whole image, at a fraction of the work."""
+        points = self.points[np.hstack(indices)]
+        x0, y0 = np.maximum(np.floor(points.min(0) - pad), 0).astype(int)
+        x1, y1 = np.ceil(points.max(0) + pad).astype(int)
+        return (slice(y0, max(y1, y0)), slice(x0, max(x1, x0))), FaceFrame(self.points - [x0, y0])
 
     def above(self, shape, index: int) -> np.ndarray:
         """Mask of pixels above landmark ``index`` along the face's up axis."""
-        ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+        ys, xs = self.grid(shape)
         p = self.points[index]
         return ((xs - p[0]) * self.up[0] + (ys - p[1]) * self.up[1]) > 0
 
@@ -296,7 +331,7 @@ def bare_face(shape, face: FaceFrame) -> np.ndarray:
     """The face's bare skin as a bool mask: inside the mesh's oval, above the nose tip (no beard, no
     stubble), away from eyes, brows and lips."""
     pts = face.points
-    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    oval = face.oval(shape)
     features = np.zeros(shape[:2], np.uint8)
     for upper, lower, _, _ in EYES:
         cv2.fillPoly(features, [np.round(np.vstack([pts[upper], pts[lower][::-1]])).astype(np.int32)], 1)
@@ -307,36 +342,51 @@ def bare_face(shape, face: FaceFrame) -> np.ndarray:
     return oval & (features == 0) & face.above(shape, 2)
 
 
+def nearby_mean(images: list[np.ndarray], where: np.ndarray, sigma: float, default) -> list[np.ndarray]:
+    """Each of ``images`` averaged over the ``where`` pixels near each pixel (a Gaussian of ``sigma``; ``default``'s
+    value where none is near), found at a quarter of the size: a wide average is smooth."""
+    size = (where.shape[1], where.shape[0])
+    small = (max(1, size[0] // 4), max(1, size[1] // 4))
+    where = where.astype(np.float32)
+    weight = cv2.GaussianBlur(cv2.resize(where, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / 4)
+    means = []
+    for image, value in zip(images, default):
+        total = cv2.GaussianBlur(cv2.resize(image * where, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / 4)
+        mean = np.where(weight > 1e-4, total / np.maximum(weight, 1e-4), value).astype(np.float32)
+        means.append(cv2.resize(mean, size, interpolation=cv2.INTER_LINEAR))
+    return means
+
+
 def skin_region(lab: np.ndarray, face: FaceFrame, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(skin mask uint8, median face Lab): the face mesh plus pixels coloured like it (neck, ears, hands)."""
     shape = lab.shape
     pts = face.points
-    oval = polygon_mask(shape, pts[FACE_OVAL]) > 0.5
+    oval = face.oval(shape)
     inner = bare_face(shape, face)
-    samples = lab[inner] if inner.sum() > 50 else lab[oval]
-    median = np.median(samples, 0)
-    spread = np.maximum((np.percentile(samples, 84, 0) - np.percentile(samples, 16, 0)) / 2, [6.0, 2.5, 2.5])
-    scaled = (lab - median) / (spread * np.array([2.5, 1.0, 1.0], np.float32))
-    scaled[..., 0] *= np.where(scaled[..., 0] > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
-    distance = (scaled ** 2).sum(-1)
+    samples = [lab[..., c][inner if inner.sum() > 50 else oval] for c in range(3)]  # a channel at a time: faster
+    median = np.array([np.median(channel) for channel in samples])
+    low, high = np.array([np.percentile(channel, [16, 84]) for channel in samples]).T
+    spread = np.maximum((high - low) / 2, [6.0, 2.5, 2.5])
+    light, a, b = cv2.split(lab)  # a channel at a time: numpy broadcasts over a trailing axis of 3 several times slower
+    light = (light - median[0]) / (spread[0] * 2.5)
+    light *= np.where(light > 0, 0.5, 1.0)  # highlights (a bald head, a shiny forehead) stay skin
     # Shading changes how saturated skin looks much more than its hue (blonde hair differs in hue): the
     # chroma difference along the skin's own chroma direction counts half, across it in full.
     direction = median[1:] / max(float(np.linalg.norm(median[1:])), 1e-3)
-    offset = (lab[..., 1:] - median[1:]) / spread[1:].mean()
-    along = offset @ direction
-    across = offset @ np.array([-direction[1], direction[0]], np.float32)
-    loose = scaled[..., 0] ** 2 + (along / 2) ** 2 + across ** 2
+    offset_a, offset_b = (a - median[1]) / spread[1:].mean(), (b - median[2]) / spread[1:].mean()
+    along = offset_a * direction[0] + offset_b * direction[1]
+    across = offset_b * direction[0] - offset_a * direction[1]
+    loose = light ** 2 + (along / 2) ** 2 + across ** 2
     near_face = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 3) < face.iod * 1.3
     beyond = (loose < 4.0) & (person > 0.5) & ~oval & near_face  # neck, ears, a bald scalp
     # Beyond the oval skin goes on in the colour of the nearest bare skin (a shaded temple as the shaded skin
     # beside it, not as the lit forehead): blonde hair is yellower than the skin it frames, grey hair paler.
-    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), face.iod * SKIN_NEARBY)
-    nearby = cv2.GaussianBlur(lab[..., 1:] * inner[..., None], (0, 0), face.iod * SKIN_NEARBY)
-    nearby = np.where(weight[..., None] > 1e-4, nearby / np.maximum(weight, 1e-4)[..., None], median[1:])
-    chroma = np.hypot(nearby[..., 0], nearby[..., 1])
-    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(nearby[..., 1], nearby[..., 0]))
-    beyond &= (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
-        np.hypot(lab[..., 1], lab[..., 2]) > chroma * SKIN_CHROMA_SHARE))
+    near_a, near_b = (mean[beyond] for mean in nearby_mean([a, b], inner, face.iod * SKIN_NEARBY, median[1:]))
+    a, b = a[beyond], b[beyond]  # the hue test only where it decides
+    chroma = np.hypot(near_a, near_b)
+    hue = np.degrees(np.arctan2(b, a) - np.arctan2(near_b, near_a))
+    beyond[beyond] = (chroma < SKIN_HUE_CHROMA) | ((np.abs((hue + 180.0) % 360.0 - 180.0) < SKIN_HUE_SPREAD) & (
+        np.hypot(a, b) > chroma * SKIN_CHROMA_SHARE))
     beyond = beyond.astype(np.uint8)
     # Not the highlights of hair: above the brows (a scalp) only broad shapes; below them (ears, neck) narrower ones.
     brows = face.above(shape, BROW_LINE)
@@ -371,7 +421,7 @@ def person_regions(face: FaceFrame | None, person: np.ndarray, skin: np.ndarray,
         empty = np.zeros(person.shape, np.uint8)
         return person.astype(np.float32), other.astype(np.uint8), empty, empty
     shape, pts, iod = person.shape, face.points, face.iod
-    oval = (polygon_mask(shape, pts[FACE_OVAL]) > 0.5).astype(np.uint8)
+    oval = face.oval(shape).astype(np.uint8)
     head = face.above(shape, CHIN)
     lower_face = (cv2.dilate(oval, disc(iod * 0.3)) > 0) & ~face.above(shape, 2)
     mean = cv2.blur(photo_light, (5, 5))
@@ -410,23 +460,27 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     cheekbones and lips, which carry the person's identity) by ``shadow_detail``. Levels are
     quantiles of the face's light, so ``shadow_share`` and ``highlight_share`` are shares of the skin.
     Each tone is drawn as a few smooth shapes: boundaries rounded, at most ``CEL_SHAPES`` per tone,
-    none (and no hole in one) smaller than ``CEL_SPECK`` of the face.
+    none (and no hole in one) smaller than ``CEL_SPECK`` of the face. Only the box around the skin is computed.
     """
+    full = skin.shape
     sigma = face.iod * 0.1
+    box = around(skin, int(np.ceil(4 * sigma)) + 4)  # as far as the light's blur reaches
+    skin, light_edges, oval = skin[box], light_edges[box], face.oval(full)[box]
     weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
-    broad = cv2.GaussianBlur(lab_photo[..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    broad = cv2.GaussianBlur(lab_photo[box][..., 0] * skin, (0, 0), sigma) / np.maximum(weight, 1e-3)
     detail = params["shadow_detail"]
     light = broad + detail * (light_edges - broad)
-    oval = polygon_mask(skin.shape, face.points[FACE_OVAL]) > 0.5
     face_light = light[oval & (skin > 0)]
     if len(face_light) < 20:
-        return [], np.zeros(skin.shape, np.float32)
+        return [], np.zeros(full, np.float32)
     share = params["shadow_share"]
     median = float(np.median(face_light))
-    levels = [min(float(np.quantile(face_light, share)), median - 3.0)]
+    lit = params["highlight_share"]
+    quantiles = np.quantile(face_light, [share, share * 0.3, 1 - lit])  # one sort for all three
+    levels = [min(float(quantiles[0]), median - 3.0)]
     if int(params["shadow_tones"]) > 1:
-        levels.append(min(float(np.quantile(face_light, share * 0.3)), levels[0] - 4.0))
-    least = CEL_SPECK * oval.sum()
+        levels.append(min(float(quantiles[1]), levels[0] - 4.0))
+    least = CEL_SPECK * face.oval(full).sum()
     inside = skin > 0
 
     def region(mask: np.ndarray, within: np.ndarray) -> np.ndarray:
@@ -439,10 +493,11 @@ def cel_shading(lab_photo: np.ndarray, light_edges: np.ndarray, skin: np.ndarray
     shadows = [region(light < levels[0], inside)]
     for level in levels[1:]:
         shadows.append(region(light < level, shadows[-1] > 0))
-    lit = params["highlight_share"]
-    top = max(float(np.quantile(face_light, 1 - lit)), median + 3.0) if lit > 0.01 else np.inf
-    alphas = [cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
-              for mask in (*shadows, region(light > top, inside & (shadows[0] == 0)))]
+    top = max(float(quantiles[2]), median + 3.0) if lit > 0.01 else np.inf
+    alphas = []
+    for mask in (*shadows, region(light > top, inside & (shadows[0] == 0))):
+        alphas.append(np.zeros(full, np.float32))
+        alphas[-1][box] = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
     return alphas[:-1], alphas[-1]
 
 
@@ -455,7 +510,7 @@ def skin_tones(lab: np.ndarray, skin: np.ndarray, shadows: list[np.ndarray], lit
     tone, as a share of the base's lightness (the style's cel contrast, on any skin).
     """
     def median(region: np.ndarray, default: np.ndarray) -> np.ndarray:
-        return np.median(lab[region], 0).astype(np.float32) if region.sum() > 20 else default.astype(np.float32)
+        return median_lab(lab, region).astype(np.float32) if region.sum() > 20 else default.astype(np.float32)
 
     inside = skin > 0
     shaded = [shade > 0.5 for shade in shadows] + [np.zeros_like(inside)]
@@ -485,12 +540,23 @@ def natural_skin(lab: np.ndarray) -> np.ndarray:
 
 
 def flat_tones(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float, smooth: int) -> np.ndarray:
-    """The region's pixels in ``tones`` flat Lab colours with simplified shapes (RGB float image)."""
-    centres, labels = quantize_lab(lab, region, tones)
+    """The region's pixels in ``tones`` flat Lab colours with simplified shapes (RGB float image; black beyond the
+    region's box)."""
+    box = around(region, smooth)
+    centres, labels = quantize_lab(lab[box], region[box], tones)
     labels = cv2.medianBlur(labels, smooth)
     centres = centres.copy()
     centres[:, 1:] *= saturation
-    return to_rgb(centres[None].astype(np.float32))[0][labels]
+    out = np.zeros(lab.shape, np.float32)
+    out[box] = to_rgb(centres[None].astype(np.float32))[0][labels]
+    return out
+
+
+def lab_distance(channels, other) -> np.ndarray:
+    """CIE76 distance weighted by HAIR_LAB_WEIGHTS of Lab ``channels`` (L, a, b images) to ``other`` (a colour
+    or three images), a channel at a time (numpy broadcasts over a trailing axis of 3 several times slower)."""
+    return np.sqrt(sum(((channel - ref) * weight) ** 2
+                       for channel, ref, weight in zip(channels, other, HAIR_LAB_WEIGHTS)))
 
 
 def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: np.ndarray, iod: float) -> np.ndarray:
@@ -500,7 +566,8 @@ def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: n
     inside = hair > 0
     if inside.sum() < 50:
         return inside
-    skin_like = np.linalg.norm((lab - skin_lab) * HAIR_LAB_WEIGHTS, axis=-1) < HAIR_NOT_SKIN
+    channels = cv2.split(lab)
+    skin_like = lab_distance(channels, skin_lab) < HAIR_NOT_SKIN
     ring = (cv2.dilate((person > 0.5).astype(np.uint8), disc(iod * 0.3)) > 0) & (person < 0.5)
     core = inside & ~skin_like
     if ring.sum() > 50:  # the background's colour nearby: a wide blur, at a quarter of the size (it is smooth)
@@ -512,9 +579,7 @@ def hair_core(lab: np.ndarray, hair: np.ndarray, person: np.ndarray, skin_lab: n
         near = cv2.GaussianBlur(lab_small, (0, 0), iod * 0.125) / np.maximum(weight, 1e-4)[..., None]
         near = cv2.resize(np.where(weight[..., None] > 1e-3, near, 1e4).astype(np.float32), size,
                           interpolation=cv2.INTER_LINEAR)
-        background = near
-        to_background = np.linalg.norm((lab - background) * HAIR_LAB_WEIGHTS, axis=-1)
-        core &= ~(to_background < HAIR_NOT_BACKGROUND)
+        core &= ~(lab_distance(channels, cv2.split(near)) < HAIR_NOT_BACKGROUND)
     return core if core.sum() >= max(50, inside.sum() * 0.25) else inside
 
 
@@ -529,12 +594,15 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     HAIR_TONE_SPREAD of the base's lightness: black hair is drawn black, white hair white, whatever the region's
     edge takes in.
     """
-    core = region > 0 if core is None else core & (region > 0)
+    full = region.shape
+    box = around(region, int(np.ceil(4 * sigma)) + odd(sigma * 0.8) + 4)  # as far as the blurs below reach
+    lab, region = lab[box], region[box]
+    core = region > 0 if core is None else core[box] & (region > 0)
     weight = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma)
     light = cv2.GaussianBlur(lab[..., 0] * core, (0, 0), sigma) / np.maximum(weight, 1e-3)
     light = np.where(weight > 1e-2, light, np.nan)
     inside = region > 0
-    base = np.median(lab[core], 0)
+    base = median_lab(lab, core)
     light = np.nan_to_num(light, nan=float(base[0]))
     chroma = np.hypot(base[1], base[2])
     if colour is None:
@@ -548,13 +616,15 @@ def hair_fill(lab: np.ndarray, region: np.ndarray, tones: int, saturation: float
     # HAIR_STRANDS[1] up).
     low, high = HAIR_STRANDS
     share = HAIR_STRAND_SHARE + (50 - HAIR_STRAND_SHARE) * float(np.clip((base[0] - low) / (high - low), 0, 1))
-    strands = float(np.percentile(lab[core][:, 0], share))
+    strands = float(np.percentile(lab[..., 0][core], share))
     tone_light += strands - base[0]
     base[0] = strands
     tone_light = base[0] + np.clip((tone_light - base[0]) * 1.2, -HAIR_TONE_SPREAD, HAIR_TONE_SPREAD)  # cel steps
     index = cv2.medianBlur(index, odd(sigma * 0.8))
     tones_lab = np.column_stack([np.clip(tone_light, 4, 96), np.tile(colour, (tones, 1))]).astype(np.float32)
-    return to_rgb(tones_lab[None])[0][index], np.array([base[0], *colour], np.float32)
+    fill = np.zeros((*full, 3), np.float32)
+    fill[box] = to_rgb(tones_lab[None])[0][index]
+    return fill, np.array([base[0], *colour], np.float32)
 
 
 def even_lines(binary: np.ndarray, width: float) -> np.ndarray:
@@ -567,15 +637,22 @@ def even_lines(binary: np.ndarray, width: float) -> np.ndarray:
 def tapered_lines(binary: np.ndarray, width: float, taper: float) -> np.ndarray:
     """Lines along the centre lines of ``binary`` (anti-aliased float alpha), ``width`` wide but for their
     last ``taper`` pixels, where they thin to a third like a brush stroke lifted off the page; closed lines
-    keep one width."""
-    skeleton = cv2.ximgproc.thinning(binary.astype(np.uint8) * 255) > 0
+    keep one width. Only the box around ``binary``'s pixels is computed (the lines end a little beyond it)."""
+    out = np.zeros(binary.shape, np.float32)
+    x, y, w, h = cv2.boundingRect(binary.astype(np.uint8))
+    if w == 0:
+        return out
+    pad = int(width) + 5
+    x0, y0, x1, y1 = max(x - pad, 0), max(y - pad, 0), min(x + w + pad, out.shape[1]), min(y + h + pad, out.shape[0])
+    skeleton = cv2.ximgproc.thinning(binary[y0:y1, x0:x1].astype(np.uint8) * 255) > 0
     neighbours = cv2.filter2D(skeleton.astype(np.uint8), -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
     ends = skeleton & (neighbours == 2)  # itself and one neighbour
     to_end = cv2.distanceTransform((~ends).astype(np.uint8), cv2.DIST_L2, 3)
     widths = np.where(skeleton, width * np.clip(0.3 + 0.7 * to_end / max(taper, 1e-3), 0.3, 1.0), 0).astype(np.float32)
     nearby = cv2.dilate(widths, disc(width + 2))  # the widest line within reach of each pixel
     distance = cv2.distanceTransform((~skeleton).astype(np.uint8), cv2.DIST_L2, 3)
-    return np.clip(nearby / 2 + 0.5 - distance, 0, 1)
+    out[y0:y1, x0:x1] = np.clip(nearby / 2 + 0.5 - distance, 0, 1)
+    return out
 
 
 def hair_flow(gray: np.ndarray, hair: np.ndarray, iod: float) -> np.ndarray:
@@ -634,19 +711,25 @@ def hair_strands(gray: np.ndarray, hair: np.ndarray, flow: np.ndarray, iod: floa
 def hair_highlight_band(shape, face: FaceFrame, hair: np.ndarray, flow: np.ndarray, rng_phase: float) -> np.ndarray:
     """A crescent of sheen on the top of the head, inside the hair, its edges combed along the hair's flow:
     streaks of noise (seeded by ``rng_phase``) drawn out along the flow lengthen or cut it."""
-    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    head = around(hair, 0)  # the band lies in the hair: only its box is measured
+    ys, xs = (grid[head] for grid in face.grid(shape))
     centre = (face.points[IRISES[0]] + face.points[IRISES[1]]) / 2 + face.up * face.iod * 0.2
     dx, dy = xs - centre[0], ys - centre[1]
     along_up = dx * face.up[0] + dy * face.up[1]
     along_right = dx * face.right[0] + dy * face.right[1]
     radius = np.hypot(along_up / 1.25, along_right) / face.iod
-    angle = np.arctan2(along_right, along_up)
-    zone = (np.abs(radius - 1.17) < 0.2) & (np.abs(angle) < 1.0) & (hair > 0)
+    band = (np.abs(radius - 1.17) < 0.2) & (hair[head] > 0)
+    band[band] = np.abs(np.arctan2(along_right[band], along_up[band])) < 1.0
+    zone = np.zeros(shape[:2], bool)
+    zone[head] = band
     noise = np.random.default_rng(int(rng_phase * 1e4)).standard_normal(shape[:2]).astype(np.float32)
-    streaks = along_flow(cv2.GaussianBlur(noise, (0, 0), 1.0), flow, face.iod * 0.6, zone)
+    box = around(zone, int(face.iod * 0.3) + 6)  # as far as the streaks reach, and the blur's kernel
+    noise[box] = cv2.GaussianBlur(noise[box], (0, 0), 1.0)
+    streaks = along_flow(noise, flow, face.iod * 0.6, zone)
     streaks /= max(float(streaks[zone].std()), 1e-6) if zone.any() else 1.0
-    comb = streaks * 0.1 - np.abs(radius - 1.17) > -0.08  # a band 0.16 wide, its teeth up to 0.1 further out
-    mask = (comb & zone).astype(np.float32)
+    mask = np.zeros(shape[:2], np.float32)
+    # a band 0.16 wide, its teeth up to 0.1 further out
+    mask[head] = (streaks[head] * 0.1 - np.abs(radius - 1.17) > -0.08) & band
     return cv2.GaussianBlur(mask, (0, 0), 0.8)
 
 
@@ -947,15 +1030,20 @@ def draw_regions(image: np.ndarray, regions: Regions, params: dict, style: Style
     outlines = outline_mask(gray, skin, person, hair | beard, face, line, scale)
     paint(canvas, outlines * params["line_darkness"], ink)
     if face is not None:
-        brow_colour = lab_colour(np.minimum(np.median(lab[hair > 0], 0) * [0.7, 1, 1], [35, 60, 60])
+        brow_colour = lab_colour(np.minimum(median_lab(lab, hair > 0) * [0.7, 1, 1], [35, 60, 60])
                                  if hair.sum() > 20 else style.ink_lab)
+        # each feature drawn in a box around it, half an eye distance wider
         for brow in BROWS:
-            draw_brow(canvas, lab[..., 0], float(person_skin[0]), face, brow, brow_colour)
+            box, local = face.around(brow, iod * 0.5)
+            draw_brow(canvas[box], lab[..., 0][box], float(person_skin[0]), local, brow, brow_colour)
         light_from_left = float(photo_lab[..., 0][:, : shape[1] // 2].mean()) > float(photo_lab[..., 0][:, shape[1] // 2:].mean())
-        draw_nose(canvas, face, ink, line, light_from_left)
-        draw_mouth(canvas, photo_lab, face, skin_lab, params, ink, line)
+        box, local = face.around([NOSE_UNDER], iod * 0.5)
+        draw_nose(canvas[box], local, ink, line, light_from_left)
+        box, local = face.around([LIPS_OUTER, UNDER_LOWER_LIP], iod * 0.5)
+        draw_mouth(canvas[box], photo_lab[box], local, skin_lab, params, ink, line)
         for eye in EYES:
-            draw_eye(canvas, photo_lab, face, eye, params, ink, line)
+            box, local = face.around(eye, iod * 0.5)
+            draw_eye(canvas[box], photo_lab[box], local, eye, params, ink, line)
     if glasses is not None:
         draw_glasses(canvas, glasses, line)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
