@@ -559,6 +559,39 @@ def test_a_ray_address_that_accepts_but_never_answers_is_one_line_within_the_joi
     Path(message.rsplit("what Ray said: ", 1)[1].rstrip(")")).unlink()
 
 
+@pytest.mark.slow  # a local Ray cluster starts, then the bounded wait for a free CPU runs out
+def test_a_ray_cluster_with_no_free_cpu_is_one_line_within_the_bound(tmp_path, monkeypatch):
+    """A cluster whose CPUs are all busy, or that has none (a head started with ``--num-cpus=0``): the first
+    task was queued by Ray for ever and start() never returned; now the wait is bounded (RAY_ROOM_S, 120 s;
+    3 s here) and said in one line naming the option. A real local cluster of 0 CPUs."""
+    pytest.importorskip("ray")
+    import signal
+
+    from factory import executors
+    from toonfactory.recipe import load as load_recipe
+
+    def hung(*_):
+        raise TimeoutError("RayExecutor.start did not return: the run would hang")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cluster = executors.RayExecutor(cpus=0, room_s=3)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(150)  # a hang guard, not a speed claim
+    try:
+        with pytest.raises(UserError) as raised:
+            cluster.start(load_recipe(QUICKSTART, SMALL).recipe, tmp_path / "pairs", 3)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        cluster.close()
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(
+        "--executor ray: no task could start on the local Ray cluster within 3 s: it has 0 CPUs, 0 free (a shard takes "
+        "1 CPU); give it CPUs with --workers N; what Ray said: "), message
+    assert cluster.driver is None and not (tmp_path / "pairs").exists()
+    Path(message.rsplit("what Ray said: ", 1)[1]).unlink()
+
+
 def test_identical_uploads_from_two_tabs_are_deleted_only_once_neither_tab_holds_them(tmp_path):
     """Gradio keeps identical uploads (same bytes, same name) at one path: one tab's end deleted the photo
     under the other tab, which had run it, or had stored it and not run it yet."""
