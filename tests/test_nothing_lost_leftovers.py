@@ -316,6 +316,22 @@ def test_a_video_whose_frames_grow_in_its_middle_is_skipped_with_its_reason(grow
         VideoSource([video], every=1)
 
 
+def test_the_track_strip_and_the_demos_webm_hold_frames_to_the_streams_size(grows, tmp_path):
+    """``track_strip`` (the benchmark's picture of tracks) and the demo's WebM re-encoding read videos with
+    OpenCV directly and handed a grown frame on; now every video is read through ``open_video``, which stops
+    at that frame with its reason."""
+    from distill.tracks import track_strip
+    from factory.images import BadImage
+    from toonfactory.apps.demo import to_webm
+
+    steady = mjpeg_stream(tmp_path / "steady.avi", [32] * 6)
+    assert track_strip(steady, [], [0, 1]).shape == (320, 4 * 320, 3)  # two frames and two blank tiles
+    grown = mjpeg_stream(tmp_path / "grow.avi", [32] * 6)
+    for read in (lambda: track_strip(grown, [], [0, 1, 2, 3]), lambda: to_webm(grown)):
+        with pytest.raises(BadImage, match="frame_size_changed: a frame of 64x64 pixels in a stream of 32x32"):
+            read()
+
+
 def test_a_real_stream_whose_frames_grow_never_hands_over_a_larger_frame(tmp_path):
     """With the installed OpenCV a stream of 32x32 frames that turns into 1024x1024 ones is read at
     32x32 whatever it holds, or refused with its reason; never a larger array (memory stays the declared size's)."""
