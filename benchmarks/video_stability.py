@@ -36,6 +36,7 @@ from distill.infer import Student, to_input, to_uint8
 from distill.tracks import FaceTracks, track_strip
 from distill.train import save_random_student
 from factory.faces import alignment_matrix, build_detector, crop, paste_back
+from factory.images import BadImage, open_video
 from factory.models.embedding import build_embedder
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
@@ -57,7 +58,7 @@ def hamilton_person(frame: int, box) -> str | None:
 
 
 def frames_of(path: Path, limit: int | None):
-    capture = cv2.VideoCapture(str(path))
+    capture = open_video(path)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     count = 0
     while limit is None or count < limit:
@@ -164,8 +165,12 @@ def main():
             continue
         settings = ["per-frame", "tracks", "tracks + stabiliser"] + (["whole"] if whole is not None else [])
         for setting in settings:
-            row = measure(path, whole if setting == "whole" else student, detector, embedder, setting, args.detect_every,
-                          args.max_frames, labels)
+            try:
+                row = measure(path, whole if setting == "whole" else student, detector, embedder, setting,
+                              args.detect_every, args.max_frames, labels)
+            except BadImage as exc:  # frames over the pixel limit or changing size: skipped, like a bad image
+                print(f"| {name} | skipped: {exc} |")
+                break
             fmt = lambda key: "-" if row.get(key) is None else str(row[key])  # noqa: E731
             print(f"| {name} | {setting} | {row['flicker']:.2f} | {row['frame_flicker']:.2f} | {fmt('tracks')} | {fmt('switches')} | "
                   f"{fmt('shared')} | {fmt('jumps')} | {row['seconds']:.0f} |", flush=True)

@@ -43,7 +43,9 @@ def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int) -> None:
 
     from distill.infer import Student, to_input
 
-    capture = cv2.VideoCapture(str(video))
+    from factory.images import open_video
+
+    capture = open_video(video)
     batch = []
     while len(batch) < frames:
         ok, frame = capture.read()

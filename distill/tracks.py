@@ -25,6 +25,7 @@ import numpy as np
 from distill.config import InferConfig
 from factory.faces import Face, transform_points
 from factory.files import write_atomic
+from factory.images import open_video
 from factory.models.embedding import Embedder, embed, normalise
 from factory.sources.video import SceneCuts
 
@@ -319,12 +320,14 @@ class FaceTracks:
 
 
 def track_strip(video: Path, rows: list[dict], frames: list[int], width: int = 320, columns: int = 4) -> np.ndarray:
-    """A grid of ``frames`` of ``video`` with each tracked face's box and id drawn (rows as in tracks.json)."""
+    """A grid of ``frames`` of ``video`` with each tracked face's box and id drawn (rows as in tracks.json).
+    The video is read as every video is (``open_video``): frames over the pixel limit, or changing size in
+    the middle of the stream, raise BadImage with the reason."""
     wanted, tiles = set(frames), {}
     by_frame: dict[int, list[dict]] = defaultdict(list)
     for row in rows:
         by_frame[row["frame"]].append(row)
-    capture = cv2.VideoCapture(str(video))
+    capture = open_video(video)
     index = 0
     while len(tiles) < len(wanted):
         ok, bgr = capture.read()
@@ -342,6 +345,7 @@ def track_strip(video: Path, rows: list[dict], frames: list[int], width: int = 3
             scale = width / image.shape[1]
             tiles[index] = cv2.resize(image, (width, int(round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
         index += 1
+    capture.release()
     shown = [tiles[i] for i in frames if i in tiles]
     blank = np.zeros_like(shown[0])
     shown += [blank] * (-len(shown) % columns)

@@ -12,6 +12,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO.parent / "shared" / "assets"
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+SMALL = ["output.count=4", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
+
+
+@pytest.fixture(autouse=True)
+def no_stale_log_handlers():
+    """The CLI run in-process points logging at the runner's stream, closed afterwards: drop it."""
+    yield
+    import logging
+
+    logging.getLogger().handlers.clear()
 
 
 @pytest.fixture
@@ -51,4 +62,17 @@ def tiny_dataset(tmp_path_factory) -> Path:
                  "gates.min_sharpness=2500"]
     result = generate(load(REPO / "recipes" / "quickstart.yaml", overrides), out, executors.choose("local", 1))
     assert not result.failed
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """The quickstart recipe with ``SMALL``: 4 pairs in 2 shards at 64 px, made once for the whole run (the
+    tests that used one each made the same bytes three times). Tests copy it before they change anything."""
+    from factory import executors
+    from factory.generate import generate
+    from toonfactory.recipe import load
+
+    out = tmp_path_factory.mktemp("small") / "data"
+    assert not generate(load(QUICKSTART, SMALL), out, executors.choose("local", 1)).failed
     return out

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import real_image, write_checkpoint  # noqa: E402
 
 from factory.errors import UserError  # noqa: E402
+from tests.conftest import QUICKSTART, SMALL  # noqa: E402 (small_dataset, the session's, is made with them)
 from tests.test_cast import COLOURS, ColourEmbedder, SquareDetector, face_image, save  # noqa: E402
 
 runner = CliRunner()
@@ -85,20 +86,6 @@ def test_a_gallery_inside_its_actors_folder_is_refused(actors, tmp_path):
         assert "input" in str(result.exception)
     assert not (actors / "g").exists() and not (actors / "faces").exists()
 
-
-QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
-SMALL = ["output.count=4", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
-
-
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory) -> Path:
-    from factory import executors
-    from factory.generate import generate
-    from toonfactory.recipe import load
-
-    out = tmp_path_factory.mktemp("small") / "data"
-    assert not generate(load(QUICKSTART, SMALL), out, executors.choose("local", 1)).failed
-    return out
 
 
 def _generate(data: Path):

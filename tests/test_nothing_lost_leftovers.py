@@ -316,6 +316,22 @@ def test_a_video_whose_frames_grow_in_its_middle_is_skipped_with_its_reason(grow
         VideoSource([video], every=1)
 
 
+def test_the_track_strip_and_the_demos_webm_hold_frames_to_the_streams_size(grows, tmp_path):
+    """``track_strip`` (the benchmark's picture of tracks) and the demo's WebM re-encoding read videos with
+    OpenCV directly and handed a grown frame on; now every video is read through ``open_video``, which stops
+    at that frame with its reason."""
+    from distill.tracks import track_strip
+    from factory.images import BadImage
+    from toonfactory.apps.demo import to_webm
+
+    steady = mjpeg_stream(tmp_path / "steady.avi", [32] * 6)
+    assert track_strip(steady, [], [0, 1]).shape == (320, 4 * 320, 3)  # two frames and two blank tiles
+    grown = mjpeg_stream(tmp_path / "grow.avi", [32] * 6)
+    for read in (lambda: track_strip(grown, [], [0, 1, 2, 3]), lambda: to_webm(grown)):
+        with pytest.raises(BadImage, match="frame_size_changed: a frame of 64x64 pixels in a stream of 32x32"):
+            read()
+
+
 def test_a_real_stream_whose_frames_grow_never_hands_over_a_larger_frame(tmp_path):
     """With the installed OpenCV a stream of 32x32 frames that turns into 1024x1024 ones is read at
     32x32 whatever it holds, or refused with its reason; never a larger array (memory stays the declared size's)."""
@@ -557,6 +573,39 @@ def test_a_ray_address_that_accepts_but_never_answers_is_one_line_within_the_joi
                                                       "no answer within 5 s (what Ray said: "), message
     assert cluster.driver is None  # the driver stuck in Ray's join was ended
     Path(message.rsplit("what Ray said: ", 1)[1].rstrip(")")).unlink()
+
+
+@pytest.mark.slow  # a local Ray cluster starts, then the bounded wait for a free CPU runs out
+def test_a_ray_cluster_with_no_free_cpu_is_one_line_within_the_bound(tmp_path, monkeypatch):
+    """A cluster whose CPUs are all busy, or that has none (a head started with ``--num-cpus=0``): the first
+    task was queued by Ray for ever and start() never returned; now the wait is bounded (RAY_ROOM_S, 120 s;
+    3 s here) and said in one line naming the option. A real local cluster of 0 CPUs."""
+    pytest.importorskip("ray")
+    import signal
+
+    from factory import executors
+    from toonfactory.recipe import load as load_recipe
+
+    def hung(*_):
+        raise TimeoutError("RayExecutor.start did not return: the run would hang")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cluster = executors.RayExecutor(cpus=0, room_s=3)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(150)  # a hang guard, not a speed claim
+    try:
+        with pytest.raises(UserError) as raised:
+            cluster.start(load_recipe(QUICKSTART, SMALL).recipe, tmp_path / "pairs", 3)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        cluster.close()
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(
+        "--executor ray: no task could start on the local Ray cluster within 3 s: it has 0 CPUs, 0 free (a shard takes "
+        "1 CPU); give it CPUs with --workers N; what Ray said: "), message
+    assert cluster.driver is None and not (tmp_path / "pairs").exists()
+    Path(message.rsplit("what Ray said: ", 1)[1]).unlink()
 
 
 def test_identical_uploads_from_two_tabs_are_deleted_only_once_neither_tab_holds_them(tmp_path):

@@ -25,11 +25,9 @@ from distill_fixtures import real_image, write_checkpoint, write_dataset  # noqa
 
 from factory.errors import UserError  # noqa: E402
 from factory.files import LOCK_NAME  # noqa: E402
+from tests.conftest import QUICKSTART, REPO, SMALL  # noqa: E402
 from tests.test_adapt_stylegan2 import base  # noqa: E402,F401 (the tiny StyleGAN2 checkpoint fixture)
 
-REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "recipes" / "quickstart.yaml"
-SMALL = ["output.count=4", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
 OLD = 1_000_000_000  # the victims' mtime: a write through a link shows even when its bytes are the same
 runner = CliRunner()
 
@@ -148,15 +146,10 @@ def student(tmp_path_factory) -> Path:
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt", ngf=4, depth=2, size=32)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from factory import executors
-    from factory.generate import generate
-    from toonfactory.recipe import load
-
-    out = tmp_path_factory.mktemp("small") / "data"
-    assert not generate(load(QUICKSTART, SMALL), out, executors.choose("local", 1)).failed
-    return out
+@pytest.fixture
+def dataset(small_dataset) -> Path:
+    """The session's small quickstart dataset (made with this module's QUICKSTART and SMALL)."""
+    return small_dataset
 
 
 def test_infer_on_images_and_a_video(student, tmp_path):

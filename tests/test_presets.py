@@ -39,24 +39,29 @@ def test_person_only_is_refused_with_a_generative_source(tmp_path):
         load_recipe(path)
 
 
+def run(*args: str) -> None:
+    """A command run to its end in this process (whose imports are paid already); it must succeed."""
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (result.exception, result.output[-2000:])
+
+
 @pytest.mark.slow
 def test_run_generates_trains_and_exports_then_resumes(tmp_path):
-    import subprocess
-    import sys
-
     settings = ["output.count=8", "output.shard_size=4", "output.size=64", "distill.size=64", "distill.steps=4",
                 "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "distill.crop=32", "tracking.mode=none"]
-    args = [sys.executable, "-m", "toonfactory", "run", str(REPO / "recipes" / "quickstart.yaml"), "--out", str(tmp_path)]
+    args = ["run", str(REPO / "recipes" / "quickstart.yaml"), "--out", str(tmp_path)]
     args += [a for s in settings for a in ("--set", s)]
-    first = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
-    assert first.returncode == 0, first.stderr[-2000:]
+    run(*args)
     assert (tmp_path / "student" / "checkpoints" / "step_0000004" / "student.safetensors").is_file()
     onnx = tmp_path / "student" / "export" / "student.onnx"
     assert onnx.is_file() and (tmp_path / "student" / "export" / "student.safetensors").is_file()
     stamp = onnx.stat().st_mtime_ns
     shard = (tmp_path / "shards" / "00000.tar").stat().st_mtime_ns
-    again = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
-    assert again.returncode == 0, again.stderr[-2000:]
+    run(*args)
     assert (tmp_path / "shards" / "00000.tar").stat().st_mtime_ns == shard  # shards skipped
     assert not (tmp_path / "student" / "checkpoints" / "step_0000006").exists()  # training not redone
     assert onnx.stat().st_mtime_ns >= stamp
@@ -64,18 +69,14 @@ def test_run_generates_trains_and_exports_then_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_fullbody_run_exports_a_whole_frame_student_that_infer_runs_on_a_frame(tmp_path):
-    import subprocess
-    import sys
-
     import numpy as np
 
     from factory.images import encode_png, read_image
 
     settings = ["output.count=2", "output.shard_size=2", "output.size=128", "distill.size=64", "distill.crop=32",
                 "distill.steps=2", "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
-    run = [sys.executable, "-m", "toonfactory", "run", str(REPO / "recipes" / "fullbody.yaml"), "--out", str(tmp_path / "run")]
-    done = subprocess.run(run + [a for s in settings for a in ("--set", s)], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run("run", str(REPO / "recipes" / "fullbody.yaml"), "--out", str(tmp_path / "run"),
+        *[a for s in settings for a in ("--set", s)])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["recipe"]["output"]["frame"] == "scene" and manifest["counts"]["accepted"] == 2
     onnx = tmp_path / "run" / "student" / "export" / "student.onnx"
@@ -83,9 +84,6 @@ def test_fullbody_run_exports_a_whole_frame_student_that_infer_runs_on_a_frame(t
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)  # a 16:9 frame, not a multiple of 32
     (tmp_path / "frame.png").write_bytes(encode_png(frame))
-    infer = [sys.executable, "-m", "toonfactory", "infer", str(onnx), str(tmp_path / "frame.png"), "--mode", "whole",
-             "--out", str(tmp_path / "out")]
-    done = subprocess.run(infer, capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run("infer", str(onnx), str(tmp_path / "frame.png"), "--mode", "whole", "--out", str(tmp_path / "out"))
     drawn = read_image(next((tmp_path / "out").rglob("frame*.png")))
     assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)

@@ -6,7 +6,6 @@ New interfaces are imported inside the tests, so on code without them each test 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import shutil
@@ -29,11 +28,9 @@ from factory import executors  # noqa: E402
 from factory.errors import UserError  # noqa: E402
 from factory.generate import generate  # noqa: E402
 from factory.images import encode_png  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
+from tests.conftest import QUICKSTART, REPO, SMALL  # noqa: E402
 from toonfactory.recipe import load as load_recipe  # noqa: E402
 
-QUICKSTART = REPO / "recipes" / "quickstart.yaml"
-SMALL = ["output.count=4", "output.shard_size=2", "output.size=64", "tracking.mode=none"]
 runner = CliRunner()
 
 
@@ -61,18 +58,10 @@ def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
     assert path.exists(), proc.communicate()[1] if proc.poll() is not None else "timed out"
 
 
-@pytest.fixture(autouse=True)
-def no_stale_log_handlers():
-    """The CLI run in-process points logging at the runner's stream, closed afterwards: drop it."""
-    yield
-    logging.getLogger().handlers.clear()
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "data"
-    assert not make(out).failed
-    return out
+@pytest.fixture
+def reference(small_dataset) -> Path:
+    """The session's small quickstart dataset (made with this module's QUICKSTART and SMALL)."""
+    return small_dataset
 
 
 @pytest.fixture

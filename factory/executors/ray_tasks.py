@@ -23,6 +23,7 @@ from factory.shard import ShardFailure, run_shard
 log = logging.getLogger(__name__)
 RAY_PROBE_S = 5.0  # a RAY_ADDRESS whose port does not accept a connection within this is refused at once
 RAY_JOIN_S = 120.0  # joining the cluster (or starting a local one) longer than this is refused: Ray itself retries forever
+RAY_ROOM_S = 120.0  # so is waiting longer than this, once joined, for a free CPU (Ray queues a task for ever)
 
 _RAY_PIPELINES: dict = {}
 
@@ -41,6 +42,31 @@ def _ray_check(recipe: Recipe) -> str | None:
     except UserError as exc:
         return str(exc)
     return None
+
+
+def _ray_nothing() -> None:
+    """A task that only has to start: proof that the cluster has a free slot of the run's shape."""
+
+
+def _ray_no_room(ray, options: dict, seconds: float, address: str | None) -> str | None:
+    """Why no task of ``options`` (a shard's CPU, and GPU when it wants one) started on the cluster within
+    ``seconds``: it has no such resource at all (a head started with ``--num-cpus=0`` and no workers) or
+    every one is busy with other jobs. None once one started. Ray itself would queue the run's first task
+    for ever, with nothing said."""
+    probe = ray.remote(**options)(_ray_nothing).remote()
+    started, _ = ray.wait([probe], timeout=seconds)
+    if started:
+        return None
+    _cancel(ray, [probe])
+    total, free = ray.cluster_resources().get("CPU", 0), ray.available_resources().get("CPU", 0)
+    needs = "1 CPU and 1 GPU" if options.get("num_gpus") else "1 CPU"
+    if address:
+        where = f"the cluster at RAY_ADDRESS={address}"
+        remedy = f"add a node with CPUs (`ray start --address={address}`) or unset RAY_ADDRESS (a local cluster)"
+    else:
+        where, remedy = "the local Ray cluster", "give it CPUs with --workers N"
+    return (f"--executor ray: no task could start on {where} within {seconds:g} s: it has {total:g} CPUs, {free:g} "
+            f"free (a shard takes {needs}); {remedy}")
 
 
 def _ray_shard(recipe: Recipe, task: plan.ShardTask, out: str) -> Outcome:
@@ -76,8 +102,8 @@ def wants_gpu(recipe: Recipe) -> bool:
     return any(str(getattr(s, "device", "cpu")).startswith(("cuda", "auto")) for s in sections)
 
 
-def _ray_driver(cpus: int | None, retries: int, recipe: Recipe, out: str, tasks: mp.Queue, results: mp.Queue,
-                parent_pid: int, log_path: str) -> None:
+def _ray_driver(cpus: int | None, retries: int, room_s: float, recipe: Recipe, out: str, tasks: mp.Queue,
+                results: mp.Queue, parent_pid: int, log_path: str) -> None:
     """The Ray driver, in a process of its own: Ray ends a driver whose raylet or node dies with a bare
     ``exit(1)`` from C++, which no Python code in it can catch, so the run's own process watches this one.
     Messages: ("refused", line), ("ready", None), ("done", outcome), ("full", line), ("lost", line)."""
@@ -107,7 +133,7 @@ def _ray_driver(cpus: int | None, retries: int, recipe: Recipe, out: str, tasks:
         gpus = 1 if wants_gpu(recipe) and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         options = dict(num_cpus=1, num_gpus=gpus)
         ref = ray.put(recipe)
-        problem = ray.get(ray.remote(**options)(_ray_check).remote(ref))
+        problem = _ray_no_room(ray, options, room_s, address) or ray.get(ray.remote(**options)(_ray_check).remote(ref))
     except ray.exceptions.RayError as exc:
         results.put(("lost", ray_lost(exc)))
         return
@@ -193,8 +219,9 @@ class RayExecutor:
 
     rank, world = 0, 1
 
-    def __init__(self, cpus: int | None = None, retries: int = 2, join_s: float = RAY_JOIN_S):
-        self.cpus, self.retries, self.join_s = cpus, retries, join_s
+    def __init__(self, cpus: int | None = None, retries: int = 2, join_s: float = RAY_JOIN_S,
+                 room_s: float = RAY_ROOM_S):
+        self.cpus, self.retries, self.join_s, self.room_s = cpus, retries, join_s, room_s
         self.driver = None
         self.finished = False
 
@@ -219,8 +246,8 @@ class RayExecutor:
         context = mp.get_context("forkserver")
         self.tasks, self.results = context.Queue(), context.Queue()
         self.driver = context.Process(target=_ray_driver, name="toonfactory-ray-driver", daemon=True,
-                                      args=(self.cpus, self.retries, recipe, str(out), self.tasks, self.results,
-                                            os.getpid(), self.log_path))
+                                      args=(self.cpus, self.retries, self.room_s, recipe, str(out), self.tasks,
+                                            self.results, os.getpid(), self.log_path))
         self.driver.start()
         kind, payload = self._next(deadline=time.monotonic() + self.join_s)
         if kind == "joined":

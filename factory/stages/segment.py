@@ -170,7 +170,8 @@ def _box_corners(box: np.ndarray) -> np.ndarray:
 
 
 def load_sam(checkpoint: Path, model_type: str, device: str = "auto"):
-    """Build a SAM of ``model_type`` and load the user's weights (never unpickling code)."""
+    """Build a SAM of ``model_type`` and load the user's weights (never unpickling code). The file is read
+    first: building a SAM takes seconds of CPU (a minute for vit_h), which a wrong file need not wait for."""
     from segment_anything import sam_model_registry
 
     from factory.models.tensors import pick_device
@@ -179,8 +180,9 @@ def load_sam(checkpoint: Path, model_type: str, device: str = "auto"):
     expected = f"segment.mask.checkpoint: a SAM {model_type} state dict (.pth as released or .safetensors)"
     if not checkpoint.is_file():
         raise ModelLoadError(checkpoint, f"{expected}; file not found")
+    state = read_sam_weights(checkpoint, expected)
     model = sam_model_registry[model_type]()
-    load_sam_weights(model, checkpoint, expected)
+    _load_state(model, state, checkpoint, expected)
     device = pick_device(device)
     log.info("SAM %s loaded from %s on %s", model_type, checkpoint, device)
     return model.to(device).eval()
@@ -188,19 +190,33 @@ def load_sam(checkpoint: Path, model_type: str, device: str = "auto"):
 
 def load_sam_weights(model, checkpoint: Path, expected: str) -> None:
     """Load a state dict into a SAM; a wrong file or model type is a ModelLoadError naming both."""
+    _load_state(model, read_sam_weights(checkpoint, expected), checkpoint, expected)
+
+
+def read_sam_weights(checkpoint: Path, expected: str) -> dict:
+    """A SAM state dict from ``.safetensors`` or a weights-only ``.pth``; an unreadable file is a ModelLoadError."""
     import torch
 
     try:
         if checkpoint.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(checkpoint))
-        else:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            return load_file(str(checkpoint))
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the user's to fix
+        raise _refused(checkpoint, expected, exc) from None
+
+
+def _load_state(model, state, checkpoint: Path, expected: str) -> None:
+    try:
         model.load_state_dict(state)
-    except Exception as exc:  # any unreadable or mismatched file is the user's to fix
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(checkpoint, f"{expected}; {first_line}") from None
+    except Exception as exc:  # a mismatched file (another model type) is the user's to fix
+        raise _refused(checkpoint, expected, exc) from None
+
+
+def _refused(checkpoint: Path, expected: str, exc: Exception) -> ModelLoadError:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(checkpoint, f"{expected}; {first_line}")
 
 
 class SamMasker:

@@ -18,7 +18,7 @@ import pandas as pd
 from distill.config import InferConfig
 from distill.infer import Inference, Student, Target
 from factory.errors import UserError
-from factory.images import VIDEO_SUFFIXES, BadImage, encode_png, read_image
+from factory.images import VIDEO_SUFFIXES, BadImage, encode_png, open_video, read_image
 from toonfactory.apps import Sessions
 
 MODES = {"whole": {"mode": "whole"}, "face": {"mode": "face"}, "person only": {"mode": "whole", "person_only": "keep"}}
@@ -27,8 +27,9 @@ MAX_VIDEO_FRAMES = 90
 
 
 def to_webm(source: Path) -> Path:
-    """Re-encode a video as VP8 WebM, which browsers play (OpenCV writes MPEG-4 part 2)."""
-    capture = cv2.VideoCapture(str(source))
+    """Re-encode a video as VP8 WebM, which browsers play (OpenCV writes MPEG-4 part 2); read as every video
+    is (``open_video``, frames held to one bounded size)."""
+    capture = open_video(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     target, writer = source.with_suffix(".webm"), None
     try:
