@@ -27,7 +27,10 @@ class StudentConfig(Strict):
     upsample: Literal["transpose", "resize"] = Field(
         "resize", description="decoder up-sampling: nearest x2 then a 3x3 convolution, which cannot leave a checkerboard, "
         "or pix2pix's 4x4 transposed convolutions (about 1.5x faster on a CPU)")
-    residual: bool = Field(True, description="predict a change of the input (output = input + U-Net, clamped); aligned pairs converge much faster")
+    residual: bool | Literal["lowpass"] = Field(
+        True, description="predict a change of the input (output = input + U-Net, clamped; aligned pairs converge much "
+        "faster), of its colours alone (lowpass: the input averaged over 8 px blocks, so no photo texture passes), "
+        "or paint the whole output (false)")
 
 
 class DiscriminatorConfig(Strict):
@@ -79,6 +82,9 @@ class DistillConfig(Strict):
                                  "saturation scale (1 +- this / 2) of both sides: colours the people never had")
     input_grain: float = Field(0.0, ge=0.0, le=1.0, description="film grain added to the photo side only, its "
                                "standard deviation drawn per pair up to this (in -1..1 units): texture the target never has")
+    face_windows: float = Field(0.0, ge=0.0, le=1.0, description="share of the training windows (`crop`) centred on "
+                                "a face of the pair (its json's face boxes): a scene pair's faces are a small share "
+                                "of a random window")
     seed: int = 0
 
     @model_validator(mode="after")
