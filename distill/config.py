@@ -27,10 +27,7 @@ class StudentConfig(Strict):
     upsample: Literal["transpose", "resize"] = Field(
         "resize", description="decoder up-sampling: nearest x2 then a 3x3 convolution, which cannot leave a checkerboard, "
         "or pix2pix's 4x4 transposed convolutions (about 1.5x faster on a CPU)")
-    residual: bool | Literal["lowpass"] = Field(
-        True, description="predict a change of the input (output = input + U-Net, clamped; aligned pairs converge much "
-        "faster), of its colours alone (lowpass: the input averaged over 8 px blocks, so no photo texture passes), "
-        "or paint the whole output (false)")
+    residual: bool = Field(True, description="predict a change of the input (output = input + U-Net, clamped); aligned pairs converge much faster")
 
 
 class DiscriminatorConfig(Strict):

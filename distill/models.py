@@ -65,14 +65,7 @@ class UNetGenerator(nn.Module):
         x = self.up[0](skips.pop())
         for block in self.up[1:]:
             x = block(torch.cat([x, skips.pop()], dim=1))
-        if self.config.residual == "lowpass":
-            return (lowpass(image) + x).clamp(-1.0, 1.0)
         return (image + x).clamp(-1.0, 1.0) if self.config.residual else x
-
-
-def lowpass(image: torch.Tensor, block: int = 8) -> torch.Tensor:
-    """``image``'s colours without its texture: averaged over ``block`` px blocks, bilinearly up-sampled back."""
-    return F.interpolate(F.avg_pool2d(image, block), size=image.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class PatchDiscriminator(nn.Module):
