@@ -11,12 +11,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_fixtures import toon_of, write_dataset  # noqa: E402
+from distill_fixtures import toon_of, write_checkpoint, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
 from distill.train import checkpoints, train  # noqa: E402
 from factory.training import TrainingDiverged  # noqa: E402
-from factory.errors import RecipeError  # noqa: E402
+from factory.errors import RecipeError, UserError  # noqa: E402
 
 
 def tiny(**overrides) -> DistillConfig:
@@ -173,7 +173,6 @@ def test_bad_training_settings_name_their_file_and_field(tmp_path):
 
 
 def test_missing_shards_is_a_user_error(tmp_path):
-    from factory.errors import UserError
 
     with pytest.raises(UserError, match="no \\*.tar shards"):
         train(tiny(steps=1), tmp_path, tmp_path / "out")
@@ -279,6 +278,21 @@ def test_face_windows_are_centred_near_the_pairs_faces():
     sample = {"__key__": "k", "real.png": _png(images[0]), "toon.png": _png(images[0]), "json": json.dumps(box).encode()}
     decoder = PairDecoder(config, augment=True)
     assert all((decoder.images(sample)[0] > 0).any() for _ in range(8))
+
+
+def test_init_starts_from_a_trained_students_weights(dataset, tmp_path):
+    from distill.export import load_student
+    from distill.train import Trainer
+
+    start = write_checkpoint(tmp_path / "face", ngf=8, depth=3, size=64, seed=5)
+    trainer = Trainer(tiny(init=start), dataset, tmp_path / "run")
+    expected = load_student(start)[0].state_dict()
+    for module in (trainer.generator, trainer.ema.module):
+        assert all(torch.equal(value, expected[name]) for name, value in module.state_dict().items())
+    with pytest.raises(UserError, match=r"distill.init: .* is another student \(ngf 8 there, 16 here"):
+        Trainer(tiny(init=start, student={"ngf": 16, "depth": 3}), dataset, tmp_path / "wide")
+    with pytest.raises(UserError, match=r"distill.init: .*nowhere.*cannot load model"):
+        Trainer(tiny(init=tmp_path / "nowhere"), dataset, tmp_path / "none")
 
 
 def _png(image) -> bytes:
