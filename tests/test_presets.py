@@ -71,9 +71,18 @@ def test_fullbody_run_exports_a_whole_frame_student_that_infer_runs_on_a_frame(t
 
     from factory.images import encode_png, read_image
 
+    sys.path.insert(0, str(REPO / "tests"))
+    from distill_fixtures import write_checkpoint
+
     settings = ["output.count=2", "output.shard_size=2", "output.size=128", "distill.size=64", "distill.crop=32",
                 "distill.steps=2", "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
     run = [sys.executable, "-m", "toonfactory", "run", str(REPO / "recipes" / "fullbody.yaml"), "--out", str(tmp_path / "run")]
+    missing = subprocess.run(run + ["--set", f"distill.init={tmp_path / 'no_face_student'}"], capture_output=True,
+                             text=True, cwd=REPO)  # checked before any pair is made
+    assert missing.returncode == 2 and "distill.init:" in missing.stderr and "does not exist" in missing.stderr
+    assert not (tmp_path / "run" / "shards").exists()
+    face_student = write_checkpoint(tmp_path / "face_student", ngf=16, depth=5, size=64, residual=False)
+    settings.append(f"distill.init={face_student}")  # the recipe starts from make demo's face student
     done = subprocess.run(run + [a for s in settings for a in ("--set", s)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
