@@ -79,6 +79,12 @@ class DistillConfig(Strict):
                                  "saturation scale (1 +- this / 2) of both sides: colours the people never had")
     input_grain: float = Field(0.0, ge=0.0, le=1.0, description="film grain added to the photo side only, its "
                                "standard deviation drawn per pair up to this (in -1..1 units): texture the target never has")
+    init: Path | None = Field(None, description="start from a trained student's weights (a checkpoint folder or an "
+                              "exported .safetensors with its .json), e.g. the face student for a whole-frame one; "
+                              "its `student` section must be this run's")
+    face_windows: float = Field(0.0, ge=0.0, le=1.0, description="share of the training windows (`crop`) centred on "
+                                "a face of the pair (its json's face boxes): a scene pair's faces are a small share "
+                                "of a random window")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -72,11 +72,13 @@ class PairDecoder:
                     p=0.8,
                 )
             )
-        if augment and config.crop is not None:
-            transforms.append(A.RandomCrop(config.crop, config.crop))
+        self.crop, self.face_windows = (config.crop, config.face_windows) if augment else (None, 0.0)
+        self.generator = None  # the window's random stream, made in the process that decodes
         self.transform = A.Compose(transforms, additional_targets={"target": "image"}, seed=config.seed)
+        self.seed = config.seed
 
-    def images(self, sample: dict) -> tuple[np.ndarray, np.ndarray]:
+    def decoded(self, sample: dict) -> dict[str, np.ndarray]:
+        """The pair resized (and flipped, shifted when training): ``image``, ``target`` and ``mask``, its face map."""
         from factory.images import BadImage, read_image
 
         key = sample["__key__"]
@@ -88,12 +90,56 @@ class PairDecoder:
         except BadImage as exc:  # a damaged or hostile shard: named, as inspect and view name it
             raise UserError(f"{sample.get('__url__', '?')}: pair {key} is not a readable image ({exc}); "
                             "regenerate the shard or leave the pair out (`toonfactory view`, `dataset filter`)") from None
-        out = self.transform(image=source, target=target)
-        return out["image"], out["target"]
+        return self.transform(image=source, target=target, mask=face_map(sample, source.shape[:2]))
+
+    def images(self, sample: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The pair's (source, target) images, augmented and cropped when training."""
+        out = self.decoded(sample)
+        if self.crop is None:
+            return out["image"], out["target"]
+        import torch
+
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(self.seed + worker_index())
+        pair = torch.from_numpy(np.concatenate([out["image"], out["target"]], axis=2)).permute(2, 0, 1)[None]
+        faces = torch.from_numpy(out["mask"] > 0)[None]
+        pair = crop_windows(pair, faces, self.crop, self.face_windows, self.generator)[0]
+        pair = pair.permute(1, 2, 0).numpy()
+        return np.ascontiguousarray(pair[..., :3]), np.ascontiguousarray(pair[..., 3:6])
 
     def __call__(self, sample: dict):
         source, target = self.images(sample)
         return to_tensor(source), to_tensor(target)
+
+
+def worker_index() -> int:
+    """This data-loader worker's index (0 in the main process): each worker draws its own windows."""
+    import torch.utils.data
+
+    info = torch.utils.data.get_worker_info()
+    return 0 if info is None else 7919 * (info.id + 1)
+
+
+def face_map(sample: dict, shape: tuple[int, int]) -> np.ndarray:
+    """A uint8 map (1 inside) of the face boxes in the sample's json (a scene pair lists every face in
+    ``faces.faces[].box``, x0 y0 x1 y1 in the pair's pixels); a face pair is its face: all ones."""
+    import json
+
+    height, width = shape
+    record = sample.get("json")
+    faces = []
+    if record is not None:
+        try:
+            faces = (json.loads(record) or {}).get("faces", {}).get("faces", []) or []
+        except (ValueError, AttributeError):
+            faces = []
+    if not faces:
+        return np.ones(shape, np.uint8)
+    out = np.zeros(shape, np.uint8)
+    for face in faces:
+        x0, y0, x1, y1 = (int(round(v)) for v in face.get("box", (0, 0, 0, 0)))
+        out[max(0, y0) : max(0, min(height, y1)), max(0, x0) : max(0, min(width, x1))] = 1
+    return out if out.any() else np.ones(shape, np.uint8)
 
 
 def train_loader(config: DistillConfig, data_dir: Path, seed_offset: int = 0):
@@ -180,7 +226,7 @@ def _declared_pairs(data_dir: Path) -> int | None:
 
 
 class PairCache:
-    """Every training pair decoded once at the training size (uint8, both sides in one tensor)."""
+    """Every training pair decoded once at the training size (uint8: both sides and the face map in one tensor)."""
 
     def __init__(self, pairs, config: DistillConfig):
         self.pairs, self.config = pairs, config
@@ -195,12 +241,14 @@ class PairCache:
         declared = _declared_pairs(data_dir)
         if limit < 1 or (declared is not None and declared > limit):
             return None
-        pairs = []
-        for _, source, target in split_pairs(config, data_dir, held_out=False):
+        pairs, decoder = [], PairDecoder(config, augment=False)
+        for sample in _samples(config, data_dir, held_out=False):
             if len(pairs) >= limit:
                 log.info("%s: more than %d pairs (distill.cache_mb %d): streamed from the shards", data_dir, limit, config.cache_mb)
                 return None
-            pairs.append(torch.from_numpy(np.concatenate([source, target], axis=2)).permute(2, 0, 1))
+            out = decoder.decoded(sample)
+            faces = out["mask"][..., None] * np.uint8(255)  # -1 / 1 once the pair is scaled like the images
+            pairs.append(torch.from_numpy(np.concatenate([out["image"], out["target"], faces], axis=2)).permute(2, 0, 1))
         if not pairs:
             raise UserError(f"{data_dir}: no training pairs (distill.val_fraction {config.val_fraction} holds out every key)")
         log.info("%s: %d training pairs decoded into memory (%.0f MB)", data_dir, len(pairs), len(pairs) * per_pair / 2**20)
@@ -222,7 +270,7 @@ class PairCache:
             for start in range(0, len(order) - size + 1, size):
                 pair = self.pairs[order[start : start + size]].float().div_(127.5).sub_(1.0)
                 pair = augment_pairs(pair, self.config, generator)
-                yield pair[:, :3].contiguous(), pair[:, 3:].contiguous()
+                yield pair[:, :3].contiguous(), pair[:, 3:6].contiguous()
 
 
 def augment_pairs(pair, config: DistillConfig, generator):
@@ -247,10 +295,28 @@ def augment_pairs(pair, config: DistillConfig, generator):
         grid = F.affine_grid(theta, list(pair.shape), align_corners=False)
         pair = F.grid_sample(pair, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if config.crop is not None:
-        side, crop = pair.shape[-1], config.crop
-        corners = torch.randint(side - crop + 1, (count, 2), generator=generator).tolist()
-        pair = torch.stack([one[:, y : y + crop, x : x + crop] for one, (y, x) in zip(pair, corners)])
+        pair = crop_windows(pair[:, :6], pair[:, 6] > 0, config.crop, config.face_windows, generator)
     return pair
+
+
+def crop_windows(pair, faces, crop: int, face_share: float, generator):
+    """A ``crop`` x ``crop`` window of each of a batch of channel-stacked pairs: with probability
+    ``face_share`` centred near a pixel drawn from its ``faces`` map (N x H x W booleans; within a
+    quarter window), else anywhere."""
+    import torch
+
+    count, _, height, width = pair.shape  # square: the pairs are resized to size x size
+    corners = torch.randint(width - crop + 1, (count, 2), generator=generator)
+    if face_share > 0:
+        faces = faces.reshape(count, -1).float()
+        on_face = (torch.rand(count, generator=generator) < face_share) & (faces.sum(1) > 0)
+        for i in on_face.nonzero().flatten().tolist():
+            pixel = torch.multinomial(faces[i], 1, generator=generator).item()
+            offset = (torch.rand(2, generator=generator) - 0.5) * crop / 2
+            centre = torch.tensor([pixel // width, pixel % width]) + offset
+            corners[i, 0] = int((centre[0] - crop / 2).clamp(0, height - crop))
+            corners[i, 1] = int((centre[1] - crop / 2).clamp(0, width - crop))
+    return torch.stack([one[:, y : y + crop, x : x + crop] for one, (y, x) in zip(pair, corners.tolist())])
 
 
 def _stream(config: DistillConfig, data_dir: Path, seed_offset: int, world: int):
@@ -301,17 +367,21 @@ def _own_errors(batches):
         raise UserError(text.splitlines()[-1].split("UserError: ", 1)[-1]) from None
 
 
-def split_pairs(config: DistillConfig, data_dir: Path, held_out: bool):
-    """(key, source, target) images at the training size of the held-out or the training keys, in shard order."""
+def _samples(config: DistillConfig, data_dir: Path, held_out: bool):
+    """The raw samples of the held-out or the training keys, in shard order."""
     import webdataset as wds
 
-    decoder = PairDecoder(config, augment=False)
-    pipeline = wds.DataPipeline(
+    return wds.DataPipeline(
         wds.SimpleShardList(shard_paths(data_dir)),
         wds.tarfile_to_samples(),
         wds.select(lambda sample: is_validation(sample["__key__"], config.val_fraction) == held_out),
     )
-    for sample in pipeline:
+
+
+def split_pairs(config: DistillConfig, data_dir: Path, held_out: bool):
+    """(key, source, target) images at the training size of the held-out or the training keys, in shard order."""
+    decoder = PairDecoder(config, augment=False)
+    for sample in _samples(config, data_dir, held_out):
         yield (sample["__key__"], *decoder.images(sample))
 
 

@@ -233,6 +233,8 @@ class Trainer:
         )
         set_seed(config.seed)
         generator = UNetGenerator(config.student)
+        if config.init is not None:
+            generator.load_state_dict(initial_weights(config))
         self.ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
         self.ema.to(self.accelerator.device)
         self.adversarial = config.discriminator.adversarial_weight > 0 or config.discriminator.feature_matching_weight > 0
@@ -478,6 +480,22 @@ class Trainer:
                 last = self.save()
         accelerator.wait_for_everyone()
         return last
+
+
+def initial_weights(config: DistillConfig) -> dict:
+    """The weights of the student ``config.init`` names, checked against this run's `student` section."""
+    from distill.export import load_student
+
+    try:
+        model, _ = load_student(config.init)
+    except UserError as exc:
+        raise UserError(f"distill.init: {exc}") from None
+    theirs = model.config
+    if theirs != config.student:
+        differ = ", ".join(f"{k} {getattr(theirs, k)!r} there, {v!r} here"
+                           for k, v in config.student.model_dump().items() if getattr(theirs, k) != v)
+        raise UserError(f"distill.init: {config.init} is another student ({differ}); set distill.student to match")
+    return model.state_dict()
 
 
 def train(

@@ -230,11 +230,12 @@ def resolve_relative(data: dict, model: BaseModel, base: Path, keep: set[str] = 
     return data
 
 
-def missing_paths(model: BaseModel, produced: list[Path] = ()) -> list[str]:
-    """``yaml.path: PATH does not exist`` for every path field whose file or folder is missing,
-    except those at or inside a path in ``produced`` (made by an earlier step of the run)."""
+def missing_paths(model: BaseModel, produced: list[Path] = (), sections: set[str] | None = None) -> list[str]:
+    """``yaml.path: PATH does not exist`` for every path field (of ``sections`` only, when given) whose
+    file or folder is missing, except those at or inside a path in ``produced`` (made by an earlier step)."""
     return [f"{dotted(loc)}: {path} does not exist" for loc, path in path_fields(model)
-            if not path.exists() and not any(path == p or p in path.parents for p in map(Path, produced))]
+            if (sections is None or loc[0] in sections)
+            and not path.exists() and not any(path == p or p in path.parents for p in map(Path, produced))]
 
 
 def validate_section(model: type[T] | Any, data: Any, origin: str) -> T:

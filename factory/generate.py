@@ -102,7 +102,7 @@ def generate(resolved: Resolved, out: Path, executor: Executor | None = None,
     ``out`` is locked for the run (rank 0 holds the lock for every rank).
     """
     executor = executor or InProcess()
-    check_paths(resolved)
+    check_paths(resolved, factory_only=True)
     output_folder(out)
     lock = FolderLock(out, f"toonfactory generate {resolved.origin}") if executor.rank == 0 else nullcontext()
     with lock:

@@ -120,10 +120,11 @@ def load(path: str | Path, overrides: list[str] = (), model: type[Recipe] = Reci
     return Resolved(validate(data, str(path), model), str(path))
 
 
-def check_paths(resolved: "Resolved", produced: list[Path] = ()) -> None:
+def check_paths(resolved: "Resolved", produced: list[Path] = (), factory_only: bool = False) -> None:
     """Raise RecipeError naming every field whose file or folder does not exist (or is not
-    ``produced`` by an earlier step of the run, inside one of those paths)."""
-    missing = missing_paths(resolved.recipe, produced)
+    ``produced`` by an earlier step of the run, inside one of those paths); ``factory_only``: only in
+    the sections that make pairs (a later room's paths, e.g. ``distill.init``, may come later)."""
+    missing = missing_paths(resolved.recipe, produced, sections=set(Recipe.model_fields) if factory_only else None)
     if missing:
         raise RecipeError(resolved.origin, missing)
 

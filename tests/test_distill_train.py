@@ -11,12 +11,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_fixtures import toon_of, write_dataset  # noqa: E402
+from distill_fixtures import toon_of, write_checkpoint, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
 from distill.train import checkpoints, train  # noqa: E402
 from factory.training import TrainingDiverged  # noqa: E402
-from factory.errors import RecipeError  # noqa: E402
+from factory.errors import RecipeError, UserError  # noqa: E402
 
 
 def tiny(**overrides) -> DistillConfig:
@@ -173,7 +173,6 @@ def test_bad_training_settings_name_their_file_and_field(tmp_path):
 
 
 def test_missing_shards_is_a_user_error(tmp_path):
-    from factory.errors import UserError
 
     with pytest.raises(UserError, match="no \\*.tar shards"):
         train(tiny(steps=1), tmp_path, tmp_path / "out")
@@ -243,7 +242,8 @@ def test_crops_train_at_the_pairs_scale_on_windows_of_both_sides_alike(dataset, 
 
     images = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8)
     config = tiny(size=64, crop=32, batch_size=4, scale_jitter=0.0, flip=False)
-    source, target = next(PairCache(torch.cat([images, images], dim=1), config).batches(seed=1))
+    no_faces = torch.zeros(6, 1, 64, 64, dtype=torch.uint8)
+    source, target = next(PairCache(torch.cat([images, images, no_faces], dim=1), config).batches(seed=1))
     assert source.shape == (4, 3, 32, 32) and torch.equal(source, target)
     plain = images.float() / 127.5 - 1  # each window is a piece of one pair, at the pairs' scale
     windows = [p[:, y : y + 32, x : x + 32] for p in plain for y in range(33) for x in range(33)]
@@ -256,6 +256,43 @@ def test_crops_train_at_the_pairs_scale_on_windows_of_both_sides_alike(dataset, 
     assert "val_psnr" in records[-1]  # validation sees whole 64 px pairs
     with pytest.raises(ValueError, match="crop 52 must be at most size 64 and a multiple of 2\\*\\*student.depth = 8"):
         tiny(crop=48 + 4)
+
+
+def test_face_windows_are_centred_near_the_pairs_faces():
+    import json
+
+    from distill.data import PairCache, PairDecoder
+
+    config = tiny(size=128, crop=32, batch_size=8, scale_jitter=0.0, flip=False, face_windows=1.0)
+    images = torch.zeros(8, 3, 128, 128, dtype=torch.uint8)
+    faces = torch.zeros(8, 1, 128, 128, dtype=torch.uint8)
+    faces[..., 90:100, 100:110] = 255  # one small face near the bottom right corner
+    images[..., 90:100, 100:110] = 255
+    source, _ = next(PairCache(torch.cat([images, images, faces], dim=1), config).batches(seed=3))
+    assert ((source > 0).flatten(1).any(1)).all()  # every window holds part of the face
+    anywhere = tiny(size=128, crop=32, batch_size=8, scale_jitter=0.0, flip=False)
+    counts = [(s > 0).any().item() for _ in range(4)
+              for s in next(PairCache(torch.cat([images, images, faces], dim=1), anywhere).batches(seed=_))[0]]
+    assert sum(counts) < len(counts) / 2  # by chance a 32 px window of 128 rarely finds it
+    box = {"faces": {"faces": [{"box": [100, 90, 110, 100]}]}}  # x0 y0 x1 y1: the streamed path reads the json
+    sample = {"__key__": "k", "real.png": _png(images[0]), "toon.png": _png(images[0]), "json": json.dumps(box).encode()}
+    decoder = PairDecoder(config, augment=True)
+    assert all((decoder.images(sample)[0] > 0).any() for _ in range(8))
+
+
+def test_init_starts_from_a_trained_students_weights(dataset, tmp_path):
+    from distill.export import load_student
+    from distill.train import Trainer
+
+    start = write_checkpoint(tmp_path / "face", ngf=8, depth=3, size=64, seed=5)
+    trainer = Trainer(tiny(init=start), dataset, tmp_path / "run")
+    expected = load_student(start)[0].state_dict()
+    for module in (trainer.generator, trainer.ema.module):
+        assert all(torch.equal(value, expected[name]) for name, value in module.state_dict().items())
+    with pytest.raises(UserError, match=r"distill.init: .* is another student \(ngf 8 there, 16 here"):
+        Trainer(tiny(init=start, student={"ngf": 16, "depth": 3}), dataset, tmp_path / "wide")
+    with pytest.raises(UserError, match=r"distill.init: .*nowhere.*cannot load model"):
+        Trainer(tiny(init=tmp_path / "nowhere"), dataset, tmp_path / "none")
 
 
 def _png(image) -> bytes:

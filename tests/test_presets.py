@@ -70,13 +70,22 @@ def test_run_generates_trains_and_exports_then_resumes(tmp_path):
 @pytest.mark.slow
 def test_fullbody_run_exports_a_whole_frame_student_that_infer_runs_on_a_frame(tmp_path):
     import numpy as np
+    from typer.testing import CliRunner
 
     from factory.images import encode_png, read_image
+    from tests.distill_fixtures import write_checkpoint
+    from toonfactory.cli import app
 
     settings = ["output.count=2", "output.shard_size=2", "output.size=128", "distill.size=64", "distill.crop=32",
                 "distill.steps=2", "distill.val_every=2", "distill.save_every=2", "distill.batch_size=2", "tracking.mode=none"]
-    run("run", str(REPO / "recipes" / "fullbody.yaml"), "--out", str(tmp_path / "run"),
-        *[a for s in settings for a in ("--set", s)])
+    command = ["run", str(REPO / "recipes" / "fullbody.yaml"), "--out", str(tmp_path / "run")]
+    missing = CliRunner().invoke(app, command + ["--set", f"distill.init={tmp_path / 'no_face_student'}"])
+    assert missing.exception.exit_code == 2 and "distill.init:" in str(missing.exception)
+    assert "does not exist" in str(missing.exception)
+    assert not (tmp_path / "run" / "shards").exists()  # checked before any pair is made
+    face_student = write_checkpoint(tmp_path / "face_student", ngf=16, depth=5, size=64, residual=False)
+    settings.append(f"distill.init={face_student}")  # the recipe starts from make demo's face student
+    run(*command, *[a for s in settings for a in ("--set", s)])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["recipe"]["output"]["frame"] == "scene" and manifest["counts"]["accepted"] == 2
     onnx = tmp_path / "run" / "student" / "export" / "student.onnx"

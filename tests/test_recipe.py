@@ -111,3 +111,12 @@ def test_toonify_must_share_the_sources_generator(tmp_path):
         load_recipe(write(tmp_path, data))
     data["teacher"]["base"] = "a.pt"
     load_recipe(write(tmp_path, data))
+
+
+def test_making_pairs_does_not_need_the_paths_of_later_rooms(tmp_path):
+    from factory.recipe import check_paths
+
+    resolved = load_recipe(write(tmp_path, {**GOOD, "distill": {"init": "face_student/student.safetensors"}}))
+    check_paths(resolved, factory_only=True)  # generate: the student to start from may come later
+    with pytest.raises(RecipeError, match=r"distill.init: .*face_student/student.safetensors does not exist"):
+        check_paths(resolved)  # run, validate: the whole recipe

@@ -157,16 +157,17 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
     """
     from toonfactory.cli.student import export_formats, settings_source, train_tracked
 
+    from factory.recipe import check_paths
+
     first = load_recipe(recipe, set_ or [])
+    check_paths(first, produced(first))  # every stage's paths (distill.init too) before anything is made
     if first.recipe.adapt is not None:
         from adapt.training import recipe_field
-        from factory.recipe import check_paths
         from toonfactory.cli.adapt import adapt_tracked
 
         if remote:
             raise UserError(f"--remote: {recipe} has an `adapt:` section, which runs locally for now; run "
                             "`toonfactory adapt` where the agent can read its output, or drop --remote")
-        check_paths(first, produced(first))
         adapt_tracked(first.recipe.adapt, first.recipe.tracking, "latest", recipe_field)
     resolved, rank = _generate(recipe, out, set_ or [], workers, executor, remote)
     config = resolved.recipe
