@@ -1,6 +1,6 @@
 """Things faces carry: does the webtoon teacher draw glasses, beards, hair and skin in coloured light as they are?
 
-Usage: python benchmarks/teacher_things.py [--assets ../shared/assets] [--out /tmp/teacher_things]
+Usage: python benchmarks/teacher_things.py [--assets ../shared/assets] [--out /tmp/teacher_things] [--quickstart 1]
 
 The photos of ``skin_tone.py`` (packaged portraits, one-person photos of ``faces/deepface`` and
 ``faces/face_recognition``), aligned as the pipeline aligns them (256 px) and drawn by the default
@@ -11,7 +11,10 @@ teacher. Labels below were made by looking at every photo (issue 25 item 3).
 - **hair colour**: median per-pixel CIEDE2000, photo vs toon, over a teacher-independent hair probe:
   the selfie mask's person above the eyes, 0.45 to 0.9 eye distances outside the face mesh's oval (the
   mesh stops mid-forehead). Median per person, then
-  over people. Photos of a hat or a bald head are left out.
+  over people. Photos of a hat or a bald head are left out. Measured twice: on the aligned crop, and on the
+  pairs the quickstart recipe makes of the same photo (``--quickstart`` draws each: its wider, jittered crop,
+  the warp before the teacher, the augmentation on both sides), where the selfie mask takes in more
+  background; the worst photos are listed (a person's median hides one bad photo among good ones).
 - **hair drawn as skin**: share of that probe the teacher classified as skin, on blonde and grey hair; and of
   the probe's pixels grey as grey hair is (CIELAB chroma under 0.6 of the face's: the probe also reaches a high
   bare forehead, Biden's, whose pixels have the face's chroma).
@@ -41,6 +44,7 @@ from cel_shapes import masked_samples  # noqa: E402
 from people import person_of, shared_photos  # noqa: E402
 from skin_tone import ASSETS, caption, write_grid  # noqa: E402
 
+from factory.stages.segment import MediapipeMasker  # noqa: E402
 from factory.teachers.skin_tone import median_lab, skin_ita, skin_mask, to_lab  # noqa: E402
 from factory.teachers.webtoon import FaceFrame, WebtoonConfig, polygon_mask, read_regions  # noqa: E402
 from warping.landmarks import FACE_OVAL, LIPS_OUTER  # noqa: E402
@@ -60,6 +64,7 @@ GREY = {f"deepface/img{n}.jpg" for n in (38, 39, 40, 41)} | {
 NO_HAIR_PROBE = {"matplotlib:grace_hopper", "deepface/img20.jpg", "deepface/img21.jpg"}  # a hat; bald
 IN_COLOURED_LIGHT = {"deepface/img27.jpg", "deepface/img67.jpg"}
 LIGHTS = {"blue": (0.75, 0.9, 1.3), "green": (0.85, 1.15, 0.8), "magenta": (1.15, 0.8, 1.2)}
+QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
 GREY_CHROMA, SKIN_HUES = 8.0, (20.0, 90.0)
 GREY_HAIR_CHROMA = 0.6
 BEARD_DRAWN = 0.1
@@ -134,6 +139,72 @@ def measure(items: list[str]) -> list[dict]:
     return rows
 
 
+def quickstart_pairs(items: list[str], draws: int):
+    """(item, real, toon, landmarks) of ``draws`` pairs per photo made by the quickstart recipe's stages, gates left
+    out: its crop (margin, jitter), the warp before the teacher, the default teacher, the augmentation."""
+    from factory.pipeline import build_pipeline
+    from factory.sample import Sample
+    from factory.images import DEFAULT_MAX_PIXELS
+    from factory.sources.folders import ImageSource
+    from factory.stages.gates import GateStage
+    from toonfactory.recipe import load
+
+    recipe = load(QUICKSTART, []).recipe
+    stages = [stage for stage in build_pipeline(recipe).stages if not isinstance(stage, GateStage)]
+    files = [item for item in items if ":" not in item]
+    source = ImageSource([Path(f) for f in files], "real", DEFAULT_MAX_PIXELS, packaged=True)
+    for draw in range(draws):
+        for position, item in enumerate(source.items):
+            if item not in items:
+                continue
+            sample = source.load(Sample.create(f"{draw:05d}_{position:06d}", position, recipe.seed), position)
+            stream = iter([sample])
+            for stage in stages:
+                stream = stage(stream)
+            for made in stream:
+                if made.reject_reason is None and made.toon is not None:
+                    yield item, made.real, made.toon, np.asarray(made.meta["faces"]["landmarks"], np.float64)
+
+
+def measure_quickstart(items: list[str], draws: int) -> list[dict]:
+    """Hair CIEDE2000 (the probe above) on the quickstart's pairs: one row per pair."""
+    masker = MediapipeMasker()
+    rows = []
+    for item, real, toon, points in quickstart_pairs(items, draws):
+        name = label(item)
+        probe = hair_probe(real.shape, points, masker(real))
+        if name not in NO_HAIR_PROBE and probe.sum() > 50:
+            rows.append({"label": name, "person": person_of(item), "crop": real, "toon": toon,
+                         "hair_de": float(np.median(deltaE_ciede2000(to_lab(real)[probe], to_lab(toon)[probe])))})
+    return rows
+
+
+def hair_table(rows: list[dict], quickstart: list[dict]) -> list[str]:
+    """Hair CIEDE2000 per person (aligned crops, quickstart pairs), over people, and the worst photos."""
+    def per_person(group):
+        people = {}
+        for r in group:
+            if "hair_de" in r:
+                people.setdefault(r["person"], []).append(r["hair_de"])
+        return {p: float(np.median(v)) for p, v in people.items()}, people
+
+    aligned, counts = per_person(rows)
+    drawn, drawn_counts = per_person(quickstart)
+    lines = ["", "| person | photos | hair CIEDE2000 (median), aligned crop | quickstart pairs (median) |",
+             "|---|---:|---:|---:|"]
+    for p in sorted(set(aligned) | set(drawn)):
+        cells = [f"{d[p]:.1f}" if p in d else "–" for d in (aligned, drawn)]
+        lines.append(f"| {p} | {len(counts.get(p, []))} | {cells[0]} | {cells[1]} |")
+    summary = [f"{np.median(list(d.values())):.1f} (worst {max(d.values()):.1f})" if d else "–" for d in (aligned, drawn)]
+    lines.append(f"| **all** | {sum(map(len, counts.values()))} | {summary[0]} | {summary[1]} |")
+    for name, group in (("aligned crop", rows), ("quickstart pairs", quickstart)):
+        worst = sorted((r for r in group if "hair_de" in r), key=lambda r: -r["hair_de"])[:5]
+        if worst:
+            lines.append(f"\nWorst photos, {name}: " + ", ".join(f"{r['label'].split('/')[-1]} {r['hair_de']:.1f}"
+                                                             for r in worst))
+    return lines
+
+
 def coloured_light(rows: list[dict]) -> list[dict]:
     """Toon ITA° and skin hue of each person's first photo under each light, against the untinted photo."""
     teacher = WebtoonConfig(kind="webtoon").build()
@@ -163,22 +234,14 @@ def off_skin(hue_chroma: tuple[float, float]) -> bool:
     return chroma < GREY_CHROMA or not SKIN_HUES[0] <= hue <= SKIN_HUES[1]
 
 
-def table(rows: list[dict], lit: list[dict]) -> str:
+def table(rows: list[dict], lit: list[dict], quickstart: list[dict]) -> str:
     found = [r for r in rows if r["label"] in GLASSES]
     false = [r["label"] for r in rows if r["label"] not in GLASSES and r["glasses"]]
     lines = ["| glasses | photos | frames drawn |", "|---|---:|---:|",
              f"| labelled with glasses | {len(found)} | {sum(r['glasses'] for r in found)} "
              f"({np.mean([r['glasses'] for r in found]):.0%}) |",
              f"| without | {len(rows) - len(found)} | {len(false)}" + (f" ({', '.join(false)})" if false else "") + " |"]
-    people = {}
-    for r in rows:
-        if "hair_de" in r:
-            people.setdefault(r["person"], []).append(r["hair_de"])
-    per_person = {p: float(np.median(v)) for p, v in sorted(people.items())}
-    lines += ["", "| person | photos | hair CIEDE2000 (median) |", "|---|---:|---:|"]
-    lines += [f"| {p} | {len(people[p])} | {v:.1f} |" for p, v in per_person.items()]
-    values = np.array(list(per_person.values()))
-    lines.append(f"| **all** | {sum(map(len, people.values()))} | {np.median(values):.1f} (worst {values.max():.1f}) |")
+    lines += hair_table(rows, quickstart)
     lines += ["", "| hair | photos | probe drawn as skin: median / worst | probe's grey pixels (chroma < "
               f"{GREY_HAIR_CHROMA} of the face's) drawn as skin: median / worst |", "|---|---:|---:|---:|"]
     for name, labels in (("blonde", BLONDE), ("grey", GREY)):
@@ -232,12 +295,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=Path, default=ASSETS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/teacher_things"))
+    parser.add_argument("--quickstart", type=int, default=1, help="pairs per photo made by the quickstart recipe (0: none)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    rows = measure(shared_photos(args.assets))
+    items = shared_photos(args.assets)
+    rows = measure(items)
     lit = coloured_light(rows)
-    print(f"{len(rows)} photos, default webtoon teacher, 256 px aligned crops\n")
-    print(table(rows, lit))
+    quickstart = measure_quickstart(items, args.quickstart) if args.quickstart else []
+    print(f"{len(rows)} photos, default webtoon teacher, 256 px aligned crops; {len(quickstart)} quickstart pairs\n")
+    print(table(rows, lit, quickstart))
     print(f"\nwrote {contact_sheet(rows, lit, args.out / 'teacher_things.jpg')}")
 
 
