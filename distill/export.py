@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("safetensors", "onnx", "torchscript", "tensorrt")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt", "tensorrt": ".engine"}
 OPSETS = range(7, 21)  # what torch's TorchScript-based ONNX exporter writes
+STUDENT_WEIGHTS = "student.safetensors"  # what a checkpoint folder holds
+STUDENT_CONFIG = "student.json"
 
 
 class ExportMismatch(UserError):
@@ -26,8 +28,6 @@ class ExportMismatch(UserError):
 
 def student_files(path: Path) -> tuple[Path, Path]:
     """(weights, config json) for a checkpoint folder or a ``.safetensors`` file with its ``.json`` beside it."""
-    from distill.train import STUDENT_CONFIG, STUDENT_WEIGHTS
-
     path = Path(path)
     if path.is_dir():
         weights, config = path / STUDENT_WEIGHTS, path / STUDENT_CONFIG

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from distill.config import DistillConfig
+from distill.export import STUDENT_CONFIG, STUDENT_WEIGHTS, load_student
 from factory.errors import Interrupted, UserError
 from factory.files import (FolderLock, append_text, folder_entries, output_folder, refuse_link, staged, subfolder,
                            write_atomic)
@@ -33,8 +34,6 @@ from factory.training import grid as sample_grid
 
 log = logging.getLogger(__name__)
 
-STUDENT_WEIGHTS = "student.safetensors"
-STUDENT_CONFIG = "student.json"
 TRAINING_TENSORS = "training.safetensors"
 TRAINING_RECORD = "training.json"
 TRAINING_FORMAT = "toonfactory-training/1"
@@ -484,8 +483,6 @@ class Trainer:
 
 def initial_weights(config: DistillConfig) -> dict:
     """The weights of the student ``config.init`` names, checked against this run's `student` section."""
-    from distill.export import load_student
-
     try:
         model, _ = load_student(config.init)
     except UserError as exc:
