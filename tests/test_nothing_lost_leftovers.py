@@ -569,8 +569,10 @@ def test_a_ray_address_that_accepts_but_never_answers_is_one_line_within_the_joi
             cluster.start(load_recipe(QUICKSTART, SMALL), tmp_path / "pairs", 3)
         assert time.monotonic() - started < 120  # a hang guard: before, start never returned
     message = str(raised.value)
-    assert "\n" not in message and message.startswith(f"--executor ray: cannot join the cluster at RAY_ADDRESS={address}: "
-                                                      "no answer within 5 s (what Ray said: "), message
+    joining = f"--executor ray: cannot join the cluster at RAY_ADDRESS={address}: "
+    # either the bound ran out, or Ray's own join gave up first (it may, on a busy machine): both name the address
+    assert "\n" not in message and any(message.startswith(joining + how) for how in (
+        "no answer within 5 s (what Ray said: ", "Ray's driver gave up (exit code ")), message
     assert cluster.driver is None  # the driver stuck in Ray's join was ended
     Path(message.rsplit("what Ray said: ", 1)[1].rstrip(")")).unlink()
 

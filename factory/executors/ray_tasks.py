@@ -273,6 +273,10 @@ class RayExecutor:
                         pass
                     code = self.driver.exitcode
                     self.close()
+                    if deadline is not None:  # still joining: Ray gave up on the address itself
+                        address = os.environ.get("RAY_ADDRESS") or None
+                        raise UserError(f"--executor ray: cannot {_ray_where(address)}: Ray's driver gave up "
+                                        f"(exit code {code}) (what Ray said: {self.log_path})") from None
                     raise ExecutorLost(f"--executor ray: the Ray driver process exited (code {code}): Ray's raylet "
                                        f"on this machine, one of its agents or the node died (what Ray said: "
                                        f"{self.log_path})") from None
