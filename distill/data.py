@@ -100,7 +100,7 @@ class PairDecoder:
         import torch
 
         if self.generator is None:
-            self.generator = torch.Generator().manual_seed(self.seed + worker_index())
+            self.generator = torch.Generator().manual_seed(self.seed + worker_seed_offset())
         pair = torch.from_numpy(np.concatenate([out["image"], out["target"]], axis=2)).permute(2, 0, 1)[None]
         faces = torch.from_numpy(out["mask"] > 0)[None]
         pair = crop_windows(pair, faces, self.crop, self.face_windows, self.generator)[0]
@@ -112,8 +112,8 @@ class PairDecoder:
         return to_tensor(source), to_tensor(target)
 
 
-def worker_index() -> int:
-    """This data-loader worker's index (0 in the main process): each worker draws its own windows."""
+def worker_seed_offset() -> int:
+    """A seed offset of this data-loader worker (0 in the main process): each worker draws its own windows."""
     import torch.utils.data
 
     info = torch.utils.data.get_worker_info()
@@ -136,8 +136,11 @@ def face_map(sample: dict, shape: tuple[int, int]) -> np.ndarray:
     if not faces:
         return np.ones(shape, np.uint8)
     out = np.zeros(shape, np.uint8)
-    for face in faces:
-        x0, y0, x1, y1 = (int(round(v)) for v in face.get("box", (0, 0, 0, 0)))
+    for face in faces if isinstance(faces, list) else []:
+        box = face.get("box") if isinstance(face, dict) else None
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            continue  # a record that is not ours: the pair trains on random windows
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
         out[max(0, y0) : max(0, min(height, y1)), max(0, x0) : max(0, min(width, x1))] = 1
     return out if out.any() else np.ones(shape, np.uint8)
 

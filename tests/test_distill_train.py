@@ -278,6 +278,9 @@ def test_face_windows_are_centred_near_the_pairs_faces():
     sample = {"__key__": "k", "real.png": _png(images[0]), "toon.png": _png(images[0]), "json": json.dumps(box).encode()}
     decoder = PairDecoder(config, augment=True)
     assert all((decoder.images(sample)[0] > 0).any() for _ in range(8))
+    for odd in ({"faces": {"faces": [1, {"box": "x"}, {"box": [1, 2]}]}}, {"faces": []}, [3]):  # not ours: random windows
+        sample["json"] = json.dumps(odd).encode()
+        assert decoder.images(sample)[0].shape == (32, 32, 3)
 
 
 def test_init_starts_from_a_trained_students_weights(dataset, tmp_path):
