@@ -76,6 +76,7 @@ class PairDecoder:
         self.generator = None  # the window's random stream, made in the process that decodes
         self.transform = A.Compose(transforms, additional_targets={"target": "image"}, seed=config.seed)
         self.seed = config.seed
+        self.reads_faces = config.face_windows > 0  # the json is parsed only when windows look for faces
 
     def decoded(self, sample: dict) -> dict[str, np.ndarray]:
         """The pair resized (and flipped, shifted when training): ``image``, ``target`` and ``mask``, its face map."""
@@ -90,7 +91,8 @@ class PairDecoder:
         except BadImage as exc:  # a damaged or hostile shard: named, as inspect and view name it
             raise UserError(f"{sample.get('__url__', '?')}: pair {key} is not a readable image ({exc}); "
                             "regenerate the shard or leave the pair out (`toonfactory view`, `dataset filter`)") from None
-        return self.transform(image=source, target=target, mask=face_map(sample, source.shape[:2]))
+        faces = face_map(sample, source.shape[:2]) if self.reads_faces else np.ones(source.shape[:2], np.uint8)
+        return self.transform(image=source, target=target, mask=faces)
 
     def images(self, sample: dict) -> tuple[np.ndarray, np.ndarray]:
         """The pair's (source, target) images, augmented and cropped when training."""
