@@ -29,7 +29,7 @@ import torch
 
 from distill.config import StudentConfig
 from distill.export import export_onnx
-from distill.models import UNetGenerator, fuse_batchnorm
+from distill.models import UNetGenerator, for_inference
 from distill_speed import conv_flops, matmul_rate, timed  # benchmarks/ is on sys.path when run as a script
 
 
@@ -128,17 +128,17 @@ def student_backends(model: UNetGenerator, size: int, device: torch.device, thre
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
         return ort.InferenceSession(str(folder / "student.onnx"), options, providers=providers)
 
-    fused_cl = fuse_batchnorm(model).to(memory_format=torch.channels_last)
+    fused_cl = for_inference(model).to(memory_format=torch.channels_last)
     cpu_session = session("CPUExecutionProvider")
     backends = [
         ("pytorch fp32", "cpu", lambda x: model(x)),
-        ("pytorch fp32 BN-folded channels_last", "cpu", lambda x: fused_cl(x.contiguous(memory_format=torch.channels_last))),
-        ("onnxruntime cpu (BN-folded)", "cpu", lambda x: cpu_session.run(None, {"input": x.numpy()})),
+        ("pytorch fp32 for_inference channels_last", "cpu", lambda x: fused_cl(x.contiguous(memory_format=torch.channels_last))),
+        ("onnxruntime cpu (for_inference)", "cpu", lambda x: cpu_session.run(None, {"input": x.numpy()})),
     ]
     if device.type != "cuda":
         return backends
     gpu = copy.deepcopy(model).to(device)
-    half = fuse_batchnorm(model).to(device, torch.float16, memory_format=torch.channels_last)
+    half = for_inference(model).to(device, torch.float16, memory_format=torch.channels_last)
     compiled = torch.compile(half)
     backends += [
         ("pytorch cuda fp32", "cuda", lambda x: gpu(x)),

@@ -134,20 +134,20 @@ def _check(name: str, path: Path, run, model, size: int, tolerance: float) -> fl
 
 
 def export_onnx(model, record: dict, path: Path, opset: int = 17, tolerance: float = 1e-3) -> float:
-    """ONNX with dynamic batch, height and width, BatchNorm folded into the convolutions; returns the
-    max abs difference to the PyTorch ``model``."""
+    """ONNX with dynamic batch, height and width, of the student's inference form (:func:`for_inference`);
+    returns the max abs difference to the PyTorch ``model``."""
     import onnx
     import onnxruntime as ort
     import torch
 
-    from distill.models import fuse_batchnorm
+    from distill.models import for_inference
 
     size = min(record["size"], 256)
     dummy = torch.zeros(1, 3, size, size)
     axes = {0: "batch", 2: "height", 3: "width"}
     with staged(path) as tmp:
         torch.onnx.export(
-            fuse_batchnorm(model), (dummy,), str(tmp), dynamo=False, opset_version=opset,
+            for_inference(model), (dummy,), str(tmp), dynamo=False, opset_version=opset,
             input_names=["input"], output_names=["output"], dynamic_axes={"input": axes, "output": axes},
         )
         proto = onnx.load(str(tmp))
@@ -163,10 +163,12 @@ def export_torchscript(model, record: dict, path: Path, tolerance: float = 1e-3)
 
     import torch
 
+    from distill.models import for_inference
+
     size = min(record["size"], 256)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still widely deployed
-        traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
+        traced = torch.jit.trace(for_inference(model), torch.zeros(1, 3, size, size))
         buffer = io.BytesIO()  # torch's C++ writer aborts the process on a full disk (exit 134, no line)
         torch.jit.save(traced, buffer)
         with staged(path) as tmp:

@@ -1,4 +1,5 @@
-"""BatchNorm folding for inference: same outputs as the eval-mode student, no BatchNorm left (PyTorch and ONNX)."""
+"""The student's inference form: BatchNorm folded, upsampling convolutions at low resolution; same outputs as the
+eval-mode student (PyTorch, ONNX, TorchScript)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import nn
 
 from distill.config import StudentConfig
 from distill.export import export_onnx
-from distill.models import UNetGenerator, fuse_batchnorm
+from distill.models import SubpixelConv, UNetGenerator, for_inference
 
 
 def trained_student(upsample: str = "transpose") -> UNetGenerator:
@@ -24,13 +25,13 @@ def trained_student(upsample: str = "transpose") -> UNetGenerator:
     return model.eval()
 
 
-UPSAMPLING = pytest.mark.parametrize("upsample, onnx_op", [("transpose", "ConvTranspose"), ("resize", "Resize")])
+UPSAMPLING = pytest.mark.parametrize("upsample, onnx_op", [("transpose", "ConvTranspose"), ("resize", "DepthToSpace")])
 
 
 @UPSAMPLING
 def test_folded_student_matches_the_eval_student_without_batchnorm(upsample, onnx_op):
     model = trained_student(upsample)
-    fused = fuse_batchnorm(model)
+    fused = for_inference(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is left as it was
     x = torch.rand(2, 3, 64, 96) * 2 - 1
@@ -46,5 +47,33 @@ def test_onnx_export_has_no_batchnorm_nodes_and_matches_pytorch(upsample, onnx_o
     record = {"architecture": "pix2pix-unet", "student": model.config.model_dump(), "size": 64}
     worst = export_onnx(model, record, tmp_path / "student.onnx")
     ops = {node.op_type for node in onnx.load(str(tmp_path / "student.onnx")).graph.node}
-    assert "BatchNormalization" not in ops and onnx_op in ops
+    assert "BatchNormalization" not in ops and "Resize" not in ops and onnx_op in ops
     assert worst <= 1e-4
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("height, width", [(5, 7), (1, 1), (12, 20)])
+def test_subpixel_conv_is_nearest_upsampling_then_the_3x3_convolution(bias, height, width):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(6, 5, 3, 1, 1, bias=bias)
+    x = torch.randn(2, 6, height, width)
+    with torch.no_grad():
+        expected = conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+        folded = SubpixelConv(conv)(x)
+    assert folded.shape == expected.shape == (2, 5, 2 * height, 2 * width)
+    assert torch.allclose(folded, expected, atol=1e-5)
+
+
+def test_subpixel_conv_refuses_a_convolution_it_cannot_fold():
+    with pytest.raises(ValueError, match="3×3"):
+        SubpixelConv(nn.Conv2d(4, 4, 5, 1, 2))
+
+
+def test_inference_form_of_a_resize_student_has_no_upsampling_and_traces_at_any_size():
+    model = trained_student("resize")
+    fast = for_inference(model)
+    assert not any(isinstance(m, nn.Upsample) for m in fast.modules())
+    traced = torch.jit.trace(fast, torch.zeros(1, 3, 64, 64))
+    x = torch.rand(1, 3, 48, 112) * 2 - 1  # another size than the trace's
+    with torch.no_grad():
+        assert torch.allclose(traced(x), model(x), atol=1e-5)
