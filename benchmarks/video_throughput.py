@@ -8,7 +8,7 @@ tracks) as the baseline, then tracks (detect every k frames, optical flow betwee
 re-identification, stabilised keypoints). Random-weight students (speed does not depend on weights;
 ``--model`` times a trained one instead); whole frames run in PyTorch and, exported, in ONNX Runtime
 (its default threads: one per core), and the model alone in CPU time per frame, one thread (a figure
-a shared machine disturbs less than wall time). ``--whole-only`` skips face mode.
+a shared machine disturbs less than wall time), as trained and in its inference form. ``--whole-only`` skips face mode.
 The machine is shared: every setting runs ``--repeat`` times, interleaved, and its fastest run is shown.
 
     .venv/bin/python benchmarks/video_throughput.py [--video V] [--frames 150] [--ngf 16] [--sizes 256 512]
@@ -41,6 +41,7 @@ def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int) -> None:
     import onnxruntime as ort
     import torch
 
+    from distill.export import load_student
     from distill.infer import Student, to_input
 
     from factory.images import open_video
@@ -55,24 +56,38 @@ def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int) -> None:
     capture.release()
     student = Student(whole, device="cpu")
     inputs = [to_input(frame, student.multiple)[None] for frame in batch]
+    trained, _ = load_student(whole)  # the baseline: the eval student as trained, no inference form
+    plain = Path(tempfile.mkdtemp()) / "as_trained.onnx"
+    torch.onnx.export(trained, (torch.from_numpy(inputs[0]),), str(plain), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["output"])
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
-    backends = {"pytorch (BatchNorm folded, channels_last)": student,
-                "onnxruntime": lambda x: session.run(None, {"input": x})[0]}
+    sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                for name, path in (("plain", plain), ("fast", onnx))}
+    backends = {
+        "pytorch, as trained": lambda x: trained(torch.from_numpy(x)),
+        "pytorch, inference form (channels_last)": student,
+        "onnxruntime, as trained (it folds BatchNorm itself)": lambda x: sessions["plain"].run(None, {"input": x})[0],
+        "onnxruntime, inference form (the export)": lambda x: sessions["fast"].run(None, {"input": x})[0],
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     print(f"\nmodel only, {len(inputs)} frames of {batch[0].shape[1]}x{batch[0].shape[0]} (padded to "
-          f"{inputs[0].shape[3]}x{inputs[0].shape[2]}), one thread, CPU time:\n")
-    print("| backend | CPU ms / frame | frames per core-second | x2 cores (if it scaled) | wall ms / frame |")
-    print("|---|---:|---:|---:|---:|")
+          f"{inputs[0].shape[3]}x{inputs[0].shape[2]}), one thread, CPU time; the inference form folds BatchNorm "
+          "and computes each upsampling convolution at low resolution (distill.models.for_inference):\n")
+    print("| backend | CPU ms / frame | vs as trained | frames per core-second | x2 cores (if it scaled) | wall ms / frame |")
+    print("|---|---:|---:|---:|---:|---:|")
+    baseline = None
     for name, run in backends.items():
-        run(inputs[0])  # warm-up
-        cpu, wall = time.process_time(), time.perf_counter()
-        for x in inputs:
-            run(x)
+        with torch.no_grad():
+            run(inputs[0])  # warm-up
+            cpu, wall = time.process_time(), time.perf_counter()
+            for x in inputs:
+                run(x)
         cpu, wall = (time.process_time() - cpu) / len(inputs), (time.perf_counter() - wall) / len(inputs)
-        print(f"| {name} | {1000 * cpu:.0f} | {1 / cpu:.1f} | {2 / cpu:.1f} | {1000 * wall:.0f} |", flush=True)
+        baseline = cpu if "as trained" in name else baseline
+        print(f"| {name} | {1000 * cpu:.0f} | {baseline / cpu:.2f}x | {1 / cpu:.1f} | {2 / cpu:.1f} | {1000 * wall:.0f} |",
+              flush=True)
     torch.set_num_threads(threads)
 
 
