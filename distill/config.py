@@ -110,7 +110,9 @@ class InferConfig(Strict):
     then passed whole to :func:`distill.infer.infer`, :class:`distill.infer.Inference` and
     :class:`distill.tracks.FaceTracks`."""
 
-    mode: Literal["whole", "face"] = Field("whole", description="whole (the frame) or face (detect, align, paste back)")
+    mode: Literal["whole", "face"] | None = Field(
+        None, description="whole (the frame) or face (detect, align, paste back); default: the student's own (face for "
+                          "one trained on face crops, whole for scene pairs and students that do not say)")
     batch_size: int = Field(8, ge=1)
     max_frames: int | None = Field(None, ge=1, description="stop each video after this many frames")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 (PyTorch models)")
@@ -129,6 +131,14 @@ class InferConfig(Strict):
     max_faces: int = Field(4, ge=1, description="faces converted per frame")
     queue_size: int = Field(4, ge=1, description="batches queued between the reader, the model and the writer")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_from_options(cls, data):
+        """--person-only works on whole frames and --assign on faces: either says the mode none was given."""
+        if isinstance(data, dict) and data.get("mode") is None and (data.get("person_only") or data.get("assign")):
+            return {**data, "mode": "whole" if data.get("person_only") else "face"}
+        return data
+
     @model_validator(mode="after")
     def _modes_agree(self):
         if self.person_only and self.mode != "whole":
@@ -141,6 +151,10 @@ class InferConfig(Strict):
     def of(cls, **options) -> InferConfig:
         """The config of these options (the others at their defaults); a UserError names each mistaken one."""
         return validate_options(cls, options)
+
+    def for_student(self, mode: str) -> InferConfig:
+        """This config with ``mode`` (the student's own, :attr:`distill.infer.Student.mode`) where none was given."""
+        return self if self.mode is not None else self.model_copy(update={"mode": mode})
 
     @property
     def assignment(self) -> Assignment:

@@ -46,6 +46,8 @@ class Student:
             self._load_torch(path, device, half)
         self.size = int(self.record["size"])
         self.multiple = 2 ** int(self.record["student"]["depth"])
+        # What it learnt from: face crops are converted face by face, scenes (and older records) whole.
+        self.mode = "face" if self.record.get("frame") == "face" else "whole"
 
     def _load_onnx(self, path: Path) -> None:
         from distill.export import read_record
@@ -238,6 +240,7 @@ class Inference:
 
     def __init__(self, student: Student, config: InferConfig = InferConfig(), *, embedder=None,
                  recognise: Callable[[np.ndarray], str | None] | None = None, students: dict[str, Student] | None = None):
+        config = config.for_student(student.mode)
         self.config, self.student = config, student
         self.mode, self.batch_size, self.max_pixels, self.person_only = config.mode, config.batch_size, config.max_pixels, config.person_only
         self.students = {DEFAULT_MODEL: student, **(students or {})}
@@ -510,6 +513,7 @@ def infer(model: Path, inputs: list[Path], out_dir: Path, config: InferConfig = 
     if not targets:
         raise UserError(f"{', '.join(map(str, inputs))}: no images or videos found")
     student = Student(model, device=config.device, half=config.half)
+    config = config.for_student(student.mode)
     students = {name: Student(Path(name), device=config.device, half=config.half) for name in sorted(assignment.models)}
     if embedder is None and config.tracks_videos and config.embedder != "none":
         from factory.models.embedding import build_embedder

@@ -26,6 +26,7 @@ import numpy as np
 
 from distill.config import DistillConfig
 from distill.export import STUDENT_CONFIG, STUDENT_WEIGHTS, load_student
+from factory.dataset.layout import read_recipe
 from factory.errors import Interrupted, UserError
 from factory.files import (FolderLock, append_text, folder_entries, output_folder, refuse_link, staged, subfolder,
                            write_atomic)
@@ -78,15 +79,23 @@ def prepare_training(data_dir: Path, out_dir: Path, resume: str | None, overwrit
                         "continue its run with --resume latest, replace it with --overwrite, or choose a new folder")
 
 
-def student_record(config: DistillConfig, step: int) -> dict:
-    """What export and inference need to rebuild the student."""
-    return {
+def student_record(config: DistillConfig, step: int, frame: str | None = None) -> dict:
+    """What export and inference need to rebuild the student, and the pairs' ``frame`` (face or scene) when known."""
+    record = {
         "architecture": "pix2pix-unet",
         "student": config.student.model_dump(mode="json"),
         "direction": config.direction,
         "size": config.size,
         "step": step,
     }
+    return record if frame is None else {**record, "frame": frame}
+
+
+def dataset_frame(data_dir: Path) -> str | None:
+    """The dataset's `output.frame` (face or scene), or None for shards without the factory's recipe.json."""
+    saved = read_recipe(Path(data_dir))
+    recipe = (saved or {}).get("recipe")
+    return (recipe.get("output") or {}).get("frame", "face") if isinstance(recipe, dict) else None
 
 
 def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0,
@@ -227,6 +236,7 @@ class Trainer:
         from distill.models import PatchDiscriminator, UNetGenerator
 
         self.config, self.data_dir, self.out_dir = config, Path(data_dir), Path(out_dir)
+        self.frame = dataset_frame(self.data_dir)
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation
         )
@@ -331,7 +341,7 @@ class Trainer:
             (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=1))
             weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
             save_tensors(weights, staging / STUDENT_WEIGHTS)
-            (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.step_count), indent=2))
+            (staging / STUDENT_CONFIG).write_text(json.dumps(student_record(self.config, self.step_count, self.frame), indent=2))
             log.info("saved checkpoint %s", folder.finish(self.step_count))
         self.accelerator.wait_for_everyone()
         return folder.final(self.step_count)

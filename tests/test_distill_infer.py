@@ -125,3 +125,22 @@ def test_person_only_needs_whole_frames(checkpoint, tmp_path):
 
     with pytest.raises(UserError, match="--person-only"):
         infer(checkpoint, [tmp_path], tmp_path / "out", InferConfig.of(mode="face", person_only="keep"))
+
+
+def test_a_face_student_converts_faces_unless_whole_frames_are_asked(checkpoint, tmp_path):
+    import json
+    import shutil
+
+    photo = ASSETS / "faces" / "face_recognition" / "train" / "obama"
+    if not photo.is_dir():
+        pytest.skip(f"{photo} not present (shared test assets are not part of the repository)")
+    photo = sorted(photo.iterdir())[0]
+    face_student = shutil.copytree(checkpoint, tmp_path / "face_student")
+    record = json.loads((face_student / "student.json").read_text())
+    (face_student / "student.json").write_text(json.dumps({**record, "frame": "face"}))  # as training on face crops writes
+    onnx = export(face_student, "onnx", tmp_path / "onnx")  # the record travels in the ONNX metadata
+    for model in (face_student, onnx):
+        assert infer(model, [photo], tmp_path / f"default_{model.suffix}", InferConfig.of())["faces"] >= 1
+        assert infer(model, [photo], tmp_path / f"whole_{model.suffix}", InferConfig.of(mode="whole"))["faces"] == 0
+    # a student whose record does not say (scene pairs, or trained before the field) converts whole frames
+    assert infer(checkpoint, [photo], tmp_path / "older", InferConfig.of())["faces"] == 0

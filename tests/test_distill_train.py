@@ -41,6 +41,7 @@ def test_a_few_steps_decrease_the_l1_loss(dataset, tmp_path):
     assert checkpoint == tmp_path / "checkpoints" / "step_0000016"
     record = json.loads((checkpoint / "student.json").read_text())
     assert record["step"] == 16 and record["student"]["ngf"] == 8
+    assert "frame" not in record  # shards without the factory's recipe.json: what they hold is not known
     grids = sorted((tmp_path / "validation").glob("*.png"))
     assert [g.name for g in grids] == ["step_0000016.png"]  # validated at the end, with the EMA student
 
@@ -379,3 +380,8 @@ def test_input_grain_roughens_the_photo_side_only():
     assert torch.allclose(source[:, 0], source[:, 1])  # grey grain: no colour speckle
     odd = grained(torch.zeros(1, 3, 30, 18), 0.5, torch.Generator().manual_seed(0))
     assert odd.shape == (1, 3, 30, 18) and odd.abs().max() <= 1
+
+
+def test_a_student_records_that_it_learnt_from_face_crops(tiny_dataset, tmp_path):
+    checkpoint = train(tiny(steps=1, save_every=1), tiny_dataset, tmp_path)
+    assert json.loads((checkpoint / "student.json").read_text())["frame"] == "face"  # infer converts faces by default

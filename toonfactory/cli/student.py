@@ -172,7 +172,7 @@ def infer_command(
     model: Path = typer.Argument(..., help="checkpoint folder, student .safetensors or .onnx"),
     inputs: List[Path] = typer.Argument(..., help="image files, folders of images, video files"),
     out: Path = typer.Option(..., help="output folder"),
-    mode: str = typer.Option("whole", help=_about("mode")),
+    mode: Optional[str] = typer.Option(None, help=_about("mode")),
     batch_size: int = typer.Option(8),
     max_frames: Optional[int] = typer.Option(None, help=_about("max_frames")),
     device: str = typer.Option("auto", help=_about("device")),
