@@ -124,6 +124,21 @@ def test_infer_writes_the_tracks_file_and_converts_each_track_with_its_model(mod
     assert change[1] * 3 < change[2], change  # track 1 kept (codec noise only), track 2 converted
 
 
+def test_the_command_line_tracks_faces_with_its_default_embedder(models, tmp_path):
+    """`toonfactory infer --mode face` on a video with the default `--embedder dlib` and no gallery: the
+    embedder is loaded by name (it once reached the tracker as the string "dlib")."""
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    video = write_video(tmp_path / "two.mp4", [image for image, _ in two_face_frames(6)])
+    result = CliRunner().invoke(app, ["infer", str(models[0]), str(video), "--out", str(tmp_path / "out"), "--mode", "face"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["frames"] == 6 and summary["tracks"] == 2
+    assert (tmp_path / "out" / "two.tracks.json").is_file()
+
+
 def decode(path: Path) -> list[np.ndarray]:
     capture, frames = cv2.VideoCapture(str(path)), []
     while (frame := capture.read())[0]:

@@ -234,14 +234,12 @@ def refuse_unseen_tracks(ids: list[str], files: list[Path]) -> None:
 
 
 def face_identities(embedder: str, gallery: Path | None, assign: list[str]):
-    """The embedder for re-identification (None for `none`), and, with a gallery, the function naming
-    a track's actor; every actor an --assign names must be in the gallery."""
-    if embedder == "none":
-        if gallery is not None:
-            raise UserError("--gallery recognises actors by their face embeddings: it needs an --embedder, not none")
-        return None, None
+    """With a gallery, the embedder loaded and the function naming a track's actor (every actor an --assign
+    names must be in the gallery); without one, (None, None): `infer` loads ``embedder`` when it tracks faces."""
+    if embedder == "none" and gallery is not None:
+        raise UserError("--gallery recognises actors by their face embeddings: it needs an --embedder, not none")
     if gallery is None:
-        return embedder, None
+        return None, None
     from casting.gallery import Gallery, identity
     from casting.rank import recogniser
     from distill.config import parse_assignments
