@@ -18,7 +18,7 @@ from factory.errors import UserError
                                           "--max-pixels 10: Input should be greater than or equal to 65536"),
     ({"person_only": "blur"}, "--person-only 'blur': Input should be 'keep' or 'stylize'"),
     ({"mode": "face", "person_only": "keep"}, "--person-only works on whole frames (--mode whole)"),
-    ({"assign": ["1=keep"]}, "--assign maps faces to models: it needs --mode face"),
+    ({"mode": "whole", "assign": ["1=keep"]}, "--assign maps faces to models: it needs --mode face"),
     ({"mode": "face", "assign": ["1"]}, "--assign '1': expected TRACK_ID=MODEL or ACTOR=MODEL"),
     ({"max_frames": 0}, "--max-frames 0: Input should be greater than or equal to 1"),
     ({"detect_evry": 3}, "--detect-evry 3: Extra inputs are not permitted"),
@@ -27,6 +27,13 @@ def test_infer_options_are_checked_once_naming_the_option(options, said):
     with pytest.raises(UserError) as info:
         InferConfig.of(**options)
     assert said in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_mode_left_open_is_said_by_the_options_or_else_by_the_student():
+    assert InferConfig.of().mode is None
+    assert InferConfig.of(assign=["1=keep"]).mode == "face" and InferConfig.of(person_only="keep").mode == "whole"
+    assert InferConfig.of().for_student("face").mode == "face"
+    assert InferConfig.of(mode="whole").for_student("face").mode == "whole"  # what the user said wins
 
 
 def test_a_config_is_passed_whole_to_the_tracker():
