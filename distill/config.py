@@ -122,6 +122,8 @@ class InferConfig(Strict):
     person_only: Literal["keep", "stylize"] | None = Field(
         None, description="convert only people: keep (the background as it is) or stylize (inpainted, then converted)")
     max_pixels: int = Field(MAX_PIXELS, ge=65_536, description="larger images and frames are decoded reduced to this many pixels")
+    whole_side: int = Field(640, ge=0, description="whole frames with a longer side are converted reduced to it and "
+                                                   "enlarged back, so faces come at the sizes the student learnt (0: full size)")
     track: bool = Field(True, description="face mode on videos: track faces (ids, smoothing, VIDEO.tracks.json)")
     detect_every: int = Field(5, ge=1, description="run the face detector every K frames; follow faces in between")
     smooth: bool = Field(True, description="stabilise each track's alignment keypoints")

@@ -96,6 +96,22 @@ def to_input(image: np.ndarray, multiple: int) -> np.ndarray:
     return to_unit(image)
 
 
+def working_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """(height, width) reduced so that the longer side is at most ``side`` (0: as it is)."""
+    if not side or max(height, width) <= side:
+        return height, width
+    scale = side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` at (height, width): area-averaged down, cubic up, untouched at its size."""
+    if image.shape[:2] == (height, width):
+        return image
+    smaller = height * width < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_CUBIC)
+
+
 def to_uint8(output: np.ndarray, height: int, width: int) -> np.ndarray:
     """Model output 3×H'×W' in [-1, 1] to RGB uint8, cropped back to H×W."""
     return from_unit(output[:, :height, :width])
@@ -128,6 +144,7 @@ class Frame:
     matrices: list[np.ndarray] = field(default_factory=list)
     outputs: list[np.ndarray | None] = field(default_factory=list)
     mask: np.ndarray | None = None
+    work: tuple[int, int] | None = None  # whole mode: the (height, width) the model converts
 
     @property
     def done(self) -> bool:
@@ -271,17 +288,17 @@ class Inference:
 
     def _pieces(self, frame: Frame) -> list[tuple[str, np.ndarray]]:
         """(model, input) pieces of a frame; a face's model is the one its track or actor is assigned."""
-        if self.mode == "whole" and self.person_only:
-            from factory.stages.person_only import person_only_inputs
-
-            # the person mask (and, to restyle the background, the frame with the person removed)
-            # is made here, beside the model; the writer composites
-            frame.mask, images = person_only_inputs(frame.image, self.masker, self.person_only, self.inpainter)
-            frame.outputs = [None] * len(images)
-            return [(DEFAULT_MODEL, to_input(image, self.student.multiple)) for image in images]
         if self.mode == "whole":
-            frame.outputs = [None]
-            return [(DEFAULT_MODEL, to_input(frame.image, self.student.multiple))]
+            images = [frame.image]
+            if self.person_only:
+                from factory.stages.person_only import person_only_inputs
+
+                # the person mask (and, to restyle the background, the frame with the person removed)
+                # is made here, beside the model; the writer composites
+                frame.mask, images = person_only_inputs(frame.image, self.masker, self.person_only, self.inpainter)
+            frame.work = working_size(*frame.image.shape[:2], self.config.whole_side)
+            frame.outputs = [None] * len(images)
+            return [(DEFAULT_MODEL, to_input(resized(image, *frame.work), self.student.multiple)) for image in images]
         from factory.faces import alignment_matrix, crop
 
         if self.tracks is not None:
@@ -379,12 +396,13 @@ class Inference:
     # writer thread --------------------------------------------------------------------------------
 
     def _compose(self, frame: Frame) -> np.ndarray:
-        if self.mode == "whole" and self.person_only:
+        if self.mode == "whole":
+            outputs = [resized(output, *frame.image.shape[:2]) for output in frame.outputs]
+            if not self.person_only:
+                return outputs[0]
             from factory.stages.person_only import person_only_compose
 
-            return person_only_compose(frame.image, frame.mask, frame.outputs)
-        if self.mode == "whole":
-            return frame.outputs[0]
+            return person_only_compose(frame.image, frame.mask, outputs)
         from factory.faces import paste_back
 
         image = frame.image
@@ -466,7 +484,7 @@ class Inference:
                     outputs = student(batch.array)
                     self.seconds["model"] += time.perf_counter() - t0
                     for (frame, slot), output in zip(batch.pieces, outputs):
-                        height, width = (frame.image.shape[:2] if self.mode == "whole" else (student.size,) * 2)
+                        height, width = frame.work if self.mode == "whole" else (student.size,) * 2
                         frame.outputs[slot] = to_uint8(output, height, width)
                 while pending and pending[0].done:
                     frame = pending.popleft()

@@ -144,3 +144,15 @@ def test_a_face_student_converts_faces_unless_whole_frames_are_asked(checkpoint,
         assert infer(model, [photo], tmp_path / f"whole_{model.suffix}", InferConfig.of(mode="whole"))["faces"] == 0
     # a student whose record does not say (scene pairs, or trained before the field) converts whole frames
     assert infer(checkpoint, [photo], tmp_path / "older", InferConfig.of())["faces"] == 0
+
+
+def test_a_large_frame_is_converted_at_the_working_side_and_enlarged_back(checkpoint, tmp_path):
+    image = cv2.resize(real_image(np.random.default_rng(3), 64), (200, 120), interpolation=cv2.INTER_CUBIC)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.png").write_bytes(encode_png(image))
+    infer(checkpoint, [tmp_path / "in" / "big.png"], tmp_path / "reduced", InferConfig.of(mode="whole", whole_side=100))
+    small = cv2.resize(image, (100, 60), interpolation=cv2.INTER_AREA)
+    want = cv2.resize(expected(checkpoint, small), (200, 120), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(read_image(tmp_path / "reduced" / "big.png").astype(int) - want).max() <= 1
+    infer(checkpoint, [tmp_path / "in" / "big.png"], tmp_path / "full", InferConfig.of(mode="whole", whole_side=0))
+    assert np.abs(read_image(tmp_path / "full" / "big.png").astype(int) - expected(checkpoint, image)).max() <= 1

@@ -181,6 +181,7 @@ def infer_command(
     cascade: Optional[Path] = typer.Option(None, help=_about("cascade").replace("detector anime", "--detector anime")),
     person_only: Optional[str] = typer.Option(None, "--person-only", help=_about("person_only")),
     max_pixels: int = typer.Option(4_000_000, "--max-pixels", help=_about("max_pixels")),
+    whole_side: int = typer.Option(640, "--whole-side", help=_about("whole_side")),
     track: bool = typer.Option(True, help=_about("track")),
     detect_every: int = typer.Option(5, help=_about("detect_every")),
     smooth: bool = typer.Option(True, help=_about("smooth") + " (carried by optical flow, corrected past a dead band)"),
@@ -193,7 +194,7 @@ def infer_command(
     from distill.infer import infer
 
     config = InferConfig.of(mode=mode, batch_size=batch_size, max_frames=max_frames, device=device, half=half,
-                            detector=detector, cascade=cascade, person_only=person_only, max_pixels=max_pixels,
+                            detector=detector, cascade=cascade, person_only=person_only, max_pixels=max_pixels, whole_side=whole_side,
                             track=track, detect_every=detect_every, smooth=smooth, embedder=embedder,
                             assign=assign or [])
     refuse_missing([config.cascade], "--cascade")
