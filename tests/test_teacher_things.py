@@ -197,3 +197,38 @@ def test_grey_hair_is_not_taken_for_skin(assets, portraits, name):
     grey = top & (np.hypot(lab[..., 1], lab[..., 2]) < 0.6 * np.hypot(*regions.person_skin[1:]))
     assert grey.sum() > 500
     assert (regions.skin[grey] > 0).mean() < 0.05
+
+
+def hair_probe_de(teacher, aligned, person: np.ndarray) -> float:
+    """Median CIEDE2000, photo vs toon, 0.45-0.9 eye distances above the face oval inside the selfie mask."""
+    from factory.teachers.skin_tone import to_lab
+
+    crop, points = aligned
+    face = FaceFrame(points)
+    beyond = cv2.distanceTransform((polygon_mask(crop.shape, points[FACE_OVAL]) < 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    probe = (person > 0.5) & (beyond > face.iod * 0.45) & (beyond < face.iod * 0.9) & face.above(crop.shape, 468)
+    return float(np.median(deltaE_ciede2000(to_lab(crop)[probe], to_lab(draw(teacher, aligned)[0])[probe])))
+
+
+def test_the_backdrop_the_selfie_mask_takes_in_is_not_drawn_as_hair(assets, teacher):
+    """img27: golden hair before a pink wall the selfie mask takes in whole; the head cut gives the wall back to
+    the background (15.8 before it)."""
+    from factory.stages.segment import MediapipeMasker
+
+    aligned = shared(assets, "deepface/img27.jpg")
+    assert hair_probe_de(teacher, aligned, MediapipeMasker()(aligned[0])) <= 12
+
+
+@pytest.mark.parametrize("name", ["deepface/img47.jpg", "deepface/img16.jpg"])
+def test_hair_before_a_wall_of_its_colour_is_kept(assets, name):
+    """Dark hair before a dark blue wall (img47), brown hair before a brown wall (img16): the head cut gives back
+    what is coloured like the hair beside the face, so none of the hair above the face is cut."""
+    from factory.stages.segment import MediapipeMasker
+    from factory.teachers.webtoon import head_cut
+
+    crop, points = shared(assets, name)
+    person = MediapipeMasker()(crop)
+    face = FaceFrame(points)
+    beyond = cv2.distanceTransform((polygon_mask(crop.shape, points[FACE_OVAL]) < 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    top = (person > 0.5) & (beyond > face.iod * 0.2) & (beyond < face.iod * 0.9) & face.above(crop.shape, 468)
+    assert (head_cut(crop, person, face)[top] < 0.5).mean() < 0.01

@@ -58,6 +58,21 @@ HAIR_NOT_BACKGROUND = 6.0
 HAIR_TONE_SPREAD = 14.0
 HAIR_STRANDS = (35.0, 70.0)
 HAIR_STRAND_SHARE = 35.0
+# The selfie mask is loose around a head that fills the frame (a poster, a wall, a crowd taken in as hair): above
+# the chin it is cut again by GrabCut at HEAD_CUT_SIZE px over HEAD_CUT_ROUNDS rounds, seeded with the face oval
+# and a band HEAD_CUT_BAND inter-ocular distances beyond it above the brows as person, the mask's outside
+# (dilated by HEAD_CUT_MARGIN) as background, and as likely background what lies beyond HEAD_CUT_LIKELY of the
+# oval and the crop's top and side strips (HEAD_CUT_STRIP of its size); the rest as likely person.
+HEAD_CUT_SIZE = 64
+HEAD_CUT_ROUNDS = 3
+HEAD_CUT_BAND = 0.12
+HEAD_CUT_MARGIN = 0.1
+HEAD_CUT_LIKELY = 0.8
+HEAD_CUT_STRIP = 0.04
+# A cut piece whose median colour is within HEAD_CUT_SAME (CIE76, HAIR_LAB_WEIGHTS) of one of 3 colours of the
+# head within HEAD_CUT_SAME_BAND of the oval above the brows is given back.
+HEAD_CUT_SAME = 10.0
+HEAD_CUT_SAME_BAND = 0.3
 # Drawn skin's CIELAB hue range and chroma: faces in the shared photos measure hue 12-71 degrees and chroma
 # 11-36 in white light (4-6: black-and-white photos, kept as they are); coloured light (blue, green,
 # magenta) is drawn as the median face's hue, a saturated one at most the upper chroma.
@@ -940,10 +955,53 @@ class Regions(NamedTuple):
     glasses: Glasses | None
 
 
+def head_cut(image: np.ndarray, person: np.ndarray, face: FaceFrame) -> np.ndarray:
+    """``person`` (0-1) with the background its loose edge takes in around the head cut away: GrabCut on a small
+    copy of the rows above the chin, seeded as HEAD_CUT_* says; below the chin it is left as it is. The same image
+    gives the same cut."""
+    size = image.shape[1::-1]
+    factor = HEAD_CUT_SIZE / max(size)
+    small_size = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
+    head = FaceFrame(face.points * factor)
+    rows = int(np.clip(np.ceil(head.points[CHIN][1]), 8, small_size[1]))  # not the clothes: dark like a crowd
+    small = np.ascontiguousarray(cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)[:rows])
+    loose = cv2.resize(person, small_size, interpolation=cv2.INTER_AREA)[:rows] > 0.5
+    shape, iod = small.shape, head.iod
+    oval = head.oval(shape).astype(np.uint8)
+    beyond = cv2.distanceTransform(1 - oval, cv2.DIST_L2, 3)
+    seeds = np.full(shape[:2], cv2.GC_PR_FGD, np.uint8)
+    seeds[beyond > iod * HEAD_CUT_LIKELY] = cv2.GC_PR_BGD
+    width = max(1, round(HEAD_CUT_SIZE * HEAD_CUT_STRIP))
+    seeds[:width], seeds[:, :width], seeds[:, -width:] = cv2.GC_PR_BGD, cv2.GC_PR_BGD, cv2.GC_PR_BGD
+    seeds[cv2.dilate(loose.astype(np.uint8), disc(iod * HEAD_CUT_MARGIN)) == 0] = cv2.GC_BGD
+    seeds[(oval > 0) | ((beyond < iod * HEAD_CUT_BAND) & head.above(shape, BROW_LINE))] = cv2.GC_FGD
+    if (seeds == cv2.GC_FGD).all():
+        return person
+    cv2.setRNGSeed(0)  # GrabCut's colour models start from k-means++
+    cv2.grabCut(small, seeds, None, np.zeros((1, 65)), np.zeros((1, 65)), HEAD_CUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
+    cut = loose & (seeds != cv2.GC_FGD) & (seeds != cv2.GC_PR_FGD)
+    # What is cut but coloured like the hair beside the face (dark hair before a dark wall) stays.
+    lab = to_lab(small)
+    band = (beyond > 0) & (beyond < iod * HEAD_CUT_SAME_BAND) & head.above(shape, BROW_LINE)
+    centres, _ = quantize_lab(lab, band, 3)
+    count, labels = cv2.connectedComponents(cut.astype(np.uint8))
+    for index in range(1, count):
+        part = labels == index
+        if min(float(lab_distance(median_lab(lab, part), centre)) for centre in centres) < HEAD_CUT_SAME:
+            cut &= ~part
+    kept = np.ones(small_size[::-1], np.float32)
+    kept[:rows] = ~cut
+    kept = cv2.resize(kept, size, interpolation=cv2.INTER_LINEAR)
+    return np.where(face.above(image.shape, CHIN), np.minimum(person, kept), person).astype(np.float32)
+
+
 def read_regions(image: np.ndarray, landmarks: np.ndarray | None, person: np.ndarray) -> Regions:
-    """Skin, hair, beard, clothes and glasses of an aligned photo (RGB uint8; ``person`` a 0-1 mask)."""
+    """Skin, hair, beard, clothes and glasses of an aligned photo (RGB uint8; ``person`` a 0-1 mask, cut again
+    around the head by :func:`head_cut`)."""
     scale = image.shape[0] / 256.0
     face = FaceFrame(landmarks) if landmarks is not None else None
+    if face is not None:
+        person = head_cut(image, person, face)
     glasses = find_glasses(image, landmarks) if face is not None else None
     if glasses is not None:  # the photo's frames are drawn anew: neither skin, shadow, brow nor line
         image = cv2.inpaint(image, frame_mask(image, glasses, face.iod), 3, cv2.INPAINT_TELEA)
