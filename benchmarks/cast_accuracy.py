@@ -15,14 +15,16 @@
    Then the verdict a gallery with drawings gives (``casting.calibration``): each photo of the 18 actors drawn
    by the `webtoon` teacher as `cast gallery` draws it, the impostor and genuine levels read from the drawings
    of the gallery as the query sees it (the true query's photo, or the stranger's every photo, left out),
-   and the likeness thresholds; also in galleries of 5 actors (the person and 4 others, or 5 others).
+   and the likeness thresholds; also in galleries of 5 actors (the person and 4 others, or 5 others); before
+   (ranked and judged by the photos alone) and now (by photos and drawings), beside the 90th percentile of the
+   gallery's own drawings cast as strangers (leave-one-person-out: where the threshold comes from).
 6. embedder settings: the as-is rows again under the settings casting used before (rgb, no jitter,
    best photo per actor) and each step to a new gallery's (gray, 10 jitters, mean over the photos).
 
     python benchmarks/cast_accuracy.py --assets ../shared/assets \
         --realifier webtoon=RUN/student/export/student.onnx \
         --realifier cartoongan=RUN2/... --realifier cartoonize=RUN3/...   # TEACHER=student trained on its pairs
-    python benchmarks/cast_accuracy.py --only strangers   # the drawn-strangers tables alone (webtoon queries)
+    python benchmarks/cast_accuracy.py --only strangers   # the drawn-strangers tables alone (webtoon, CartoonGAN queries)
 
 A realifier comes from ``toonfactory run recipes/realify-webtoon.yaml`` (or ``realify-cartoongan``,
 ``realify-cartoonize``), or from ``benchmarks/distill_quality.py --recipe recipes/realify-webtoon.yaml
@@ -46,7 +48,7 @@ from rich.table import Table
 
 from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
 from casting.gallery import collect_inputs, embedder_for, update_gallery
-from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, per_actor, query_faces
+from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, per_actor, query_faces, ranking_scores
 from casting.realify import load_realifier, parse_unwarp
 from factory.faces import DetectorChain
 from factory import faces as facelib
@@ -271,8 +273,26 @@ def strangers_table(gallery: Gallery18, sets: dict[str, list], truth: list[str],
     console.print(table)
 
 
+def cast_one(gallery: Gallery18, vector: np.ndarray, rows: np.ndarray, drawings: bool) -> tuple[str | None, float]:
+    """(first actor, its likeness) of ``vector`` cast against the gallery's ``rows`` as `cast rank` does: with
+    ``drawings``, ranked by photos and drawings and the likeness raised by the drawings (now); without, by photos
+    alone (before). The levels are read from the drawings of those rows only."""
+    owners, names = gallery.owners[rows], sorted(set(gallery.owners[rows]))
+    levels = DrawnLevels.measure(gallery.vectors[rows], owners, gallery.drawn[rows])
+    photo = per_actor((vector @ gallery.vectors[rows].T)[None], owners, names)[0]
+    drawn = None
+    if drawings:
+        with warnings.catch_warnings():  # an actor whose drawings all lost the face has no drawn score
+            warnings.simplefilter("ignore", RuntimeWarning)
+            drawn = per_actor((vector @ gallery.drawn[rows].T)[None], owners, names)[0]
+    first = int(np.argmax(ranking_scores(photo, drawn)))
+    if levels is None:
+        return names[first], -np.inf
+    return names[first], levels.likeness(names[first], float(photo[first]), None if drawn is None else float(drawn[first]))
+
+
 def likeness_rows(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str], size: int | None = None,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  drawings: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(likeness of the first actor, rank-1 right) of each true query against the gallery without its own photo,
     and the likeness of each query as a stranger (every photo of its person left out); the levels are read from
     the drawings of the photos each query is cast against. With ``size``, each query is cast against ``size``
@@ -287,30 +307,41 @@ def likeness_rows(gallery: Gallery18, vectors: list[np.ndarray | None], truth: l
         for cast_as, actors in (("true", [who, *chosen[:size - 1]] if size else gallery.actors),
                                 ("stranger", chosen[:size] if size else others)):
             rows = np.isin(gallery.owners, actors) & (np.arange(len(gallery.owners)) != i)
-            levels = DrawnLevels.measure(gallery.vectors[rows], gallery.owners[rows], gallery.drawn[rows])
-            names = sorted(actors)
-            scores = per_actor((vector @ gallery.vectors[rows].T)[None], gallery.owners[rows], names)[0]
-            first = int(np.argmax(scores))
-            likeness = levels.likeness(names[first], float(scores[first])) if levels else -np.inf
+            first, likeness = cast_one(gallery, vector, rows, drawings)
             if cast_as == "true":
                 true.append(likeness)
-                right.append(names[first] == who)
+                right.append(first == who)
             else:
                 stranger.append(likeness)
     return np.array(true), np.array(right), np.array(stranger)
 
 
+def gallery_strangers(gallery: Gallery18, drawings: bool) -> np.ndarray:
+    """The likeness of each of the gallery's own drawings cast against the gallery without its actor: the drawn
+    strangers a threshold can be chosen on without looking at the scored queries."""
+    return np.array([cast_one(gallery, gallery.drawn[i], gallery.owners != who, drawings)[1]
+                     for i, who in enumerate(gallery.owners) if not np.isnan(gallery.drawn[i]).any()])
+
+
 def likeness_table(gallery: Gallery18, sets: dict[str, list], truth: list[str], thresholds=(0.8, CLEAR_MATCH_LIKENESS, 1.0)) -> None:
-    table = Table("queries", "actors", "rank-1", "match when", "strangers matched (want <= 10%)", "true: abstain (want <= 10%)",
-                  "true: right and answered", title="verdict by likeness on drawn impostors (casting.calibration): "
-                                                    "each query as a stranger (its person left out) and as itself")
+    table = Table("queries", "actors", "verdict", "rank-1", "match when", "strangers matched (want <= 10%)",
+                  "true: abstain (want <= 10%)", "true: right and answered",
+                  title="verdict by likeness on drawn impostors (casting.calibration): each query as a stranger (its "
+                        "person left out) and as itself; before: photos alone, now: photos and drawings")
+    for drawings in (False, True):
+        held_out = gallery_strangers(gallery, drawings)
+        console.print(f"{'now' if drawings else 'before'}: the gallery's own {len(held_out)} drawings as strangers "
+                      f"(leave-one-person-out): 90th percentile of likeness {np.quantile(held_out, 0.9):.3f}, "
+                      f"{(held_out >= CLEAR_MATCH_LIKENESS).mean():.0%} at >= {CLEAR_MATCH_LIKENESS}")
     for name, vectors in sets.items():
         for size in (None, 5):
-            true, right, stranger = likeness_rows(gallery, vectors, truth, size)
-            for threshold in thresholds:
-                answer = true >= threshold
-                table.add_row(name, str(size or len(gallery.actors)), f"{right.mean():.1%}", f"likeness >= {threshold}",
-                              f"{(stranger >= threshold).mean():.0%}", f"{1 - answer.mean():.0%}", f"{(answer & right).mean():.0%}")
+            for drawings in (False, True):
+                true, right, stranger = likeness_rows(gallery, vectors, truth, size, drawings)
+                for threshold in thresholds:
+                    answer = true >= threshold
+                    table.add_row(name, str(size or len(gallery.actors)), "now" if drawings else "before",
+                                  f"{right.mean():.1%}", f"likeness >= {threshold}", f"{(stranger >= threshold).mean():.0%}",
+                                  f"{1 - answer.mean():.0%}", f"{(answer & right).mean():.0%}")
     console.print(table)
 
 
@@ -345,8 +376,8 @@ def main():
                         help="a toon2real student trained on TEACHER's pairs (webtoon, cartoongan, cartoonize); "
                              "used only on the other teachers' queries (repeatable)")
     parser.add_argument("--sheet", type=Path, help="write the toonified queries here as a PNG contact sheet")
-    parser.add_argument("--only", choices=["strangers"], help="strangers: the drawn-strangers tables alone (real photos "
-                                                               "and the default style's drawings)")
+    parser.add_argument("--only", choices=["strangers"], help="strangers: the drawn-strangers tables alone (real photos, "
+                                                               "the default style's and CartoonGAN's drawings)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     faces_root = args.assets / "faces"
@@ -357,8 +388,11 @@ def main():
     if args.only == "strangers":
         photos, _ = deepface_photos(faces_root / "deepface", embedder, detector)
         gallery, truth = gallery18(photos, faces_root / "face_recognition", embedder, detector, draw=True), [p[1] for p in photos]
+        crops = query_crops(photos)
         sets = {"real photo (whole image)": [p[4] for p in photos],
-                "webtoon, default style": embed_queries(webtoon_toons(query_crops(photos)), detector, embedder)[0]}
+                "webtoon, default style": embed_queries(webtoon_toons(crops), detector, embedder)[0],
+                "CartoonGAN (Hayao)": embed_queries(cartoongan_toons(crops, args.assets / "models" / "cartoongan_hayao"),
+                                                    detector, embedder)[0]}
         strangers_table(gallery, sets, truth)
         likeness_table(gallery, sets, truth)
         console.print(f"seconds: {time.perf_counter() - started:.0f}")

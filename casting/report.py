@@ -2,7 +2,8 @@
 
 Each ranked face gets a row: the face as detected, the face as transformed (labelled with what was
 done: realified by which model, unwarped by how much) and the top actors, each with the gallery photo
-that matched best, its similarity and z-score; the verdict and the overall vote head the page.
+that matched best, its ranking score (the similarity; with a gallery's drawings, the mean of the similarities to
+the photos and to their drawings) and z-score; the verdict and the overall vote head the page.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
 from casting.gallery import Gallery, collect_inputs, update_gallery
@@ -35,6 +36,22 @@ def test_levels_put_other_actors_drawings_at_0_and_the_actors_own_at_1():
     assert DrawnLevels.measure(vectors[:2], owners[:2], drawn[:2]) is None  # one actor: no impostors
 
 
+def test_drawn_levels_compare_drawings_with_the_drawings_of_other_photos_and_only_raise_a_likeness():
+    vectors = np.stack([unit([1, 0, 0]), unit([1, 0.1, 0]), unit([0, 1, 0]), unit([0.1, 1, 0])])
+    owners = np.array(["a", "a", "b", "b"])
+    drawn = np.stack([unit([1, 0.3, 0.3]), unit([1, 0.4, 0.2]), unit([0.3, 1, 0.3]), unit([0.2, 1, 0.4])])
+    levels = DrawnLevels.measure(vectors, owners, drawn)
+    sims = drawn @ drawn.T  # a drawing against the drawing of the same actor's other photo, never its own
+    assert np.isclose(levels.drawn_genuine["a"], sims[0, 1]) and np.isclose(levels.drawn_genuine["b"], sims[2, 3])
+    assert np.isclose(levels.drawn_impostor, np.mean([sims[i, [j for j in range(4) if owners[j] != owners[i]]].mean()
+                                                      for i in range(4)]))
+    photo = levels.likeness("a", 0.9)
+    like_drawings = levels.likeness("a", 0.9, levels.drawn_genuine["a"])  # as like the drawings as a's own: 1
+    assert np.isclose(like_drawings, (photo + 1) / 2) and like_drawings > photo
+    assert levels.likeness("a", 0.9, levels.drawn_impostor) == photo  # unlike the drawings: the photos decide
+    assert levels.likeness("a", 0.9, float("nan")) == photo
+
+
 def test_the_likeness_gives_the_verdict_whatever_the_gallery_size():
     assert verdict(None, 2, likeness=CLEAR_MATCH_LIKENESS) == "match"
     assert verdict(5.0, 30, likeness=CLEAR_MATCH_LIKENESS - 0.01) == "no clear match"
@@ -44,11 +61,8 @@ def test_the_likeness_gives_the_verdict_whatever_the_gallery_size():
 def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_a_photo(assets, tmp_path):
     faces = assets / "faces"
     for photo in [*(faces / "face_recognition/train/obama").iterdir(), *(faces / "face_recognition/train/biden").iterdir()]:
-        image = read_image(photo)  # at most 640 px: detection on the 2204 px photo takes most of the time
-        small = cv2.resize(image, None, fx=min(1.0, 640 / max(image.shape[:2])), fy=min(1.0, 640 / max(image.shape[:2])),
-                           interpolation=cv2.INTER_AREA)
         (tmp_path / "actors" / photo.parent.name).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / "actors" / photo.parent.name / f"{photo.stem}.png"), small[..., ::-1])
+        cv2.imwrite(str(tmp_path / "actors" / photo.parent.name / f"{photo.stem}.png"), _small(read_image(photo))[..., ::-1])
     embedder = build_embedder("dlib", colour="gray", jitters=0)
     detector = DetectorChain("dlib,mediapipe", min_size=40)
     inputs, attrs = collect_inputs(tmp_path / "actors")
@@ -66,3 +80,40 @@ def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_
     matched = cast(gallery, [faces / "face_recognition/test/obama1.jpg"], embedder, detector)
     assert matched.overall[0]["actor"] == "obama" and matched.verdict == "match"
     assert matched.images[0].to_json()["likeness"] >= CLEAR_MATCH_LIKENESS
+
+
+def test_drawn_queries_of_actors_match_and_drawn_strangers_do_not(assets, tmp_path):
+    faces = assets / "faces"
+    people = {"person00": ["img1", "img2", "img4", "img5"], "person06": ["img29", "img30", "img31", "img32"],
+              "person10": ["img20"]}
+    photos = [(who, faces / f"deepface/{name}.jpg") for who, names in people.items() for name in names]
+    photos += [(p.parent.name, p) for who in ("obama", "biden") for p in (faces / f"face_recognition/train/{who}").iterdir()]
+    for who, photo in photos:
+        (tmp_path / "actors" / who).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "actors" / who / f"{photo.stem}.png"), _small(read_image(photo))[..., ::-1])
+    embedder = build_embedder("dlib", colour="gray", jitters=0)
+    detector = DetectorChain("dlib,mediapipe", min_size=40)
+    inputs, attrs = collect_inputs(tmp_path / "actors")
+    update_gallery(tmp_path / "g", inputs, attrs, embedder, detector, draw=True)
+    gallery = Gallery.load(tmp_path / "g")
+    levels = gallery.drawn_levels()
+    assert levels.drawn_impostor < min(levels.drawn_genuine.values())
+
+    # other photos of two actors, and of two people in no folder (deepface person03 and person02), drawn
+    for name, actor in (("img33", "person06"), ("img6", "person00"), ("img3", None), ("img8", None)):
+        image = _small(read_image(faces / f"deepface/{name}.jpg"))
+        cv2.imwrite(str(tmp_path / f"{name}.png"), draw_photo(image, detector.detect(image)[0], name)[..., ::-1])
+        result = cast(gallery, [tmp_path / f"{name}.png"], embedder, detector)
+        first = result.images[0].ranking[0]
+        assert first["score"] == pytest.approx((first["photo_score"] + first["drawn_score"]) / 2, abs=1e-4)
+        assert result.likeness >= levels.likeness(first["actor"], first["photo_score"]) - 1e-3  # drawings only raise it
+        if actor:
+            assert (first["actor"], result.verdict) == (actor, "match"), (name, result.likeness)
+        else:
+            assert result.verdict == "no clear match", (name, first["actor"], result.likeness)
+
+
+def _small(image: np.ndarray) -> np.ndarray:
+    """At most 640 px: detection on the 2204 px photos takes most of the time."""
+    scale = min(1.0, 640 / max(image.shape[:2]))
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
