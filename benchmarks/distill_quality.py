@@ -11,8 +11,8 @@ quickstart's when the recipe has none) trains the student on the training pairs.
 Every held-out pair is scored at ``distill.size``, as training sees it. One Markdown table: the
 student (EMA), the input as output (identity baseline) and the target (the teacher's drawing, or
 the photo for a toon2real student). Columns: PSNR and SSIM vs the target; the share called webtoon
-by the judge of ``toon_likeness.py`` (trained on the shared webtoon characters vs the *training*
-people's photos: it never saw a held-out person); dlib identity cosine vs the photo, with the share
+by the judge of ``toon_likeness.py`` (trained on the shared webtoon characters vs the photos of every
+person not held out: it never saw a held-out person); dlib identity cosine vs the photo, with the share
 above dlib's same-person threshold (0.82); the student's median ms per image (batch 1, CPU, torch
 threads as set; the best one beside it, as other work on a shared machine slows some); training
 steps and minutes; when training shrinks the pairs, the judge's share of the target at the pairs' own
@@ -20,11 +20,15 @@ size beside it (a sharp 128 px drawing already reads less like webtoon than at 2
 says where the error lies: mean L1 against the target in the target's ink lines, the face (mesh
 oval), hair and body (the rest of the person mask) and the background, student beside identity.
 Writes ``--out/heldout_grid.png``: one column per held-out person (8 at most), rows input / target / student.
+``--train-people`` trains on only some of the people not held out and ``--train-pairs`` fixes the number of
+training pairs: a curve of held-out quality against the number of people, the held-out pairs and the judge the same.
 
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq                      # webtoon teacher
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq --set distill.steps=2000
     # make demo's student on the 16 people it never saw (no training):
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-demo --student out/quickstart/student/checkpoints/step_0001500
+    # a data-scaling point: 200 training pairs of 5 of the 13 people not held out (the same 8 held out)
+    .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-scale --train-people 5 --train-pairs 200
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-cartoongan --recipe recipes/cartoongan.yaml
     .venv/bin/python benchmarks/distill_quality.py --out /tmp/dq-cartoonize --set teacher.kind=cartoonize
     # a toon2real student for casting (cast rank --realify, cast_accuracy.py --realifier), never on deepface people:
@@ -45,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from people import SOURCES, by_person, person_of, shared_photos, split_people
+from people import SOURCES, by_person, person_of, shared_photos, split_people, training_people
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO.parent / "shared" / "assets"
@@ -188,7 +192,7 @@ def webtoon_judge(assets: Path, photos: Path):
     art = aligned_folder(webtoon_characters(assets))
     seen = aligned_folder(sorted(p for p in photos.rglob("*") if p.is_file()))
     judge, accuracy = fit_judge([c for _, c, _ in art], [c for _, c, _ in seen])
-    return judge, (f"judge: {len(art)} webtoon characters vs {len(seen)} photos of the training people "
+    return judge, (f"judge: {len(art)} webtoon characters vs {len(seen)} photos of the people not held out "
                    f"(none of a held-out person), 5-fold CV accuracy {accuracy:.1%}")
 
 
@@ -263,6 +267,11 @@ def main() -> None:
     parser.add_argument("--heldout-fraction", type=float, default=0.4, help="share of people held out (0.4 of 21: 8)")
     parser.add_argument("--heldout", help="comma list of held-out people instead (e.g. obama,person03)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the person split")
+    parser.add_argument("--train-people", help="learn from only these training people (a data-scaling curve): a count N "
+                        "(the first N by the seeded hash; a larger N adds to a smaller one's) or a comma list; the judge "
+                        "still learns from every person not held out, so shares compare across counts")
+    parser.add_argument("--train-pairs", type=int, help="training pairs in all (default: photos x --per-photo), to hold "
+                        "the pairs fixed while the number of people changes")
     parser.add_argument("--workers", type=int, default=2, help="processes making the pairs")
     parser.add_argument("--export", type=Path, help="also export the trained student to ONNX in this folder")
     parser.add_argument("--student", type=Path, help="score this trained student (a checkpoint, e.g. make demo's "
@@ -277,7 +286,9 @@ def main() -> None:
     if args.student and heldout is None:
         heldout = sorted(set(groups) - set(by_person(shared_photos(args.assets, ("samples",)))))
     try:
-        split = dict(zip(("train", "heldout"), split_people(list(groups), args.seed, args.heldout_fraction, heldout)))
+        split = dict(zip(("seen", "heldout"), split_people(list(groups), args.seed, args.heldout_fraction, heldout)))
+        split = {"train": training_people(split["seen"], args.train_people, args.seed) if args.train_people
+                 else split["seen"], **split}
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -305,9 +316,11 @@ def main() -> None:
         data, photos = {}, {}
         for side, people in split.items():
             photos[side] = photo_folder(args.out / "photos", side, {p: groups[p] for p in people})
-            if side == "train" and args.student:
-                continue  # its photos train the judge; the student is given
+            if side == "seen" or side == "train" and args.student:
+                continue  # their photos train the judge; the student is given
             count = sum(len(groups[p]) for p in people) * args.per_photo
+            if side == "train" and args.train_pairs:
+                count = args.train_pairs
             data[side] = make_pairs(split_recipe(resolved, photos[side], count, side), args.out / "pairs" / side, args.workers)
         print(f"pairs ready (made or reused) in {time.perf_counter() - started:.0f} s: {args.recipe} "
               f"({recipe.teacher.kind} teacher), {args.per_photo} per photo")
@@ -324,7 +337,7 @@ def main() -> None:
     pairs = heldout_pairs(config, data["heldout"], recipe.output.size)
     inputs, targets = [p["source"] for p in pairs], [p["target"] for p in pairs]
     outputs, ms, params = student_outputs(checkpoint, inputs)
-    judge, judged = webtoon_judge(args.assets, photos["train"])
+    judge, judged = webtoon_judge(args.assets, photos["seen"])
     embedder = DlibEmbedder()
     teacher = recipe.teacher.kind
     real2toon = config.direction == "real2toon"
@@ -341,7 +354,7 @@ def main() -> None:
 
     counts = {person: sum(p["person"] == person for p in pairs) for person in split["heldout"]}
     training_pairs = f"{args.student}'s" if record else read_manifest(data["train"])["counts"]["accepted"]
-    print(f"training people ({len(split['train'])}): {', '.join(split['train'])}")
+    print(f"training people ({len(split['train'])} of {len(split['seen'])} not held out): {', '.join(split['train'])}")
     print(f"held-out people ({len(split['heldout'])}), pairs each: {', '.join(f'{p} {n}' for p, n in counts.items())}")
     print(f"\n{config.direction} student ngf {config.student.ngf} ({params / 1e6:.2f} M parameters), {config.size} px, "
           f"batch {config.batch_size}, on {training_pairs} training pairs; "

@@ -90,3 +90,19 @@ def split_people(people: list[str], seed: int = 0, heldout_fraction: float = 0.4
     if not train or not heldout:
         raise ValueError("--heldout: the split needs at least one person on each side")
     return train, sorted(set(heldout))
+
+
+def training_people(train: list[str], choice: str, seed: int = 0) -> list[str]:
+    """A subset of the ``train`` people to learn from (a data-scaling curve): ``choice`` is a count N
+    (the first N by a hash of (seed, person), so a larger N adds people to a smaller N's) or a comma list
+    of names, each of them a training person (never a held-out one)."""
+    if choice.isdigit():
+        if not 1 <= int(choice) <= len(train):
+            raise ValueError(f"--train-people: {choice} is not between 1 and the {len(train)} training people")
+        ranked = sorted(train, key=lambda p: hashlib.sha1(f"{seed}/{p}".encode()).hexdigest())
+        return sorted(ranked[:int(choice)])
+    chosen = sorted(set(choice.split(",")))
+    unknown = sorted(set(chosen) - set(train))
+    if unknown:
+        raise ValueError(f"--train-people: {', '.join(unknown)} not among the training people ({', '.join(train)})")
+    return chosen

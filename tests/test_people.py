@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.people import by_person, person_of, shared_photos, split_people
+from benchmarks.people import by_person, person_of, shared_photos, split_people, training_people
 
 FACE_RECOGNITION = "/assets/faces/face_recognition"
 
@@ -48,3 +48,17 @@ def test_no_shared_person_is_on_both_sides(assets):
              (("train", train), ("heldout", heldout))}
     assert not items["train"] & items["heldout"]
     assert not {person_of(i) for i in items["train"]} & {person_of(i) for i in items["heldout"]}
+
+
+def test_a_scaling_curve_learns_from_nested_subsets_of_the_training_people_only():
+    train, heldout = split_people([f"p{i:02d}" for i in range(21)], seed=0)
+    subsets = [training_people(train, str(n)) for n in (1, 5, 9, len(train))]
+    assert subsets[-1] == train
+    for smaller, larger in zip(subsets, subsets[1:]):
+        assert set(smaller) < set(larger)
+    assert all(not set(subset) & set(heldout) for subset in subsets)
+    assert training_people(train, f"{train[3]},{train[0]}") == [train[0], train[3]]
+    with pytest.raises(ValueError, match=f"{heldout[0]} not among the training people"):
+        training_people(train, f"{train[0]},{heldout[0]}")
+    with pytest.raises(ValueError, match="not between 1 and the 13"):
+        training_people(train, "14")
