@@ -146,7 +146,7 @@ def drawn_scores(gallery: Gallery, vectors: np.ndarray, actors: list[str]) -> np
 def ranking_scores(photo: np.ndarray, drawn: np.ndarray | None) -> np.ndarray:
     """What ranks the actors: the similarity to their photos, averaged with the similarity to their drawings
     where the gallery has them (a drawn query is nearer the drawings of its actor: rank-1 of `webtoon` drawings
-    91.7% -> 96.7% on 18 actors, benchmarks/cast_accuracy.py)."""
+    90.0% -> 95.0% on 18 actors, benchmarks/cast_accuracy.py)."""
     return photo if drawn is None else (photo + np.where(np.isnan(drawn), photo, drawn)) / 2
 
 
