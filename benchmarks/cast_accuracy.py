@@ -18,6 +18,11 @@
    and the likeness thresholds; also in galleries of 5 actors (the person and 4 others, or 5 others); before
    (ranked and judged by the photos alone) and now (by photos and drawings), beside the 90th percentile of the
    gallery's own drawings cast as strangers (leave-one-person-out: where the threshold comes from).
+   A query is also k drawings of one person from k different photos (``--images-per-query``, default 1,2,3),
+   cast together through `cast rank`'s scoring and vote (its verdict: the Borda winner's likeness averaged over
+   the images); a true query of k leaves its k photos out of the gallery. ``--only strangers`` adds the `webtoon`
+   drawings with ``--unwarp auto``; the last table is the verdict at 0.9 against the target, over queries and
+   averaged over people (a person with 8 photos has 56 queries of 3).
 6. embedder settings: the as-is rows again under the settings casting used before (rgb, no jitter,
    best photo per actor) and each step to a new gallery's (gray, 10 jitters, mean over the photos).
 
@@ -25,6 +30,7 @@
         --realifier webtoon=RUN/student/export/student.onnx \
         --realifier cartoongan=RUN2/... --realifier cartoonize=RUN3/...   # TEACHER=student trained on its pairs
     python benchmarks/cast_accuracy.py --only strangers   # the drawn-strangers tables alone (webtoon, CartoonGAN queries)
+    python benchmarks/cast_accuracy.py --only strangers --images-per-query 1,3
 
 A realifier comes from ``toonfactory run recipes/realify-webtoon.yaml`` (or ``realify-cartoongan``,
 ``realify-cartoonize``), or from ``benchmarks/distill_quality.py --recipe recipes/realify-webtoon.yaml
@@ -40,6 +46,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +54,9 @@ from rich.console import Console
 from rich.table import Table
 
 from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
-from casting.gallery import collect_inputs, embedder_for, update_gallery
-from casting.rank import CLEAR_MATCH_Z, actor_scores, calibrate, per_actor, query_faces, ranking_scores
+from casting.caster import CastConfig
+from casting.gallery import Gallery, collect_inputs, embedder_for, update_gallery
+from casting.rank import CLEAR_MATCH_Z, actor_scores, aggregate, calibrate, face_scores, per_actor, query_faces
 from casting.realify import load_realifier, parse_unwarp
 from factory.faces import DetectorChain
 from factory import faces as facelib
@@ -273,76 +281,123 @@ def strangers_table(gallery: Gallery18, sets: dict[str, list], truth: list[str],
     console.print(table)
 
 
-def cast_one(gallery: Gallery18, vector: np.ndarray, rows: np.ndarray, drawings: bool) -> tuple[str | None, float]:
-    """(first actor, its likeness) of ``vector`` cast against the gallery's ``rows`` as `cast rank` does: with
-    ``drawings``, ranked by photos and drawings and the likeness raised by the drawings (now); without, by photos
-    alone (before). The levels are read from the drawings of those rows only."""
+def cast_character(gallery: Gallery18, vectors: list[np.ndarray], rows: np.ndarray, drawings: bool) -> tuple[str, float]:
+    """(winner, its mean likeness) of a character shown by ``vectors`` (one per image) cast against the gallery's
+    ``rows`` through `cast rank`'s own scoring (``rank.face_scores``) and vote (``rank.aggregate``, its default top):
+    the Borda winner over the images, judged by its likeness averaged over them. With ``drawings``, ranked by photos
+    and drawings and the likeness raised by the drawings (now); without, by photos alone (before). The levels are
+    read from the drawings of those rows only."""
     owners, names = gallery.owners[rows], sorted(set(gallery.owners[rows]))
     levels = DrawnLevels.measure(gallery.vectors[rows], owners, gallery.drawn[rows])
-    photo = per_actor((vector @ gallery.vectors[rows].T)[None], owners, names)[0]
-    drawn = None
-    if drawings:
-        with warnings.catch_warnings():  # an actor whose drawings all lost the face has no drawn score
-            warnings.simplefilter("ignore", RuntimeWarning)
-            drawn = per_actor((vector @ gallery.drawn[rows].T)[None], owners, names)[0]
-    first = int(np.argmax(ranking_scores(photo, drawn)))
-    if levels is None:
-        return names[first], -np.inf
-    return names[first], levels.likeness(names[first], float(photo[first]), None if drawn is None else float(drawn[first]))
+    cast_gallery = Gallery(root=Path("cast_accuracy"), embedder={}, detector="", actors={a: {} for a in names},
+                           entries=[{"actor": a} for a in owners], vectors=gallery.vectors[rows],
+                           drawn=gallery.drawn[rows] if drawings else None)
+    with warnings.catch_warnings():  # an actor whose drawings all lost the face has no drawn score
+        warnings.simplefilter("ignore", RuntimeWarning)
+        faces = [face_scores(cast_gallery, levels, vector, names) for vector in vectors]
+    overall = aggregate(np.stack([f[0] for f in faces]), names, CastConfig().top,
+                        None if levels is None else np.array([f[3] for f in faces]))
+    return overall[0]["actor"], -np.inf if levels is None else overall[0]["mean_likeness"]
+
+
+def query_groups(vectors: list[np.ndarray | None], truth: list[str], per_query: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(person, photos) of every query of ``per_query`` drawings, each made from another photo of the person: every
+    combination of the person's photos whose drawing has a face."""
+    people = sorted(set(truth))
+    return [(who, group) for who in people
+            for group in combinations([i for i, v in enumerate(vectors) if v is not None and truth[i] == who], per_query)]
 
 
 def likeness_rows(gallery: Gallery18, vectors: list[np.ndarray | None], truth: list[str], size: int | None = None,
-                  drawings: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(likeness of the first actor, rank-1 right) of each true query against the gallery without its own photo,
-    and the likeness of each query as a stranger (every photo of its person left out); the levels are read from
-    the drawings of the photos each query is cast against. With ``size``, each query is cast against ``size``
-    actors drawn at random (its person among them for the true query)."""
+                  drawings: bool = True, per_query: int = 1, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """(likeness of the first actor, rank-1 right, person) of each true query against the gallery without its own
+    photos, and (likeness, person) of each query as a stranger (every photo of its person left out); the levels are read from
+    the drawings of the photos each query is cast against. A query is ``per_query`` drawings of one person
+    (``query_groups``); a true one needs a photo of its person left in the gallery. With ``size``, each query is
+    cast against ``size`` actors drawn at random (its person among them for the true query)."""
     rng = np.random.default_rng(seed)
-    true, right, stranger = [], [], []
-    for i, (vector, who) in enumerate(zip(vectors, truth)):
-        if vector is None:
-            continue
+    true, right, stranger, true_who, stranger_who = [], [], [], [], []
+    for who, group in query_groups(vectors, truth, per_query):
         others = [a for a in gallery.actors if a != who]
         chosen = [others[j] for j in rng.permutation(len(others))] if size else others
+        kept = ~np.isin(np.arange(len(gallery.owners)), group)
         for cast_as, actors in (("true", [who, *chosen[:size - 1]] if size else gallery.actors),
                                 ("stranger", chosen[:size] if size else others)):
-            rows = np.isin(gallery.owners, actors) & (np.arange(len(gallery.owners)) != i)
-            first, likeness = cast_one(gallery, vector, rows, drawings)
+            rows = np.isin(gallery.owners, actors) & kept
+            if cast_as == "true" and not (gallery.owners[rows] == who).any():
+                continue
+            first, likeness = cast_character(gallery, [vectors[i] for i in group], rows, drawings)
             if cast_as == "true":
                 true.append(likeness)
                 right.append(first == who)
+                true_who.append(who)
             else:
                 stranger.append(likeness)
-    return np.array(true), np.array(right), np.array(stranger)
+                stranger_who.append(who)
+    return tuple(map(np.array, (true, right, true_who, stranger, stranger_who)))
+
+
+def per_person(hits: np.ndarray, people: np.ndarray) -> float:
+    """The mean over people of each one's share of ``hits`` (a person with many photos has many more queries of
+    several images: 56 triples of 8 photos, 10 of 5)."""
+    return float(np.mean([hits[people == who].mean() for who in sorted(set(people))]))
 
 
 def gallery_strangers(gallery: Gallery18, drawings: bool) -> np.ndarray:
     """The likeness of each of the gallery's own drawings cast against the gallery without its actor: the drawn
     strangers a threshold can be chosen on without looking at the scored queries."""
-    return np.array([cast_one(gallery, gallery.drawn[i], gallery.owners != who, drawings)[1]
+    return np.array([cast_character(gallery, [gallery.drawn[i]], gallery.owners != who, drawings)[1]
                      for i, who in enumerate(gallery.owners) if not np.isnan(gallery.drawn[i]).any()])
 
 
-def likeness_table(gallery: Gallery18, sets: dict[str, list], truth: list[str], thresholds=(0.8, CLEAR_MATCH_LIKENESS, 1.0)) -> None:
-    table = Table("queries", "actors", "verdict", "rank-1", "match when", "strangers matched (want <= 10%)",
-                  "true: abstain (want <= 10%)", "true: right and answered",
+def likeness_table(gallery: Gallery18, sets: dict[str, list], truth: list[str], per_query=(1,),
+                   thresholds=(0.8, CLEAR_MATCH_LIKENESS, 1.0)) -> None:
+    """Before/now for one drawing per query; for several (``per_query``), `cast rank` as it is (now) only. Then the
+    verdict at ``CLEAR_MATCH_LIKENESS`` against the target, per image and per character."""
+    table = Table("queries", "images per query", "actors", "verdict", "true / strangers", "rank-1", "match when",
+                  "strangers matched (want <= 10%)", "true: abstain (want <= 10%)", "true: right and answered",
                   title="verdict by likeness on drawn impostors (casting.calibration): each query as a stranger (its "
-                        "person left out) and as itself; before: photos alone, now: photos and drawings")
+                        "person left out) and as itself; before: photos alone, now: photos and drawings; a query of "
+                        "k images is k drawings of one person from k different photos, cast as `cast rank` casts them")
+    target = Table("queries", "images per query", "true / strangers (people)", "rank-1 (want >= 90%)",
+                   "strangers matched (want <= 10%)", "true: abstain (want <= 10%)", "meets the target",
+                   title=f"the verdict at likeness >= {CLEAR_MATCH_LIKENESS}, {len(gallery.actors)} actors (now): over "
+                         "queries / mean over people")
     for drawings in (False, True):
         held_out = gallery_strangers(gallery, drawings)
         console.print(f"{'now' if drawings else 'before'}: the gallery's own {len(held_out)} drawings as strangers "
                       f"(leave-one-person-out): 90th percentile of likeness {np.quantile(held_out, 0.9):.3f}, "
                       f"{(held_out >= CLEAR_MATCH_LIKENESS).mean():.0%} at >= {CLEAR_MATCH_LIKENESS}")
     for name, vectors in sets.items():
-        for size in (None, 5):
-            for drawings in (False, True):
-                true, right, stranger = likeness_rows(gallery, vectors, truth, size, drawings)
-                for threshold in thresholds:
-                    answer = true >= threshold
-                    table.add_row(name, str(size or len(gallery.actors)), "now" if drawings else "before",
-                                  f"{right.mean():.1%}", f"likeness >= {threshold}", f"{(stranger >= threshold).mean():.0%}",
-                                  f"{1 - answer.mean():.0%}", f"{(answer & right).mean():.0%}")
+        for k in per_query:
+            for size in (None, 5):
+                for drawings in (False, True) if k == 1 else (True,):
+                    true, right, true_who, stranger, stranger_who = likeness_rows(gallery, vectors, truth, size, drawings, k)
+                    for threshold in thresholds:
+                        answer = true >= threshold
+                        table.add_row(name, str(k), str(size or len(gallery.actors)), "now" if drawings else "before",
+                                      f"{len(true)} / {len(stranger)}", f"{right.mean():.1%}", f"likeness >= {threshold}",
+                                      f"{(stranger >= threshold).mean():.0%}", f"{1 - answer.mean():.0%}",
+                                      f"{(answer & right).mean():.0%}")
+                    if size is None and drawings:
+                        cells = [(hits.mean(), per_person(hits, who)) for hits, who in (
+                            (right, true_who), (stranger >= CLEAR_MATCH_LIKENESS, stranger_who), (true < CLEAR_MATCH_LIKENESS, true_who))]
+                        met = [r >= 0.9 and false <= 0.1 and abstain <= 0.1 for r, false, abstain in zip(*cells)]
+                        target.add_row(name, str(k), f"{len(true)} / {len(stranger)} ({len(set(true_who))} / {len(set(stranger_who))})",
+                                       *[f"{a:.1%} / {b:.1%}" if n == 0 else f"{a:.0%} / {b:.0%}" for n, (a, b) in enumerate(cells)],
+                                       " / ".join("yes" if m else "no" for m in met))
     console.print(table)
+    console.print(target)
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of counts >= 1 (e.g. 1,2,3)")
+    return counts
 
 
 def parse_realifier(item: str) -> tuple[str, Path]:
@@ -378,6 +433,9 @@ def main():
     parser.add_argument("--sheet", type=Path, help="write the toonified queries here as a PNG contact sheet")
     parser.add_argument("--only", choices=["strangers"], help="strangers: the drawn-strangers tables alone (real photos, "
                                                                "the default style's and CartoonGAN's drawings)")
+    parser.add_argument("--images-per-query", type=parse_counts, default=(1, 2, 3), metavar="K,K,...",
+                        help="the likeness table's queries: K drawings of one person from K different photos, cast "
+                             "together as `cast rank` casts a character's images (default 1,2,3)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     faces_root = args.assets / "faces"
@@ -389,12 +447,15 @@ def main():
         photos, _ = deepface_photos(faces_root / "deepface", embedder, detector)
         gallery, truth = gallery18(photos, faces_root / "face_recognition", embedder, detector, draw=True), [p[1] for p in photos]
         crops = query_crops(photos)
+        toons = webtoon_toons(crops)
         sets = {"real photo (whole image)": [p[4] for p in photos],
-                "webtoon, default style": embed_queries(webtoon_toons(crops), detector, embedder)[0],
+                "webtoon, default style": embed_queries(toons, detector, embedder)[0],
+                "webtoon, default style, auto unwarp": embed_queries(toons, detector, embedder,
+                                                                     inverse_warp=parse_unwarp("auto"))[0],
                 "CartoonGAN (Hayao)": embed_queries(cartoongan_toons(crops, args.assets / "models" / "cartoongan_hayao"),
                                                     detector, embedder)[0]}
         strangers_table(gallery, sets, truth)
-        likeness_table(gallery, sets, truth)
+        likeness_table(gallery, sets, truth, args.images_per_query)
         console.print(f"seconds: {time.perf_counter() - started:.0f}")
         return
     fr_right, fr_total = face_recognition_table(faces_root / "face_recognition", embedder, detector)
@@ -448,7 +509,7 @@ def main():
                     *embed_queries(toons, detector, embedder, realifier=realifier, inverse_warp=auto))
     console.print(table)
     strangers_table(gallery, drawn_vectors, truth)
-    likeness_table(gallery, drawn_vectors, truth)
+    likeness_table(gallery, drawn_vectors, truth, args.images_per_query)
 
     drawn = DetectorChain(f"dlib,mediapipe,anime:{args.assets / 'models' / 'lbpcascade_animeface.xml'}", min_size=24)
     nobody = Table("treatment", "faces", "abstain (want >= 50%)", "median z", title="30 webtoon characters, nobody in the gallery")

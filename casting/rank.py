@@ -146,8 +146,20 @@ def drawn_scores(gallery: Gallery, vectors: np.ndarray, actors: list[str]) -> np
 def ranking_scores(photo: np.ndarray, drawn: np.ndarray | None) -> np.ndarray:
     """What ranks the actors: the similarity to their photos, averaged with the similarity to their drawings
     where the gallery has them (a drawn query is nearer the drawings of its actor: rank-1 of `webtoon` drawings
-    91.7% -> 96.7% on 18 actors, benchmarks/cast_accuracy.py)."""
+    90.0% -> 95.0% on 18 actors, benchmarks/cast_accuracy.py)."""
     return photo if drawn is None else (photo + np.where(np.isnan(drawn), photo, drawn)) / 2
+
+
+def face_scores(gallery: Gallery, levels: DrawnLevels | None, vector: np.ndarray,
+                actors: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[float] | None]:
+    """One face against ``actors``: (ranking scores, similarity to their photos, to their drawings (None: no
+    ``levels`` or no drawings in the gallery), likeness to each (None: no ``levels``)); ``aggregate`` votes over a
+    character's faces and gives each actor the mean of its likenesses, which the verdict reads."""
+    photo = actor_scores(gallery, vector[None], actors)[0]
+    drawn = None if levels is None or gallery.drawn is None else drawn_scores(gallery, vector[None], actors)[0]
+    likeness = None if levels is None else [levels.likeness(a, photo[j], None if drawn is None else drawn[j])
+                                            for j, a in enumerate(actors)]
+    return ranking_scores(photo, drawn), photo, drawn, likeness
 
 
 def calibrate(scores: np.ndarray) -> np.ndarray:
@@ -354,13 +366,11 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
                 log.warning("cast: %s: %s", path, status)
                 results.append(CastImage(path=str(path), status=status, faces_found=len(found)))
             for how, query in chosen:
-                photo = actor_scores(gallery, query.vector[None], actors)[0]
-                drawn = None if levels is None else drawn_scores(gallery, query.vector[None], actors)[0]
-                row = ranking_scores(photo, drawn)
+                row, photo, drawn, likeness_row = face_scores(gallery, levels, query.vector, actors)
                 z = calibrate(row)[0]
                 rows.append(row)
-                if levels is not None:
-                    likenesses.append([levels.likeness(a, photo[j], drawn[j]) for j, a in enumerate(actors)])
+                if likeness_row is not None:
+                    likenesses.append(likeness_row)
                 order = np.argsort(-row, kind="stable")[:shown]
                 ranking = [{"actor": actors[a], "score": round(float(row[a]), 4),
                             **({} if drawn is None else {"photo_score": round(float(photo[a]), 4),
@@ -368,7 +378,7 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
                             "z": None if np.isnan(z[a]) else round(float(z[a]), 3),
                             "photo": best_photo(gallery, query.vector, actors[a])["face"]} for a in order]
                 confidence = None if np.isnan(z[order[0]]) else float(z[order[0]])
-                likeness = None if levels is None else likenesses[-1][order[0]]
+                likeness = None if likeness_row is None else likeness_row[order[0]]
                 results.append(CastImage(path=str(path), status="ok", faces_found=len(found), chosen=how, query=query,
                                          ranking=ranking, confidence=confidence, likeness=likeness,
                                          verdict=verdict(confidence, len(actors), min_z, likeness, min_likeness),

@@ -58,21 +58,27 @@ def test_the_likeness_gives_the_verdict_whatever_the_gallery_size():
     assert verdict(5.0, MIN_ACTORS_FOR_VERDICT - 1).startswith("uncalibrated")  # a gallery without drawings, as before
 
 
-def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_a_photo(assets, tmp_path):
+def _obama_biden(assets, root):
+    """(gallery with drawings of obama's and biden's train photos, its embedder, detector), and a drawing of a
+    stranger (deepface img3, in neither actor's photos) at ``root/stranger.png``."""
     faces = assets / "faces"
     for photo in [*(faces / "face_recognition/train/obama").iterdir(), *(faces / "face_recognition/train/biden").iterdir()]:
-        (tmp_path / "actors" / photo.parent.name).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / "actors" / photo.parent.name / f"{photo.stem}.png"), _small(read_image(photo))[..., ::-1])
+        (root / "actors" / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "actors" / photo.parent.name / f"{photo.stem}.png"), _small(read_image(photo))[..., ::-1])
     embedder = build_embedder("dlib", colour="gray", jitters=0)
     detector = DetectorChain("dlib,mediapipe", min_size=40)
-    inputs, attrs = collect_inputs(tmp_path / "actors")
-    update_gallery(tmp_path / "g", inputs, attrs, embedder, detector, draw=True)
-    gallery = Gallery.load(tmp_path / "g")
+    inputs, attrs = collect_inputs(root / "actors")
+    update_gallery(root / "g", inputs, attrs, embedder, detector, draw=True)
+    stranger = read_image(faces / "deepface/img3.jpg")
+    cv2.imwrite(str(root / "stranger.png"), draw_photo(stranger, detector.detect(stranger)[0], "stranger")[..., ::-1])
+    return Gallery.load(root / "g"), embedder, detector
+
+
+def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_a_photo(assets, tmp_path):
+    faces = assets / "faces"
+    gallery, embedder, detector = _obama_biden(assets, tmp_path)
     assert gallery.drawn.shape == gallery.vectors.shape and not np.isnan(gallery.drawn).any()
 
-    stranger = read_image(faces / "deepface/img3.jpg")  # someone in neither actor's photos
-    drawing = draw_photo(stranger, detector.detect(stranger)[0], "stranger")
-    cv2.imwrite(str(tmp_path / "stranger.png"), drawing[..., ::-1])
     refused = cast(gallery, [tmp_path / "stranger.png"], embedder, detector)
     assert refused.verdict == "no clear match" and refused.likeness < CLEAR_MATCH_LIKENESS
     assert refused.to_json()["settings"]["calibration"]["clear_match_likeness"] == CLEAR_MATCH_LIKENESS
@@ -80,6 +86,22 @@ def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_
     matched = cast(gallery, [faces / "face_recognition/test/obama1.jpg"], embedder, detector)
     assert matched.overall[0]["actor"] == "obama" and matched.verdict == "match"
     assert matched.images[0].to_json()["likeness"] >= CLEAR_MATCH_LIKENESS
+
+
+def test_a_characters_verdict_reads_the_winners_likeness_averaged_over_its_images(assets, tmp_path):
+    gallery, embedder, detector = _obama_biden(assets, tmp_path)
+    images = [assets / "faces/face_recognition/test/obama1.jpg", tmp_path / "stranger.png"]
+    alone = [cast(gallery, [image], embedder, detector) for image in images]
+    both = cast(gallery, images, embedder, detector)
+    winner = both.overall[0]["actor"]
+    assert winner == "obama" and [item.ranking[0]["actor"] for item in both.images] == ["obama", "obama"]
+    levels, owners = gallery.drawn_levels(), np.array([e["actor"] for e in gallery.entries])
+    likeness = [levels.likeness(winner, float((gallery.vectors[owners == winner] @ item.query.vector).mean()),
+                                float((gallery.drawn[owners == winner] @ item.query.vector).mean())) for item in both.images]
+    assert both.likeness == pytest.approx(np.mean(likeness), abs=1e-3)
+    assert both.verdict == ("match" if np.mean(likeness) >= CLEAR_MATCH_LIKENESS else "no clear match")
+    # the photo alone is a match, the stranger's drawing alone is not: together they are judged by the mean
+    assert [a.verdict for a in alone] == ["match", "no clear match"]
 
 
 def test_drawn_queries_of_actors_match_and_drawn_strangers_do_not(assets, tmp_path):
