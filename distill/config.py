@@ -113,7 +113,7 @@ class InferConfig(Strict):
     mode: Literal["whole", "face"] | None = Field(
         None, description="whole (the frame) or face (detect, align, paste back); default: the student's own (face for "
                           "one trained on face crops, whole for scene pairs and students that do not say)")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="inputs per model call (on a CPU also at most 2^18 pixels: one 640×384 frame, four 256 px faces)")
     max_frames: int | None = Field(None, ge=1, description="stop each video after this many frames")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 (PyTorch models)")
     half: bool = Field(False, description="fp16 on CUDA (PyTorch models)")

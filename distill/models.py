@@ -98,44 +98,32 @@ class PatchDiscriminator(nn.Module):
         return self.head(x), features
 
 
-class SubpixelConv(nn.Module):
-    """Nearest ×2 upsampling then a 3×3 convolution, computed at the input's size.
+# Nearest ×2 upsampling then a 3×3 convolution, along one axis: an even output row reads input rows
+# (i-1, i) with the taps (w0, w1 + w2), an odd one rows (i, i+1) with (w0 + w1, w2). Those are the taps
+# 3, 1 and 2, 0 of a 4×4 stride-2 transposed convolution (output row 2i - 1 + tap reads input row i).
+_RESIZE_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
-    After nearest upsampling, each of the four output phases (even/odd row × even/odd column) is a
-    2×2 convolution of the input: the 3×3 kernel's taps that land on one repeated pixel add up. So
-    one 2×2 convolution with 4× the channels, a shifted slice per phase and a pixel shuffle give the
-    same output (to float rounding) for 16 multiply-adds per input pixel and channel pair instead of 36.
-    """
 
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.padding_mode != "zeros":
-            raise ValueError("SubpixelConv folds a 3×3, stride 1, zero-padding 1 convolution")
-        weight = conv.weight.detach()
-        self.out_channels = weight.shape[0]
-
-        def phases(kernel: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-            first, middle, last = kernel.unbind(dim)  # even phase reads rows (i-1, i), odd phase (i, i+1)
-            return torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)
-
-        kernels = [phase for rows in phases(weight, 2) for phase in phases(rows, 3)]
-        self.conv = nn.Conv2d(weight.shape[1], 4 * self.out_channels, 2, 1, 1, bias=conv.bias is not None)
-        self.conv.weight.data = torch.cat(kernels)
-        if conv.bias is not None:
-            self.conv.bias.data = conv.bias.detach().repeat(4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z, n = self.conv(x), self.out_channels  # one row and column more than x: each phase drops one end
-        ends = (slice(None, -1), slice(1, None))
-        shifted = [z[:, phase * n:(phase + 1) * n, ends[phase // 2], ends[phase % 2]] for phase in range(4)]
-        return F.pixel_shuffle(torch.stack(shifted, 2).flatten(1, 2), 2)
+def resize_conv_as_transposed(conv: nn.Conv2d) -> nn.ConvTranspose2d:
+    """The 4×4, stride-2, padding-1 transposed convolution equal to nearest ×2 upsampling then ``conv``
+    (3×3, stride 1, zero padding 1), to float rounding: 16 multiply-adds per input pixel and channel
+    pair instead of 36, and no upsampled copy of the input."""
+    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.padding_mode != "zeros":
+        raise ValueError("only a 3×3, stride 1, zero-padding 1 convolution folds into a transposed one")
+    weight = conv.weight.detach()  # (out, in, 3, 3)
+    folded = nn.ConvTranspose2d(weight.shape[1], weight.shape[0], 4, 2, 1, bias=conv.bias is not None)
+    taps = _RESIZE_TAPS.to(weight)
+    folded.weight.data = torch.einsum("rd,ce,oide->iorc", taps, taps, weight).contiguous()
+    if conv.bias is not None:
+        folded.bias.data = conv.bias.detach().clone()
+    return folded.train(conv.training)
 
 
 def for_inference(generator: UNetGenerator) -> UNetGenerator:
-    """An inference copy of ``generator``: each BatchNorm folded into the (transposed) convolution
-    before it, and each nearest-upsample + 3×3 convolution computed at the low resolution (:class:`SubpixelConv`).
+    """An inference copy of ``generator``: each nearest-upsample + 3×3 convolution computed as one transposed
+    convolution (:func:`resize_conv_as_transposed`), and each BatchNorm folded into the convolution before it.
 
-    Same outputs in eval mode (to float rounding); a resize-decoder student runs about 1.8× faster on CPU.
+    Same outputs in eval mode (to float rounding); a resize-decoder student runs about 1.7-2× faster on a CPU.
     """
     import copy
 
@@ -143,15 +131,13 @@ def for_inference(generator: UNetGenerator) -> UNetGenerator:
 
     fused = copy.deepcopy(generator).eval()
     for block in [*fused.down, *fused.up]:
-        layers = list(block)
-        for i, (layer, following) in enumerate(zip(layers, layers[1:])):
+        for i, (layer, following) in enumerate(zip(list(block), list(block)[1:])):
+            if isinstance(layer, nn.Upsample) and isinstance(following, nn.Conv2d):
+                block[i], block[i + 1] = nn.Identity(), resize_conv_as_transposed(following)
+        for i, (layer, following) in enumerate(zip(list(block), list(block)[1:])):
             if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(following, nn.BatchNorm2d):
                 block[i] = fuse_conv_bn_eval(layer, following, transpose=isinstance(layer, nn.ConvTranspose2d))
                 block[i + 1] = nn.Identity()
-        layers = list(block)
-        for i, (layer, following) in enumerate(zip(layers, layers[1:])):
-            if isinstance(layer, nn.Upsample) and isinstance(following, nn.Conv2d):
-                block[i], block[i + 1] = nn.Identity(), SubpixelConv(following)
     return fused
 
 

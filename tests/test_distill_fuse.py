@@ -1,4 +1,4 @@
-"""The student's inference form: BatchNorm folded, upsampling convolutions at low resolution; same outputs as the
+"""The student's inference form: upsampling convolutions as transposed ones, BatchNorm folded; same outputs as the
 eval-mode student (PyTorch, ONNX, TorchScript)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from torch import nn
 
 from distill.config import StudentConfig
 from distill.export import export_onnx
-from distill.models import SubpixelConv, UNetGenerator, for_inference
+from distill.models import UNetGenerator, for_inference, resize_conv_as_transposed
 
 
 def trained_student(upsample: str = "transpose") -> UNetGenerator:
@@ -25,7 +25,7 @@ def trained_student(upsample: str = "transpose") -> UNetGenerator:
     return model.eval()
 
 
-UPSAMPLING = pytest.mark.parametrize("upsample, onnx_op", [("transpose", "ConvTranspose"), ("resize", "DepthToSpace")])
+UPSAMPLING = pytest.mark.parametrize("upsample, onnx_op", [("transpose", "ConvTranspose"), ("resize", "ConvTranspose")])
 
 
 @UPSAMPLING
@@ -53,20 +53,20 @@ def test_onnx_export_has_no_batchnorm_nodes_and_matches_pytorch(upsample, onnx_o
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("height, width", [(5, 7), (1, 1), (12, 20)])
-def test_subpixel_conv_is_nearest_upsampling_then_the_3x3_convolution(bias, height, width):
+def test_a_transposed_convolution_is_nearest_upsampling_then_the_3x3_convolution(bias, height, width):
     torch.manual_seed(1)
     conv = nn.Conv2d(6, 5, 3, 1, 1, bias=bias)
     x = torch.randn(2, 6, height, width)
     with torch.no_grad():
         expected = conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
-        folded = SubpixelConv(conv)(x)
+        folded = resize_conv_as_transposed(conv)(x)
     assert folded.shape == expected.shape == (2, 5, 2 * height, 2 * width)
     assert torch.allclose(folded, expected, atol=1e-5)
 
 
-def test_subpixel_conv_refuses_a_convolution_it_cannot_fold():
+def test_only_a_3x3_same_size_convolution_is_folded():
     with pytest.raises(ValueError, match="3×3"):
-        SubpixelConv(nn.Conv2d(4, 4, 5, 1, 2))
+        resize_conv_as_transposed(nn.Conv2d(4, 4, 5, 1, 2))
 
 
 def test_inference_form_of_a_resize_student_has_no_upsampling_and_traces_at_any_size():

@@ -156,3 +156,28 @@ def test_a_large_frame_is_converted_at_the_working_side_and_enlarged_back(checkp
     assert np.abs(read_image(tmp_path / "reduced" / "big.png").astype(int) - want).max() <= 1
     infer(checkpoint, [tmp_path / "in" / "big.png"], tmp_path / "full", InferConfig.of(mode="whole", whole_side=0))
     assert np.abs(read_image(tmp_path / "full" / "big.png").astype(int) - expected(checkpoint, image)).max() <= 1
+
+
+def test_on_a_cpu_a_call_holds_one_large_frame_or_several_small_ones(checkpoint, tmp_path):
+    from distill.infer import Inference, Student, collect_targets
+
+    calls = []
+
+    class Counted(Student):
+        def __call__(self, batch):
+            calls.append(batch.shape[0])
+            return super().__call__(batch)
+
+    rng = np.random.default_rng(5)
+    for name, (height, width) in {"large": (384, 640), "small": (64, 64)}.items():
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            image = cv2.resize(real_image(rng, 64), (width, height), interpolation=cv2.INTER_CUBIC)
+            (tmp_path / name / f"{i}.png").write_bytes(encode_png(image))
+    student = Counted(checkpoint, device="cpu")
+    assert student.on_cpu
+    for name, expected_calls in {"large": [1, 1, 1], "small": [3]}.items():
+        calls.clear()
+        inference = Inference(student, InferConfig.of(mode="whole", batch_size=8))
+        inference.run(collect_targets([tmp_path / name], tmp_path / f"out_{name}"))
+        assert calls == expected_calls, name

@@ -173,7 +173,7 @@ def infer_command(
     inputs: List[Path] = typer.Argument(..., help="image files, folders of images, video files"),
     out: Path = typer.Option(..., help="output folder"),
     mode: Optional[str] = typer.Option(None, help=_about("mode")),
-    batch_size: int = typer.Option(8),
+    batch_size: int = typer.Option(8, help=_about("batch_size")),
     max_frames: Optional[int] = typer.Option(None, help=_about("max_frames")),
     device: str = typer.Option("auto", help=_about("device")),
     half: bool = typer.Option(False, help=_about("half")),
