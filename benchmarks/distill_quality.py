@@ -356,7 +356,8 @@ def main() -> None:
     training_pairs = f"{args.student}'s" if record else read_manifest(data["train"])["counts"]["accepted"]
     print(f"training people ({len(split['train'])} of {len(split['seen'])} not held out): {', '.join(split['train'])}")
     print(f"held-out people ({len(split['heldout'])}), pairs each: {', '.join(f'{p} {n}' for p, n in counts.items())}")
-    print(f"\n{config.direction} student ngf {config.student.ngf} ({params / 1e6:.2f} M parameters), {config.size} px, "
+    ngf = record["student"]["ngf"] if record else config.student.ngf  # a given student's own width, not the recipe's
+    print(f"\n{config.direction} student ngf {ngf} ({params / 1e6:.2f} M parameters), {config.size} px, "
           f"batch {config.batch_size}, on {training_pairs} training pairs; "
           f"scored on {len(pairs)} held-out pairs; torch threads {torch.get_num_threads()}")
     print(judged + "\n")
