@@ -70,7 +70,7 @@ class Student:
         from factory.models.tensors import pick_device
 
         model, self.record = load_student(path)
-        self.model = for_inference(model)  # BatchNorm folded, upsampling convolutions at low resolution
+        self.model = for_inference(model)  # upsampling convolutions as transposed ones, BatchNorm folded
         self.device = pick_device(device)
         self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
         self.model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
