@@ -105,12 +105,22 @@ def split_recipe(resolved, photos: Path, count: int, split: str):
     return Resolved(validate(data, f"{resolved.origin} ({split} people)", RunRecipe), resolved.origin)
 
 
+def factory_code_hash() -> str:
+    """A digest of the factory's source: pairs made by other teacher or stage code are not reused."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "factory").rglob("*")):
+        if path.suffix in (".py", ".json"):
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def make_pairs(resolved, out: Path, workers: int) -> Path:
-    """The split recipe's pairs in ``out/<split>-<recipe hash>`` (a re-run with the same recipe reuses them)."""
+    """The split recipe's pairs in ``out/<split>-<recipe hash>-<factory code hash>`` (a re-run with the same
+    recipe and factory code reuses them)."""
     from factory import executors
     from factory.generate import generate
 
-    data = out.parent / f"{out.name}-{resolved.hash}"
+    data = out.parent / f"{out.name}-{resolved.hash}-{factory_code_hash()}"
     result = generate(resolved, data, executors.choose("local", workers))
     if result.failed:
         raise SystemExit(f"{data}: {len(result.failed)} shard(s) failed; re-run to retry them")

@@ -194,6 +194,7 @@ def likeness_table(student_path: Path, count: int, root: Path, sheet: Path, pair
     """The judge on held-out scene pairs made here, or on ``pairs_dir``'s pairs (e.g. the student's own
     training set: what it learned at the scale it trained on)."""
     from distill.infer import Student, to_input, to_uint8
+    from distill_quality import factory_code_hash
     from factory.dataset.reader import index_samples, read_field
     from factory.images import decode_png
     from factory.teachers.style_features import feature_matrix
@@ -203,7 +204,7 @@ def likeness_table(student_path: Path, count: int, root: Path, sheet: Path, pair
     if pairs_dir is None:
         resolved = recipe(["seed=1", f"output.count={count}", "output.size=256", "output.shard_size=20"],
                           source={"kind": "folder", "path": str(heldout_photos(root))})
-        pairs_dir, _ = make(resolved, root / f"heldout-{resolved.hash}")
+        pairs_dir, _ = make(resolved, root / f"heldout-{resolved.hash}-{factory_code_hash()}")
         what = "held-out scene pairs of faces/deepface (256 px)"
 
     photos = sorted(p for p in (ASSETS / "faces" / "face_recognition").rglob("*")
