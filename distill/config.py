@@ -26,7 +26,7 @@ class StudentConfig(Strict):
     dropout: float = Field(0.0, ge=0.0, le=0.9, description="dropout in the innermost decoder levels")
     upsample: Literal["transpose", "resize"] = Field(
         "resize", description="decoder up-sampling: nearest x2 then a 3x3 convolution, which cannot leave a checkerboard, "
-        "or pix2pix's 4x4 transposed convolutions (about 1.5x faster on a CPU)")
+        "or pix2pix's 4x4 transposed convolutions (in training; for inference both run as transposed convolutions)")
     residual: bool = Field(True, description="predict a change of the input (output = input + U-Net, clamped); aligned pairs converge much faster")
 
 
