@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.config import Strict, validate_options
 from factory.errors import UserError
@@ -105,6 +105,9 @@ class ExportConfig(Strict):
     tolerance: float = Field(1e-3, gt=0.0, description="max abs difference allowed between ONNX Runtime and PyTorch")
 
 
+MIN_WHOLE_SIDE = 64  # a smaller working side leaves nothing of a frame to draw
+
+
 class InferConfig(Strict):
     """How `infer` runs the student: checked once, here (``InferConfig.of(...)`` names each mistaken option),
     then passed whole to :func:`distill.infer.infer`, :class:`distill.infer.Inference` and
@@ -132,6 +135,13 @@ class InferConfig(Strict):
     margin: float = Field(1.0, gt=0.0, description="face crop margin around the aligned face")
     max_faces: int = Field(4, ge=1, description="faces converted per frame")
     queue_size: int = Field(4, ge=1, description="batches queued between the reader, the model and the writer")
+
+    @field_validator("whole_side")
+    @classmethod
+    def _whole_side_a_frame(cls, side: int) -> int:
+        if 0 < side < MIN_WHOLE_SIDE:
+            raise ValueError(f"{side} px is a thumbnail, not a frame: 0 (full size) or at least {MIN_WHOLE_SIDE}")
+        return side
 
     @model_validator(mode="before")
     @classmethod

@@ -158,6 +158,14 @@ def test_a_large_frame_is_converted_at_the_working_side_and_enlarged_back(checkp
     assert np.abs(read_image(tmp_path / "full" / "big.png").astype(int) - expected(checkpoint, image)).max() <= 1
 
 
+def test_a_thumbnail_working_side_is_refused_naming_the_option():
+    from factory.errors import UserError
+
+    with pytest.raises(UserError, match="whole.side 7: 7 px is a thumbnail"):
+        InferConfig.of(mode="whole", whole_side=7)
+    assert InferConfig.of(whole_side=64).whole_side == 64
+
+
 def test_on_a_cpu_a_call_holds_one_large_frame_or_several_small_ones(checkpoint, tmp_path):
     from distill.infer import Inference, Student, collect_targets
 
