@@ -3,12 +3,17 @@
 with 0 or 2 loader processes, measured in one run (ratios against streaming with 0 workers).
 
     .venv/bin/python benchmarks/train_throughput.py --data out/quickstart [--steps 60] [--set distill.size=256]
+
+``--precisions no,bf16,fp16 --sides 256,512`` prints instead steps/s and images/s of whole images at each side
+(the pairs resized to it) in each mixed precision, against the first row: issue 23's GPU figures. On a
+machine without CUDA, fp16 is reported as not run.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +31,35 @@ def steps_per_second(config: DistillConfig, data: Path) -> float:
     return (len(times) - 5) / (times[-1] - times[4])
 
 
+def precision_table(base: dict, data: Path, sides: list[int], precisions: list[str]) -> None:
+    """Steps/s of whole ``side`` px images in each mixed precision, against the first row."""
+    import torch
+
+    print(f"| side | precision | steps/s | images/s | × {sides[0]} px, {precisions[0]} |\n|---:|---|---:|---:|---:|")
+    baseline = None
+    for side in sides:
+        for precision in precisions:
+            if precision == "fp16" and not torch.cuda.is_available():
+                print(f"| {side} | {precision} | not run: fp16 needs CUDA | | |")
+                continue
+            config = DistillConfig(**{**base, "size": side, "crop": None, "mixed_precision": precision})
+            with multiprocessing.get_context("spawn").Pool(1, logging.disable, (logging.WARNING,)) as pool:  # accelerate: one precision a process
+                rate = pool.apply(steps_per_second, (config, data))
+            baseline = baseline or rate
+            print(f"| {side} | {precision} | {rate:.2f} | {rate * base['batch_size']:.1f} | {rate / baseline:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="distill.FIELD=VALUE")
+    parser.add_argument("--precisions", help="comma list of no, bf16, fp16: the precision table instead of the loaders'")
+    parser.add_argument("--sides", default="256,512", help="image sides of the precision table")
     args = parser.parse_args()
+    precisions = args.precisions.split(",") if args.precisions else []
+    if not set(precisions) <= {"no", "bf16", "fp16"}:
+        parser.error("--precisions: choose among no, bf16, fp16")
     logging.basicConfig(level=logging.ERROR)  # every run has val_fraction 0: no validation warnings
     sections, source = load_training_sections(args.data, None, args.overrides)
     base = sections.distill.model_dump()
@@ -40,6 +68,8 @@ def main():
             ("in memory", {})]
     config = DistillConfig(**base)
     print(f"settings: {source}; {config.size} px, batch {config.batch_size}, student ngf {config.student.ngf}, {args.steps} steps timed")
+    if precisions:
+        return precision_table(base, args.data, [int(side) for side in args.sides.split(",")], precisions)
     print(f"| loader | steps/s | × streamed, 0 workers |\n|---|---:|---:|")
     baseline = None
     for name, change in rows:
