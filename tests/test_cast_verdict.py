@@ -107,7 +107,8 @@ def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_
 
     refused = cast(gallery, [tmp_path / "stranger.png"], embedder, detector)
     assert refused.verdict == "no clear match" and refused.likeness < CLEAR_MATCH_LIKENESS
-    assert refused.to_json()["settings"]["calibration"]["clear_match_likeness"] == CLEAR_MATCH_LIKENESS
+    calibration = refused.to_json()["settings"]["calibration"]
+    assert (calibration["clear_match_likeness"], calibration["shrink_measures"]) == (CLEAR_MATCH_LIKENESS, SHRINK_MEASURES)
 
     matched = cast(gallery, [faces / "face_recognition/test/obama1.jpg"], embedder, detector)
     assert matched.overall[0]["actor"] == "obama" and matched.verdict == "match"
