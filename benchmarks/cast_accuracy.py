@@ -17,7 +17,8 @@
    of the gallery as the query sees it (the true query's photo, or the stranger's every photo, left out),
    and the likeness thresholds; also in galleries of 5 actors (the person and 4 others, or 5 others); before
    (ranked and judged by the photos alone) and now (by photos and drawings), beside the 90th percentile of the
-   gallery's own drawings cast as strangers (leave-one-person-out: where the threshold comes from).
+   gallery's own drawings cast as strangers (leave-one-person-out: where the threshold comes from), and the AUC of
+   the gallery's own drawings, k per query, as true against as strangers (where ``SHRINK_MEASURES`` comes from).
    A query is also k drawings of one person from k different photos (``--images-per-query``, default 1,2,3),
    cast together through `cast rank`'s scoring and vote (its verdict: the Borda winner's likeness averaged over
    the images); a true query of k leaves its k photos out of the gallery. ``--only strangers`` adds the `webtoon`
