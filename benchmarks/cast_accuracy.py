@@ -17,7 +17,8 @@
    of the gallery as the query sees it (the true query's photo, or the stranger's every photo, left out),
    and the likeness thresholds; also in galleries of 5 actors (the person and 4 others, or 5 others); before
    (ranked and judged by the photos alone) and now (by photos and drawings), beside the 90th percentile of the
-   gallery's own drawings cast as strangers (leave-one-person-out: where the threshold comes from).
+   gallery's own drawings cast as strangers (leave-one-person-out: where the threshold comes from), and the AUC of
+   the gallery's own drawings, k per query, as true against as strangers (where ``SHRINK_MEASURES`` comes from).
    A query is also k drawings of one person from k different photos (``--images-per-query``, default 1,2,3),
    cast together through `cast rank`'s scoring and vote (its verdict: the Borda winner's likeness averaged over
    the images); a true query of k leaves its k photos out of the gallery. ``--only strangers`` adds the `webtoon`
@@ -53,7 +54,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
+from casting.calibration import CLEAR_MATCH_LIKENESS, SHRINK_MEASURES, DrawnLevels, draw_photo
 from casting.caster import CastConfig
 from casting.gallery import Gallery, collect_inputs, embedder_for, update_gallery
 from casting.rank import CLEAR_MATCH_Z, actor_scores, aggregate, calibrate, face_scores, per_actor, query_faces
@@ -343,6 +344,11 @@ def per_person(hits: np.ndarray, people: np.ndarray) -> float:
     return float(np.mean([hits[people == who].mean() for who in sorted(set(people))]))
 
 
+def separation(true: np.ndarray, stranger: np.ndarray) -> float:
+    """The share of (true, stranger) pairs the likeness orders right (AUC; ties count half)."""
+    return float((true[:, None] > stranger[None]).mean() + 0.5 * (true[:, None] == stranger[None]).mean())
+
+
 def gallery_strangers(gallery: Gallery18, drawings: bool) -> np.ndarray:
     """The likeness of each of the gallery's own drawings cast against the gallery without its actor: the drawn
     strangers a threshold can be chosen on without looking at the scored queries."""
@@ -368,6 +374,11 @@ def likeness_table(gallery: Gallery18, sets: dict[str, list], truth: list[str], 
         console.print(f"{'now' if drawings else 'before'}: the gallery's own {len(held_out)} drawings as strangers "
                       f"(leave-one-person-out): 90th percentile of likeness {np.quantile(held_out, 0.9):.3f}, "
                       f"{(held_out >= CLEAR_MATCH_LIKENESS).mean():.0%} at >= {CLEAR_MATCH_LIKENESS}")
+    own = [None if np.isnan(v).any() else v for v in gallery.drawn]
+    for k in per_query:  # where SHRINK_MEASURES was chosen: held-out people, not the scored queries
+        true, _, _, stranger, _ = likeness_rows(gallery, own, list(gallery.owners), None, True, k)
+        console.print(f"held-out: the gallery's own drawings, {k} per query (true: photos left out; strangers: person left out): "
+                      f"AUC {separation(true, stranger):.3f} (levels shrunk by {SHRINK_MEASURES:g})")
     for name, vectors in sets.items():
         for k in per_query:
             for size in (None, 5):

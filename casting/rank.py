@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels
+from casting.calibration import CLEAR_MATCH_LIKENESS, SHRINK_MEASURES, DrawnLevels
 from casting.gallery import GALLERY_JSON, THUMB_SIZE, Gallery, identity, thumbnail
 from casting.realify import InverseWebtoonWarp, Realifier
 from factory import faces as facelib
@@ -396,8 +396,10 @@ def cast(gallery: Gallery, images: list[Path], embedder: Embedder, detector: Det
                 "calibration": {"method": "z-score of the actor's similarity against the query's similarities "
                                           "to all other actors", "clear_match_z": min_z} if levels is None else
                 {"method": "likeness: the similarity placed between the gallery's drawn-impostor level (0) and the "
-                           "actor's drawn-genuine level (1), to the actor's photos, or the mean with the same to the "
-                           "actor's drawings when higher; actors ranked by the mean similarity to photos and drawings", "clear_match_z": min_z, "clear_match_likeness": min_likeness,
+                           "actor's drawn-genuine level (1; pulled toward the pooled level as if it had shrink_measures "
+                           "more measures there), to the actor's photos, or the mean with the same to the "
+                           "actor's drawings when higher; actors ranked by the mean similarity to photos and drawings",
+                 "clear_match_z": min_z, "clear_match_likeness": min_likeness, "shrink_measures": SHRINK_MEASURES,
                  "impostor_level": round(levels.impostor, 4),
                  "drawn_impostor_level": None if levels.drawn_impostor is None else round(levels.drawn_impostor, 4)}}
     return CastResult(images=results, overall=overall, actors=actors, settings=settings)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from casting.calibration import CLEAR_MATCH_LIKENESS, DrawnLevels, draw_photo
+from casting.calibration import CLEAR_MATCH_LIKENESS, SHRINK_MEASURES, DrawnLevels, draw_photo, shrunk
 from casting.gallery import Gallery, collect_inputs, update_gallery
 from casting.rank import MIN_ACTORS_FOR_VERDICT, cast, verdict
 from factory.faces import DetectorChain
@@ -27,11 +27,15 @@ def test_levels_put_other_actors_drawings_at_0_and_the_actors_own_at_1():
     levels = DrawnLevels.measure(vectors, owners, drawn)
     impostor = np.mean([(drawn[i] @ vectors[owners == x].T).mean() for i in (0, 1, 2, 4) for x in "abc" if x != owners[i]])
     assert np.isclose(levels.impostor, impostor)
-    genuine_a = np.mean([drawn[0] @ vectors[1], drawn[1] @ vectors[0]])
-    assert np.isclose(levels.genuine["a"], genuine_a)
-    # b has one usable drawing (its second is NaN: no face found) and c one photo: both take the pooled level
-    pooled = np.mean([drawn[0] @ vectors[1], drawn[1] @ vectors[0], drawn[2] @ vectors[3]])
-    assert np.isclose(levels.genuine["b"], pooled) and np.isclose(levels.genuine["c"], pooled)
+    # a has two measures, b one (its second drawing is NaN: no face found), c none (one photo): c takes the pooled
+    # level, a and b their measures pulled toward it as if they had SHRINK_MEASURES more at the pooled level
+    measures = {"a": [drawn[0] @ vectors[1], drawn[1] @ vectors[0]], "b": [drawn[2] @ vectors[3]]}
+    pooled = np.mean([*measures["a"], *measures["b"]])
+    for actor, own in measures.items():
+        expected = (np.sum(own) + SHRINK_MEASURES * pooled) / (len(own) + SHRINK_MEASURES)
+        assert np.isclose(levels.genuine[actor], expected)
+    assert np.isclose(levels.genuine["c"], pooled)
+    genuine_a = levels.genuine["a"]
     assert np.isclose(levels.likeness("a", levels.impostor), 0) and np.isclose(levels.likeness("a", genuine_a), 1)
     assert DrawnLevels.measure(vectors[:2], owners[:2], drawn[:2]) is None  # one actor: no impostors
 
@@ -42,7 +46,7 @@ def test_drawn_levels_compare_drawings_with_the_drawings_of_other_photos_and_onl
     drawn = np.stack([unit([1, 0.3, 0.3]), unit([1, 0.4, 0.2]), unit([0.3, 1, 0.3]), unit([0.2, 1, 0.4])])
     levels = DrawnLevels.measure(vectors, owners, drawn)
     sims = drawn @ drawn.T  # a drawing against the drawing of the same actor's other photo, never its own
-    assert np.isclose(levels.drawn_genuine["a"], sims[0, 1]) and np.isclose(levels.drawn_genuine["b"], sims[2, 3])
+    assert levels.drawn_genuine == shrunk({"a": [sims[0, 1], sims[1, 0]], "b": [sims[2, 3], sims[3, 2]]}, ["a", "b"])
     assert np.isclose(levels.drawn_impostor, np.mean([sims[i, [j for j in range(4) if owners[j] != owners[i]]].mean()
                                                       for i in range(4)]))
     photo = levels.likeness("a", 0.9)
@@ -50,6 +54,28 @@ def test_drawn_levels_compare_drawings_with_the_drawings_of_other_photos_and_onl
     assert np.isclose(like_drawings, (photo + 1) / 2) and like_drawings > photo
     assert levels.likeness("a", 0.9, levels.drawn_impostor) == photo  # unlike the drawings: the photos decide
     assert levels.likeness("a", 0.9, float("nan")) == photo
+
+
+def test_an_actor_resting_on_few_drawings_is_pulled_toward_the_pooled_level_and_one_on_many_barely():
+    rng = np.random.default_rng(0)
+    # 16 actors of 8 drawings whose true levels spread a little about 0.92, and one of 2 photos (2 measures from one
+    # pair) whose drawings both lost identity: a level of 0.87 on its own
+    measures = {f"p{i}": list(0.92 + rng.normal(0, 0.01) + rng.normal(0, 0.015, 8)) for i in range(16)}
+    measures["kit"] = [0.89, 0.85]
+    pooled = np.mean([s for v in measures.values() for s in v])
+    levels = shrunk(measures, [*measures, "alex"])
+    assert levels["alex"] == pytest.approx(pooled)  # one photo, no measure: the pool
+    # kit moves 3/5 of the way to the pool (2 measures against SHRINK_MEASURES = 3), an actor of 8 measures 3/11
+    assert levels["kit"] - 0.87 == pytest.approx((pooled - 0.87) * SHRINK_MEASURES / (2 + SHRINK_MEASURES))
+    assert levels["kit"] > 0.87 + 0.02
+    for actor in measures:
+        if actor != "kit":
+            own = np.mean(measures[actor])
+            assert levels[actor] - own == pytest.approx((pooled - own) * SHRINK_MEASURES / (8 + SHRINK_MEASURES))
+    # a drawn stranger 0.875 like kit's photos was a full match to him (likeness 1.1 against 0.87); now it is not
+    drawn = DrawnLevels(impostor=0.845, genuine={"kit": 0.87})
+    assert drawn.likeness("kit", 0.875) > 1
+    assert DrawnLevels(impostor=0.845, genuine=levels).likeness("kit", 0.875) < CLEAR_MATCH_LIKENESS
 
 
 def test_the_likeness_gives_the_verdict_whatever_the_gallery_size():
@@ -81,7 +107,8 @@ def test_a_two_actor_gallery_with_drawings_refuses_a_drawn_stranger_and_matches_
 
     refused = cast(gallery, [tmp_path / "stranger.png"], embedder, detector)
     assert refused.verdict == "no clear match" and refused.likeness < CLEAR_MATCH_LIKENESS
-    assert refused.to_json()["settings"]["calibration"]["clear_match_likeness"] == CLEAR_MATCH_LIKENESS
+    calibration = refused.to_json()["settings"]["calibration"]
+    assert (calibration["clear_match_likeness"], calibration["shrink_measures"]) == (CLEAR_MATCH_LIKENESS, SHRINK_MEASURES)
 
     matched = cast(gallery, [faces / "face_recognition/test/obama1.jpg"], embedder, detector)
     assert matched.overall[0]["actor"] == "obama" and matched.verdict == "match"
