@@ -43,7 +43,8 @@ def precision_table(base: dict, data: Path, sides: list[int], precisions: list[s
                 print(f"| {side} | {precision} | not run: fp16 needs CUDA | | |")
                 continue
             config = DistillConfig(**{**base, "size": side, "crop": None, "mixed_precision": precision})
-            with multiprocessing.get_context("spawn").Pool(1, logging.disable, (logging.WARNING,)) as pool:  # accelerate: one precision a process
+            # a fresh process a row: accelerate keeps the first mixed precision it was given for the process
+            with multiprocessing.get_context("spawn").Pool(1, logging.disable, (logging.WARNING,)) as pool:
                 rate = pool.apply(steps_per_second, (config, data))
             baseline = baseline or rate
             print(f"| {side} | {precision} | {rate:.2f} | {rate * base['batch_size']:.1f} | {rate / baseline:.2f} |")
