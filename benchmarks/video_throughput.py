@@ -18,7 +18,9 @@ The machine is shared: every setting runs ``--repeat`` times, interleaved, and i
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,7 +33,7 @@ VIDEO = Path(__file__).resolve().parents[2] / "shared" / "assets" / "video" / "s
 PARTS = ("decode", "detect", "embed", "track", "align", "model", "paste", "encode")
 
 
-def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int) -> None:
+def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int, scratch: Path) -> None:
     """The model alone on ``frames`` frames, one thread, in CPU seconds (what the other jobs on a shared
     machine take from wall time, CPU time mostly keeps): frames per core-second, PyTorch and ONNX Runtime."""
     import time
@@ -57,7 +59,7 @@ def model_cpu_table(whole: Path, onnx: Path, video: Path, frames: int) -> None:
     student = Student(whole, device="cpu")
     inputs = [to_input(frame, student.multiple)[None] for frame in batch]
     trained, _ = load_student(whole)  # the baseline: the eval student as trained, no inference form
-    plain = Path(tempfile.mkdtemp()) / "as_trained.onnx"
+    plain = scratch / "as_trained.onnx"
     torch.onnx.export(trained, (torch.from_numpy(inputs[0]),), str(plain), dynamo=False, opset_version=17,
                       input_names=["input"], output_names=["output"])
     options = ort.SessionOptions()
@@ -109,9 +111,10 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, root, True)  # the random students, exports and converted videos
     whole = args.model or save_random_student(root / "whole", ngf=args.ngf, depth=5, size=args.sizes[0])
     onnx = export(whole, "onnx", root / "whole-onnx")
-    model_cpu_table(whole, onnx, args.video, min(args.frames, 30))
+    model_cpu_table(whole, onnx, args.video, min(args.frames, 30), root)
     runs = [("whole, pytorch", args.sizes[0], {"mode": "whole"}), ("whole, onnxruntime", args.sizes[0], {"mode": "whole"})]
     for size in [] if args.whole_only else args.sizes:
         runs += [("face, per-frame detection", size, {"mode": "face", "track": False}),

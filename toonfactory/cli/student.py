@@ -194,8 +194,8 @@ def infer_command(
     from distill.infer import infer
 
     config = InferConfig.of(mode=mode, batch_size=batch_size, max_frames=max_frames, device=device, half=half,
-                            detector=detector, cascade=cascade, person_only=person_only, max_pixels=max_pixels, whole_side=whole_side,
-                            track=track, detect_every=detect_every, smooth=smooth, embedder=embedder,
+                            detector=detector, cascade=cascade, person_only=person_only, max_pixels=max_pixels,
+                            whole_side=whole_side, track=track, detect_every=detect_every, smooth=smooth, embedder=embedder,
                             assign=assign or [])
     refuse_missing([config.cascade], "--cascade")
     model_embedder, recognise = face_identities(config.embedder, gallery, config.assign)
