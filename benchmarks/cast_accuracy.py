@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from sklearn.metrics import roc_auc_score
 from rich.table import Table
 
 from casting.calibration import CLEAR_MATCH_LIKENESS, SHRINK_MEASURES, DrawnLevels, draw_photo
@@ -344,11 +345,6 @@ def per_person(hits: np.ndarray, people: np.ndarray) -> float:
     return float(np.mean([hits[people == who].mean() for who in sorted(set(people))]))
 
 
-def separation(true: np.ndarray, stranger: np.ndarray) -> float:
-    """The share of (true, stranger) pairs the likeness orders right (AUC; ties count half)."""
-    return float((true[:, None] > stranger[None]).mean() + 0.5 * (true[:, None] == stranger[None]).mean())
-
-
 def gallery_strangers(gallery: Gallery18, drawings: bool) -> np.ndarray:
     """The likeness of each of the gallery's own drawings cast against the gallery without its actor: the drawn
     strangers a threshold can be chosen on without looking at the scored queries."""
@@ -378,7 +374,8 @@ def likeness_table(gallery: Gallery18, sets: dict[str, list], truth: list[str], 
     for k in per_query:  # where SHRINK_MEASURES was chosen: held-out people, not the scored queries
         true, _, _, stranger, _ = likeness_rows(gallery, own, list(gallery.owners), None, True, k)
         console.print(f"held-out: the gallery's own drawings, {k} per query (true: photos left out; strangers: person left out): "
-                      f"AUC {separation(true, stranger):.3f} (levels shrunk by {SHRINK_MEASURES:g})")
+                      f"AUC {roc_auc_score([1] * len(true) + [0] * len(stranger), np.r_[true, stranger]):.3f} "
+                      f"(levels shrunk by {SHRINK_MEASURES:g})")
     for name, vectors in sets.items():
         for k in per_query:
             for size in (None, 5):
