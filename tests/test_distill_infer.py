@@ -189,3 +189,28 @@ def test_on_a_cpu_a_call_holds_one_large_frame_or_several_small_ones(checkpoint,
         inference = Inference(student, InferConfig.of(mode="whole", batch_size=8))
         inference.run(collect_targets([tmp_path / name], tmp_path / f"out_{name}"))
         assert calls == expected_calls, name
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_video_cut_short_by_ctrl_c_or_an_error_leaves_no_output_under_its_name(checkpoint, tmp_path, monkeypatch, stop):
+    """Ctrl-C in the model's thread once closed the open video and renamed it as finished (92 of 275 frames)."""
+    if not VIDEO.is_file():
+        pytest.skip(f"{VIDEO} not present (shared test assets are not part of the repository)")
+    from distill.infer import Student
+    from factory.errors import Interrupted
+
+    calls, call = [], Student.__call__
+
+    def stopping(self, batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise stop("stop")
+        return call(self, batch)
+
+    monkeypatch.setattr(Student, "__call__", stopping)
+    with pytest.raises(Interrupted if stop is KeyboardInterrupt else RuntimeError) as info:
+        infer(checkpoint, [VIDEO], tmp_path / "out", InferConfig.of(batch_size=1, max_frames=12))
+    if stop is KeyboardInterrupt:
+        assert info.value.exit_code == 130 and "0 output(s) written whole" in str(info.value)
+    out = tmp_path / "out"  # the folder goes with the lock when nothing was kept in it
+    assert not out.exists() or not [p.name for p in out.iterdir() if not p.name.startswith(".toonfactory")]
