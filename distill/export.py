@@ -45,9 +45,27 @@ def read_record(config_path: Path) -> dict:
         record = json.loads(Path(config_path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(config_path, f"invalid JSON ({exc})") from None
+    return checked_record(record, config_path)
+
+
+def checked_record(record, where) -> dict:
+    """A student record (student.json, or an ONNX export's metadata) whose `student` section and `size` build a
+    student; anything else is a ModelLoadError naming ``where`` and the field."""
+    from pydantic import ValidationError
+
+    from distill.config import DistillConfig
+
     if not isinstance(record, dict) or record.get("architecture") != "pix2pix-unet" or "student" not in record:
-        raise ModelLoadError(config_path, "field `architecture` must be pix2pix-unet, with a `student` section")
-    return record
+        raise ModelLoadError(where, "field `architecture` must be pix2pix-unet, with a `student` section")
+    if not isinstance(record["student"], dict):
+        raise ModelLoadError(where, "field `student` must be a section (ngf, depth, ...)")
+    try:  # the student section as load_student builds it
+        config = DistillConfig.model_validate({"size": record.get("size"), "student": {"upsample": "transpose", **record["student"]}})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(map(str, error["loc"]))
+        raise ModelLoadError(where, f"field `{field or 'size'}`: {error['msg']}") from None
+    return {**record, "size": config.size}
 
 
 def load_student(path: Path):
@@ -68,8 +86,11 @@ def load_student(path: Path):
         raise ModelLoadError(weights, f"not a safetensors file ({exc}); other formats (pickles) are never loaded") from None
     try:
         model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise ModelLoadError(weights, f"weights do not match the `student` section of {config_path.name}: {exc}") from None
+    except RuntimeError as exc:  # one line: the first tensor that differs, and how many more
+        problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelLoadError(weights, f"weights do not match the `student` section of {config_path.name}: "
+                             f"{problems[0]}{more}") from None
     return model.eval(), record
 
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from distill.config import DEFAULT_MODEL, KEEP, MAX_PIXELS, InferConfig
-from factory.errors import Interrupted, UserError
+from factory.errors import Interrupted, ModelLoadError, UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
 from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, named_files, open_video, read_image,
                             to_unit)
@@ -50,13 +50,16 @@ class Student:
         self.mode = "face" if self.record.get("frame") == "face" else "whole"
 
     def _load_onnx(self, path: Path) -> None:
-        from distill.export import read_record
+        from distill.export import checked_record, read_record
         from factory.models.onnx import open_session
 
         self.session = open_session(path, "an exported student (.onnx)", gpu=True)
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "student" in metadata:
-            self.record = json.loads(metadata["student"])
+            try:
+                self.record = checked_record(json.loads(metadata["student"]), f"{path} (its `student` metadata)")
+            except json.JSONDecodeError as exc:
+                raise ModelLoadError(path, f"its `student` metadata is not JSON ({exc})") from None
         else:
             self.record = read_record(path.with_name("student.json"))
         self.backend = f"onnxruntime ({self.session.get_providers()[0]})"
