@@ -105,6 +105,8 @@ def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance:
         raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     if format in ("onnx", "tensorrt") and opset not in OPSETS:
         raise UserError(f"--opset {opset}: choose an ONNX opset from {OPSETS.start} to {OPSETS.stop - 1}")
+    if tolerance != tolerance:  # NaN: no difference is ever above it, so the parity check would pass anything
+        raise UserError(f"--tolerance {tolerance}: give the max abs difference allowed against PyTorch, a number (1e-3)")
     if format == "tensorrt":
         require_tensorrt()
     out = output_folder(out)

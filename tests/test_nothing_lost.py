@@ -276,6 +276,9 @@ def test_an_export_that_fails_its_parity_check_leaves_no_model_to_load(student, 
             export(student, "onnx", tmp_path / "out2", opset=opset)
     with pytest.raises(UserError, match=r"is the checkpoint's own folder"):
         export(student, "safetensors", student)
+    with pytest.raises(UserError, match=r"--tolerance nan: give the max abs difference"):  # NaN let every export pass
+        export(student, "onnx", tmp_path / "out4", tolerance=float("nan"))
+    assert not (tmp_path / "out4").exists()
     assert export(student, "onnx", tmp_path / "out3").name == "student.onnx"
 
 
