@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from factory.errors import ModelLoadError, UserError
-from factory.files import FolderLock, output_folder, staged, write_atomic
+from factory.files import FolderLock, output_folder, sha256_file, staged, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,15 @@ def load_student(path: Path):
     return model.eval(), record
 
 
-def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance: float = 1e-3) -> Path:
+def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance: float = 1e-3,
+           replace: bool = False) -> Path:
     """Write the student of ``checkpoint`` to folder ``out`` in ``format``; returns the model file.
 
-    Every format gets ``student.json`` beside it (architecture, direction, size); ONNX also carries
-    it in its metadata. ONNX and TorchScript exports are checked against PyTorch on random inputs;
-    every model file is written under a temporary name and takes its own only once checked.
+    Every format gets ``student.json`` beside it (architecture, direction, size; the weights' sha256);
+    ONNX also carries the record in its metadata. ONNX and TorchScript exports are checked against PyTorch on
+    random inputs; every model file is written under a temporary name and takes its own only once
+    checked. A folder holding another student's export is refused, unless ``replace``: then that
+    student's model files go first, so the folder never mixes two students.
     """
     if format not in FORMATS:
         raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
@@ -115,11 +118,31 @@ def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance:
         raise UserError(f"--out {out}: is the checkpoint's own folder; the export goes beside it (default "
                         "CHECKPOINT/export)")
     model, record = load_student(checkpoint)
+    sha = sha256_file(weights)
     with FolderLock(out, f"toonfactory export --format {format}", kind="export"):
-        return _export(checkpoint, model, record, format, out, opset, tolerance)
+        _make_room(out, sha, replace)
+        return _export(checkpoint, model, record, format, out, opset, tolerance, sha)
 
 
-def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset: int, tolerance: float) -> Path:
+def _make_room(out: Path, sha: str, replace: bool) -> None:
+    """Refuse (or, with ``replace``, clear) an export folder whose student.json names other weights."""
+    held = out / STUDENT_CONFIG
+    try:
+        theirs = json.loads(held.read_text()).get("weights_sha256") if held.is_file() else None
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        theirs = None
+    if theirs is None or theirs == sha:  # a new folder, this student's own, or an export made before the sha was kept
+        return
+    if not replace:
+        raise UserError(f"--out {out}: holds the export of another student ({held}: weights sha256 {str(theirs)[:12]}, "
+                        f"this one {sha[:12]}); nothing there is replaced: choose another folder, or --overwrite "
+                        "to replace that export")
+    for suffix in SUFFIXES.values():
+        (out / f"student{suffix}").unlink(missing_ok=True)
+
+
+def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset: int, tolerance: float,
+            sha: str) -> Path:
     target = out / f"student{SUFFIXES[format]}"
     if format == "safetensors":
         with staged(target) as tmp:
@@ -130,7 +153,7 @@ def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset
         export_torchscript(model, record, target, tolerance)
     else:
         export_tensorrt(model, record, target, opset)
-    write_atomic(out / "student.json", json.dumps(record, indent=2).encode())
+    write_atomic(out / "student.json", json.dumps({**record, "weights_sha256": sha}, indent=2).encode())
     log.info("exported %s to %s", format, target)
     return target
 

@@ -99,3 +99,18 @@ def test_a_student_saved_before_upsample_existed_loads_with_transposed_convoluti
     (folder / "student.json").write_text(json.dumps(record))
     model, _ = load_student(folder)
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+
+
+def test_an_export_folder_of_another_student_is_refused_unless_replaced(checkpoint, tmp_path):
+    """A second student's export once replaced student.json beside the first's weights, which then loaded no more."""
+    other = write_checkpoint(tmp_path / "other", ngf=4, depth=3, seed=5)
+    out = tmp_path / "export"
+    export(checkpoint, "safetensors", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UserError, match=r"holds the export of another student .* --overwrite"):
+        export(other, "onnx", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    load_student(out / "student.safetensors")
+    assert export(checkpoint, "onnx", out).is_file()  # the same student: its other formats join it
+    export(other, "onnx", out, replace=True)  # replaced whole: the first student's weights go with it
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["student.json", "student.onnx"]

@@ -148,16 +148,19 @@ def export_command(
     out: Optional[Path] = typer.Option(None, help="output folder (default: CHECKPOINT/export)"),
     opset: int = typer.Option(17, help="ONNX opset"),
     tolerance: float = typer.Option(1e-3, help="max abs difference allowed against PyTorch"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace another student's export already in --out"),
 ):
     """Export the student; ONNX and TorchScript are checked against PyTorch on random inputs."""
-    export_formats(checkpoint, format, out or Path(checkpoint) / "export", opset, tolerance)
+    export_formats(checkpoint, format, out or Path(checkpoint) / "export", opset, tolerance, overwrite)
 
 
-def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, tolerance: float) -> None:
+def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, tolerance: float,
+                   replace: bool = False) -> None:
     from distill.export import export
 
     for name in formats:
-        console.print(f"[green]{name}[/green] {export(checkpoint, name, out, opset=opset, tolerance=tolerance)}")
+        path = export(checkpoint, name, out, opset=opset, tolerance=tolerance, replace=replace)
+        console.print(f"[green]{name}[/green] {path}")
 
 
 def _about(name: str) -> str:
