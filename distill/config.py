@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,7 +59,7 @@ class DistillConfig(Strict):
     lr: float = Field(2e-4, gt=0.0)
     lr_decay: float = Field(0.0, ge=0.0, le=1.0, description="share of the steps at the end over which lr falls "
                             "linearly to zero (pix2pix: 0.5): a GAN's last checkpoint settles instead of oscillating")
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.5, 0.999)
     grad_clip: float = Field(1.0, ge=0.0, description="max gradient norm; 0 turns clipping off")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of the generator used for validation and export")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"

@@ -173,6 +173,17 @@ def test_bad_training_settings_name_their_file_and_field(tmp_path):
     assert load_training_sections(tmp_path / "bare", recipe, ["distill.size=96"])[0].distill.size == 96
 
 
+@pytest.mark.parametrize("override, field, problem", [
+    ("distill.betas=[nan,0.9]", r"distill\.betas\[0\]", "finite"), ("distill.betas=[1.5,0.9]", r"distill\.betas\[0\]", "less than 1"),
+    ("distill.l1_weight=inf", r"distill\.l1_weight", "finite"), ("distill.scale_jitter=nan", r"distill\.scale_jitter", "finite")])
+def test_a_nan_infinite_or_out_of_range_number_is_refused_naming_its_field(tmp_path, override, field, problem):
+    """NaN betas reached Adam as a ValueError traceback; an infinite l1_weight trained until the loss diverged."""
+    from toonfactory.cli.student import load_training_sections
+
+    with pytest.raises(RecipeError, match=rf"{field}: Input should be (a )?{problem}"):
+        load_training_sections(tmp_path / "bare", None, [override])
+
+
 def test_missing_shards_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="no \\*.tar shards"):
