@@ -90,6 +90,7 @@ class Gallery:
 
     @classmethod
     def load(cls, root: Path) -> "Gallery":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         root = Path(root)
@@ -120,8 +121,9 @@ class Gallery:
             try:
                 tensors = load_file(str(root / name))
                 vectors, drawn = tensors["embeddings"], tensors.get("drawn")
-            except (OSError, KeyError) as exc:
-                raise UserError(f"{root / name}: cannot read the embeddings ({exc})") from None
+            except (OSError, KeyError, SafetensorError) as exc:  # a pickle or a cut file is never loaded
+                raise UserError(f"{root / name}: cannot read the embeddings ({exc}); rebuild the gallery into a new "
+                                "folder with `toonfactory cast gallery`") from None
             for label, array in (("shape", vectors), ("'drawn' shape", vectors if drawn is None else drawn)):
                 if array.shape != (len(entries), dim):
                     raise UserError(f"{root / name}: {label} {array.shape} does not match "

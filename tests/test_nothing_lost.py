@@ -79,6 +79,20 @@ def test_a_gallery_whose_face_leaves_its_folder_is_refused_and_nothing_is_copied
         Gallery.load(tmp_path / "g")
 
 
+@pytest.mark.parametrize("damage", ["pickle", "cut"])
+def test_a_gallery_whose_embeddings_are_a_pickle_or_cut_short_is_refused_naming_the_file(actors, tmp_path, damage):
+    """Both came out of `cast gallery` and `cast rank` as a SafetensorError traceback."""
+    import pickle
+
+    from casting.gallery import Gallery
+
+    gallery_of(actors, tmp_path / "g")
+    (embeddings,) = (tmp_path / "g").glob("embeddings.*.safetensors")
+    embeddings.write_bytes(pickle.dumps({"embeddings": [0.0]}) if damage == "pickle" else embeddings.read_bytes()[:100])
+    with pytest.raises(UserError, match=rf"{embeddings.name}: cannot read the embeddings .*rebuild the gallery"):
+        Gallery.load(tmp_path / "g")
+
+
 def test_a_gallery_inside_its_actors_folder_is_refused(actors, tmp_path):
     for out in (actors, actors / "g"):
         result = runner.invoke(app(), ["cast", "gallery", str(actors), "--out", str(out)])
