@@ -316,6 +316,23 @@ def test_cli_mistakes_exit_2_and_write_nothing(tmp_path):
     assert "overrides.json" in runner.invoke(app, ["curate", "--help"]).output
 
 
+@pytest.mark.parametrize("command, option, value, problem", [
+    ("comics", "--margin", "nan", "finite"), ("comics", "--margin", "1000", "less than or equal to 4"),
+    ("comics", "--size", "100000000", "less than or equal to 4096"), ("comics", "--threshold", "nan", "finite"),
+    ("comics", "--cluster-distance", "-1", "greater than or equal to 0"), ("comics", "--tracking", "bogus", "'offline'"),
+    ("actors", "--radius", "nan", "finite"), ("actors", "--tracking", "bogus", "'offline'")])
+def test_a_mistaken_number_or_mode_is_named_before_anything_is_written(tmp_path, command, option, value, problem):
+    """--margin nan and --size 1e8 ended in a traceback (a 30 PB crop); --tracking bogus was refused only after
+    the pages were curated into --out; --threshold nan kept no face and said nothing."""
+    pages = tmp_path / "p"
+    _pages(pages, [1])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["curate", command, str(pages), "--out", str(out), option, value])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception).startswith(f"{option} ") and problem in str(result.exception)
+    assert not out.exists()
+
+
 def test_a_named_detector_that_cannot_run_is_an_error_and_the_default_says_what_it_left_out(tmp_path):
     runner = CliRunner()
     page = _pages(tmp_path / "p", [1])[0]
