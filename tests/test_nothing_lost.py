@@ -699,3 +699,20 @@ def test_an_export_killed_at_its_parity_check_leaves_no_model_to_load_and_the_ne
     assert "student.onnx" not in left and any(n.startswith(".student.onnx.") for n in left), left
     assert export(student, "onnx", out).name == "student.onnx"
     assert sorted(p.name for p in out.iterdir()) == [".toonfactory.made-by", "student.json", "student.onnx"]
+
+
+def test_a_dataset_card_edited_by_hand_is_kept_unless_overwritten(small_dataset, tmp_path):
+    """The card asks for the licence to be written into it; `dataset card` then replaced the edit without a word."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    card = data / "README.md"
+    assert runner.invoke(app(), ["dataset", "card", str(data)]).exit_code == 0  # its own card: written again
+    edited = card.read_text().replace("license: unknown", "license: cc-by-4.0") + "Photos by us, CC BY 4.0.\n"
+    card.write_text(edited)
+    result = runner.invoke(app(), ["dataset", "card", str(data)])
+    assert isinstance(result.exception, UserError) and "edited since toonfactory wrote it" in str(result.exception)
+    assert card.read_text() == edited
+    assert runner.invoke(app(), ["dataset", "card", str(data), "--overwrite"]).exit_code == 0
+    assert "license: unknown" in card.read_text()
