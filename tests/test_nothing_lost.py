@@ -716,3 +716,22 @@ def test_a_dataset_card_edited_by_hand_is_kept_unless_overwritten(small_dataset,
     assert card.read_text() == edited
     assert runner.invoke(app(), ["dataset", "card", str(data), "--overwrite"]).exit_code == 0
     assert "license: unknown" in card.read_text()
+
+
+@pytest.mark.parametrize("damage, field", [(lambda m: m.pop("counts"), "counts"), (lambda m: m.update(recipe=None), "recipe"),
+                                           (lambda m: m.pop("name"), "name"),
+                                           (lambda m: m["counts"].update(planned="x"), "counts.planned")])
+def test_a_manifest_missing_what_the_card_reads_is_named_by_dataset_card(small_dataset, tmp_path, damage, field):
+    """Each came out of `dataset card` as a KeyError, TypeError or AttributeError traceback."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    damage(manifest)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    before = (data / "README.md").read_bytes()
+    result = runner.invoke(app(), ["dataset", "card", str(data)])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception).startswith(f"{data / 'manifest.json'}: field '{field}' is ")
+    assert (data / "README.md").read_bytes() == before
