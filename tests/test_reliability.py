@@ -417,6 +417,21 @@ def test_an_out_that_is_a_file_is_named_for_export_infer_and_cast(tmp_path):
     assert blocker.read_text() == "mine"
 
 
+def test_an_out_that_cannot_be_made_is_named_for_export_and_infer(tmp_path):
+    """/proc takes no folders (even as root, where it passes the writable check): its mkdir's FileNotFoundError
+    was a traceback from every command's folder lock."""
+    from distill.export import export
+    from distill.infer import infer
+
+    checkpoint = write_checkpoint(tmp_path / "ckpt", ngf=4, depth=2, size=32)
+    photo = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
+    for call in (lambda: export(checkpoint, "safetensors", Path("/proc/toonfactory-out")),
+                 lambda: infer(checkpoint, [photo], Path("/proc/toonfactory-out"))):
+        with pytest.raises(UserError, match=r"^--out /proc/toonfactory-out: "):
+            call()
+
+
 def test_resume_from_nowhere_creates_no_folder_and_no_tracking(pairs, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app(), ["train", "--data", str(pairs), "--out", str(out), "--resume", str(tmp_path / "nope"),
