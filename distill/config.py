@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from factory.config import Strict, validate_options
 from factory.errors import UserError
 
+OPSETS = range(7, 21)  # what torch's TorchScript-based ONNX exporter writes
 MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
 DEFAULT_MODEL = ""  # the model given first converts every face no rule assigns
 KEEP = "keep"  # an assignment that leaves a face as it is
@@ -101,7 +102,7 @@ class ExportConfig(Strict):
     """What `toonfactory run` exports after training."""
 
     formats: list[Literal["safetensors", "onnx", "torchscript", "tensorrt"]] = ["safetensors", "onnx"]
-    opset: int = Field(17, ge=11, le=21)
+    opset: int = Field(17, ge=11, le=OPSETS.stop - 1)
     tolerance: float = Field(1e-3, gt=0.0, description="max abs difference allowed between ONNX Runtime and PyTorch")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.config import OPSETS
 from factory.errors import ModelLoadError, UserError
 from factory.files import FolderLock, output_folder, sha256_file, staged, write_atomic
 
@@ -17,7 +18,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("safetensors", "onnx", "torchscript", "tensorrt")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt", "tensorrt": ".engine"}
-OPSETS = range(7, 21)  # what torch's TorchScript-based ONNX exporter writes
 STUDENT_WEIGHTS = "student.safetensors"  # what a checkpoint folder holds
 STUDENT_CONFIG = "student.json"
 
