@@ -504,6 +504,28 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(tmp_path,
     assert lines == [f"error: interrupted: 1 of 3 shards finished and kept in {out}; re-run the same command to resume"]
 
 
+def test_ctrl_c_in_a_command_without_its_own_message_still_says_one_line(small_dataset, tmp_path, monkeypatch, capsys):
+    """Typer turned Ctrl-C into a silent exit 130 before the CLI's own handler could speak (cast gallery, export...)."""
+    import shutil
+
+    from toonfactory.cli import main
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    monkeypatch.setattr("factory.dataset.card.write_card", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["toonfactory", "dataset", "card", str(data)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "interrupted" in line] == [
+        "interrupted: every file written whole before this is kept, none half-written; re-run the same command to "
+        "finish"]
+
+
 def test_ctrl_c_in_training_says_which_checkpoint_is_kept(pairs, tmp_path):
     from distill.train import train
 

@@ -56,6 +56,11 @@ def main():
     except KeyboardInterrupt:  # before a command knew what it had made: finished work is on disk as it was
         console.print("interrupted before anything was finished; re-run the same command to start again")
         sys.exit(130)
+    except SystemExit as exc:  # typer ends a Ctrl-C it sees in a command with exit 130 and no word
+        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt):
+            console.print("interrupted: every file written whole before this is kept, none half-written; re-run the "
+                          "same command to finish", highlight=False, soft_wrap=True)
+        raise
     except OSError as exc:  # a full disk or a read-only folder under any command: one line naming the file
         if exc.errno not in FILE_TROUBLE:
             raise
