@@ -251,6 +251,19 @@ def test_overrides_and_incremental_runs(tmp_path):
         Workspace(out).overrides()
 
 
+def test_a_feature_file_cut_short_or_a_pickle_is_named_not_a_traceback(tmp_path):
+    """A features.npz cut short ended the next curate run in a BadZipFile traceback."""
+    ws = Workspace(tmp_path)
+    ingest_pages(ws, _pages(tmp_path / "pages", [1]), BoxDetector(), CropOptions(side=96, limits=Thresholds(min_face=20)),
+                 Summary())
+    ws.save()
+    whole = (tmp_path / "features.npz").read_bytes()
+    for damaged in (whole[:200], pickle.dumps({"a": 1})):
+        (tmp_path / "features.npz").write_bytes(damaged)
+        with pytest.raises(UserError, match=r"features.npz: unreadable feature file"):
+            Workspace(tmp_path)
+
+
 def _add_face(ws: Workspace, face_id: str, vector: np.ndarray) -> None:
     ws.manifest["faces"][face_id] = {"kind": "drawn", "reason": "", "crop": ws.write_crop(face_id, _face_like())}
     ws.features[face_id] = vector / np.linalg.norm(vector)
