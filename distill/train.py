@@ -94,8 +94,13 @@ def student_record(config: DistillConfig, step: int, frame: str | None = None) -
 def dataset_frame(data_dir: Path) -> str | None:
     """The dataset's `output.frame` (face or scene), or None for shards without the factory's recipe.json."""
     saved = read_recipe(Path(data_dir))
-    recipe = (saved or {}).get("recipe")
-    return (recipe.get("output") or {}).get("frame", "face") if isinstance(recipe, dict) else None
+    if saved is None:
+        return None
+    output = saved["recipe"].get("output") or {}
+    if not isinstance(output, dict):
+        raise UserError(f"{Path(data_dir) / 'recipe.json'}: field 'recipe.output' is {type(output).__name__}, "
+                        "expected the `output:` section")
+    return output.get("frame", "face")
 
 
 def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0,

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import toon_of, write_checkpoint, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
-from distill.train import checkpoints, train  # noqa: E402
+from distill.train import checkpoints, dataset_frame, train  # noqa: E402
 from factory.training import TrainingDiverged  # noqa: E402
 from factory.errors import RecipeError, UserError  # noqa: E402
 
@@ -171,6 +171,21 @@ def test_bad_training_settings_name_their_file_and_field(tmp_path):
         load_training_sections(tmp_path / "bare", None, ["distill.student.widht=3"])
     assert info.value.path == "--set"
     assert load_training_sections(tmp_path / "bare", recipe, ["distill.size=96"])[0].distill.size == 96
+
+
+@pytest.mark.parametrize("record", [[1, 2], {"recipe": {"distill": {}}}, {"hash": "x", "recipe": 5}])
+def test_a_dataset_recipe_json_of_another_shape_is_named(tmp_path, record):
+    """Each ended `train` (and `generate` into the folder) in an AttributeError or KeyError traceback."""
+    from factory.dataset.layout import read_recipe
+    from toonfactory.cli.student import load_training_sections
+
+    (tmp_path / "recipe.json").write_text(json.dumps(record))
+    for read in (lambda: load_training_sections(tmp_path, None, []), lambda: read_recipe(tmp_path)):
+        with pytest.raises(UserError, match=r"recipe.json: not a recipe record of `toonfactory generate`"):
+            read()
+    (tmp_path / "recipe.json").write_text(json.dumps({"hash": "x", "recipe": {"output": 5}}))
+    with pytest.raises(UserError, match=r"recipe.json: field 'recipe.output' is int"):
+        dataset_frame(tmp_path)
 
 
 @pytest.mark.parametrize("override, field, problem", [

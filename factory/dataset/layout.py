@@ -71,7 +71,15 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_recipe(out: Path) -> dict | None:
-    return read_json(out / RECIPE)
+    """DIR/recipe.json as `generate` wrote it (``hash``, ``recipe`` of sections), None when absent; a damaged one
+    is refused naming the file."""
+    record = read_json(out / RECIPE)
+    if record is None:
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("hash"), str) and isinstance(record.get("recipe"), dict)):
+        raise UserError(f"{out / RECIPE}: not a recipe record of `toonfactory generate` (fields 'hash' and 'recipe', "
+                        "a mapping of sections)")
+    return record
 
 
 def write_recipe(out: Path, resolved) -> None:
