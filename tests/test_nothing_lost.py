@@ -721,8 +721,9 @@ def test_a_dataset_card_edited_by_hand_is_kept_unless_overwritten(small_dataset,
 @pytest.mark.parametrize("damage, field", [(lambda m: m.pop("counts"), "counts"), (lambda m: m.update(recipe=None), "recipe"),
                                            (lambda m: m.pop("name"), "name"),
                                            (lambda m: m["counts"].update(planned="x"), "counts.planned")])
-def test_a_manifest_missing_what_the_card_reads_is_named_by_dataset_card(small_dataset, tmp_path, damage, field):
-    """Each came out of `dataset card` as a KeyError, TypeError or AttributeError traceback."""
+def test_a_manifest_missing_what_the_card_reads_is_named_by_dataset_card_and_filter(small_dataset, tmp_path, damage,
+                                                                                     field):
+    """Each came out of `dataset card` (and some of `dataset filter`) as a KeyError, TypeError or AttributeError traceback."""
     import shutil
 
     data = tmp_path / "data"
@@ -730,8 +731,10 @@ def test_a_manifest_missing_what_the_card_reads_is_named_by_dataset_card(small_d
     manifest = json.loads((data / "manifest.json").read_text())
     damage(manifest)
     (data / "manifest.json").write_text(json.dumps(manifest))
+    (data / "review.json").write_text(json.dumps({"format": "toonfactory-review/1", "recipe_hash": None, "marks": {}}))
     before = (data / "README.md").read_bytes()
-    result = runner.invoke(app(), ["dataset", "card", str(data)])
-    assert isinstance(result.exception, UserError), result.output
-    assert str(result.exception).startswith(f"{data / 'manifest.json'}: field '{field}' is ")
-    assert (data / "README.md").read_bytes() == before
+    for command in (["card", str(data)], ["filter", str(data), "--out", str(tmp_path / "v2"), "--tracking", "none"]):
+        result = runner.invoke(app(), ["dataset", *command])
+        assert isinstance(result.exception, UserError), result.output
+        assert str(result.exception).startswith(f"{data / 'manifest.json'}: field '{field}' is ")
+    assert (data / "README.md").read_bytes() == before and not (tmp_path / "v2").exists()

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from factory.dataset.layout import check_manifest
 from factory.dataset.reader import manifest_shards, read_member, read_record, shard_members
 from factory.errors import UserError
 from factory.files import write_atomic
@@ -145,27 +146,6 @@ def write_card(out: Path, manifest: dict, replace: bool = False) -> Path:
                         "away, or `toonfactory dataset card --overwrite` to replace it")
     write_atomic(path, (text + _stamp(text)).encode())
     return path
-
-
-CARD_FIELDS = {"name": str, "format": str, "recipe_hash": str, "recipe": dict, "counts": dict, "fields": list, "shards": list}
-COUNTS = {"planned": int, "attempted": int, "accepted": int, "rejected": dict}
-PARENT = {"path": str, "recipe_hash": str, "removed": list}
-
-
-def check_manifest(out: Path, manifest) -> None:
-    """Refuse, naming the field, a manifest that lacks what the card reads (a damaged or hand-made one)."""
-    where = Path(out) / "manifest.json"
-    parts = [("", manifest, CARD_FIELDS)]
-    if isinstance(manifest, dict):
-        parts += [("counts.", manifest.get("counts"), COUNTS)] + (
-            [("parent.", manifest["parent"], PARENT)] if "parent" in manifest else [])
-    for prefix, record, fields in parts:
-        for name, kind in fields.items():
-            value = record.get(name) if isinstance(record, dict) else None
-            if not isinstance(value, kind) or isinstance(value, bool):
-                found = type(value).__name__ if isinstance(record, dict) and name in record else "missing"
-                raise UserError(f"{where}: field '{prefix}{name}' is {found}, expected {kind.__name__}; the card is "
-                                "written from a manifest `toonfactory generate` wrote")
 
 
 def _stamp(text: str) -> str:
