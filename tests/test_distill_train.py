@@ -199,6 +199,17 @@ def test_a_nan_infinite_or_out_of_range_number_is_refused_naming_its_field(tmp_p
         load_training_sections(tmp_path / "bare", None, [override])
 
 
+def test_a_batch_too_large_for_this_machine_is_refused_before_anything_is_read(tmp_path):
+    """distill.batch_size=100000 on 8 pairs of 64 px drew 100000 pairs with replacement: 14 GB, minutes of paging."""
+    import os
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    huge = memory // (4 * 9 * 64 * 64 * 4) + 1  # inputs alone over a quarter of the memory
+    with pytest.raises(UserError, match=rf"distill.batch_size {huge}: one batch of 64 px pairs is .* GB of input alone"):
+        train(tiny(batch_size=huge), tmp_path / "nowhere", tmp_path / "out")  # refused before the data is looked at
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_shards_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="no \\*.tar shards"):

@@ -92,7 +92,7 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
     if rank == 0:
         console.print(f"settings: {source}; size {config.size}, steps {config.steps}, batch {config.batch_size}, "
                       f"student ngf {config.student.ngf}", markup=False, highlight=False, soft_wrap=True)
-    prepare_training(data, out, resume, overwrite)
+    prepare_training(config, data, out, resume, overwrite)
     finished = finished_checkpoint(config, out, resume)
     if finished is not None:  # no bar counting from 0 to a training that does nothing
         if rank == 0:
