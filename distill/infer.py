@@ -54,6 +54,10 @@ class Student:
         from factory.models.onnx import open_session
 
         self.session = open_session(path, "an exported student (.onnx)", gpu=True)
+        inputs = [(i.name, len(i.shape)) for i in self.session.get_inputs()]
+        if inputs != [("input", 4)]:  # another model: its inputs would be missing from every call
+            raise ModelLoadError(path, f"an exported student takes one NCHW input named `input`; this model takes "
+                                       f"{', '.join(name for name, _ in inputs) or 'nothing'}")
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "student" in metadata:
             try:

@@ -214,3 +214,22 @@ def test_a_video_cut_short_by_ctrl_c_or_an_error_leaves_no_output_under_its_name
         assert info.value.exit_code == 130 and "0 output(s) written whole" in str(info.value)
     out = tmp_path / "out"  # the folder goes with the lock when nothing was kept in it
     assert not out.exists() or not [p.name for p in out.iterdir() if not p.name.startswith(".toonfactory")]
+
+
+def test_an_onnx_model_that_is_not_a_student_is_refused_naming_it(checkpoint, tmp_path):
+    """A foreign .onnx with a student.json beside it ended in onnxruntime's ValueError traceback at its first call."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from factory.errors import ModelLoadError
+
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, "h", "w"]) for n in ("x", "y"))
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "other.onnx")
+    shutil.copy(checkpoint / "student.json", tmp_path / "student.json")
+    (tmp_path / "a.png").write_bytes(encode_png(np.zeros((64, 64, 3), np.uint8)))
+    with pytest.raises(ModelLoadError, match=r"other.onnx: cannot load model: .* this model takes x"):
+        infer(tmp_path / "other.onnx", [tmp_path / "a.png"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
