@@ -90,6 +90,7 @@ class Gallery:
 
     @classmethod
     def load(cls, root: Path) -> "Gallery":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         root = Path(root)
@@ -120,8 +121,9 @@ class Gallery:
             try:
                 tensors = load_file(str(root / name))
                 vectors, drawn = tensors["embeddings"], tensors.get("drawn")
-            except (OSError, KeyError) as exc:
-                raise UserError(f"{root / name}: cannot read the embeddings ({exc})") from None
+            except (OSError, KeyError, SafetensorError) as exc:  # a pickle or a cut file is never loaded
+                raise UserError(f"{root / name}: cannot read the embeddings ({exc}); rebuild the gallery into a new "
+                                "folder with `toonfactory cast gallery`") from None
             for label, array in (("shape", vectors), ("'drawn' shape", vectors if drawn is None else drawn)):
                 if array.shape != (len(entries), dim):
                     raise UserError(f"{root / name}: {label} {array.shape} does not match "
@@ -174,15 +176,25 @@ def read_attributes(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows, each with every ``required`` column filled: a line that leaves one empty (an actor named
+    '' would be cast), or a file that is no UTF-8 CSV, is refused naming the line or the file."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:
                 raise UserError(f"{path}: missing column(s) {missing} (has {reader.fieldnames})")
-            return [dict(row) for row in reader]
+            rows = []
+            for row in reader:
+                empty = [c for c in required if not (row.get(c) or "").strip()]
+                if empty:
+                    raise UserError(f"{path}: line {reader.line_num}: column {empty[0]!r} is empty")
+                rows.append(dict(row))
+            return rows
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path}: not a UTF-8 CSV file ({exc})") from None
 
 
 def collect_inputs(actors: Path, attributes: Path | None = None,

@@ -6,9 +6,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from curate import actors as actorlib
 from curate.features import identity_features
@@ -18,6 +19,7 @@ from curate.review import write_sheet
 from curate.select import choose, cluster, similarity_to
 from curate.store import Workspace, apply_decision
 from curate.superres import SuperResolver, resize
+from factory.config import Strict
 from factory.errors import UserError
 from factory.faces import Face
 from factory.files import sha256_file
@@ -25,6 +27,27 @@ from factory.images import IMAGE_SUFFIXES, BadImage, actor_folders, read_image
 
 log = logging.getLogger(__name__)
 FILTERED = "filtered"
+MAX_MARGIN = 4.0  # a crop is margin x the face box, white where it leaves the page: 1000 asked for terabytes
+MAX_SIDE = 4096
+
+
+class CurateOptions(Strict):
+    """The numbers and modes `curate comics` and `curate actors` take, checked (each named as its option)
+    before a page is read or a file written."""
+
+    margin: float = Field(1.5, le=MAX_MARGIN, description="crop side = margin x the face box")
+    size: int = Field(256, ge=32, le=MAX_SIDE, description="crop side in pixels")
+    threshold: float | None = Field(0.85, ge=-1.0, le=1.0, description="cosine a face needs to its reference")
+    cluster_distance: float = Field(0.12, ge=0.0, le=2.0, description="cosine distance that joins two faces")
+    radius: float = Field(0.4, ge=0.0, description="embedding distance within which a face is the actor")
+    tracking: Literal["offline", "auto", "server", "none"] = "offline"
+
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, margin: float) -> float:
+        if margin < 1.0:
+            raise ValueError(f"{margin} < 1 would cut the face")
+        return margin
 
 
 @dataclass

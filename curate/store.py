@@ -17,6 +17,7 @@ unless an override changes them. A run killed midway keeps every file its journa
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ class Workspace:
         try:
             with np.load(self.features_path, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # a file cut short is no zip
             raise UserError(f"{self.features_path}: unreadable feature file ({exc})") from None
 
     def _replay_journal(self) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from factory.config import Strict, validate_options
 from factory.errors import UserError
 
+OPSETS = range(7, 21)  # what torch's TorchScript-based ONNX exporter writes
 MAX_PIXELS = 4_000_000  # larger images are decoded reduced: the model's memory grows with the pixels
 DEFAULT_MODEL = ""  # the model given first converts every face no rule assigns
 KEEP = "keep"  # an assignment that leaves a face as it is
@@ -59,7 +60,7 @@ class DistillConfig(Strict):
     lr: float = Field(2e-4, gt=0.0)
     lr_decay: float = Field(0.0, ge=0.0, le=1.0, description="share of the steps at the end over which lr falls "
                             "linearly to zero (pix2pix: 0.5): a GAN's last checkpoint settles instead of oscillating")
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.5, 0.999)
     grad_clip: float = Field(1.0, ge=0.0, description="max gradient norm; 0 turns clipping off")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of the generator used for validation and export")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -101,7 +102,7 @@ class ExportConfig(Strict):
     """What `toonfactory run` exports after training."""
 
     formats: list[Literal["safetensors", "onnx", "torchscript", "tensorrt"]] = ["safetensors", "onnx"]
-    opset: int = Field(17, ge=11, le=21)
+    opset: int = Field(17, ge=11, le=OPSETS.stop - 1)
     tolerance: float = Field(1e-3, gt=0.0, description="max abs difference allowed between ONNX Runtime and PyTorch")
 
 

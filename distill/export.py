@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.config import OPSETS
 from factory.errors import ModelLoadError, UserError
-from factory.files import FolderLock, output_folder, staged, write_atomic
+from factory.files import FolderLock, output_folder, sha256_file, staged, write_atomic
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("safetensors", "onnx", "torchscript", "tensorrt")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt", "tensorrt": ".engine"}
-OPSETS = range(7, 21)  # what torch's TorchScript-based ONNX exporter writes
 STUDENT_WEIGHTS = "student.safetensors"  # what a checkpoint folder holds
 STUDENT_CONFIG = "student.json"
 
@@ -45,9 +45,27 @@ def read_record(config_path: Path) -> dict:
         record = json.loads(Path(config_path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(config_path, f"invalid JSON ({exc})") from None
+    return checked_record(record, config_path)
+
+
+def checked_record(record, where) -> dict:
+    """A student record (student.json, or an ONNX export's metadata) whose `student` section and `size` build a
+    student; anything else is a ModelLoadError naming ``where`` and the field."""
+    from pydantic import ValidationError
+
+    from distill.config import DistillConfig
+
     if not isinstance(record, dict) or record.get("architecture") != "pix2pix-unet" or "student" not in record:
-        raise ModelLoadError(config_path, "field `architecture` must be pix2pix-unet, with a `student` section")
-    return record
+        raise ModelLoadError(where, "field `architecture` must be pix2pix-unet, with a `student` section")
+    if not isinstance(record["student"], dict):
+        raise ModelLoadError(where, "field `student` must be a section (ngf, depth, ...)")
+    try:  # the student section as load_student builds it
+        config = DistillConfig.model_validate({"size": record.get("size"), "student": {"upsample": "transpose", **record["student"]}})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(map(str, error["loc"]))
+        raise ModelLoadError(where, f"field `{field or 'size'}`: {error['msg']}") from None
+    return {**record, "size": config.size}
 
 
 def load_student(path: Path):
@@ -68,22 +86,30 @@ def load_student(path: Path):
         raise ModelLoadError(weights, f"not a safetensors file ({exc}); other formats (pickles) are never loaded") from None
     try:
         model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise ModelLoadError(weights, f"weights do not match the `student` section of {config_path.name}: {exc}") from None
+    except RuntimeError as exc:  # one line: the first tensor that differs, and how many more
+        problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelLoadError(weights, f"weights do not match the `student` section of {config_path.name}: "
+                             f"{problems[0]}{more}") from None
     return model.eval(), record
 
 
-def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance: float = 1e-3) -> Path:
+def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance: float = 1e-3,
+           replace: bool = False) -> Path:
     """Write the student of ``checkpoint`` to folder ``out`` in ``format``; returns the model file.
 
-    Every format gets ``student.json`` beside it (architecture, direction, size); ONNX also carries
-    it in its metadata. ONNX and TorchScript exports are checked against PyTorch on random inputs;
-    every model file is written under a temporary name and takes its own only once checked.
+    Every format gets ``student.json`` beside it (architecture, direction, size; the weights' sha256);
+    ONNX also carries the record in its metadata. ONNX and TorchScript exports are checked against PyTorch on
+    random inputs; every model file is written under a temporary name and takes its own only once
+    checked. A folder holding another student's export is refused, unless ``replace``: then that
+    student's model files go first, so the folder never mixes two students.
     """
     if format not in FORMATS:
         raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     if format in ("onnx", "tensorrt") and opset not in OPSETS:
         raise UserError(f"--opset {opset}: choose an ONNX opset from {OPSETS.start} to {OPSETS.stop - 1}")
+    if tolerance != tolerance:  # NaN: no difference is ever above it, so the parity check would pass anything
+        raise UserError(f"--tolerance {tolerance}: give the max abs difference allowed against PyTorch, a number (1e-3)")
     if format == "tensorrt":
         require_tensorrt()
     out = output_folder(out)
@@ -92,11 +118,31 @@ def export(checkpoint: Path, format: str, out: Path, opset: int = 17, tolerance:
         raise UserError(f"--out {out}: is the checkpoint's own folder; the export goes beside it (default "
                         "CHECKPOINT/export)")
     model, record = load_student(checkpoint)
+    sha = sha256_file(weights)
     with FolderLock(out, f"toonfactory export --format {format}", kind="export"):
-        return _export(checkpoint, model, record, format, out, opset, tolerance)
+        _make_room(out, sha, replace)
+        return _export(checkpoint, model, record, format, out, opset, tolerance, sha)
 
 
-def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset: int, tolerance: float) -> Path:
+def _make_room(out: Path, sha: str, replace: bool) -> None:
+    """Refuse (or, with ``replace``, clear) an export folder whose student.json names other weights."""
+    held = out / STUDENT_CONFIG
+    try:
+        theirs = json.loads(held.read_text()).get("weights_sha256") if held.is_file() else None
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        theirs = None
+    if theirs is None or theirs == sha:  # a new folder, this student's own, or an export made before the sha was kept
+        return
+    if not replace:
+        raise UserError(f"--out {out}: holds the export of another student ({held}: weights sha256 {str(theirs)[:12]}, "
+                        f"this one {sha[:12]}); nothing there is replaced: choose another folder, or --overwrite "
+                        "to replace that export")
+    for suffix in SUFFIXES.values():
+        (out / f"student{suffix}").unlink(missing_ok=True)
+
+
+def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset: int, tolerance: float,
+            sha: str) -> Path:
     target = out / f"student{SUFFIXES[format]}"
     if format == "safetensors":
         with staged(target) as tmp:
@@ -107,7 +153,7 @@ def _export(checkpoint: Path, model, record: dict, format: str, out: Path, opset
         export_torchscript(model, record, target, tolerance)
     else:
         export_tensorrt(model, record, target, opset)
-    write_atomic(out / "student.json", json.dumps(record, indent=2).encode())
+    write_atomic(out / "student.json", json.dumps({**record, "weights_sha256": sha}, indent=2).encode())
     log.info("exported %s to %s", format, target)
     return target
 

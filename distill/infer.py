@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from distill.config import DEFAULT_MODEL, KEEP, MAX_PIXELS, InferConfig
-from factory.errors import UserError
+from factory.errors import Interrupted, ModelLoadError, UserError
 from factory.files import FolderLock, disk_full, output_folder, refuse_out_in_inputs, staged, subfolder, write_atomic
 from factory.images import (VIDEO_SUFFIXES, BadImage, fit_pixels, from_unit, named_files, open_video, read_image,
                             to_unit)
@@ -50,13 +50,20 @@ class Student:
         self.mode = "face" if self.record.get("frame") == "face" else "whole"
 
     def _load_onnx(self, path: Path) -> None:
-        from distill.export import read_record
+        from distill.export import checked_record, read_record
         from factory.models.onnx import open_session
 
         self.session = open_session(path, "an exported student (.onnx)", gpu=True)
+        inputs = [(i.name, len(i.shape)) for i in self.session.get_inputs()]
+        if inputs != [("input", 4)]:  # another model: its inputs would be missing from every call
+            raise ModelLoadError(path, f"an exported student takes one NCHW input named `input`; this model takes "
+                                       f"{', '.join(name for name, _ in inputs) or 'nothing'}")
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "student" in metadata:
-            self.record = json.loads(metadata["student"])
+            try:
+                self.record = checked_record(json.loads(metadata["student"]), f"{path} (its `student` metadata)")
+            except json.JSONDecodeError as exc:
+                raise ModelLoadError(path, f"its `student` metadata is not JSON ({exc})") from None
         else:
             self.record = read_record(path.with_name("student.json"))
         self.backend = f"onnxruntime ({self.session.get_providers()[0]})"
@@ -288,6 +295,7 @@ class Inference:
         self.stats = {"images": 0, "videos": 0, "frames": 0, "faces": 0, "skipped": 0, "written": 0}
         self.seconds: dict[str, float] = defaultdict(float)  # per part of the pipeline, summed over threads
         self.errors: list[BaseException] = []
+        self.stopped = False  # set when the model's thread ends early
 
     # reader thread --------------------------------------------------------------------------------
 
@@ -448,7 +456,10 @@ class Inference:
             ended = True
             if video is not None:
                 video, finished = None, video
-                self._close(finished)
+                if self.stopped or self.errors:  # the run ended early: its frames so far are not an output
+                    finished.abort(UserError("the run stopped before the video's last frame"))
+                else:
+                    self._close(finished)
         except BaseException as exc:
             if video is not None:
                 video.abort(exc)
@@ -495,6 +506,9 @@ class Inference:
                 while pending and pending[0].done:
                     frame = pending.popleft()
                     self.results.put(frame)
+        except BaseException:  # Ctrl-C or a model error: the writer drops the video it has open
+            self.stopped = True
+            raise
         finally:
             self.results.put(_END)
             writer.join()
@@ -547,6 +561,10 @@ def infer(model: Path, inputs: list[Path], out_dir: Path, config: InferConfig = 
     with FolderLock(out_dir, f"toonfactory infer --out {out_dir}", kind="infer"):
         try:
             return inference.run(targets, on_frame)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {inference.stats['written']} output(s) written whole to {out_dir} are "
+                              "kept, the one being written was dropped; re-run the same command to convert "
+                              "them all") from None
         except OSError as exc:
             full = disk_full(exc, f"{inference.stats['written']} outputs written to {out_dir}")
             if full is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
@@ -63,11 +64,12 @@ def resolve_resume(resume: str, out_dir: Path) -> Path | None:
     return path
 
 
-def prepare_training(data_dir: Path, out_dir: Path, resume: str | None, overwrite: bool) -> None:
-    """Everything a run checks before it writes anything (the folder, tracking): the data, ``--resume``
-    and whether ``out_dir`` already holds a run that would be mixed with this one."""
+def prepare_training(config: DistillConfig, data_dir: Path, out_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """Everything a run checks before it writes anything (the folder, tracking): a batch that fits in memory,
+    the data, ``--resume`` and whether ``out_dir`` already holds a run that would be mixed with this one."""
     from factory.dataset.reader import check_shards
 
+    refuse_oversized_batch(config)
     check_shards(data_dir)
     output_folder(out_dir)
     if resume:
@@ -77,6 +79,18 @@ def prepare_training(data_dir: Path, out_dir: Path, resume: str | None, overwrit
     if folder_entries(out_dir) and not overwrite:
         raise UserError(f"--out {out_dir}: already holds files ({', '.join(p.name for p in folder_entries(out_dir)[:3])}); "
                         "continue its run with --resume latest, replace it with --overwrite, or choose a new folder")
+
+
+def refuse_oversized_batch(config: DistillConfig) -> None:
+    """A batch whose input floats alone would take over a quarter of this machine's memory is refused before
+    anything is read: distill.batch_size=100000 on 8 pairs of 64 px (drawn with replacement) asked for 15 GB."""
+    side = config.crop or config.size
+    batch = config.batch_size * 9 * side * side * 4  # source, target and face mask channels, float32
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if 4 * batch > memory:
+        raise UserError(f"distill.batch_size {config.batch_size}: one batch of {side} px pairs is {batch / 2**30:.1f} GB "
+                        f"of input alone, over a quarter of this machine's {memory / 2**30:.0f} GB; lower it "
+                        "(distill.gradient_accumulation keeps the batch the optimizer sees)")
 
 
 def student_record(config: DistillConfig, step: int, frame: str | None = None) -> dict:
@@ -94,8 +108,13 @@ def student_record(config: DistillConfig, step: int, frame: str | None = None) -
 def dataset_frame(data_dir: Path) -> str | None:
     """The dataset's `output.frame` (face or scene), or None for shards without the factory's recipe.json."""
     saved = read_recipe(Path(data_dir))
-    recipe = (saved or {}).get("recipe")
-    return (recipe.get("output") or {}).get("frame", "face") if isinstance(recipe, dict) else None
+    if saved is None:
+        return None
+    output = saved["recipe"].get("output") or {}
+    if not isinstance(output, dict):
+        raise UserError(f"{Path(data_dir) / 'recipe.json'}: field 'recipe.output' is {type(output).__name__}, "
+                        "expected the `output:` section")
+    return output.get("frame", "face")
 
 
 def save_random_student(folder: Path, ngf: int = 16, depth: int = 5, size: int = 256, seed: int = 0,
@@ -522,7 +541,7 @@ def train(
     ``on_step(step, total, record)`` is called on the main process after every step (progress bars).
     """
     out_dir = Path(out_dir)
-    prepare_training(data_dir, out_dir, resume, overwrite)
+    prepare_training(config, data_dir, out_dir, resume, overwrite)
     trainer = Trainer(config, data_dir, out_dir, tracker)
     lock = FolderLock(out_dir, f"toonfactory train --out {out_dir}", kind="train", earlier="metrics.jsonl",
                       debris=("checkpoints/step_*.tmp",)) \

@@ -20,9 +20,10 @@ T = TypeVar("T")
 
 
 class Strict(BaseModel):
-    """Base for every recipe section: unknown keys are an error, not a silent no-op."""
+    """Base for every recipe section: unknown keys are an error, not a silent no-op; so is a NaN or an
+    infinity in a number (NaN passes no bound's check, and either poisons a loss or a threshold)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # A pluggable kind (a teacher, a source, a mask, an inpainter, an adapter, a detector, an embedder, a

@@ -287,7 +287,10 @@ class FolderLock:
     def __enter__(self) -> "FolderLock":
         output_folder(self.out, self.option)
         if not self.out.exists():
-            self.out.mkdir(parents=True)
+            try:
+                self.out.mkdir(parents=True)
+            except OSError as exc:  # a folder that cannot hold one (/proc), or taken away meanwhile
+                raise UserError(f"{self.option} {self.out}: cannot make this folder ({exc.strerror or exc})") from None
             self.created = True
         while True:
             handle = self._open()

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from casting.gallery import GALLERY_FORMAT, Gallery, collect_inputs, update_gallery
+from casting.gallery import GALLERY_FORMAT, Gallery, collect_inputs, read_attributes, update_gallery
 from casting.rank import actor_scores, aggregate, calibrate, cast, parse_where, per_actor, query_faces
 from casting.report import write_report
 from factory.errors import UserError
@@ -143,6 +143,20 @@ def test_csv_input_with_attributes(tmp_path):
     (tmp_path / "bad.csv").write_text("photo,actor\nx.png,ann\n")
     with pytest.raises(UserError, match="bad.csv.*image"):
         collect_inputs(tmp_path / "bad.csv")
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("image,actor\nphotos/ann.png,ann\nphotos/bob.png,\n", "line 3: column 'actor' is empty"),
+    ("image,actor\nphotos/ann.png\n", "line 2: column 'actor' is empty"),
+    (",actor\n", "missing column"), (b"\xff\xd8\xff\xe0 a photo", "not a UTF-8 CSV file")])
+def test_a_csv_row_without_an_actor_or_a_file_that_is_no_csv_is_named(tmp_path, content, problem):
+    """An empty actor became an actor named '' that rank could cast; a short row or a photo given as the CSV
+    ended in an AttributeError or UnicodeDecodeError traceback."""
+    csv_file = tmp_path / "actors.csv"
+    csv_file.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for read in (collect_inputs, read_attributes) if "missing" not in problem else (collect_inputs,):
+        with pytest.raises(UserError, match=f"actors.csv: {problem}"):
+            read(csv_file)
 
 
 def test_a_folder_of_actor_folders_is_refused_by_name_or_taken_apart_when_asked(tmp_path):

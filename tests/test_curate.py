@@ -251,6 +251,19 @@ def test_overrides_and_incremental_runs(tmp_path):
         Workspace(out).overrides()
 
 
+def test_a_feature_file_cut_short_or_a_pickle_is_named_not_a_traceback(tmp_path):
+    """A features.npz cut short ended the next curate run in a BadZipFile traceback."""
+    ws = Workspace(tmp_path)
+    ingest_pages(ws, _pages(tmp_path / "pages", [1]), BoxDetector(), CropOptions(side=96, limits=Thresholds(min_face=20)),
+                 Summary())
+    ws.save()
+    whole = (tmp_path / "features.npz").read_bytes()
+    for damaged in (whole[:200], pickle.dumps({"a": 1})):
+        (tmp_path / "features.npz").write_bytes(damaged)
+        with pytest.raises(UserError, match=r"features.npz: unreadable feature file"):
+            Workspace(tmp_path)
+
+
 def _add_face(ws: Workspace, face_id: str, vector: np.ndarray) -> None:
     ws.manifest["faces"][face_id] = {"kind": "drawn", "reason": "", "crop": ws.write_crop(face_id, _face_like())}
     ws.features[face_id] = vector / np.linalg.norm(vector)
@@ -314,6 +327,23 @@ def test_cli_mistakes_exit_2_and_write_nothing(tmp_path):
     result = runner.invoke(app, ["curate", "comics", str(page), "--out", str(out), "--reference", "nobody"])
     assert isinstance(result.exception, UserError) and "NAME=IMAGE" in str(result.exception) and not out.exists()
     assert "overrides.json" in runner.invoke(app, ["curate", "--help"]).output
+
+
+@pytest.mark.parametrize("command, option, value, problem", [
+    ("comics", "--margin", "nan", "finite"), ("comics", "--margin", "1000", "less than or equal to 4"),
+    ("comics", "--size", "100000000", "less than or equal to 4096"), ("comics", "--threshold", "nan", "finite"),
+    ("comics", "--cluster-distance", "-1", "greater than or equal to 0"), ("comics", "--tracking", "bogus", "'offline'"),
+    ("actors", "--radius", "nan", "finite"), ("actors", "--tracking", "bogus", "'offline'")])
+def test_a_mistaken_number_or_mode_is_named_before_anything_is_written(tmp_path, command, option, value, problem):
+    """--margin nan and --size 1e8 ended in a traceback (a 30 PB crop); --tracking bogus was refused only after
+    the pages were curated into --out; --threshold nan kept no face and said nothing."""
+    pages = tmp_path / "p"
+    _pages(pages, [1])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["curate", command, str(pages), "--out", str(out), option, value])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception).startswith(f"{option} ") and problem in str(result.exception)
+    assert not out.exists()
 
 
 def test_a_named_detector_that_cannot_run_is_an_error_and_the_default_says_what_it_left_out(tmp_path):

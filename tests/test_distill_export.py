@@ -66,8 +66,30 @@ def test_a_missing_or_mismatched_checkpoint_is_a_model_load_error(checkpoint, tm
         load_student(tmp_path)
     other = write_checkpoint(tmp_path / "other", ngf=16, depth=3)
     (other / "student.json").write_text((checkpoint / "student.json").read_text())
-    with pytest.raises(ModelLoadError, match="do not match the `student` section"):
+    with pytest.raises(ModelLoadError, match="do not match the `student` section") as info:
         load_student(other)
+    assert "\n" not in str(info.value) and "more)" in str(info.value)  # one line, not 18 of shapes
+
+
+@pytest.mark.parametrize("edit, field", [({"size": 0}, "`size`"), ({"size": "abc"}, "`size`"), ({"size": None}, "`size`"),
+                                         ({"size": 60}, "`size`"), ({"student": 5}, "`student`"),
+                                         ({"student": {"ngf": -1, "depth": 3}}, "`student.ngf`"),
+                                         ({"student": {"ngf": 8, "depth": 300}}, "`student.depth`")])
+def test_a_student_json_with_a_bad_field_is_a_model_load_error_naming_it(checkpoint, tmp_path, edit, field):
+    """These came out as a ValidationError, KeyError, TypeError or ZeroDivisionError traceback from export and infer."""
+    from distill.config import InferConfig
+    from distill.infer import infer
+    from factory.images import encode_png
+
+    folder = write_checkpoint(tmp_path / "ckpt", ngf=8, depth=3, size=64)
+    record = {**json.loads((checkpoint / "student.json").read_text()), **edit}
+    (folder / "student.json").write_text(json.dumps(record))
+    (tmp_path / "a.png").write_bytes(encode_png(np.zeros((64, 64, 3), np.uint8)))
+    with pytest.raises(ModelLoadError, match=f"student.json: cannot load model: field {field}"):
+        export(folder, "onnx", tmp_path / "onnx")
+    with pytest.raises(ModelLoadError, match=f"student.json: cannot load model: field {field}"):
+        infer(folder, [tmp_path / "a.png"], tmp_path / "out", InferConfig.of(mode="face"))
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_student_saved_before_upsample_existed_loads_with_transposed_convolutions(tmp_path):
@@ -77,3 +99,18 @@ def test_a_student_saved_before_upsample_existed_loads_with_transposed_convoluti
     (folder / "student.json").write_text(json.dumps(record))
     model, _ = load_student(folder)
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+
+
+def test_an_export_folder_of_another_student_is_refused_unless_replaced(checkpoint, tmp_path):
+    """A second student's export once replaced student.json beside the first's weights, which then loaded no more."""
+    other = write_checkpoint(tmp_path / "other", ngf=4, depth=3, seed=5)
+    out = tmp_path / "export"
+    export(checkpoint, "safetensors", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UserError, match=r"holds the export of another student .* --overwrite"):
+        export(other, "onnx", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    load_student(out / "student.safetensors")
+    assert export(checkpoint, "onnx", out).is_file()  # the same student: its other formats join it
+    export(other, "onnx", out, replace=True)  # replaced whole: the first student's weights go with it
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["student.json", "student.onnx"]

@@ -189,3 +189,47 @@ def test_on_a_cpu_a_call_holds_one_large_frame_or_several_small_ones(checkpoint,
         inference = Inference(student, InferConfig.of(mode="whole", batch_size=8))
         inference.run(collect_targets([tmp_path / name], tmp_path / f"out_{name}"))
         assert calls == expected_calls, name
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_video_cut_short_by_ctrl_c_or_an_error_leaves_no_output_under_its_name(checkpoint, tmp_path, monkeypatch, stop):
+    """Ctrl-C in the model's thread once closed the open video and renamed it as finished (92 of 275 frames)."""
+    if not VIDEO.is_file():
+        pytest.skip(f"{VIDEO} not present (shared test assets are not part of the repository)")
+    from distill.infer import Student
+    from factory.errors import Interrupted
+
+    calls, call = [], Student.__call__
+
+    def stopping(self, batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise stop("stop")
+        return call(self, batch)
+
+    monkeypatch.setattr(Student, "__call__", stopping)
+    with pytest.raises(Interrupted if stop is KeyboardInterrupt else RuntimeError) as info:
+        infer(checkpoint, [VIDEO], tmp_path / "out", InferConfig.of(batch_size=1, max_frames=12))
+    if stop is KeyboardInterrupt:
+        assert info.value.exit_code == 130 and "0 output(s) written whole" in str(info.value)
+    out = tmp_path / "out"  # the folder goes with the lock when nothing was kept in it
+    assert not out.exists() or not [p.name for p in out.iterdir() if not p.name.startswith(".toonfactory")]
+
+
+def test_an_onnx_model_that_is_not_a_student_is_refused_naming_it(checkpoint, tmp_path):
+    """A foreign .onnx with a student.json beside it ended in onnxruntime's ValueError traceback at its first call."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from factory.errors import ModelLoadError
+
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, "h", "w"]) for n in ("x", "y"))
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "other.onnx")
+    shutil.copy(checkpoint / "student.json", tmp_path / "student.json")
+    (tmp_path / "a.png").write_bytes(encode_png(np.zeros((64, 64, 3), np.uint8)))
+    with pytest.raises(ModelLoadError, match=r"other.onnx: cannot load model: .* this model takes x"):
+        infer(tmp_path / "other.onnx", [tmp_path / "a.png"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import toon_of, write_checkpoint, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
-from distill.train import checkpoints, train  # noqa: E402
+from distill.train import checkpoints, dataset_frame, train  # noqa: E402
 from factory.training import TrainingDiverged  # noqa: E402
 from factory.errors import RecipeError, UserError  # noqa: E402
 
@@ -171,6 +171,43 @@ def test_bad_training_settings_name_their_file_and_field(tmp_path):
         load_training_sections(tmp_path / "bare", None, ["distill.student.widht=3"])
     assert info.value.path == "--set"
     assert load_training_sections(tmp_path / "bare", recipe, ["distill.size=96"])[0].distill.size == 96
+
+
+@pytest.mark.parametrize("record", [[1, 2], {"recipe": {"distill": {}}}, {"hash": "x", "recipe": 5}])
+def test_a_dataset_recipe_json_of_another_shape_is_named(tmp_path, record):
+    """Each ended `train` (and `generate` into the folder) in an AttributeError or KeyError traceback."""
+    from factory.dataset.layout import read_recipe
+    from toonfactory.cli.student import load_training_sections
+
+    (tmp_path / "recipe.json").write_text(json.dumps(record))
+    for read in (lambda: load_training_sections(tmp_path, None, []), lambda: read_recipe(tmp_path)):
+        with pytest.raises(UserError, match=r"recipe.json: not a recipe record of `toonfactory generate`"):
+            read()
+    (tmp_path / "recipe.json").write_text(json.dumps({"hash": "x", "recipe": {"output": 5}}))
+    with pytest.raises(UserError, match=r"recipe.json: field 'recipe.output' is int"):
+        dataset_frame(tmp_path)
+
+
+@pytest.mark.parametrize("override, field, problem", [
+    ("distill.betas=[nan,0.9]", r"distill\.betas\[0\]", "finite"), ("distill.betas=[1.5,0.9]", r"distill\.betas\[0\]", "less than 1"),
+    ("distill.l1_weight=inf", r"distill\.l1_weight", "finite"), ("distill.scale_jitter=nan", r"distill\.scale_jitter", "finite")])
+def test_a_nan_infinite_or_out_of_range_number_is_refused_naming_its_field(tmp_path, override, field, problem):
+    """NaN betas reached Adam as a ValueError traceback; an infinite l1_weight trained until the loss diverged."""
+    from toonfactory.cli.student import load_training_sections
+
+    with pytest.raises(RecipeError, match=rf"{field}: Input should be (a )?{problem}"):
+        load_training_sections(tmp_path / "bare", None, [override])
+
+
+def test_a_batch_too_large_for_this_machine_is_refused_before_anything_is_read(tmp_path):
+    """distill.batch_size=100000 on 8 pairs of 64 px drew 100000 pairs with replacement: 14 GB, minutes of paging."""
+    import os
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    huge = memory // (4 * 9 * 64 * 64 * 4) + 1  # inputs alone over a quarter of the memory
+    with pytest.raises(UserError, match=rf"distill.batch_size {huge}: one batch of 64 px pairs is .* GB of input alone"):
+        train(tiny(batch_size=huge), tmp_path / "nowhere", tmp_path / "out")  # refused before the data is looked at
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_shards_is_a_user_error(tmp_path):

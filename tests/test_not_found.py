@@ -66,3 +66,15 @@ def test_an_assigned_track_id_that_no_video_holds_is_refused_naming_it(tmp_path,
     message = refusal("infer", checkpoint, video, "--out", tmp_path / "o", "--mode", "face", "--embedder", "none",
                       "--detect-every", "4", "--assign", "1=keep", "--assign", "9=keep", "--assign", "12=keep")
     assert message.startswith(f"--assign 9, 12: no such track id in the videos (tracks 1, 2; see {tmp_path / 'o' / 'two.tracks.json'})")
+
+
+def test_the_error_line_names_a_path_with_brackets_as_it_is(tmp_path, checkpoint, monkeypatch, capsys):
+    """The error line went through rich markup: `[draft]a.png` was printed as `a.png`, another file's name."""
+    from toonfactory.cli import main
+
+    missing = tmp_path / "[draft]a.png"
+    monkeypatch.setattr(sys, "argv", ["toonfactory", "infer", str(checkpoint), str(missing), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert f"error: {missing}: input not found" in capsys.readouterr().err.replace("\n", "")

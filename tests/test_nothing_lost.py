@@ -79,6 +79,20 @@ def test_a_gallery_whose_face_leaves_its_folder_is_refused_and_nothing_is_copied
         Gallery.load(tmp_path / "g")
 
 
+@pytest.mark.parametrize("damage", ["pickle", "cut"])
+def test_a_gallery_whose_embeddings_are_a_pickle_or_cut_short_is_refused_naming_the_file(actors, tmp_path, damage):
+    """Both came out of `cast gallery` and `cast rank` as a SafetensorError traceback."""
+    import pickle
+
+    from casting.gallery import Gallery
+
+    gallery_of(actors, tmp_path / "g")
+    (embeddings,) = (tmp_path / "g").glob("embeddings.*.safetensors")
+    embeddings.write_bytes(pickle.dumps({"embeddings": [0.0]}) if damage == "pickle" else embeddings.read_bytes()[:100])
+    with pytest.raises(UserError, match=rf"{embeddings.name}: cannot read the embeddings .*rebuild the gallery"):
+        Gallery.load(tmp_path / "g")
+
+
 def test_a_gallery_inside_its_actors_folder_is_refused(actors, tmp_path):
     for out in (actors, actors / "g"):
         result = runner.invoke(app(), ["cast", "gallery", str(actors), "--out", str(out)])
@@ -276,6 +290,9 @@ def test_an_export_that_fails_its_parity_check_leaves_no_model_to_load(student, 
             export(student, "onnx", tmp_path / "out2", opset=opset)
     with pytest.raises(UserError, match=r"is the checkpoint's own folder"):
         export(student, "safetensors", student)
+    with pytest.raises(UserError, match=r"--tolerance nan: give the max abs difference"):  # NaN let every export pass
+        export(student, "onnx", tmp_path / "out4", tolerance=float("nan"))
+    assert not (tmp_path / "out4").exists()
     assert export(student, "onnx", tmp_path / "out3").name == "student.onnx"
 
 
@@ -682,3 +699,42 @@ def test_an_export_killed_at_its_parity_check_leaves_no_model_to_load_and_the_ne
     assert "student.onnx" not in left and any(n.startswith(".student.onnx.") for n in left), left
     assert export(student, "onnx", out).name == "student.onnx"
     assert sorted(p.name for p in out.iterdir()) == [".toonfactory.made-by", "student.json", "student.onnx"]
+
+
+def test_a_dataset_card_edited_by_hand_is_kept_unless_overwritten(small_dataset, tmp_path):
+    """The card asks for the licence to be written into it; `dataset card` then replaced the edit without a word."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    card = data / "README.md"
+    assert runner.invoke(app(), ["dataset", "card", str(data)]).exit_code == 0  # its own card: written again
+    edited = card.read_text().replace("license: unknown", "license: cc-by-4.0") + "Photos by us, CC BY 4.0.\n"
+    card.write_text(edited)
+    result = runner.invoke(app(), ["dataset", "card", str(data)])
+    assert isinstance(result.exception, UserError) and "edited since toonfactory wrote it" in str(result.exception)
+    assert card.read_text() == edited
+    assert runner.invoke(app(), ["dataset", "card", str(data), "--overwrite"]).exit_code == 0
+    assert "license: unknown" in card.read_text()
+
+
+@pytest.mark.parametrize("damage, field", [(lambda m: m.pop("counts"), "counts"), (lambda m: m.update(recipe=None), "recipe"),
+                                           (lambda m: m.pop("name"), "name"),
+                                           (lambda m: m["counts"].update(planned="x"), "counts.planned")])
+def test_a_manifest_missing_what_the_card_reads_is_named_by_dataset_card_and_filter(small_dataset, tmp_path, damage,
+                                                                                     field):
+    """Each came out of `dataset card` (and some of `dataset filter`) as a KeyError, TypeError or AttributeError traceback."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    damage(manifest)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    (data / "review.json").write_text(json.dumps({"format": "toonfactory-review/1", "recipe_hash": None, "marks": {}}))
+    before = (data / "README.md").read_bytes()
+    for command in (["card", str(data)], ["filter", str(data), "--out", str(tmp_path / "v2"), "--tracking", "none"]):
+        result = runner.invoke(app(), ["dataset", *command])
+        assert isinstance(result.exception, UserError), result.output
+        assert str(result.exception).startswith(f"{data / 'manifest.json'}: field '{field}' is ")
+    assert (data / "README.md").read_bytes() == before and not (tmp_path / "v2").exists()

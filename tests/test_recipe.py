@@ -120,3 +120,11 @@ def test_making_pairs_does_not_need_the_paths_of_later_rooms(tmp_path):
     check_paths(resolved, factory_only=True)  # generate: the student to start from may come later
     with pytest.raises(RecipeError, match=r"distill.init: .*face_student/student.safetensors does not exist"):
         check_paths(resolved)  # run, validate: the whole recipe
+
+
+def test_an_export_opset_the_exporter_refuses_is_refused_by_the_recipe(tmp_path):
+    """export.opset 21 validated, then `toonfactory run` trained the whole student and failed at its export."""
+    path = write(tmp_path, {**GOOD, "export": {}})
+    with pytest.raises(RecipeError, match=r"export\.opset: Input should be less than or equal to 20"):
+        load_recipe(path, ["export.opset=21"])
+    assert load_recipe(path, ["export.opset=20"]).recipe.export.opset == 20

@@ -417,6 +417,21 @@ def test_an_out_that_is_a_file_is_named_for_export_infer_and_cast(tmp_path):
     assert blocker.read_text() == "mine"
 
 
+def test_an_out_that_cannot_be_made_is_named_for_export_and_infer(tmp_path):
+    """/proc takes no folders (even as root, where it passes the writable check): its mkdir's FileNotFoundError
+    was a traceback from every command's folder lock."""
+    from distill.export import export
+    from distill.infer import infer
+
+    checkpoint = write_checkpoint(tmp_path / "ckpt", ngf=4, depth=2, size=32)
+    photo = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
+    for call in (lambda: export(checkpoint, "safetensors", Path("/proc/toonfactory-out")),
+                 lambda: infer(checkpoint, [photo], Path("/proc/toonfactory-out"))):
+        with pytest.raises(UserError, match=r"^--out /proc/toonfactory-out: "):
+            call()
+
+
 def test_resume_from_nowhere_creates_no_folder_and_no_tracking(pairs, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app(), ["train", "--data", str(pairs), "--out", str(out), "--resume", str(tmp_path / "nope"),
@@ -487,6 +502,28 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept_and_how_to_resume(tmp_path,
     lines = [line for line in err.splitlines() if "interrupted" in line]
     assert info.value.code == 130 and "Traceback" not in err
     assert lines == [f"error: interrupted: 1 of 3 shards finished and kept in {out}; re-run the same command to resume"]
+
+
+def test_ctrl_c_in_a_command_without_its_own_message_still_says_one_line(small_dataset, tmp_path, monkeypatch, capsys):
+    """Typer turned Ctrl-C into a silent exit 130 before the CLI's own handler could speak (cast gallery, export...)."""
+    import shutil
+
+    from toonfactory.cli import main
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    monkeypatch.setattr("factory.dataset.card.write_card", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["toonfactory", "dataset", "card", str(data)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "interrupted" in line] == [
+        "interrupted: every file written whole before this is kept, none half-written; re-run the same command to "
+        "finish"]
 
 
 def test_ctrl_c_in_training_says_which_checkpoint_is_kept(pairs, tmp_path):

@@ -181,3 +181,23 @@ def test_cli_fit_profile_and_preview(tmp_path):
     result = runner.invoke(app, ["warp", "preview", str(real_dir / "img1.png"), "--profile", str(tmp_path / "x.json"),
                                  "--out", str(out)])
     assert result.exit_code == 2 or isinstance(result.exception, UserError)
+
+
+def test_cli_warp_never_writes_over_a_folder_or_another_kind_of_file(tmp_path):
+    """--out photo.jpg was replaced by the preview PNG; --out FOLDER ended in an IsADirectoryError traceback."""
+    from toonfactory.cli import app
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(small(folder("faces/deepface") / "img1.jpg")).save(photo)
+    mine = tmp_path / "holiday.jpg"
+    mine.write_bytes(b"my photo")
+    runner = CliRunner()
+    for args, suffix in ((["preview", str(photo)], ".png"),
+                         (["fit-profile", "--real", str(tmp_path), "--toon", str(tmp_path)], ".json")):
+        busy = tmp_path / f"busy{suffix}"
+        busy.mkdir()
+        for out, problem in ((mine, f"expected a {suffix} file"), (busy, "is a folder")):
+            result = runner.invoke(app, ["warp", *args, "--out", str(out)])
+            assert isinstance(result.exception, UserError) and problem in str(result.exception), result.output
+        assert not list(busy.iterdir())
+    assert mine.read_bytes() == b"my photo"

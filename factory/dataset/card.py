@@ -8,15 +8,19 @@ counts, the recipe hash, the teacher, rejects by reason, sources and licence fie
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
+from factory.dataset.layout import check_manifest
 from factory.dataset.reader import manifest_shards, read_member, read_record, shard_members
 from factory.errors import UserError
 from factory.files import write_atomic
 
 CARD = "README.md"
 IMAGE_FIELDS = ("real.png", "toon.png", "mask.png")
+STAMP = "\n<!-- toonfactory card "  # the card's last line: the hash of what is above it
 RECORDS_FOR_FEATURES = 2000  # json records read to infer the struct, spread over the shards
 
 
@@ -128,11 +132,33 @@ pairs = datasets.load_dataset("path/to/this/folder", split="train")
 """
 
 
-def write_card(out: Path, manifest: dict) -> Path:
-    """Write ``out/README.md`` (atomically); identical for identical data."""
+def write_card(out: Path, manifest: dict, replace: bool = False) -> Path:
+    """Write ``out/README.md`` (atomically); identical for identical data. Its last line stamps the hash of
+    the card above it, so a card someone edited (the licence it asks for) is refused, not replaced, unless
+    ``replace``."""
     from huggingface_hub import DatasetCard
 
-    card = DatasetCard(f"---\n{card_metadata(out, manifest).to_yaml()}\n---\n{card_body(manifest)}")
+    check_manifest(out, manifest)
+    text = str(DatasetCard(f"---\n{card_metadata(out, manifest).to_yaml()}\n---\n{card_body(manifest)}"))
     path = Path(out) / CARD
-    write_atomic(path, str(card).encode())
+    if not replace and edited(path, text):
+        raise UserError(f"{path}: edited since toonfactory wrote it (or written by hand); kept as it is: move it "
+                        "away, or `toonfactory dataset card --overwrite` to replace it")
+    write_atomic(path, (text + _stamp(text)).encode())
     return path
+
+
+def _stamp(text: str) -> str:
+    return f"{STAMP}{hashlib.sha256(text.encode()).hexdigest()[:16]} -->\n"
+
+
+def edited(path: Path, text: str) -> bool:
+    """Whether the card at ``path`` is not as toonfactory wrote it: its stamp does not match what it holds.
+    A card without a stamp (written before stamps) counts as unedited when it is ``text`` itself."""
+    if os.path.islink(path) or not path.is_file():
+        return False  # nothing there, or a link, which the write refuses by name
+    held = path.read_bytes().decode(errors="replace")
+    if held == text:
+        return False
+    body = held[:held.rfind(STAMP)]
+    return STAMP not in held or held != body + _stamp(body)

@@ -71,13 +71,43 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_recipe(out: Path) -> dict | None:
-    return read_json(out / RECIPE)
+    """DIR/recipe.json as `generate` wrote it (``hash``, ``recipe`` of sections), None when absent; a damaged one
+    is refused naming the file."""
+    record = read_json(out / RECIPE)
+    if record is None:
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("hash"), str) and isinstance(record.get("recipe"), dict)):
+        raise UserError(f"{out / RECIPE}: not a recipe record of `toonfactory generate` (fields 'hash' and 'recipe', "
+                        "a mapping of sections)")
+    return record
 
 
 def write_recipe(out: Path, resolved) -> None:
     """The resolved recipe and its hash, kept with the output from the first shard on."""
     record = {"hash": resolved.hash, "origin": resolved.origin, "recipe": resolved.to_dict()}
     write_atomic(out / RECIPE, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+MANIFEST_FIELDS = {"name": str, "format": str, "recipe_hash": str, "recipe": dict, "counts": dict, "fields": list, "shards": list}
+COUNTS = {"planned": int, "attempted": int, "accepted": int, "rejected": dict}
+PARENT = {"path": str, "recipe_hash": str, "removed": list}
+
+
+def check_manifest(out: Path, manifest) -> None:
+    """Refuse, naming the field, a finished dataset's manifest that lacks what its readers (the card, `dataset
+    filter`) take: a damaged or hand-made one."""
+    where = Path(out) / MANIFEST
+    parts = [("", manifest, MANIFEST_FIELDS)]
+    if isinstance(manifest, dict):
+        parts += [("counts.", manifest.get("counts"), COUNTS)] + (
+            [("parent.", manifest["parent"], PARENT)] if "parent" in manifest else [])
+    for prefix, record, fields in parts:
+        for name, kind in fields.items():
+            value = record.get(name) if isinstance(record, dict) else None
+            if not isinstance(value, kind) or isinstance(value, bool):
+                found = type(value).__name__ if isinstance(record, dict) and name in record else "missing"
+                raise UserError(f"{where}: field '{prefix}{name}' is {found}, expected {kind.__name__}; a dataset's "
+                                "manifest is written by `toonfactory generate`")
 
 
 def read_manifest(out: Path) -> dict | None:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from factory.dataset.layout import MANIFEST, RECIPE, read_manifest, shard_outputs
+from factory.dataset.layout import MANIFEST, RECIPE, check_manifest, read_manifest, shard_outputs
 from factory.dataset.manifest import seal
 from factory.dataset.reader import manifest_shards, read_member, shard_members
 from factory.dataset.review import read_review
@@ -35,6 +35,7 @@ def _check(src: Path, review_file: Path, out: Path) -> tuple[dict, dict]:
     if manifest is None:
         raise UserError(f"{src / MANIFEST}: not found; only a finished dataset (made by `toonfactory generate`) "
                         "can be filtered")
+    check_manifest(src, manifest)
     manifest_shards(src, manifest)
     if not review_file.is_file():
         raise UserError(f"--review {review_file}: not found (mark pairs in `toonfactory view {src}` first)")

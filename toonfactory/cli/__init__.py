@@ -9,6 +9,7 @@ import signal
 import sys
 
 import typer
+from rich.markup import escape
 
 from factory.errors import UserError
 from toonfactory.cli import adapt, cast, curate, dataset, generate, pages, student, style, warp
@@ -50,16 +51,21 @@ def main():
     try:
         app()  # click handles usage errors itself (exit 2)
     except UserError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # a [name] stays in
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # before a command knew what it had made: finished work is on disk as it was
         console.print("interrupted before anything was finished; re-run the same command to start again")
         sys.exit(130)
+    except SystemExit as exc:  # typer ends a Ctrl-C it sees in a command with exit 130 and no word
+        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt):
+            console.print("interrupted: every file written whole before this is kept, none half-written; re-run the "
+                          "same command to finish", highlight=False, soft_wrap=True)
+        raise
     except OSError as exc:  # a full disk or a read-only folder under any command: one line naming the file
         if exc.errno not in FILE_TROUBLE:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        console.print(f"[red]error:[/red] {where}{exc.strerror or exc}; every file written whole before this is kept, "
+        console.print(f"[red]error:[/red] {escape(where + str(exc.strerror or exc))}; every file written whole before this is kept, "
                       "nothing half-written replaced a file; fix this and re-run the same command",
                       highlight=False, soft_wrap=True)
         sys.exit(2)

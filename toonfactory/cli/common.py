@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -65,6 +66,19 @@ def _writes_to_fd2(stream) -> bool:
         return stream.fileno() == 2
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def check_out_file(out: Path, suffix: str, inputs: list[Path]) -> None:
+    """``--out`` must be a file path with ``suffix`` whose folder can be made, and no input (checked before any
+    work): a folder or another kind of file (a photo) there is never written over."""
+    from factory.files import refuse_link, refuse_out_in_inputs
+
+    if out.suffix.lower() != suffix:
+        raise UserError(f"{out}: --out: expected a {suffix} file")
+    if out.is_dir():
+        raise UserError(f"{out}: --out: is a folder")
+    refuse_out_in_inputs(out, inputs)
+    refuse_link(out)
 
 
 def refuse_missing(paths, name: str) -> None:

@@ -24,13 +24,19 @@ SuperresOption = typer.Option(None, "--superres", help="Real-ESRGAN compact weig
 TrackingOption = typer.Option("offline", help="ClearML dataset version: offline (default), auto, server or none")
 
 
+def _checked(**options) -> None:
+    """The curate options, each mistaken one named, before anything is read or written."""
+    from curate.run import CurateOptions
+    from factory.config import validate_options
+
+    validate_options(CurateOptions, options)
+
+
 def _crop_options(margin: float, size: int, min_face: int, superres: Optional[Path]):
     from curate.filters import Thresholds
     from curate.run import CropOptions
     from curate.superres import SuperResolver
 
-    if margin < 1.0:
-        raise typer.BadParameter(f"{margin} < 1 would cut the face", param_hint="--margin")
     return CropOptions(margin=margin, side=size, limits=Thresholds(min_face=min_face),
                        superres=SuperResolver(superres) if superres else None)
 
@@ -77,6 +83,7 @@ def comics(
     from factory.files import refuse_out_in_inputs
     from factory.images import named_files
 
+    _checked(margin=margin, size=size, threshold=threshold, cluster_distance=cluster_distance, tracking=tracking)
     refuse_missing([cascade], "--cascade")
     named = _references(reference or [])
     files = named_files(inputs)
@@ -126,6 +133,7 @@ def actors(
     from factory.files import refuse_out_in_inputs
     from factory.models.embedding import build_embedder
 
+    _checked(margin=margin, size=size, radius=radius, tracking=tracking)
     chain = DetectorChain(detector, min_size=max(min_face // 2, 8))
     model = build_embedder(embedder)
     options = _crop_options(margin, size, min_face, superres)
@@ -153,11 +161,8 @@ def _advance(bar: Progress, task, lines: ProgressLines):
 
 
 def _register(ws, mode: str, settings: dict) -> None:
-    from factory.errors import UserError
     from factory.tracking import TrackingConfig, start_tracking
 
-    if mode not in ("offline", "auto", "server", "none"):
-        raise UserError(f"--tracking {mode!r}: choose offline, auto, server or none")
     with start_tracking(TrackingConfig(mode=mode), name="curate", recipe=settings, recipe_hash=None,
                         out_dir=ws.root) as tracker:
         tracker.register_dataset(ws.root, "curate", ws.published_files())

@@ -67,12 +67,12 @@ def map_(dataset_dir: Path, by: str = typer.Option("character", help="colour by 
 
 
 @app.command("card")
-def card(dataset_dir: Path):
-    """(Re)write DIR/README.md, the Hugging Face dataset card, from the manifest."""
+def card(dataset_dir: Path, overwrite: bool = typer.Option(False, "--overwrite", help="replace a README.md edited by hand")):
+    """(Re)write DIR/README.md, the Hugging Face dataset card, from the manifest; a card edited since is kept."""
     from factory.dataset.card import write_card
     from factory.dataset.layout import MANIFEST, read_manifest
 
     manifest = read_manifest(dataset_dir)
     if manifest is None:
         raise UserError(f"{dataset_dir / MANIFEST}: not found; the card is written once a run is finished")
-    console.print(f"[green]card[/green] {write_card(dataset_dir, manifest)}")
+    console.print(f"[green]card[/green] {write_card(dataset_dir, manifest, overwrite)}")

@@ -178,7 +178,7 @@ def run(recipe: Path, out: Path = OutOption, set_: Optional[List[str]] = SetOpti
     console.print(f"[green]student[/green] {checkpoint}")
     if config.export is not None and rank == 0:
         export_formats(checkpoint, config.export.formats, out / "student" / "export", config.export.opset,
-                       config.export.tolerance)
+                       config.export.tolerance, replace=True)  # the run's own export: its newer student replaces it
 
 
 @app.command()

@@ -92,7 +92,7 @@ def train_tracked(config, data: Path, out: Path, resume: str | None, tracking, r
     if rank == 0:
         console.print(f"settings: {source}; size {config.size}, steps {config.steps}, batch {config.batch_size}, "
                       f"student ngf {config.student.ngf}", markup=False, highlight=False, soft_wrap=True)
-    prepare_training(data, out, resume, overwrite)
+    prepare_training(config, data, out, resume, overwrite)
     finished = finished_checkpoint(config, out, resume)
     if finished is not None:  # no bar counting from 0 to a training that does nothing
         if rank == 0:
@@ -148,16 +148,19 @@ def export_command(
     out: Optional[Path] = typer.Option(None, help="output folder (default: CHECKPOINT/export)"),
     opset: int = typer.Option(17, help="ONNX opset"),
     tolerance: float = typer.Option(1e-3, help="max abs difference allowed against PyTorch"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace another student's export already in --out"),
 ):
     """Export the student; ONNX and TorchScript are checked against PyTorch on random inputs."""
-    export_formats(checkpoint, format, out or Path(checkpoint) / "export", opset, tolerance)
+    export_formats(checkpoint, format, out or Path(checkpoint) / "export", opset, tolerance, overwrite)
 
 
-def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, tolerance: float) -> None:
+def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, tolerance: float,
+                   replace: bool = False) -> None:
     from distill.export import export
 
     for name in formats:
-        console.print(f"[green]{name}[/green] {export(checkpoint, name, out, opset=opset, tolerance=tolerance)}")
+        path = export(checkpoint, name, out, opset=opset, tolerance=tolerance, replace=replace)
+        console.print(f"[green]{name}[/green] {path}")
 
 
 def _about(name: str) -> str:

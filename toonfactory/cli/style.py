@@ -8,21 +8,9 @@ from typing import List, Optional
 import typer
 
 from factory.errors import UserError
-from toonfactory.cli.common import console
+from toonfactory.cli.common import check_out_file, console
 
 app = typer.Typer(no_args_is_help=True, help="Webtoon drawing styles for the `webtoon` teacher.")
-
-
-def _check_out(out: Path, suffix: str, inputs: list[Path]) -> None:
-    """``--out`` must be a file path with ``suffix`` whose folder can be made, and no input (checked before any work)."""
-    from factory.files import refuse_link, refuse_out_in_inputs
-
-    if out.suffix.lower() != suffix:
-        raise UserError(f"{out}: --out: expected a {suffix} file")
-    if out.is_dir():
-        raise UserError(f"{out}: --out: is a folder")
-    refuse_out_in_inputs(out, inputs)
-    refuse_link(out)
 
 
 @app.command()
@@ -35,7 +23,7 @@ def fit(
     """Estimate a webtoon style (skin and ink colours, shadows, lines, eyes, backgrounds) from images."""
     from factory.teachers.webtoon_fit import fit_style_from_folder
 
-    _check_out(out, ".json", [toon])
+    check_out_file(out, ".json", [toon])
     if not toon.is_dir():
         raise UserError(f"{toon}: --toon: not a folder of webtoon images")
     style, report = fit_style_from_folder(toon, exclude=exclude or [], name=name)
@@ -64,7 +52,7 @@ def preview(
     from factory.teachers.webtoon_fit import preview as draw_preview
     from factory.teachers.webtoon_style import load_style
 
-    _check_out(out, ".png", [photo, *style])
+    check_out_file(out, ".png", [photo, *style])
     styles = {"default": load_style()}
     for path in style:
         fitted = load_style(path, field="--style")

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from factory.errors import UserError
-from toonfactory.cli.common import console
+from toonfactory.cli.common import check_out_file, console
 
 app = typer.Typer(no_args_is_help=True, help="Face geometry warps between human and webtoon faces.")
 
@@ -41,12 +41,12 @@ def fit_profile(
 ):
     """Estimate a geometry profile (mean webtoon vs human landmark displacement) from two image sets."""
     from factory.faces import build_detector
-    from factory.files import refuse_out_in_inputs, write_atomic
+    from factory.files import write_atomic
     from warping.profile import ProfileError, fit_profile as fit
 
     if detector not in ("mediapipe", "dlib"):
         raise UserError(f"--detector: choose mediapipe or dlib, got {detector!r}")
-    refuse_out_in_inputs(out, [real, toon])
+    check_out_file(out, ".json", [real, toon])
     found = build_detector(detector)
     real_shapes, real_missed = _shapes(real, "--real", found, exclude or [])
     toon_shapes, toon_missed = _shapes(toon, "--toon", found, exclude or [])
@@ -78,7 +78,7 @@ def preview(
     import cv2
 
     from factory.faces import build_detector
-    from factory.files import refuse_out_in_inputs, write_atomic
+    from factory.files import write_atomic
     from factory.images import BadImage, encode_png, read_image
     from factory.stages.warp import face68, load_profile
     from warping.warp import build_warp
@@ -87,7 +87,7 @@ def preview(
         raise UserError(f"--method: choose tps or pa, got {method!r}")
     if detector not in ("mediapipe", "dlib"):
         raise UserError(f"--detector: choose mediapipe or dlib, got {detector!r}")
-    refuse_out_in_inputs(out, [image, *([profile] if profile else [])])
+    check_out_file(out, ".png", [image, *([profile] if profile else [])])
     geometry = load_profile(profile, field="--profile")
     try:
         picture = read_image(image)
