@@ -8,6 +8,7 @@ safetensors and everything else to JSON: nothing is ever unpickled.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 
 from factory.errors import UserError
 from factory.files import refuse_link, subfolder
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(UserError):
@@ -51,13 +54,18 @@ class CheckpointFolder:
         return staging
 
     def finish(self, step: int) -> Path:
-        """The staged folder renamed over ``step``'s final name; the oldest beyond ``keep`` removed."""
+        """The staged folder renamed over ``step``'s final name; the oldest beyond ``keep`` removed, but for one
+        that holds a folder someone made in it (an export)."""
         final = self.final(step)
         if refuse_link(final).exists():
             shutil.rmtree(final)
         self.staging(step).rename(final)
         if self.keep:
             for old in self.all()[: -self.keep]:
+                made = [p.name for p in old.iterdir() if p.is_dir()]  # a checkpoint holds files only
+                if made:  # an export made into it (`toonfactory export`'s default CHECKPOINT/export): kept whole
+                    log.info("%s: kept beyond the last %d checkpoints: it holds %s", old, self.keep, ", ".join(made))
+                    continue
                 shutil.rmtree(old)
         return final
 

@@ -422,3 +422,17 @@ def test_input_grain_roughens_the_photo_side_only():
 def test_a_student_records_that_it_learnt_from_face_crops(tiny_dataset, tmp_path):
     checkpoint = train(tiny(steps=1, save_every=1), tiny_dataset, tmp_path)
     assert json.loads((checkpoint / "student.json").read_text())["frame"] == "face"  # infer converts faces by default
+
+
+def test_a_checkpoint_exported_into_is_not_pruned_with_the_old_ones(dataset, tmp_path):
+    """`toonfactory export CHECKPOINT` writes CHECKPOINT/export; resuming pruned that step, export and all."""
+    from distill.export import export
+
+    out = tmp_path / "run"
+    train(tiny(steps=2, save_every=1, keep_checkpoints=1), dataset, out)
+    first = out / "checkpoints" / "step_0000001"
+    assert not first.exists()  # pruned as usual
+    exported = export(out / "checkpoints" / "step_0000002", "onnx", out / "checkpoints" / "step_0000002" / "export")
+    train(tiny(steps=4, save_every=1, keep_checkpoints=1), dataset, out, resume="latest")
+    assert [p.name for p in checkpoints(out)] == ["step_0000002", "step_0000004"]
+    assert exported.is_file() and (exported.parent.parent / "student.safetensors").is_file()
