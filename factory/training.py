@@ -54,20 +54,34 @@ class CheckpointFolder:
         return staging
 
     def finish(self, step: int) -> Path:
-        """The staged folder renamed over ``step``'s final name; the oldest beyond ``keep`` removed, but for one
-        that holds a folder someone made in it (an export)."""
+        """The staged folder renamed over ``step``'s final name; the oldest beyond ``keep`` removed. A folder that
+        holds one someone made in it (an export) is never removed: pruning skips it, and one saved over (a resume
+        from an older step) moves to ``replaced/``."""
         final = self.final(step)
         if refuse_link(final).exists():
-            shutil.rmtree(final)
+            if _made_in(final):
+                aside = self._aside(final)
+                final.rename(aside)
+                log.warning("%s: held %s; moved to %s before this run's step %d took its name", final,
+                            ", ".join(_made_in(aside)), aside, step)
+            else:
+                shutil.rmtree(final)
         self.staging(step).rename(final)
         if self.keep:
             for old in self.all()[: -self.keep]:
-                made = [p.name for p in old.iterdir() if p.is_dir()]  # a checkpoint holds files only
-                if made:  # an export made into it (`toonfactory export`'s default CHECKPOINT/export): kept whole
-                    log.info("%s: kept beyond the last %d checkpoints: it holds %s", old, self.keep, ", ".join(made))
+                if _made_in(old):  # an export made into it (`toonfactory export`'s default CHECKPOINT/export): kept whole
+                    log.info("%s: kept beyond the last %d checkpoints: it holds %s", old, self.keep, ", ".join(_made_in(old)))
                     continue
                 shutil.rmtree(old)
         return final
+
+    def _aside(self, final: Path) -> Path:
+        """A free name under ``replaced/`` for ``final`` (step_0000500-1, -2, ...)."""
+        folder = subfolder(self.root, "replaced")
+        n = 1
+        while (folder / f"{final.name}-{n}").exists():
+            n += 1
+        return folder / f"{final.name}-{n}"
 
     def diverged(self, where: str, step: int, losses: dict[str, float], advice: str) -> TrainingDiverged:
         """The error for a non-finite loss at ``step``, naming the checkpoint a resume would start from."""
@@ -75,6 +89,11 @@ class CheckpointFolder:
         kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was saved yet"
         shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         return TrainingDiverged(f"{where}: training diverged at step {step} (non-finite loss: {shown}); {kept}. {advice}")
+
+
+def _made_in(checkpoint: Path) -> list[str]:
+    """The folders in a checkpoint folder, which holds files only unless someone made one there (an export)."""
+    return sorted(p.name for p in checkpoint.iterdir() if p.is_dir())
 
 
 def optimizer_state(optimizer, prefix: str) -> tuple[dict, dict]:

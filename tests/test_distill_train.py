@@ -436,3 +436,23 @@ def test_a_checkpoint_exported_into_is_not_pruned_with_the_old_ones(dataset, tmp
     train(tiny(steps=4, save_every=1, keep_checkpoints=1), dataset, out, resume="latest")
     assert [p.name for p in checkpoints(out)] == ["step_0000002", "step_0000004"]
     assert exported.is_file() and (exported.parent.parent / "student.safetensors").is_file()
+
+
+def test_a_checkpoint_exported_into_is_moved_aside_when_a_resume_saves_its_step_again(dataset, tmp_path):
+    """Resuming from an older step saves the later steps again; one holding an export was deleted, export and all."""
+    import shutil
+
+    from distill.export import export
+
+    out = tmp_path / "run"
+    train(tiny(steps=2, save_every=1), dataset, out)
+    step1, step2 = out / "checkpoints" / "step_0000001", out / "checkpoints" / "step_0000002"
+    exported = export(step2, "onnx", step2 / "export")
+    held = exported.read_bytes()
+    shutil.copytree(step1, tmp_path / "older")
+    train(tiny(steps=2, save_every=1), dataset, out, resume=str(tmp_path / "older"))
+    aside = out / "checkpoints" / "replaced" / "step_0000002-1"
+    assert (aside / "export" / exported.name).read_bytes() == held
+    assert (aside / "student.safetensors").is_file()  # the weights it was exported from go with it
+    assert not (step2 / "export").exists() and (step2 / "student.safetensors").is_file()
+    assert [p.name for p in checkpoints(out)] == ["step_0000001", "step_0000002"]
