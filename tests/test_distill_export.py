@@ -114,3 +114,18 @@ def test_an_export_folder_of_another_student_is_refused_unless_replaced(checkpoi
     assert export(checkpoint, "onnx", out).is_file()  # the same student: its other formats join it
     export(other, "onnx", out, replace=True)  # replaced whole: the first student's weights go with it
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["student.json", "student.onnx"]
+
+
+def test_export_of_a_weights_file_goes_to_an_export_folder_beside_its_folder(tmp_path):
+    """Given student.safetensors itself, the default --out was FILE/export, refused as "not a folder", naming an
+    option the user never gave."""
+    from typer.testing import CliRunner
+
+    from toonfactory.cli import app
+
+    folder = write_checkpoint(tmp_path / "ckpt", ngf=4, depth=2, size=32)
+    result = CliRunner().invoke(app, ["export", str(folder / "student.safetensors"), "--format", "safetensors"])
+    assert result.exit_code == 0, result.output
+    model, _ = load_student(folder / "export" / "student.safetensors")
+    reference, _ = load_student(folder)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))

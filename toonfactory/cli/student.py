@@ -151,7 +151,9 @@ def export_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace another student's export already in --out"),
 ):
     """Export the student; ONNX and TorchScript are checked against PyTorch on random inputs."""
-    export_formats(checkpoint, format, out or Path(checkpoint) / "export", opset, tolerance, overwrite)
+    given = Path(checkpoint)
+    default = (given if given.is_dir() else given.parent) / "export"  # a weights file given: beside its folder
+    export_formats(checkpoint, format, out or default, opset, tolerance, overwrite)
 
 
 def export_formats(checkpoint: Path, formats: list[str], out: Path, opset: int, tolerance: float,
