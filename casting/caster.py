@@ -35,7 +35,7 @@ class CastConfig(Strict):
     embedder: str = Field("dlib", description="the gallery's embedder: 'dlib' or its ONNX model (its settings, "
                                               "such as jitters and colour, come from the gallery)")
     detector: str = Field("dlib,mediapipe", description="face detectors tried in order, comma-separated")
-    min_face: int = Field(40, description="smallest face side in pixels")
+    min_face: int = Field(40, ge=8, description="smallest face side in pixels")
     realify: Path | None = Field(None, description="toon2real model: .onnx, a student checkpoint, or a teacher .yaml")
     unwarp: str | None = Field(None, description="undo webtoon geometry first: 'auto' (strength fitted per face, none "
                                                  "for human proportions; 'auto:PROFILE.json'), 'default' or a profile .json")

@@ -59,6 +59,7 @@ def test_the_infer_command_names_a_mistaken_option_before_loading_anything(tmp_p
 @pytest.mark.parametrize("options, said", [
     ({"min_z": float("nan")}, "--min-z nan: Input should be a finite number"),
     ({"top": 0}, "--top 0: Input should be greater than or equal to 1"),
+    ({"min_face": -5}, "--min-face -5: Input should be greater than or equal to 8"),
     ({"face": "left"}, "--face: 'left' is not largest, all, or a face number"),
     ({"where": ["gender"]}, "--where: 'gender' is not key=value"),
     ({"unwarp": "strong"}, "--unwarp: 'strong' is not auto"),

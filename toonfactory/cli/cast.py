@@ -25,7 +25,7 @@ def gallery(
     attributes: Optional[Path] = typer.Option(None, help="CSV with an actor column and attribute columns (e.g. gender)"),
     embedder: str = EmbedderOption,
     detector: str = typer.Option("dlib,mediapipe", help=DETECTOR_HELP),
-    min_face: int = typer.Option(40, help="smallest face side in pixels"),
+    min_face: int = typer.Option(40, min=8, help="smallest face side in pixels"),
     jitters: Optional[int] = typer.Option(None, help="dlib: average each descriptor over N jittered views "
                                           "(default 10 for a new gallery; N+1 times slower)"),
     colour: Optional[str] = typer.Option(None, help="'gray' (default for a new gallery: a drawing's colours are "
