@@ -81,11 +81,14 @@ def prepare_training(config: DistillConfig, data_dir: Path, out_dir: Path, resum
                         "continue its run with --resume latest, replace it with --overwrite, or choose a new folder")
 
 
+PAIR_CHANNELS = 7  # a batch in memory: source, target and the face mask, stacked (distill.data.augment_pairs)
+
+
 def refuse_oversized_batch(config: DistillConfig) -> None:
     """A batch whose input floats alone would take over a quarter of this machine's memory is refused before
     anything is read: distill.batch_size=100000 on 8 pairs of 64 px (drawn with replacement) asked for 15 GB."""
-    side = config.crop or config.size
-    batch = config.batch_size * 9 * side * side * 4  # source, target and face mask channels, float32
+    side = config.size  # a batch is augmented whole, then cropped to its windows
+    batch = config.batch_size * PAIR_CHANNELS * side * side * 4  # float32
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if 4 * batch > memory:
         raise UserError(f"distill.batch_size {config.batch_size}: one batch of {side} px pairs is {batch / 2**30:.1f} GB "

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from distill_fixtures import toon_of, write_checkpoint, write_dataset  # noqa: E402
 
 from distill.config import DistillConfig  # noqa: E402
-from distill.train import checkpoints, dataset_frame, train  # noqa: E402
+from distill.train import PAIR_CHANNELS, checkpoints, dataset_frame, train  # noqa: E402
 from factory.training import TrainingDiverged  # noqa: E402
 from factory.errors import RecipeError, UserError  # noqa: E402
 
@@ -204,7 +204,7 @@ def test_a_batch_too_large_for_this_machine_is_refused_before_anything_is_read(t
     import os
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    huge = memory // (4 * 9 * 64 * 64 * 4) + 1  # inputs alone over a quarter of the memory
+    huge = memory // (4 * PAIR_CHANNELS * 64 * 64 * 4) + 1  # inputs alone over a quarter of the memory
     with pytest.raises(UserError, match=rf"distill.batch_size {huge}: one batch of 64 px pairs is .* GB of input alone"):
         train(tiny(batch_size=huge), tmp_path / "nowhere", tmp_path / "out")  # refused before the data is looked at
     assert not (tmp_path / "out").exists()
