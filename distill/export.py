@@ -59,13 +59,15 @@ def checked_record(record, where) -> dict:
         raise ModelLoadError(where, "field `architecture` must be pix2pix-unet, with a `student` section")
     if not isinstance(record["student"], dict):
         raise ModelLoadError(where, "field `student` must be a section (ngf, depth, ...)")
-    try:  # the student section as load_student builds it
-        config = DistillConfig.model_validate({"size": record.get("size"), "student": {"upsample": "transpose", **record["student"]}})
+    # Students saved before `upsample` existed were all built with transposed convolutions.
+    student = {"upsample": "transpose", **record["student"]}
+    try:
+        config = DistillConfig.model_validate({"size": record.get("size"), "student": student})
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(map(str, error["loc"]))
         raise ModelLoadError(where, f"field `{field or 'size'}`: {error['msg']}") from None
-    return {**record, "size": config.size}
+    return {**record, "size": config.size, "student": student}
 
 
 def load_student(path: Path):
@@ -78,8 +80,7 @@ def load_student(path: Path):
 
     weights, config_path = student_files(path)
     record = read_record(config_path)
-    # Students saved before `upsample` existed were all built with transposed convolutions.
-    model = UNetGenerator(StudentConfig(**{"upsample": "transpose", **record["student"]}))
+    model = UNetGenerator(StudentConfig(**record["student"]))
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as exc:

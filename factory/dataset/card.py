@@ -160,5 +160,7 @@ def edited(path: Path, text: str) -> bool:
     held = path.read_bytes().decode(errors="replace")
     if held == text:
         return False
+    if STAMP not in held:
+        return True
     body = held[:held.rfind(STAMP)]
-    return STAMP not in held or held != body + _stamp(body)
+    return held != body + _stamp(body)
